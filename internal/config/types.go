@@ -1,0 +1,94 @@
+// Package config loads sluice's TOML configuration. It reads pgcat's pgcat.toml unchanged: the same
+// sections, keys and meanings, with sluice's own keys beside them.
+package config
+
+import "time"
+
+// Config is a loaded, defaulted and validated configuration. It is immutable once returned by Load:
+// a reload builds a new Config and the caller diffs the two.
+type Config struct {
+	// Path is the file the configuration was read from.
+	Path    string
+	General General
+	// Pools is keyed by the database name clients put in their startup packet.
+	Pools map[string]*Pool
+}
+
+// General is the [general] section.
+type General struct {
+	Host          string // listen address, default "0.0.0.0"
+	Port          int    // default 6432
+	UnixSocketDir string // "" disables the Unix socket; the socket is DIR/.s.PGSQL.PORT
+
+	ConnectTimeout                 time.Duration // pgcat: connect_timeout, milliseconds in the file; default 5s
+	IdleTimeout                    time.Duration // server idle timeout; pgcat idle_timeout ms; default 10m
+	ServerLifetime                 time.Duration // pgcat server_lifetime ms; default 1h
+	IdleClientInTransactionTimeout time.Duration // pgcat ms; 0 = off
+	ShutdownTimeout                time.Duration // pgcat ms; default 60s
+	QueryWaitTimeout               time.Duration // sluice: wait for a server from the pool; default 120s (PgBouncer's)
+	ClientLoginTimeout             time.Duration // sluice: startup+auth must finish within; default 60s
+	HealthcheckTimeout             time.Duration // pgcat ms; default 1s
+	HealthcheckDelay               time.Duration // pgcat ms; default 30s
+	BanTime                        time.Duration // pgcat seconds; default 60s
+
+	TCPKeepalivesIdle     time.Duration // pgcat tcp_keepalives_idle seconds; default 5s
+	TCPKeepalivesCount    int           // default 5
+	TCPKeepalivesInterval time.Duration // pgcat seconds; default 5s
+
+	MaxClientConn  int // sluice: default 10000; beyond it clients get FATAL 53300
+	MaxMessageSize int // sluice: bytes, default 256 MiB; a larger message is 08P01
+
+	ServerResetQuery string // default "DISCARD ALL", session mode only
+
+	AdminUsername string
+	AdminPassword string
+
+	LogClientConnections    bool
+	LogClientDisconnections bool
+}
+
+// Pool is one [pools.<db>] section.
+type Pool struct {
+	// Name is the database name clients connect with (the section name).
+	Name     string
+	PoolMode string // "transaction" (default) or "session"
+	// Users in the order of their section keys ("0", "1", ...).
+	Users []*User
+	// Shards in shard-number order: Shards[0] is [pools.<db>.shards.0].
+	Shards []*Shard
+}
+
+// User is one [pools.<db>.users.<n>] section.
+type User struct {
+	Username         string
+	Password         string
+	PoolSize         int    // default 10 (? see docs)
+	MinPoolSize      int    // default 0
+	PoolMode         string // "" = the pool's mode
+	StatementTimeout time.Duration
+	ServerUsername   string // "" = Username
+	ServerPassword   string // "" = Password
+}
+
+// Shard is one [pools.<db>.shards.<n>] section.
+type Shard struct {
+	Database string // the database name on the servers
+	Servers  []Server
+}
+
+// Server is one entry of a shard's servers list: ["host", port, "primary"|"replica"].
+type Server struct {
+	Host string
+	Port int
+	Role string // "primary" or "replica"
+}
+
+// Warning is a non-fatal finding of Load, such as a pgcat key sluice does not implement yet.
+type Warning struct {
+	File string
+	Line int
+	Key  string // dotted key, e.g. "general.autoreload"
+	Msg  string
+}
+
+func (w Warning) String() string { return formatPos(w.File, w.Line) + w.Key + ": " + w.Msg }
