@@ -62,7 +62,7 @@ type Pool struct {
 type User struct {
 	Username         string
 	Password         string
-	PoolSize         int    // default 10 (? see docs)
+	PoolSize         int    // default 10, at least 1
 	MinPoolSize      int    // default 0
 	PoolMode         string // "" = the pool's mode
 	StatementTimeout time.Duration

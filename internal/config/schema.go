@@ -1,0 +1,408 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// Values of Pool.PoolMode, User.PoolMode and Server.Role after Load. Load accepts the spellings
+// pgcat accepts ("Session", "Primary", ...) and stores these.
+const (
+	PoolModeSession     = "session"
+	PoolModeTransaction = "transaction"
+
+	RolePrimary = "primary"
+	RoleReplica = "replica"
+)
+
+// The defaults Load fills in for keys a file leaves out. They are sluice's, documented in
+// docs/configuration.md; pgcat's code has other defaults in places (port 5432, for one).
+const (
+	defaultPoolSize    = 10
+	defaultPoolMode    = PoolModeTransaction
+	maxMessageSizeMin  = 1024
+	maxMessageSizeMax  = 1 << 30 // Postgres cannot take a message of 1 GiB or more anyway
+	defaultMessageSize = 256 << 20
+)
+
+func defaultGeneral() General {
+	return General{
+		Host:                           "0.0.0.0",
+		Port:                           6432,
+		ConnectTimeout:                 5 * time.Second,
+		IdleTimeout:                    10 * time.Minute,
+		ServerLifetime:                 time.Hour,
+		IdleClientInTransactionTimeout: 0,
+		ShutdownTimeout:                60 * time.Second,
+		QueryWaitTimeout:               120 * time.Second,
+		ClientLoginTimeout:             60 * time.Second,
+		HealthcheckTimeout:             time.Second,
+		HealthcheckDelay:               30 * time.Second,
+		BanTime:                        60 * time.Second,
+		TCPKeepalivesIdle:              5 * time.Second,
+		TCPKeepalivesCount:             5,
+		TCPKeepalivesInterval:          5 * time.Second,
+		MaxClientConn:                  10000,
+		MaxMessageSize:                 defaultMessageSize,
+		ServerResetQuery:               "DISCARD ALL",
+	}
+}
+
+// A setter stores one TOML value into a field of T. Its error is a message for the user, without
+// the file, line or key, which the caller adds.
+type setter[T any] func(dst *T, v any) error
+
+// The keys sluice implements, per section. Subsections (users, shards) and the shard's servers
+// list are decoded by hand in load.go; they are listed in the *Tables variables so that they count
+// as known keys.
+var (
+	generalKeys = map[string]setter[General]{
+		"host":            stringKey(func(g *General) *string { return &g.Host }),
+		"port":            intKey(1, 65535, func(g *General) *int { return &g.Port }),
+		"unix_socket_dir": stringKey(func(g *General) *string { return &g.UnixSocketDir }),
+
+		"connect_timeout":                    durationKey(time.Millisecond, 1, func(g *General) *time.Duration { return &g.ConnectTimeout }),
+		"idle_timeout":                       durationKey(time.Millisecond, 0, func(g *General) *time.Duration { return &g.IdleTimeout }),
+		"server_lifetime":                    durationKey(time.Millisecond, 0, func(g *General) *time.Duration { return &g.ServerLifetime }),
+		"idle_client_in_transaction_timeout": durationKey(time.Millisecond, 0, func(g *General) *time.Duration { return &g.IdleClientInTransactionTimeout }),
+		"shutdown_timeout":                   durationKey(time.Millisecond, 0, func(g *General) *time.Duration { return &g.ShutdownTimeout }),
+		"query_wait_timeout":                 durationKey(time.Millisecond, 0, func(g *General) *time.Duration { return &g.QueryWaitTimeout }),
+		"client_login_timeout":               durationKey(time.Millisecond, 0, func(g *General) *time.Duration { return &g.ClientLoginTimeout }),
+		"healthcheck_timeout":                durationKey(time.Millisecond, 1, func(g *General) *time.Duration { return &g.HealthcheckTimeout }),
+		"healthcheck_delay":                  durationKey(time.Millisecond, 0, func(g *General) *time.Duration { return &g.HealthcheckDelay }),
+		"ban_time":                           durationKey(time.Second, 0, func(g *General) *time.Duration { return &g.BanTime }),
+
+		"tcp_keepalives_idle":     durationKey(time.Second, 1, func(g *General) *time.Duration { return &g.TCPKeepalivesIdle }),
+		"tcp_keepalives_count":    intKey(1, math.MaxInt32, func(g *General) *int { return &g.TCPKeepalivesCount }),
+		"tcp_keepalives_interval": durationKey(time.Second, 1, func(g *General) *time.Duration { return &g.TCPKeepalivesInterval }),
+
+		"max_client_conn":  intKey(1, math.MaxInt32, func(g *General) *int { return &g.MaxClientConn }),
+		"max_message_size": intKey(maxMessageSizeMin, maxMessageSizeMax, func(g *General) *int { return &g.MaxMessageSize }),
+
+		"server_reset_query": stringKey(func(g *General) *string { return &g.ServerResetQuery }),
+
+		"admin_username": stringKey(func(g *General) *string { return &g.AdminUsername }),
+		"admin_password": stringKey(func(g *General) *string { return &g.AdminPassword }),
+
+		"log_client_connections":    boolKey(func(g *General) *bool { return &g.LogClientConnections }),
+		"log_client_disconnections": boolKey(func(g *General) *bool { return &g.LogClientDisconnections }),
+	}
+
+	poolKeys = map[string]setter[Pool]{
+		"pool_mode": poolModeKey(func(p *Pool) *string { return &p.PoolMode }),
+	}
+	poolTables = []string{"users", "shards"}
+
+	userKeys = map[string]setter[User]{
+		"username":          stringKey(func(u *User) *string { return &u.Username }),
+		"password":          stringKey(func(u *User) *string { return &u.Password }),
+		"pool_size":         intKey(1, math.MaxInt32, func(u *User) *int { return &u.PoolSize }),
+		"min_pool_size":     intKey(0, math.MaxInt32, func(u *User) *int { return &u.MinPoolSize }),
+		"pool_mode":         poolModeKey(func(u *User) *string { return &u.PoolMode }),
+		"statement_timeout": durationKey(time.Millisecond, 0, func(u *User) *time.Duration { return &u.StatementTimeout }),
+		"server_username":   stringKey(func(u *User) *string { return &u.ServerUsername }),
+		"server_password":   stringKey(func(u *User) *string { return &u.ServerPassword }),
+	}
+
+	shardKeys = map[string]setter[Shard]{
+		"database": stringKey(func(s *Shard) *string { return &s.Database }),
+	}
+	shardTables = []string{"servers"}
+
+	// topTables are the top-level keys sluice reads.
+	topTables = []string{"general", "pools"}
+)
+
+// A pgcatKey describes a key pgcat reads and sluice does not implement yet. Load accepts it with a
+// Warning. Keys is nil for a plain value (anything goes, it is ignored); otherwise the key holds a
+// table and Keys lists what pgcat knows inside it, where "*" stands for any name (queries.<n>), so
+// that a misspelling inside an ignored block is still an error.
+type pgcatKey struct {
+	Keys map[string]*pgcatKey
+}
+
+// pgcatTable builds a pgcatKey for a table whose keys are all plain values.
+func pgcatTable(keys ...string) *pgcatKey {
+	t := &pgcatKey{Keys: map[string]*pgcatKey{}}
+	for _, k := range keys {
+		t.Keys[k] = nil
+	}
+	return t
+}
+
+// pgcatPlugins is pgcat's plugins block, both the top-level [plugins] and [pools.<db>.plugins].
+var pgcatPlugins = &pgcatKey{Keys: map[string]*pgcatKey{
+	"intercept": {Keys: map[string]*pgcatKey{
+		"enabled": nil,
+		"queries": {Keys: map[string]*pgcatKey{"*": pgcatTable("query", "schema", "result")}},
+	}},
+	"table_access": pgcatTable("enabled", "tables"),
+	"query_logger": pgcatTable("enabled"),
+	"prewarmer":    pgcatTable("enabled", "queries"),
+}}
+
+// The pgcat keys sluice does not implement yet, per section, taken from pgcat's CONFIG.md, its
+// example pgcat.toml and src/config.rs (postgresml/pgcat at commit 5b03881), plus
+// general.prepared_statements from pgcat 1.x releases.
+var (
+	pgcatTop = map[string]*pgcatKey{
+		"path":    nil, // pgcat's Config.path: where pgcat thinks the file is
+		"plugins": pgcatPlugins,
+	}
+
+	pgcatGeneral = map[string]*pgcatKey{
+		"enable_prometheus_exporter":     nil,
+		"prometheus_exporter_port":       nil,
+		"tcp_user_timeout":               nil,
+		"dns_cache_enabled":              nil,
+		"dns_max_ttl":                    nil,
+		"server_round_robin":             nil,
+		"worker_threads":                 nil,
+		"autoreload":                     nil,
+		"tls_certificate":                nil,
+		"tls_private_key":                nil,
+		"server_tls":                     nil,
+		"verify_server_certificate":      nil,
+		"admin_auth_type":                nil,
+		"validate_config":                nil,
+		"verify_config":                  nil, // the name CONFIG.md uses for validate_config
+		"auth_query":                     nil,
+		"auth_query_user":                nil,
+		"auth_query_password":            nil,
+		"prepared_statements":            nil,
+		"prepared_statements_cache_size": nil,
+	}
+
+	pgcatPool = map[string]*pgcatKey{
+		"load_balancing_mode":                 nil,
+		"default_role":                        nil,
+		"query_parser_enabled":                nil,
+		"query_parser_max_length":             nil,
+		"query_parser_read_write_splitting":   nil,
+		"primary_reads_enabled":               nil,
+		"connect_timeout":                     nil,
+		"idle_timeout":                        nil,
+		"server_lifetime":                     nil,
+		"checkout_failure_limit":              nil,
+		"sharding_function":                   nil,
+		"automatic_sharding_key":              nil,
+		"sharding_key_regex":                  nil,
+		"shard_id_regex":                      nil,
+		"regex_search_limit":                  nil,
+		"default_shard":                       nil,
+		"auth_query":                          nil,
+		"auth_query_user":                     nil,
+		"auth_query_password":                 nil,
+		"cleanup_server_connections":          nil,
+		"log_client_parameter_status_changes": nil,
+		"prepared_statements_cache_size":      nil,
+		"db_activity_based_routing":           nil,
+		"db_activity_init_delay":              nil,
+		"db_activity_based_ms_init_delay":     nil, // the name CONFIG.md uses for db_activity_init_delay
+		"db_activity_ttl":                     nil,
+		"table_mutation_cache_ms_ttl":         nil,
+		"plugins":                             pgcatPlugins,
+	}
+
+	pgcatUser = map[string]*pgcatKey{
+		"auth_type":       nil,
+		"server_lifetime": nil,
+		"connect_timeout": nil,
+		"idle_timeout":    nil,
+	}
+
+	pgcatShard = map[string]*pgcatKey{
+		"mirrors": nil,
+	}
+
+	// pgcatMisspelledPool is the top-level [pool.<db>.plugins] that pgcat's own example file has
+	// (for [pools.<db>.plugins]). pgcat ignores it, so sluice loads that file with a warning.
+	pgcatMisspelledPool = &pgcatKey{Keys: map[string]*pgcatKey{
+		"*": {Keys: map[string]*pgcatKey{"plugins": pgcatPlugins}},
+	}}
+)
+
+const (
+	msgPgcatKey     = "pgcat key not implemented by sluice yet; ignored"
+	msgMisspeltPool = "not a pgcat key either (pgcat's example file has [pool.<db>.plugins] for [pools.<db>.plugins]); pgcat ignores it and so does sluice"
+	sectionGeneral  = "[general]"
+	sectionPool     = "[pools.<db>]"
+	sectionUser     = "[pools.<db>.users.<n>]"
+	sectionShard    = "[pools.<db>.shards.<n>]"
+	sectionTopLevel = "the top level"
+)
+
+// keyHomes maps every key name sluice or pgcat knows to the sections it belongs in, for the hint
+// on an unknown key that is a known key in the wrong place.
+var keyHomes = func() map[string][]string {
+	homes := map[string][]string{}
+	add := func(section string, names []string) {
+		for _, n := range names {
+			homes[n] = append(homes[n], section)
+		}
+	}
+	add(sectionTopLevel, append(keysOf(pgcatTop), topTables...))
+	add(sectionGeneral, append(keysOf(generalKeys), keysOf(pgcatGeneral)...))
+	add(sectionPool, append(append(keysOf(poolKeys), poolTables...), keysOf(pgcatPool)...))
+	add(sectionUser, append(keysOf(userKeys), keysOf(pgcatUser)...))
+	add(sectionShard, append(append(keysOf(shardKeys), shardTables...), keysOf(pgcatShard)...))
+	return homes
+}()
+
+func stringKey[T any](field func(*T) *string) setter[T] {
+	return func(dst *T, v any) error {
+		s, ok := v.(string)
+		if !ok {
+			return wantGot("a string", v)
+		}
+		*field(dst) = s
+		return nil
+	}
+}
+
+func boolKey[T any](field func(*T) *bool) setter[T] {
+	return func(dst *T, v any) error {
+		b, ok := v.(bool)
+		if !ok {
+			return wantGot("true or false", v)
+		}
+		*field(dst) = b
+		return nil
+	}
+}
+
+func intKey[T any](lo, hi int64, field func(*T) *int) setter[T] {
+	return func(dst *T, v any) error {
+		n, ok := v.(int64)
+		if !ok {
+			return wantGot("an integer", v)
+		}
+		if n < lo || n > hi {
+			return fmt.Errorf("must be between %d and %d, got %d", lo, hi, n)
+		}
+		*field(dst) = int(n)
+		return nil
+	}
+}
+
+// durationKey reads an integer count of unit (milliseconds or seconds, as pgcat has it) that must
+// be at least lo.
+func durationKey[T any](unit time.Duration, lo int64, field func(*T) *time.Duration) setter[T] {
+	name := "milliseconds"
+	if unit == time.Second {
+		name = "seconds"
+	}
+	return func(dst *T, v any) error {
+		n, ok := v.(int64)
+		if !ok {
+			err := wantGot("an integer number of "+name, v)
+			if s, isStr := v.(string); isStr {
+				if d, perr := time.ParseDuration(s); perr == nil && d%unit == 0 {
+					err = fmt.Errorf("%w (write %d)", err, d/unit)
+				}
+			}
+			return err
+		}
+		if n < lo {
+			if lo == 0 {
+				return fmt.Errorf("must not be negative, got %d", n)
+			}
+			return fmt.Errorf("must be at least %d %s, got %d", lo, name, n)
+		}
+		if n > math.MaxInt64/int64(unit) {
+			return fmt.Errorf("%d %s is too long", n, name)
+		}
+		*field(dst) = time.Duration(n) * unit
+		return nil
+	}
+}
+
+func poolModeKey[T any](field func(*T) *string) setter[T] {
+	return func(dst *T, v any) error {
+		s, ok := v.(string)
+		if !ok {
+			return wantGot(`"session" or "transaction"`, v)
+		}
+		mode, ok := parsePoolMode(s)
+		if !ok {
+			return fmt.Errorf(`must be "session" or "transaction", got %q`, s)
+		}
+		*field(dst) = mode
+		return nil
+	}
+}
+
+// parsePoolMode accepts the spellings pgcat accepts.
+func parsePoolMode(s string) (string, bool) {
+	switch s {
+	case "session", "Session":
+		return PoolModeSession, true
+	case "transaction", "Transaction":
+		return PoolModeTransaction, true
+	}
+	return "", false
+}
+
+// parseRole accepts the spellings pgcat accepts for a server's role, except pgcat's "mirror",
+// which sluice does not have.
+func parseRole(s string) (string, bool) {
+	switch s {
+	case "primary", "Primary":
+		return RolePrimary, true
+	case "replica", "Replica":
+		return RoleReplica, true
+	}
+	return "", false
+}
+
+// wantGot is the error for a value of the wrong TOML type.
+func wantGot(want string, v any) error {
+	return fmt.Errorf("want %s, got %s", want, describe(v))
+}
+
+// describe names a decoded TOML value's type, and shows the value when it is short.
+func describe(v any) string {
+	switch v := v.(type) {
+	case string:
+		if len(v) > 40 {
+			v = v[:37] + "..."
+		}
+		return fmt.Sprintf("string %q", v)
+	case int64:
+		return fmt.Sprintf("integer %d", v)
+	case float64:
+		return fmt.Sprintf("float %v", v)
+	case bool:
+		return fmt.Sprintf("boolean %v", v)
+	case []map[string]any:
+		return "an array of tables"
+	case []any:
+		if len(v) == 1 {
+			return "an array of 1 element"
+		}
+		return fmt.Sprintf("an array of %d elements", len(v))
+	case map[string]any:
+		return "a table"
+	case nil:
+		return "nothing"
+	}
+	return fmt.Sprintf("a datetime (%v)", v)
+}
+
+func keysOf[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// joinSections lists sections for a message: "[a]", "[a] or [b]", "[a], [b] or [c]".
+func joinSections(s []string) string {
+	if len(s) == 1 {
+		return s[0]
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
+}
