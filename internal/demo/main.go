@@ -1,0 +1,355 @@
+// Command demo shows sluice at work on this machine, with nothing to set up: `make demo`.
+//
+// It starts a PostgreSQL primary with a streaming replica and a Redis server (internal/pgtest, free
+// loopback ports, temporary directories), creates the user and database "demo", loads pgbench's
+// tables, starts bin/sluice in transaction mode in front of both servers, runs pgbench through it
+// with progress every second, and then prints the psql command to try it by hand. Ctrl-C (or
+// SIGTERM) stops sluice and the servers and removes every directory.
+//
+// With -no-sluice, pgbench runs straight against the primary: a baseline, and a way to run the
+// demo before there is a bin/sluice.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/sluicepg/sluice/internal/pgtest"
+)
+
+// settings are the command-line flags.
+type settings struct {
+	sluiceBin string
+	noSluice  bool
+	scale     int
+	clients   int
+	duration  time.Duration
+}
+
+func main() {
+	var s settings
+	flag.StringVar(&s.sluiceBin, "sluice", "", "sluice binary (default: bin/sluice at the repository root)")
+	flag.BoolVar(&s.noSluice, "no-sluice", false, "run pgbench straight against the primary, without sluice")
+	flag.IntVar(&s.scale, "scale", 5, "pgbench -i scale factor")
+	flag.IntVar(&s.clients, "clients", 16, "pgbench clients")
+	flag.DurationVar(&s.duration, "duration", 20*time.Second, "how long pgbench runs")
+	flag.Parse()
+
+	// The context ends at Ctrl-C or SIGTERM; the handler stays installed until the end, so a
+	// second signal (make relays the first one) cannot cut the cleanup short.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, s)
+	interrupted := ctx.Err() != nil
+	fmt.Println("demo: stopping everything and removing the directories")
+	pgtest.Cleanup()
+	stop()
+	if err != nil && !interrupted {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+// run sets everything up, runs pgbench, and waits for ctx to end. Servers it started are left
+// for pgtest.Cleanup; sluice and the demo's directory are stopped and removed before it returns.
+func run(ctx context.Context, s settings) error {
+	if !s.noSluice && s.sluiceBin == "" {
+		root, err := repoRoot()
+		if err != nil {
+			return err
+		}
+		s.sluiceBin = filepath.Join(root, "bin", "sluice")
+	}
+	if !s.noSluice {
+		if _, err := os.Stat(s.sluiceBin); err != nil {
+			return fmt.Errorf("%w (run make build, or pass -no-sluice)", err)
+		}
+	}
+	pgbench, err := pgbenchPath()
+	if err != nil {
+		return err
+	}
+
+	say("starting the primary")
+	primary, err := pgtest.StartPostgres(pgtest.Options{Name: "demo-primary"})
+	if err != nil {
+		return err
+	}
+	say("primary on %s:%d, data in %s", primary.Host, primary.Port, primary.DataDir)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	replica, err := primary.StartReplica("demo-replica")
+	if err != nil {
+		return err
+	}
+	say("replica on %s:%d, streaming from the primary", replica.Host, replica.Port)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	redis, err := pgtest.StartRedis()
+	if err != nil {
+		return err
+	}
+	say("redis on %s", redis.Addr)
+
+	password := randomPassword()
+	if err := primary.CreateUser(ctx, "demo", password); err != nil {
+		return err
+	}
+	if err := primary.CreateDatabase(ctx, "demo", "demo"); err != nil {
+		return err
+	}
+	say("pgbench -i -s %d on the primary", s.scale)
+	if err := runPgbench(ctx, pgbench, primary.Host, primary.Port, password,
+		"-i", "-s", strconv.Itoa(s.scale), "-q"); err != nil {
+		return err
+	}
+
+	host, port := primary.Host, primary.Port
+	var sl *sluice
+	if !s.noSluice {
+		dir, err := os.MkdirTemp("", "sluice-demo-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		sl, err = startSluice(ctx, s.sluiceBin, dir, primary, replica, password)
+		if err != nil {
+			return err
+		}
+		defer sl.stop()
+		host, port = "127.0.0.1", sl.port
+		say("sluice on %s:%d (config %s, log %s)", host, port, sl.configFile, sl.logFile)
+	}
+
+	say("pgbench -c %d -j 2 -T %d -P 1 -M extended through %s:%d", s.clients, int(s.duration.Seconds()), host, port)
+	if err := runPgbench(ctx, pgbench, host, port, password,
+		"-c", strconv.Itoa(s.clients), "-j", "2", "-T", strconv.Itoa(int(s.duration.Seconds())),
+		"-P", "1", "-M", "extended"); err != nil {
+		if sl != nil && ctx.Err() == nil {
+			err = fmt.Errorf("%w\n--- end of %s ---\n%s", err, sl.logFile, tail(sl.logFile))
+		}
+		return err
+	}
+
+	fmt.Printf(`
+Try it yourself:
+
+    PGPASSWORD=%s psql -h %s -p %d -U demo demo
+
+primary %s:%d, replica %s:%d, redis %s. Press Ctrl-C to stop everything.
+`, password, host, port, primary.Host, primary.Port, replica.Host, replica.Port, redis.Addr)
+	<-ctx.Done()
+	return nil
+}
+
+// sluice is a running bin/sluice process.
+type sluice struct {
+	port       int
+	configFile string
+	logFile    string
+	cmd        *exec.Cmd
+	exited     chan struct{} // closed when cmd has exited
+}
+
+// startSluice writes a pgcat.toml-style configuration for one transaction-mode pool in front of
+// the primary and the replica, checks it with -check, starts sluice on a free port, and waits
+// until a client gets through it to Postgres.
+func startSluice(ctx context.Context, bin, dir string, primary, replica *pgtest.Postgres, password string) (*sluice, error) {
+	port, err := pgtest.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	sl := &sluice{
+		port:       port,
+		configFile: filepath.Join(dir, "sluice.toml"),
+		logFile:    filepath.Join(dir, "sluice.log"),
+	}
+	config := fmt.Sprintf(`# Written by internal/demo.
+[general]
+host = "127.0.0.1"
+port = %d
+admin_username = "admin"
+admin_password = %s
+
+[pools.demo]
+pool_mode = "transaction"
+
+[pools.demo.users.0]
+username = "demo"
+password = %s
+pool_size = 10
+
+[pools.demo.shards.0]
+database = "demo"
+servers = [["%s", %d, "primary"], ["%s", %d, "replica"]]
+`, port, tomlString(randomPassword()), tomlString(password),
+		primary.Host, primary.Port, replica.Host, replica.Port)
+	if err := os.WriteFile(sl.configFile, []byte(config), 0o600); err != nil {
+		return nil, err
+	}
+	if out, err := exec.CommandContext(ctx, bin, "-check", "-c", sl.configFile).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("%s -check -c %s: %w\n%s", bin, sl.configFile, err, out)
+	}
+
+	logf, err := os.Create(sl.logFile)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	sl.cmd = exec.Command(bin, "-c", sl.configFile)
+	sl.cmd.Stdout, sl.cmd.Stderr = logf, logf
+	// Its own process group: a Ctrl-C at the terminal reaches the demo, which stops sluice first.
+	sl.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := sl.cmd.Start(); err != nil {
+		return nil, err
+	}
+	sl.exited = make(chan struct{})
+	go func() {
+		sl.cmd.Wait()
+		close(sl.exited)
+	}()
+
+	dsn := fmt.Sprintf("host=127.0.0.1 port=%d user=demo password=%s dbname=demo sslmode=disable connect_timeout=2", port, password)
+	deadline := time.Now().Add(30 * time.Second)
+	for pause := 10 * time.Millisecond; ; pause = min(2*pause, 250*time.Millisecond) {
+		err = ping(ctx, dsn)
+		if err == nil {
+			return sl, nil
+		}
+		select {
+		case <-sl.exited:
+			return nil, fmt.Errorf("sluice exited (%v):\n%s", sl.cmd.ProcessState, tail(sl.logFile))
+		case <-ctx.Done():
+			sl.stop()
+			return nil, ctx.Err()
+		case <-time.After(pause):
+		}
+		if time.Now().After(deadline) {
+			sl.stop()
+			return nil, fmt.Errorf("no connection through sluice on port %d within 30s: %w\n%s", port, err, tail(sl.logFile))
+		}
+	}
+}
+
+// stop sends SIGTERM and waits for sluice to shut down, killing it after 10 seconds.
+func (sl *sluice) stop() {
+	sl.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-sl.exited:
+	case <-time.After(10 * time.Second):
+		sl.cmd.Process.Kill()
+		<-sl.exited
+	}
+}
+
+// ping connects with dsn and runs one query, so "accepts" means a server answered through sluice.
+func ping(ctx context.Context, dsn string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := pgconn.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, "SELECT 1").ReadAll()
+	return err
+}
+
+// runPgbench runs pgbench as user demo on database demo, its output going to the terminal. An
+// interrupted run is not an error: the context says why.
+func runPgbench(ctx context.Context, pgbench, host string, port int, password string, args ...string) error {
+	cmd := exec.CommandContext(ctx, pgbench, append(args, "demo")...)
+	cmd.Env = append(os.Environ(),
+		"PGHOST="+host, "PGPORT="+strconv.Itoa(port), "PGUSER=demo", "PGPASSWORD="+password,
+		"PGDATABASE=demo", "PGSSLMODE=disable")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("pgbench %s: %w", strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+// pgbenchPath finds pgbench next to the server binaries pgtest uses, else on $PATH.
+func pgbenchPath() (string, error) {
+	if dir, err := pgtest.BinDir(); err == nil {
+		if p := filepath.Join(dir, "pgbench"); fileExists(p) {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("pgbench")
+	if err != nil {
+		return "", fmt.Errorf("pgbench not found (run make deps): %w", err)
+	}
+	return p, nil
+}
+
+// repoRoot returns the nearest directory at or above the working directory that holds go.mod.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if fileExists(filepath.Join(dir, "go.mod")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory; pass -sluice")
+		}
+		dir = parent
+	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func randomPassword() string {
+	b := make([]byte, 9)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// tomlString quotes s as a TOML basic string.
+func tomlString(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s) + `"`
+}
+
+// tail returns the last lines of a log file for an error message.
+func tail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > 30 {
+		lines = lines[len(lines)-30:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func say(format string, args ...any) {
+	fmt.Printf("demo: "+format+"\n", args...)
+}
