@@ -1,0 +1,260 @@
+// Package backend is one server connection: dial, log in, read and write framed messages, and the
+// bookkeeping that pooling needs (parameters, prepared statements, age). It knows nothing of
+// clients.
+package backend
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/sluicepg/sluice/internal/wire"
+)
+
+// Params say how to reach and log in to one server.
+type Params struct {
+	Host     string
+	Port     int
+	Database string
+	User     string
+	Password string
+	// Startup holds extra startup parameters, such as statement_timeout.
+	Startup        map[string]string
+	ConnectTimeout time.Duration
+	// KeepAlive configures TCP keepalives; zero values keep the system defaults.
+	KeepAlive net.KeepAliveConfig
+	// MaxMessageSize caps a message read from the server; 0 means 1 GiB.
+	MaxMessageSize int
+}
+
+// Addr is host:port.
+func (p *Params) Addr() string { return net.JoinHostPort(p.Host, strconv.Itoa(p.Port)) }
+
+// ServerConn is one logged-in server connection. Reads and writes are not synchronized: one
+// goroutine writes (the client's reader) and one reads (the result pump) at a time, which the
+// caller arranges.
+type ServerConn struct {
+	conn   net.Conn
+	R      *wire.Reader
+	W      *bufio.Writer
+	addr   string
+	pid    uint32
+	secret []byte
+
+	// Params are the server's current values of reported parameters and of the parameters sluice
+	// set on it. Only the goroutine that holds the server reads or writes it.
+	Params map[string]string
+	// Prepared is the set of statements prepared on this server under sluice's names.
+	Prepared *StatementCache
+
+	// SyncedWith and SyncedVersion remember which client's parameters were last applied, so a
+	// client that comes back to the same server skips the comparison.
+	SyncedWith    any
+	SyncedVersion uint64
+
+	Created  time.Time
+	LastUsed time.Time
+	// Broken is set when the server must not be reused (I/O error, protocol desync).
+	Broken bool
+}
+
+// Dial connects and logs in (trust, md5 or SCRAM-SHA-256, as the server asks) with pgconn, then
+// takes the raw connection over. ctx bounds the whole login.
+func Dial(ctx context.Context, p *Params) (*ServerConn, error) {
+	cfg, err := pgconn.ParseConfig("")
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", p.Addr(), err)
+	}
+	cfg.Host, cfg.Port = p.Host, uint16(p.Port)
+	cfg.Database, cfg.User, cfg.Password = p.Database, p.User, p.Password
+	cfg.TLSConfig = nil
+	cfg.Fallbacks = nil
+	cfg.ConnectTimeout = p.ConnectTimeout
+	cfg.ValidateConnect = nil
+	cfg.AfterConnect = nil
+	cfg.KerberosSrvName, cfg.KerberosSpn = "", ""
+	cfg.RuntimeParams = make(map[string]string, len(p.Startup))
+	for k, v := range p.Startup {
+		cfg.RuntimeParams[k] = v
+	}
+	dialer := &net.Dialer{KeepAliveConfig: p.KeepAlive}
+	cfg.DialFunc = dialer.DialContext
+	if p.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.ConnectTimeout)
+		defer cancel()
+	}
+	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s database %q as %q: %w", p.Addr(), p.Database, p.User, err)
+	}
+	if err := pc.SyncConn(ctx); err != nil {
+		pc.Close(context.Background())
+		return nil, fmt.Errorf("connect to %s: %w", p.Addr(), err)
+	}
+	hc, err := pc.Hijack()
+	if err != nil {
+		pc.Close(context.Background())
+		return nil, fmt.Errorf("connect to %s: %w", p.Addr(), err)
+	}
+	now := time.Now()
+	s := &ServerConn{
+		conn:     hc.Conn,
+		addr:     p.Addr(),
+		pid:      hc.PID,
+		secret:   hc.SecretKey,
+		Params:   hc.ParameterStatuses,
+		Prepared: NewStatementCache(defaultStatementCacheSize),
+		Created:  now,
+		LastUsed: now,
+	}
+	if s.Params == nil {
+		s.Params = map[string]string{}
+	}
+	for k, v := range p.Startup {
+		if _, ok := s.Params[k]; !ok {
+			s.Params[k] = v
+		}
+	}
+	s.R = wire.NewReader(hc.Conn, p.MaxMessageSize)
+	s.W = bufio.NewWriterSize(hc.Conn, 16<<10)
+	return s, nil
+}
+
+const defaultStatementCacheSize = 1024
+
+// Addr returns the server's host:port.
+func (s *ServerConn) Addr() string { return s.addr }
+
+// PID returns the server process ID.
+func (s *ServerConn) PID() uint32 { return s.pid }
+
+// Close closes the connection, saying Terminate first when it is still usable.
+func (s *ServerConn) Close() error {
+	if !s.Broken {
+		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = s.conn.Write([]byte{wire.Terminate, 0, 0, 0, 4})
+	}
+	return s.conn.Close()
+}
+
+// SetReadDeadline sets the read deadline of the underlying connection; a deadline in the past
+// wakes a goroutine blocked in a read.
+func (s *ServerConn) SetReadDeadline(t time.Time) error { return s.conn.SetReadDeadline(t) }
+
+// Cancel asks the server to cancel what this connection is running, over a new connection, as the
+// protocol requires.
+func (s *ServerConn) Cancel(ctx context.Context) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("cancel on %s: %w", s.addr, err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	buf := make([]byte, 12, 12+len(s.secret))
+	binary.BigEndian.PutUint32(buf[0:], uint32(12+len(s.secret)))
+	binary.BigEndian.PutUint32(buf[4:], 80877102)
+	binary.BigEndian.PutUint32(buf[8:], s.pid)
+	buf = append(buf, s.secret...)
+	if _, err := c.Write(buf); err != nil {
+		return fmt.Errorf("cancel on %s: %w", s.addr, err)
+	}
+	// The server closes the connection when it is done; wait for that so the cancel has been
+	// delivered before the caller goes on.
+	var one [1]byte
+	_, _ = c.Read(one[:])
+	return nil
+}
+
+// Exec runs sql with the simple protocol and waits for ReadyForQuery, returning the first error
+// the server reported and the final transaction status. Only call it on a server nobody else is
+// reading.
+func (s *ServerConn) Exec(sql string) (status byte, err error) { return s.ExecNotify(sql, nil) }
+
+// ExecNotify is Exec that also calls onParam with the body of every ParameterStatus the server
+// sends meanwhile (after recording it in Params).
+func (s *ServerConn) ExecNotify(sql string, onParam func(body []byte)) (status byte, err error) {
+	if _, err := s.W.Write(wire.AppendQuery(nil, sql)); err != nil {
+		s.Broken = true
+		return 0, err
+	}
+	if err := s.W.Flush(); err != nil {
+		s.Broken = true
+		return 0, err
+	}
+	var first error
+	for {
+		msg, err := s.R.Message()
+		if err != nil {
+			s.Broken = true
+			return 0, fmt.Errorf("read from %s: %w", s.addr, err)
+		}
+		switch msg[0] {
+		case wire.ErrorResponse:
+			if first == nil {
+				code, m := wire.ErrorFields(wire.Body(msg))
+				first = &ServerError{Code: code, Message: m}
+			}
+		case wire.ParameterStatus:
+			s.noteParameter(wire.Body(msg))
+			if onParam != nil {
+				onParam(wire.Body(msg))
+			}
+		case wire.ReadyForQuery:
+			st := byte('I')
+			if len(msg) > wire.HeaderLen {
+				st = msg[wire.HeaderLen]
+			}
+			s.R.Discard(len(msg))
+			return st, first
+		case wire.CopyInResponse:
+			s.R.Discard(len(msg))
+			s.W.Write([]byte{wire.CopyFail, 0, 0, 0, 5, 0})
+			s.W.Flush()
+			continue
+		}
+		s.R.Discard(len(msg))
+	}
+}
+
+// NoteParameter records a ParameterStatus body the server sent.
+func (s *ServerConn) NoteParameter(body []byte) { s.noteParameter(body) }
+
+func (s *ServerConn) noteParameter(body []byte) {
+	k, rest, ok := wire.CString(body)
+	if !ok {
+		return
+	}
+	v, _, ok := wire.CString(rest)
+	if !ok {
+		return
+	}
+	if old, found := s.Params[string(k)]; found && old == string(v) {
+		return
+	}
+	s.Params[string(k)] = string(v)
+}
+
+// ServerError is an ErrorResponse from the server.
+type ServerError struct {
+	Code    string
+	Message string
+}
+
+func (e *ServerError) Error() string { return e.Message + " (SQLSTATE " + e.Code + ")" }
+
+// IsTLS reports whether the connection is encrypted.
+func (s *ServerConn) IsTLS() bool { _, ok := s.conn.(*tls.Conn); return ok }
+
+// ErrBroken is returned when a broken server is used.
+var ErrBroken = errors.New("server connection is broken")

@@ -1,0 +1,207 @@
+package frontend
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/sluicepg/sluice/internal/backend"
+	"github.com/sluicepg/sluice/internal/wire"
+)
+
+// passKinds maps an extended-protocol message to the reply it expects.
+var passKinds = [256]entryKind{
+	wire.Parse: kParse, wire.Bind: kBind, wire.Describe: kDescribe, wire.Close: kClose,
+	wire.Execute: kExecute, wire.FunctionCall: kFunc,
+}
+
+// extended handles Parse, Bind, Describe, Close, Execute and FunctionCall.
+func (s *ClientSession) extended(typ byte, size int) error {
+	msg, err := s.r.Message()
+	if err != nil {
+		return s.readError(err)
+	}
+	err = s.extendedMsg(typ, msg)
+	s.r.Discard(size)
+	return err
+}
+
+func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
+	body := wire.Body(msg)
+	if s.txMode {
+		switch typ {
+		case wire.Parse:
+			name, query, ptypes, ok := wire.ParseQuery(body)
+			if !ok {
+				return s.fatal("08P01", "invalid Parse message")
+			}
+			if len(name) > 0 {
+				return s.parseNamed(string(name), query, ptypes)
+			}
+		case wire.Bind:
+			name, ok := wire.BindStatement(body)
+			if !ok {
+				return s.fatal("08P01", "invalid Bind message")
+			}
+			if len(name) > 0 {
+				return s.useNamed(typ, body, name)
+			}
+		case wire.Describe, wire.Close:
+			kind, name, ok := wire.StatementRef(typ, body)
+			if !ok || (kind != 'S' && kind != 'P') {
+				return s.fatal("08P01", fmt.Sprintf("invalid %s message", msgName(typ)))
+			}
+			if kind == 'S' && len(name) > 0 {
+				if typ == wire.Close {
+					return s.closeNamed(string(name))
+				}
+				return s.useNamed(typ, body, name)
+			}
+			if typ == wire.Close && !s.attached() {
+				// No server: no portal or unnamed statement survives outside a transaction.
+				return s.synth(entry{kind: kCloseSynth})
+			}
+		}
+	}
+	srv, err := s.attach()
+	if err != nil {
+		return s.failBatch(checkoutCode(err), err.Error())
+	}
+	s.q.push(entry{kind: passKinds[typ]})
+	if typ != wire.FunctionCall {
+		s.open = true
+	}
+	s.mu.Unlock()
+	return s.toServer(srv, msg)
+}
+
+func msgName(typ byte) string {
+	if typ == wire.Close {
+		return "Close"
+	}
+	return "Describe"
+}
+
+func (s *ClientSession) attached() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.srv != nil
+}
+
+// synth queues a reply that sluice gives itself and sends it at once when nothing is pending
+// before it.
+func (s *ClientSession) synth(e entry) error {
+	s.mu.Lock()
+	s.q.push(e)
+	now := s.q.takeSynth(nil)
+	s.mu.Unlock()
+	return s.emit(now)
+}
+
+// serverStatementName names a statement on servers after its text and parameter types, so every
+// client that prepares the same query shares one server-side statement.
+func serverStatementName(query, ptypes []byte) string {
+	h := sha256.New()
+	h.Write(query)
+	h.Write([]byte{0})
+	h.Write(ptypes)
+	var sum [32]byte
+	return "sluice_" + hex.EncodeToString(h.Sum(sum[:0])[:16])
+}
+
+// parseNamed handles the client's Parse of a named statement in transaction mode: the statement
+// is recorded under the client's name and prepared on the server only if the server lacks it.
+func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
+	s.mu.Lock()
+	_, dup := s.stmts[name]
+	s.mu.Unlock()
+	if dup {
+		return s.failBatch("42P05", fmt.Sprintf("prepared statement %q already exists", name))
+	}
+	sname := serverStatementName(query, ptypes)
+	st := &statement{server: sname, parse: wire.AppendParse(nil, sname, query, ptypes)}
+	if s.target.Statements.Has(sname) && !s.attached() {
+		s.mu.Lock()
+		if s.stmts == nil {
+			s.stmts = map[string]*statement{}
+		}
+		s.stmts[name] = st
+		s.mu.Unlock()
+		return s.synth(entry{kind: kParseSynth, client: name})
+	}
+	srv, err := s.attach()
+	if err != nil {
+		return s.failBatch(checkoutCode(err), err.Error())
+	}
+	if s.stmts == nil {
+		s.stmts = map[string]*statement{}
+	}
+	s.stmts[name] = st
+	s.open = true
+	var send []byte
+	var now [][]byte
+	if srv.Prepared.Has(sname) {
+		s.q.push(entry{kind: kParseSynth, client: name})
+		now = s.q.takeSynth(nil)
+	} else {
+		send = s.prepareLocked(srv, st, kParse, name, s.scratch[:0])
+	}
+	s.mu.Unlock()
+	if err := s.emit(now); err != nil {
+		return err
+	}
+	if send != nil {
+		s.scratch = send[:0]
+		return s.toServer(srv, send)
+	}
+	return nil
+}
+
+// prepareLocked appends to dst the messages that prepare st on srv (evicting the least recently
+// used statement if the server's cache is full) and queues their replies. s.mu must be held.
+func (s *ClientSession) prepareLocked(srv *backend.ServerConn, st *statement, kind entryKind, client string, dst []byte) []byte {
+	if ev := srv.Prepared.Add(st.server); ev != "" {
+		s.q.push(entry{kind: kCloseSwallow, name: ev})
+		dst = wire.AppendStatementMsg(dst, wire.Close, 'S', ev)
+	}
+	s.q.push(entry{kind: kind, name: st.server, client: client})
+	return append(dst, st.parse...)
+}
+
+// useNamed handles a Bind or Describe of a named statement in transaction mode: the server gets
+// the Parse it lacks, then the message with the statement renamed.
+func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
+	s.mu.Lock()
+	st := s.stmts[string(name)]
+	s.mu.Unlock()
+	if st == nil {
+		return s.failBatch("26000", fmt.Sprintf("prepared statement %q does not exist", name))
+	}
+	srv, err := s.attach()
+	if err != nil {
+		return s.failBatch(checkoutCode(err), err.Error())
+	}
+	send := s.scratch[:0]
+	if !srv.Prepared.Has(st.server) {
+		send = s.prepareLocked(srv, st, kParseSwallow, "", send)
+	}
+	if typ == wire.Bind {
+		s.q.push(entry{kind: kBind})
+		send = wire.AppendBindRenamed(send, body, st.server)
+	} else {
+		s.q.push(entry{kind: kDescribe})
+		send = wire.AppendStatementMsg(send, wire.Describe, 'S', st.server)
+	}
+	s.open = true
+	s.mu.Unlock()
+	s.scratch = send[:0]
+	return s.toServer(srv, send)
+}
+
+// closeNamed forgets the client's statement; the server keeps it for other clients.
+func (s *ClientSession) closeNamed(name string) error {
+	s.mu.Lock()
+	delete(s.stmts, name)
+	s.mu.Unlock()
+	return s.synth(entry{kind: kCloseSynth})
+}

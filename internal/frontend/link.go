@@ -1,0 +1,494 @@
+package frontend
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sluicepg/sluice/internal/backend"
+	"github.com/sluicepg/sluice/internal/pool"
+	"github.com/sluicepg/sluice/internal/route"
+	"github.com/sluicepg/sluice/internal/wire"
+)
+
+// errTargetGone is returned when a reload removed the client's user or database.
+var errTargetGone = errors.New("the client's pool was removed from the configuration")
+
+// attach returns the session's server with s.mu held, checking one out and starting its pump
+// when there is none. Holding the lock from the check to the caller's push of its reply entry is
+// what keeps the pump from releasing the server in between. On error s.mu is not held. Only the
+// reader calls it.
+func (s *ClientSession) attach() (*backend.ServerConn, error) {
+	s.mu.Lock()
+	if s.srv != nil {
+		return s.srv, nil
+	}
+	s.mu.Unlock()
+	s.pump.Wait() // the previous pump may still be flushing its last reply
+	tbl := s.l.table()
+	if tbl.Generation != s.gen {
+		tg := tbl.Lookup(s.db, s.user)
+		if tg == nil {
+			return nil, errTargetGone
+		}
+		s.target, s.gen = tg, tbl.Generation
+	}
+	srv, pl, err := s.checkout(s.target, tbl.Config.General.QueryWaitTimeout)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.syncParams(srv); err != nil {
+		pl.Release(srv)
+		return nil, err
+	}
+	s.mu.Lock()
+	s.srv, s.pl, s.tx = srv, pl, 'I'
+	s.pump.Add(1)
+	go s.runPump(srv, pl)
+	return srv, nil
+}
+
+// checkout takes an idle server without any timer when one is there, and waits up to wait
+// otherwise.
+func (s *ClientSession) checkout(tg *route.Target, wait time.Duration) (*backend.ServerConn, *pool.Pool, error) {
+	prim, err := tg.Primary()
+	if err != nil {
+		return nil, nil, err
+	}
+	if srv := prim.Pool.TryCheckout(); srv != nil {
+		return srv, prim.Pool, nil
+	}
+	ctx := context.Background()
+	if wait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, wait)
+		defer cancel()
+	}
+	srv, err := prim.Pool.Checkout(ctx)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, nil, fmt.Errorf("no server connection available within query_wait_timeout (%s) for database %q user %q: %w",
+				wait, s.db, s.user, err)
+		}
+		return nil, nil, err
+	}
+	return srv, prim.Pool, nil
+}
+
+// Settings that servers report and that a client may change; the rest of the reported ones are
+// read-only facts about the server.
+var trackedReported = map[string]bool{
+	"client_encoding": true, "DateStyle": true, "TimeZone": true, "IntervalStyle": true,
+	"standard_conforming_strings": true, "application_name": true, "default_transaction_read_only": true,
+	"search_path": true,
+}
+
+// canonicalName gives reported parameters the spelling servers use.
+func canonicalName(n string) string {
+	switch strings.ToLower(n) {
+	case "datestyle":
+		return "DateStyle"
+	case "timezone":
+		return "TimeZone"
+	case "intervalstyle":
+		return "IntervalStyle"
+	}
+	return n
+}
+
+// syncParams makes the server's settings match what the client expects, with one round trip,
+// before the server sees the client's messages. The server's normalized values are sent to the
+// client as ParameterStatus, as Postgres would at a SET.
+//
+// It runs before the pump starts, so the reader owns the session's parameters here.
+func (s *ClientSession) syncParams(srv *backend.ServerConn) error {
+	if srv.SyncedWith == s && srv.SyncedVersion == s.pver {
+		return nil
+	}
+	var sb strings.Builder
+	for _, p := range s.params {
+		if cur, ok := srv.Params[p.name]; ok && cur == p.value {
+			continue
+		}
+		fmt.Fprintf(&sb, "SET %s TO %s;", quoteIdent(p.name), quoteLiteral(p.value))
+	}
+	if sb.Len() > 0 {
+		var reported []byte
+		_, err := srv.ExecNotify(sb.String(), func(body []byte) {
+			name, rest, _ := wire.CString(body)
+			val, _, _ := wire.CString(rest)
+			if v, ok := s.paramLocked(string(name)); ok && v != string(val) {
+				reported = wire.AppendParameterStatus(reported, string(name), string(val))
+			}
+		})
+		if err != nil {
+			srv.Broken = srv.Broken || !isServerError(err)
+			return fmt.Errorf("apply the client's settings on the server: %w", err)
+		}
+		for i := range s.params {
+			p := &s.params[i]
+			if v, ok := srv.Params[p.name]; ok {
+				p.value = v // the server's normalized spelling, e.g. "ISO, MDY" for "ISO"
+			} else {
+				srv.Params[p.name] = p.value
+			}
+		}
+		if len(reported) > 0 {
+			s.out.mu.Lock()
+			_, _ = s.out.Write(reported)
+			s.out.mu.Unlock()
+		}
+	}
+	srv.SyncedWith, srv.SyncedVersion = s, s.pver
+	return nil
+}
+
+func isServerError(err error) bool {
+	var se *backend.ServerError
+	return errors.As(err, &se)
+}
+
+func (s *ClientSession) paramLocked(name string) (string, bool) {
+	for _, p := range s.params {
+		if p.name == name {
+			return p.value, true
+		}
+	}
+	return "", false
+}
+
+// noteParameterLocked records a ParameterStatus the client is about to see: the client now
+// expects that value on any server it moves to.
+func (s *ClientSession) noteParameterLocked(srv *backend.ServerConn, body []byte) {
+	srv.NoteParameter(body)
+	name, rest, ok := wire.CString(body)
+	if !ok || !trackedReported[string(name)] {
+		return
+	}
+	val, _, _ := wire.CString(rest)
+	for i := range s.params {
+		if s.params[i].name == string(name) {
+			if s.params[i].value != string(val) {
+				s.params[i].value = string(val)
+				s.pver++
+			}
+			srv.SyncedWith, srv.SyncedVersion = s, s.pver
+			return
+		}
+	}
+	s.params = append(s.params, param{string(name), string(val)})
+	s.pver++
+	srv.SyncedWith, srv.SyncedVersion = s, s.pver
+}
+
+// runPump forwards the server's replies to the client until the server is released (transaction
+// mode, at an idle point), lost, or taken back by the reader.
+func (s *ClientSession) runPump(srv *backend.ServerConn, pl *pool.Pool) {
+	defer s.pump.Done()
+	released, err := s.pumpLoop(srv)
+	if released {
+		s.wmu.Lock() // wait for the reader's flush to this server to finish: see flushServer
+		s.wmu.Unlock()
+		pl.Release(srv)
+		s.mu.Lock()
+		stopping := s.stopping
+		s.mu.Unlock()
+		if stopping {
+			_ = s.conn.SetReadDeadline(time.Now()) // wake the reader so it says goodbye
+		}
+		return
+	}
+	s.mu.Lock()
+	taken := s.closing && s.srv == srv
+	if !taken {
+		s.srv, s.pl = nil, nil
+		s.q.reset()
+		s.open = false
+	}
+	s.mu.Unlock()
+	if taken {
+		return // the reader owns the server again
+	}
+	// The server is gone or the client stopped reading: neither can go on.
+	srv.Broken = true
+	pl.Release(srv)
+	var ce *clientWriteError
+	if !errors.As(err, &ce) {
+		s.out.mu.Lock()
+		if !s.out.Pending() || !errors.Is(err, errPartial) {
+			_, _ = s.out.Write(wire.AppendError(nil, "FATAL", "08006",
+				fmt.Sprintf("server connection to %s was lost: %v", srv.Addr(), err)))
+			_ = s.out.Flush()
+		}
+		s.out.mu.Unlock()
+	}
+	s.conn.Close()
+}
+
+// errPartial marks a server read that failed inside a message already partly sent to the client.
+var errPartial = errors.New("server connection lost in the middle of a message")
+
+type clientWriteError struct{ err error }
+
+func (e *clientWriteError) Error() string { return "write to client: " + e.err.Error() }
+func (e *clientWriteError) Unwrap() error { return e.err }
+
+// pumpLoop reads server messages and forwards them. It holds the client's output lock while
+// server data is buffered, and flushes before every read that may block.
+func (s *ClientSession) pumpLoop(srv *backend.ServerConn) (released bool, err error) {
+	o := &s.out
+	locked := false
+	defer func() {
+		if locked {
+			if ferr := o.Flush(); ferr != nil && err == nil {
+				err = &clientWriteError{ferr}
+			}
+			if released {
+				o.Idle()
+			}
+			o.mu.Unlock()
+		}
+	}()
+	for {
+		if _, ok := srv.R.Complete(); !ok && locked {
+			if err := o.Flush(); err != nil {
+				return false, &clientWriteError{err}
+			}
+			o.mu.Unlock()
+			locked = false
+		}
+		typ, size, err := srv.R.Peek()
+		if err != nil {
+			return false, err
+		}
+		if !locked {
+			o.mu.Lock()
+			locked = true
+		}
+		switch typ {
+		case wire.DataRow, wire.CopyData, wire.NoticeResponse, wire.Notification, wire.CopyInResponse,
+			wire.CopyOutResponse, wire.CopyBothResponse, wire.FunctionCallResult, wire.ParameterDesc, wire.CopyDone:
+			if err := srv.R.Forward(o, size); err != nil {
+				var we *wire.WriteError
+				if errors.As(err, &we) {
+					return false, &clientWriteError{we.Err}
+				}
+				return false, fmt.Errorf("%w: %v", errPartial, err)
+			}
+			continue
+		}
+		msg, err := srv.R.Message()
+		if err != nil {
+			return false, err
+		}
+		release := s.serverMessage(srv, typ, msg)
+		srv.R.Discard(size)
+		if o.err != nil {
+			return false, &clientWriteError{o.err}
+		}
+		if release {
+			return true, nil
+		}
+	}
+}
+
+// serverMessage updates the reply queue for one server message and writes the message, and any
+// synthetic replies due around it, to the client. It returns whether the server is to be
+// released now. The caller holds s.out.mu.
+func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []byte) (release bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.emitDueLocked()
+	keep := true
+	switch typ {
+	case wire.ParseComplete:
+		if h := s.q.head(); h != nil && (h.kind == kParse || h.kind == kParseSwallow) {
+			keep = h.kind == kParse
+			if h.name != "" {
+				s.target.Statements.Add(h.name)
+			}
+			s.q.pop()
+		}
+	case wire.BindComplete, wire.NoData, wire.EmptyQuery, wire.PortalSuspended:
+		s.popIf(kBind, kDescribe, kExecute)
+	case wire.RowDescription:
+		s.popIf(kDescribe)
+	case wire.CloseComplete:
+		if h := s.q.head(); h != nil && (h.kind == kClose || h.kind == kCloseSwallow) {
+			keep = h.kind == kClose
+			s.q.pop()
+		}
+	case wire.CommandComplete:
+		tag := wire.CommandTag(msg)
+		if bytes.Equal(tag, []byte("DISCARD ALL")) || bytes.Equal(tag, []byte("DEALLOCATE ALL")) {
+			srv.Prepared.Clear()
+			clear(s.stmts)
+		}
+		s.popIf(kExecute)
+	case wire.ErrorResponse:
+		keep = s.serverErrorLocked(srv)
+	case wire.ReadyForQuery:
+		for h := s.q.head(); h != nil; h = s.q.head() {
+			e := s.q.pop()
+			if e.kind == kSync || e.kind == kQuery || e.kind == kFunc {
+				break
+			}
+		}
+		if len(msg) > wire.HeaderLen {
+			s.tx = msg[wire.HeaderLen]
+		}
+		if s.txMode && s.tx == 'I' && s.q.empty() && !s.open && !s.closing && !srv.Broken {
+			s.srv, s.pl = nil, nil
+			release = true
+		}
+	case wire.ParameterStatus:
+		s.noteParameterLocked(srv, wire.Body(msg))
+	}
+	if keep {
+		_, _ = s.out.Write(msg)
+	}
+	s.emitDueLocked()
+	return release
+}
+
+// popIf pops the head entry when it is of one of the kinds.
+func (s *ClientSession) popIf(kinds ...entryKind) {
+	h := s.q.head()
+	if h == nil {
+		return
+	}
+	for _, k := range kinds {
+		if h.kind == k {
+			s.q.pop()
+			return
+		}
+	}
+}
+
+// emitDueLocked writes the synthetic replies at the head of the queue. Both locks are held.
+func (s *ClientSession) emitDueLocked() {
+	for h := s.q.head(); h != nil && h.synthetic(); h = s.q.head() {
+		e := s.q.pop()
+		_, _ = s.out.Write(e.reply())
+	}
+}
+
+// serverErrorLocked handles an ErrorResponse: in an extended batch the server skips to Sync, so
+// the entries up to Sync get no reply, and statements whose Parse was skipped or failed do not
+// exist. It returns whether the error goes to the client.
+func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn) bool {
+	h := s.q.head()
+	if h == nil {
+		return true // an asynchronous error, such as a FATAL from an administrator command
+	}
+	keep := true
+	switch h.kind {
+	case kQuery, kFunc, kSync:
+		return true
+	case kAbortSwallow:
+		keep = false
+	}
+	for failed := true; s.q.head() != nil && s.q.head().kind != kSync; failed = false {
+		e := s.q.pop()
+		switch e.kind {
+		case kParse, kParseSwallow, kParseSynth:
+			if e.kind != kParseSynth && e.name != "" {
+				srv.Prepared.Remove(e.name)
+				if failed {
+					s.target.Statements.Remove(e.name)
+				}
+			}
+			if e.client != "" {
+				if st := s.stmts[e.client]; st != nil && st.server == e.name || e.kind == kParseSynth {
+					delete(s.stmts, e.client)
+				}
+			}
+		case kCloseSwallow:
+			if srv.Prepared.Add(e.name) != "" {
+				srv.Broken = true // a statement we no longer track stays prepared: start afresh
+			}
+		}
+	}
+	return keep
+}
+
+// cancelQuery forwards a client's cancel request to the server running its query, if any.
+func (s *ClientSession) cancelQuery() {
+	s.mu.Lock()
+	srv := s.srv
+	s.mu.Unlock()
+	if srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Cancel(ctx); err != nil {
+		s.l.log.Warn("cancel request failed", "server", srv.Addr(), "err", err)
+	}
+}
+
+// shutdown asks the session to end at its next idle point.
+func (s *ClientSession) shutdown() {
+	s.mu.Lock()
+	s.stopping = true
+	idle := s.srv == nil || (s.tx == 'I' && s.q.empty() && !s.open)
+	s.mu.Unlock()
+	if idle {
+		_ = s.conn.SetReadDeadline(time.Now())
+	}
+}
+
+// cleanup takes the server back from the pump when the client leaves, rolls back an open
+// transaction, resets a session-mode server, and returns it to its pool; a server caught in the
+// middle of a reply is closed instead.
+func (s *ClientSession) cleanup() {
+	s.mu.Lock()
+	s.closing = true
+	srv := s.srv
+	s.mu.Unlock()
+	if srv != nil {
+		_ = srv.SetReadDeadline(time.Now()) // wake the pump
+	}
+	s.pump.Wait()
+	s.mu.Lock()
+	srv, pl := s.srv, s.pl
+	busy := !s.q.empty() || s.open
+	st := s.tx
+	s.srv, s.pl = nil, nil
+	s.q.reset()
+	s.mu.Unlock()
+	s.out.mu.Lock()
+	s.out.Idle()
+	s.out.mu.Unlock()
+	s.r.Shrink()
+	if srv == nil {
+		return
+	}
+	_ = srv.SetReadDeadline(time.Time{})
+	if busy || srv.R.Buffered() > 0 || srv.W.Buffered() > 0 {
+		// Still answering: cancel would leave its reply to drain; closing is simpler and safe.
+		srv.Broken = true
+	}
+	if !srv.Broken {
+		_ = srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if st != 'I' {
+			if st2, err := srv.Exec("ROLLBACK"); err != nil || st2 != 'I' {
+				srv.Broken = true
+			}
+		}
+		if !s.txMode && !srv.Broken {
+			if q := s.l.table().Config.General.ServerResetQuery; q != "" {
+				if _, err := srv.Exec(q); err != nil {
+					srv.Broken = true
+				}
+				srv.Prepared.Clear()
+			}
+		}
+		_ = srv.SetReadDeadline(time.Time{})
+	}
+	srv.SyncedWith = nil
+	pl.Release(srv)
+}

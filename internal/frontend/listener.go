@@ -1,0 +1,150 @@
+// Package frontend serves clients: it accepts connections, runs the startup and login of each,
+// and then proxies the client's messages to servers that it checks out per transaction (or per
+// session), with one goroutine per client and one more while a server is attached.
+package frontend
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicepg/sluice/internal/route"
+)
+
+// Listener accepts clients on any number of net.Listeners and owns their sessions.
+type Listener struct {
+	table func() *route.Table
+	log   *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[uint32]*ClientSession
+	lns      []net.Listener
+	conns    sync.WaitGroup
+
+	clients  atomic.Int64
+	nextPID  atomic.Uint32
+	shutting atomic.Bool
+}
+
+// NewListener returns a Listener that reads the current routing table from table on every login
+// and checkout, so a reload takes effect without restarting it.
+func NewListener(table func() *route.Table, log *slog.Logger) *Listener {
+	l := &Listener{table: table, log: log, sessions: map[uint32]*ClientSession{}}
+	var seed [4]byte
+	_, _ = rand.Read(seed[:])
+	l.nextPID.Store(uint32(seed[0])<<16 | uint32(seed[1])<<8 | uint32(seed[2]))
+	return l
+}
+
+// Serve accepts connections on ln until ln is closed or Shutdown is called.
+func (l *Listener) Serve(ln net.Listener) error {
+	l.mu.Lock()
+	if l.shutting.Load() {
+		l.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	l.lns = append(l.lns, ln)
+	l.mu.Unlock()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if l.shutting.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of file descriptors and the like: back off instead of spinning.
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay < time.Second {
+				delay *= 2
+			}
+			l.log.Warn("accept failed", "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		l.conns.Add(1)
+		go func() {
+			defer l.conns.Done()
+			l.serveConn(c)
+		}()
+	}
+}
+
+// Clients returns the number of connected clients.
+func (l *Listener) Clients() int { return int(l.clients.Load()) }
+
+func (l *Listener) register(s *ClientSession) {
+	l.mu.Lock()
+	for {
+		pid := l.nextPID.Add(1) & 0x7fffffff
+		if pid == 0 {
+			continue
+		}
+		if _, dup := l.sessions[pid]; !dup {
+			s.pid = pid
+			break
+		}
+	}
+	l.sessions[s.pid] = s
+	l.mu.Unlock()
+	_, _ = rand.Read(s.secret[:])
+}
+
+func (l *Listener) unregister(s *ClientSession) {
+	l.mu.Lock()
+	if l.sessions[s.pid] == s {
+		delete(l.sessions, s.pid)
+	}
+	l.mu.Unlock()
+}
+
+// cancel forwards a CancelRequest to the server running the query of the client that pid and
+// secret name. A wrong secret is ignored silently, as Postgres does.
+func (l *Listener) cancel(pid uint32, secret []byte) {
+	l.mu.Lock()
+	s := l.sessions[pid]
+	l.mu.Unlock()
+	if s == nil || len(secret) != len(s.secret) || subtle.ConstantTimeCompare(secret, s.secret[:]) != 1 {
+		return
+	}
+	s.cancelQuery()
+}
+
+// Shutdown stops accepting, closes idle clients at once, lets clients in a transaction finish it,
+// and closes whatever is left when ctx is done. It returns when every client is gone.
+func (l *Listener) Shutdown(ctx context.Context) {
+	l.mu.Lock()
+	l.shutting.Store(true)
+	for _, ln := range l.lns {
+		ln.Close()
+	}
+	sessions := make([]*ClientSession, 0, len(l.sessions))
+	for _, s := range l.sessions {
+		sessions = append(sessions, s)
+	}
+	l.mu.Unlock()
+	for _, s := range sessions {
+		s.shutdown()
+	}
+	done := make(chan struct{})
+	go func() { l.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	l.mu.Lock()
+	for _, s := range l.sessions {
+		s.conn.Close()
+	}
+	l.mu.Unlock()
+	<-done
+}

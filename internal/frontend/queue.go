@@ -1,0 +1,93 @@
+package frontend
+
+// entryKind says what reply a message sent to the server (or answered by sluice) expects.
+type entryKind uint8
+
+const (
+	kParse        entryKind = iota // client's Parse, sent: forward ParseComplete
+	kParseSwallow                  // Parse sluice injected before a Bind or Describe: drop its ParseComplete
+	kParseSynth                    // client's Parse of a statement the server has: answer ParseComplete
+	kBind
+	kDescribe
+	kExecute
+	kClose
+	kCloseSwallow // Close of a statement evicted from the server's cache: drop its CloseComplete
+	kCloseSynth   // client's Close of a named statement: answer CloseComplete
+	kSync
+	kQuery
+	kFunc
+	kErrorSynth   // an error sluice raised inside a batch: send msg
+	kAbortSwallow // failing Parse sluice sent so the server skips to Sync: drop its ErrorResponse
+)
+
+// entry is one outstanding reply, in the order the client will see replies.
+type entry struct {
+	kind   entryKind
+	name   string // server statement name, for Parse and Close entries in transaction mode
+	client string // client statement name, for the client's own Parse
+	msg    []byte // for kErrorSynth
+}
+
+func (e *entry) synthetic() bool {
+	return e.kind == kParseSynth || e.kind == kCloseSynth || e.kind == kErrorSynth
+}
+
+var (
+	parseComplete = []byte{'1', 0, 0, 0, 4}
+	closeComplete = []byte{'3', 0, 0, 0, 4}
+)
+
+func (e *entry) reply() []byte {
+	switch e.kind {
+	case kParseSynth:
+		return parseComplete
+	case kCloseSynth:
+		return closeComplete
+	}
+	return e.msg
+}
+
+// queue is a FIFO of entries that reuses its backing array.
+type queue struct {
+	e []entry
+	h int
+}
+
+func (q *queue) push(e entry) { q.e = append(q.e, e) }
+
+func (q *queue) empty() bool { return q.h == len(q.e) }
+
+func (q *queue) len() int { return len(q.e) - q.h }
+
+// head returns the oldest entry, or nil.
+func (q *queue) head() *entry {
+	if q.h == len(q.e) {
+		return nil
+	}
+	return &q.e[q.h]
+}
+
+func (q *queue) pop() entry {
+	e := q.e[q.h]
+	q.e[q.h] = entry{}
+	q.h++
+	if q.h == len(q.e) {
+		q.e, q.h = q.e[:0], 0
+	}
+	return e
+}
+
+// takeSynth pops the synthetic entries at the head: their replies are due because everything
+// before them has been answered.
+func (q *queue) takeSynth(dst [][]byte) [][]byte {
+	for h := q.head(); h != nil && h.synthetic(); h = q.head() {
+		e := q.pop()
+		dst = append(dst, e.reply())
+	}
+	return dst
+}
+
+func (q *queue) reset() {
+	clear(q.e)
+	q.e, q.h = q.e[:0], 0
+}

@@ -1,0 +1,613 @@
+package frontend
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluicepg/sluice/internal/backend"
+	"github.com/sluicepg/sluice/internal/pool"
+	"github.com/sluicepg/sluice/internal/route"
+	"github.com/sluicepg/sluice/internal/wire"
+)
+
+// ClientSession is one client connection after its startup packet. Its own goroutine (the reader)
+// reads the client's messages and writes them to a server; while a server is attached, a second
+// goroutine (the pump) reads the server's replies and writes them to the client.
+type ClientSession struct {
+	l      *Listener
+	conn   net.Conn
+	r      wire.Reader
+	out    clientOut
+	pid    uint32
+	secret [4]byte
+
+	user, db string
+	target   *route.Target
+	gen      uint64 // routing table generation target was looked up in
+	txMode   bool   // transaction pooling: rename statements, release at idle
+
+	// failing is set after a local error in an extended-protocol batch: messages are dropped up
+	// to Sync, as Postgres does. Reader only.
+	failing bool
+	// scratch is the reader's buffer for messages it builds.
+	scratch []byte
+	// wsrv is the server the reader has buffered writes for, flushed before it blocks.
+	wsrv *backend.ServerConn
+	// wmu is held by the reader while it flushes wsrv; see flushServer.
+	wmu sync.Mutex
+
+	// mu guards the fields below, shared by the reader and the pump.
+	mu   sync.Mutex
+	srv  *backend.ServerConn
+	pl   *pool.Pool
+	q    queue
+	open bool // an extended-protocol batch was sent without its Sync yet
+	// copyOpen is set while the reader forwards COPY data: the server must stay attached.
+	copyOpen bool
+	tx       byte // transaction status of the last ReadyForQuery
+	// params are the settings the client expects its server to have (reported parameters and
+	// startup settings); pver changes whenever they do.
+	params []param
+	pver   uint64
+	// stmts maps the client's statement names to what sluice prepares (transaction mode).
+	stmts    map[string]*statement
+	closing  bool // the reader is taking the server back or the client left
+	stopping bool // shutdown: close the client at its next idle point
+	pump     sync.WaitGroup
+}
+
+// statement is a client's named prepared statement in transaction mode.
+type statement struct {
+	server string // the name sluice prepared it under: derived from the query, shared by clients
+	parse  []byte // a Parse message for server, ready to send
+}
+
+func (l *Listener) serveConn(c net.Conn) {
+	n := l.clients.Add(1)
+	defer l.clients.Add(-1)
+	defer c.Close()
+	tbl := l.table()
+	g := &tbl.Config.General
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetKeepAliveConfig(net.KeepAliveConfig{
+			Enable: true, Idle: g.TCPKeepalivesIdle, Interval: g.TCPKeepalivesInterval, Count: g.TCPKeepalivesCount,
+		})
+	}
+	if g.ClientLoginTimeout > 0 {
+		_ = c.SetDeadline(time.Now().Add(g.ClientLoginTimeout))
+	}
+	sp, err := l.readStartup(c)
+	if err != nil {
+		if errors.Is(err, errBadStartup) {
+			_, _ = c.Write(wire.AppendError(nil, "FATAL", "08P01", err.Error()))
+		}
+		return
+	}
+	if sp == nil {
+		return // a cancel request, handled
+	}
+	if l.shutting.Load() {
+		_, _ = c.Write(wire.AppendError(nil, "FATAL", "57P01", "sluice is shutting down"))
+		return
+	}
+	if g.MaxClientConn > 0 && n > int64(g.MaxClientConn) {
+		_, _ = c.Write(wire.AppendError(nil, "FATAL", "53300",
+			fmt.Sprintf("sorry, too many clients already (max_client_conn = %d)", g.MaxClientConn)))
+		return
+	}
+	s := &ClientSession{l: l, conn: c, tx: 'I'}
+	s.out.conn = c
+	s.r.Reset(c, g.MaxMessageSize)
+	if err := s.login(tbl, sp); err != nil {
+		l.log.Debug("login failed", "remote", c.RemoteAddr().String(), "err", err)
+		return
+	}
+	_ = c.SetDeadline(time.Time{})
+	if g.LogClientConnections {
+		l.log.Info("client connected", "remote", c.RemoteAddr().String(), "user", s.user, "db", s.db)
+	}
+	defer l.unregister(s)
+	err = s.run()
+	s.cleanup()
+	if g.LogClientDisconnections {
+		l.log.Info("client disconnected", "remote", c.RemoteAddr().String(), "user", s.user, "db", s.db, "err", err)
+	}
+}
+
+// readStartup reads packets until a real startup packet, answering SSLRequest and GSSENCRequest
+// with 'N' and serving a CancelRequest (then it returns nil, nil).
+func (l *Listener) readStartup(c net.Conn) (*startupPacket, error) {
+	var buf [256]byte
+	for i := 0; i < 3; i++ {
+		body, err := readStartupPacket(c, buf[:0])
+		if err != nil {
+			return nil, err
+		}
+		sp, err := parseStartup(body)
+		if err != nil {
+			return nil, err
+		}
+		switch sp.code {
+		case codeSSL, codeGSSENC:
+			if _, err := c.Write([]byte{'N'}); err != nil {
+				return nil, err
+			}
+			continue
+		case codeCancel:
+			l.cancel(sp.cancelPID, sp.cancelSecret)
+			return nil, nil
+		}
+		return sp, nil
+	}
+	return nil, fmt.Errorf("%w: too many encryption requests", errBadStartup)
+}
+
+// fatal sends a FATAL error to the client.
+func (s *ClientSession) fatal(code, msg string) error {
+	_ = s.out.send(wire.AppendError(nil, "FATAL", code, msg))
+	return &clientError{code: code, msg: msg}
+}
+
+type clientError struct{ code, msg string }
+
+func (e *clientError) Error() string { return e.msg + " (SQLSTATE " + e.code + ")" }
+
+// untracked startup parameters are not settings to carry to servers.
+var untracked = map[string]bool{"user": true, "database": true, "options": true, "replication": true}
+
+func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
+	s.user = sp.get("user")
+	if s.user == "" {
+		return s.fatal("28000", "no PostgreSQL user name specified in startup packet")
+	}
+	s.db = sp.get("database")
+	if s.db == "" {
+		s.db = s.user
+	}
+	if sp.get("replication") != "" && sp.get("replication") != "false" && sp.get("replication") != "0" {
+		return s.fatal("08P01", "sluice does not support replication connections")
+	}
+	for _, kv := range sp.params {
+		if !untracked[kv.name] {
+			s.params = append(s.params, kv)
+		}
+	}
+	if o := sp.get("options"); o != "" {
+		opts, err := parseOptions(o)
+		if err != nil {
+			return s.fatal("08P01", err.Error())
+		}
+		s.params = append(s.params, opts...)
+	}
+	tg := tbl.Lookup(s.db, s.user)
+	if tg == nil && tbl.Config.Pool(s.db) == nil {
+		return s.fatal("3D000", fmt.Sprintf("database %q does not exist", s.db))
+	}
+	if err := s.authenticate(tg); err != nil {
+		return err
+	}
+	s.target, s.gen = tg, tbl.Generation
+	s.txMode = tg.Mode != "session"
+	ctx, cancel := context.WithTimeout(context.Background(), tbl.Config.General.ConnectTimeout+time.Second)
+	defer cancel()
+	prim, err := tg.Primary()
+	if err != nil {
+		return s.fatal("08006", err.Error())
+	}
+	sparams, err := prim.Pool.ServerParameters(ctx)
+	if err != nil {
+		return s.fatal("08006", "could not connect to server: "+err.Error())
+	}
+	s.l.register(s)
+	b := wire.AppendSimple(s.scratch[:0], 0)[:0]
+	b = append(b, wire.Authentication, 0, 0, 0, 8, 0, 0, 0, 0) // AuthenticationOk
+	for k, v := range sparams {
+		if cv, ok := s.param(k); ok {
+			v = cv
+		}
+		b = wire.AppendParameterStatus(b, k, v)
+	}
+	b = append(b, wire.BackendKeyData, 0, 0, 0, 12,
+		byte(s.pid>>24), byte(s.pid>>16), byte(s.pid>>8), byte(s.pid))
+	b = append(b, s.secret[:]...)
+	b = wire.AppendReadyForQuery(b, 'I')
+	s.scratch = b[:0]
+	return s.out.send(b)
+}
+
+func (s *ClientSession) param(name string) (string, bool) {
+	for _, p := range s.params {
+		if strings.EqualFold(p.name, name) {
+			return p.value, true
+		}
+	}
+	return "", false
+}
+
+// authenticate runs md5 password authentication when the user has a password and trusts the
+// client otherwise. An unknown user goes through the same exchange and gets the same error as a
+// wrong password, so user names cannot be probed.
+func (s *ClientSession) authenticate(tg *route.Target) error {
+	var secret string
+	if tg != nil {
+		if tg.User.Password == "" {
+			return nil
+		}
+		secret = md5Secret(tg.User.Password, s.user)
+	}
+	var salt [4]byte
+	_, _ = rand.Read(salt[:])
+	req := []byte{wire.Authentication, 0, 0, 0, 12, 0, 0, 0, 5, salt[0], salt[1], salt[2], salt[3]}
+	if err := s.out.send(req); err != nil {
+		return err
+	}
+	typ, _, err := s.r.Peek()
+	if err != nil {
+		return err
+	}
+	if typ != wire.Password {
+		return s.fatal("08P01", fmt.Sprintf("expected a password message, got %q", typ))
+	}
+	msg, err := s.r.Message()
+	if err != nil {
+		return err
+	}
+	got, _, _ := wire.CString(wire.Body(msg))
+	ok := tg != nil && subtle.ConstantTimeCompare(got, []byte(md5Response(secret, salt))) == 1
+	s.r.Discard(len(msg))
+	if !ok {
+		return s.fatal("28P01", fmt.Sprintf("password authentication failed for user %q", s.user))
+	}
+	return nil
+}
+
+// md5Secret returns the hex md5 of password+user, which Postgres stores; a password given in the
+// config as "md5..." is that already.
+func md5Secret(password, user string) string {
+	if len(password) == 35 && strings.HasPrefix(password, "md5") {
+		return password[3:]
+	}
+	h := md5.Sum([]byte(password + user))
+	return hex.EncodeToString(h[:])
+}
+
+// md5Response is what a client sends for secret and salt.
+func md5Response(secret string, salt [4]byte) string {
+	h := md5.Sum(append([]byte(secret), salt[:]...))
+	return "md5" + hex.EncodeToString(h[:])
+}
+
+// run is the reader loop. It returns when the client leaves or must be disconnected.
+func (s *ClientSession) run() error {
+	for {
+		if _, ok := s.r.Complete(); !ok {
+			if err := s.beforeBlock(); err != nil {
+				return err
+			}
+		}
+		typ, size, err := s.r.Peek()
+		if err != nil {
+			return s.readError(err)
+		}
+		if s.failing && typ != wire.Sync {
+			if typ == wire.Terminate {
+				return nil
+			}
+			if err := s.r.Skip(size); err != nil {
+				return s.readError(err)
+			}
+			continue
+		}
+		if err := s.dispatch(typ, size); err != nil {
+			return err
+		}
+	}
+}
+
+// readError turns a failed client read into the session's end, telling the client why when it
+// is still there to hear it.
+func (s *ClientSession) readError(err error) error {
+	switch {
+	case errors.Is(err, wire.ErrMessageTooLarge), errors.Is(err, wire.ErrBadLength):
+		return s.fatal("08P01", "invalid message: "+err.Error())
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.mu.Lock()
+		st := s.tx
+		stopping := s.stopping
+		s.mu.Unlock()
+		if stopping {
+			return s.fatal("57P01", "terminating connection: sluice is shutting down")
+		}
+		if st != 'I' {
+			return s.fatal("25P03", "terminating connection due to idle-in-transaction timeout")
+		}
+		return err
+	}
+	return err
+}
+
+// beforeBlock runs before a read from the client that may block: flush what waits for the
+// server and the client, give buffers back when idle, and arm the idle-in-transaction timer.
+func (s *ClientSession) beforeBlock() error {
+	_ = s.flushServer()
+	s.mu.Lock()
+	srv := s.srv
+	st := s.tx
+	stopping := s.stopping
+	s.mu.Unlock()
+	s.out.mu.Lock()
+	err := s.out.Flush()
+	if srv == nil {
+		s.out.Idle()
+	}
+	s.out.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if srv == nil {
+		if stopping {
+			return s.fatal("57P01", "terminating connection: sluice is shutting down")
+		}
+		s.r.Shrink()
+	}
+	var dl time.Time
+	if t := s.l.table().Config.General.IdleClientInTransactionTimeout; t > 0 && srv != nil && st != 'I' {
+		dl = time.Now().Add(t)
+	}
+	_ = s.conn.SetReadDeadline(dl)
+	return nil
+}
+
+// dispatch handles one client message whose header has been peeked.
+func (s *ClientSession) dispatch(typ byte, size int) error {
+	switch typ {
+	case wire.Terminate:
+		return io.EOF
+	case wire.Sync:
+		s.r.Discard(size)
+		s.failing = false
+		s.mu.Lock()
+		srv := s.srv
+		if srv != nil {
+			s.q.push(entry{kind: kSync})
+			s.open = false
+		}
+		s.mu.Unlock()
+		if srv == nil {
+			return s.sendLocal(wire.AppendReadyForQuery(nil, 'I'), false)
+		}
+		return s.toServer(srv, []byte{wire.Sync, 0, 0, 0, 4})
+	case wire.Flush:
+		s.r.Discard(size)
+		// Only inside a batch: an open batch keeps the server attached while we write.
+		s.mu.Lock()
+		srv := s.srv
+		open := s.open
+		s.mu.Unlock()
+		if srv == nil || !open {
+			return nil
+		}
+		if err := s.toServer(srv, []byte{wire.Flush, 0, 0, 0, 4}); err != nil {
+			return err
+		}
+		return s.flushServer()
+	case wire.CopyData, wire.CopyDone, wire.CopyFail:
+		// copyOpen keeps the pump from releasing the server while copy data is written; a
+		// CopyDone or CopyFail ends it.
+		s.mu.Lock()
+		srv := s.srv
+		if srv != nil {
+			s.copyOpen = true
+		}
+		s.mu.Unlock()
+		if srv == nil {
+			return s.r.Skip(size) // not in COPY: Postgres ignores these too
+		}
+		s.wsrv = srv
+		err := s.r.Forward(srv.W, size)
+		if typ != wire.CopyData {
+			s.mu.Lock()
+			s.copyOpen = false
+			s.mu.Unlock()
+		}
+		if err != nil {
+			return s.forwardError(srv, err)
+		}
+		return nil
+	case wire.Query:
+		return s.query(size)
+	case wire.Parse, wire.Bind, wire.Describe, wire.Close, wire.Execute, wire.FunctionCall:
+		return s.extended(typ, size)
+	}
+	return s.fatal("08P01", fmt.Sprintf("invalid frontend message type %q", typ))
+}
+
+// forwardError sorts a failed Forward into a client read error (the session ends) or a server
+// write error (the pump reports the lost server).
+func (s *ClientSession) forwardError(srv *backend.ServerConn, err error) error {
+	var we *wire.WriteError
+	if errors.As(err, &we) {
+		srv.Broken = true
+		return nil
+	}
+	return s.readError(err)
+}
+
+// toServer writes msg to the server's buffer. A write error marks the server broken; the pump
+// finds out on its side and ends the session with the right error.
+//
+// Callers must have made sure the server stays attached while they write: an entry pushed for the
+// message, or an open batch or COPY.
+func (s *ClientSession) toServer(srv *backend.ServerConn, msg []byte) error {
+	s.wsrv = srv
+	if _, err := srv.W.Write(msg); err != nil {
+		srv.Broken = true
+	}
+	return nil
+}
+
+// flushServer sends what the reader buffered for its server.
+//
+// The flush holds wmu: once its bytes are on the wire the server may answer and the pump may
+// release the server before Flush has returned, so the pump takes wmu before releasing.
+func (s *ClientSession) flushServer() error {
+	if srv := s.wsrv; srv != nil {
+		s.wsrv = nil
+		s.wmu.Lock()
+		if err := srv.W.Flush(); err != nil {
+			srv.Broken = true
+		}
+		s.wmu.Unlock()
+	}
+	return nil
+}
+
+// sendLocal writes a reply that sluice makes itself, in order with the server's replies: callers
+// only use it when no server reply is outstanding.
+func (s *ClientSession) sendLocal(msg []byte, flush bool) error {
+	s.out.mu.Lock()
+	defer s.out.mu.Unlock()
+	if _, err := s.out.Write(msg); err != nil {
+		return err
+	}
+	if flush {
+		return s.out.Flush()
+	}
+	return nil
+}
+
+// query handles a simple-protocol Query.
+func (s *ClientSession) query(size int) error {
+	msg, err := s.r.Message()
+	if err != nil {
+		return s.readError(err)
+	}
+	if s.txMode && isListen(wire.Body(msg)) {
+		s.r.Discard(size)
+		return s.queryError("0A000", "LISTEN is not supported in transaction pooling mode; use a session-mode pool")
+	}
+	srv, err := s.attach()
+	if err != nil {
+		s.r.Discard(size)
+		return s.queryError(checkoutCode(err), err.Error())
+	}
+	s.q.push(entry{kind: kQuery})
+	s.mu.Unlock()
+	err = s.toServer(srv, msg)
+	s.r.Discard(size)
+	return err
+}
+
+// queryError answers a simple Query with an error. With a server attached the error is raised by
+// the server itself, so it comes in order and aborts an open transaction as Postgres would.
+func (s *ClientSession) queryError(code, msg string) error {
+	s.mu.Lock()
+	srv := s.srv
+	if srv != nil {
+		s.q.push(entry{kind: kQuery}) // pushed under the lock: the server stays attached
+	}
+	s.mu.Unlock()
+	if srv == nil {
+		b := wire.AppendError(nil, "ERROR", code, msg)
+		return s.sendLocal(wire.AppendReadyForQuery(b, 'I'), false)
+	}
+	sql := fmt.Sprintf("DO $sluice$ BEGIN RAISE EXCEPTION USING ERRCODE = '%s', MESSAGE = %s; END $sluice$",
+		code, quoteLiteral(msg))
+	return s.toServer(srv, wire.AppendQuery(nil, sql))
+}
+
+// failBatch reports a local error inside an extended-protocol batch and drops messages up to Sync.
+// With a server attached, the error is queued in order behind the server's pending replies, and a
+// Parse that cannot succeed is sent so the server, too, aborts the transaction and skips to Sync.
+func (s *ClientSession) failBatch(code, msg string) error {
+	s.failing = true
+	errMsg := wire.AppendError(nil, "ERROR", code, msg)
+	s.mu.Lock()
+	srv := s.srv
+	var now [][]byte
+	if srv != nil {
+		s.q.push(entry{kind: kErrorSynth, msg: errMsg})
+		now = s.q.takeSynth(now)
+		s.q.push(entry{kind: kAbortSwallow})
+		s.open = true
+	}
+	s.mu.Unlock()
+	if srv == nil {
+		return s.sendLocal(errMsg, false)
+	}
+	if err := s.emit(now); err != nil {
+		return err
+	}
+	return s.toServer(srv, wire.AppendParse(nil, "", []byte("sluice abort batch"), []byte{0, 0}))
+}
+
+// emit writes synthetic replies that are due now.
+func (s *ClientSession) emit(msgs [][]byte) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	s.out.mu.Lock()
+	defer s.out.mu.Unlock()
+	for _, m := range msgs {
+		if _, err := s.out.Write(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkoutCode(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "53300"
+	case errors.Is(err, pool.ErrClosed):
+		return "57P01"
+	}
+	return "08006"
+}
+
+// isListen reports whether a query starts with LISTEN, skipping blanks and comments.
+func isListen(q []byte) bool {
+	for len(q) > 0 {
+		switch {
+		case q[0] == ' ' || q[0] == '\t' || q[0] == '\n' || q[0] == '\r' || q[0] == '(':
+			q = q[1:]
+		case len(q) > 1 && q[0] == '-' && q[1] == '-':
+			i := 0
+			for i < len(q) && q[i] != '\n' {
+				i++
+			}
+			q = q[i:]
+		case len(q) > 1 && q[0] == '/' && q[1] == '*':
+			i := strings.Index(string(q[2:]), "*/")
+			if i < 0 {
+				return false
+			}
+			q = q[i+4:]
+		default:
+			return len(q) >= 6 && strings.EqualFold(string(q[:6]), "listen") &&
+				(len(q) == 6 || q[6] == ' ' || q[6] == '\t' || q[6] == '\n' || q[6] == '\r')
+		}
+	}
+	return false
+}
+
+func quoteLiteral(s string) string {
+	if strings.Contains(s, `\`) {
+		return "E'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", "''") + "'"
+	}
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

@@ -1,0 +1,161 @@
+package frontend
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Request codes a client may send in place of a protocol version.
+const (
+	codeCancel  = 80877102
+	codeSSL     = 80877103
+	codeGSSENC  = 80877104
+	protocol30  = 3 << 16
+	protoMajor3 = 3
+)
+
+// maxStartupPacket is Postgres' own limit on a startup packet.
+const maxStartupPacket = 10000
+
+// errBadStartup is wrapped by every startup-packet error; the client gets SQLSTATE 08P01.
+var errBadStartup = errors.New("invalid startup packet")
+
+// startupPacket is a decoded startup, SSLRequest, GSSENCRequest or CancelRequest packet.
+type startupPacket struct {
+	code uint32 // protocol version or request code
+	// params are the startup parameters in the order the client sent them.
+	params []param
+	// cancelPID and cancelSecret are set for a CancelRequest.
+	cancelPID    uint32
+	cancelSecret []byte
+}
+
+type param struct{ name, value string }
+
+// get returns the value of the named parameter.
+func (p *startupPacket) get(name string) string {
+	for _, kv := range p.params {
+		if kv.name == name {
+			return kv.value
+		}
+	}
+	return ""
+}
+
+// readStartupPacket reads one length-prefixed startup packet and returns its body (everything
+// after the length).
+func readStartupPacket(r io.Reader, buf []byte) ([]byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint32(hdr[:]))
+	if n < 8 || n > maxStartupPacket {
+		return nil, fmt.Errorf("%w: length %d", errBadStartup, n)
+	}
+	if cap(buf) < n-4 {
+		buf = make([]byte, n-4)
+	}
+	buf = buf[:n-4]
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// parseStartup decodes a startup packet body. It never panics on any input.
+func parseStartup(body []byte) (*startupPacket, error) {
+	if len(body) < 4 {
+		return nil, fmt.Errorf("%w: too short", errBadStartup)
+	}
+	p := &startupPacket{code: binary.BigEndian.Uint32(body)}
+	rest := body[4:]
+	switch p.code {
+	case codeSSL, codeGSSENC:
+		if len(rest) != 0 {
+			return nil, fmt.Errorf("%w: request with a body", errBadStartup)
+		}
+		return p, nil
+	case codeCancel:
+		if len(rest) < 8 || len(rest) > 4+256 {
+			return nil, fmt.Errorf("%w: cancel request length", errBadStartup)
+		}
+		p.cancelPID = binary.BigEndian.Uint32(rest)
+		p.cancelSecret = bytes.Clone(rest[4:])
+		return p, nil
+	}
+	if p.code>>16 != protoMajor3 {
+		return nil, fmt.Errorf("%w: unsupported protocol %d.%d", errBadStartup, p.code>>16, p.code&0xffff)
+	}
+	for len(rest) > 0 && rest[0] != 0 {
+		i := bytes.IndexByte(rest, 0)
+		if i < 0 {
+			return nil, fmt.Errorf("%w: unterminated parameter name", errBadStartup)
+		}
+		name := string(rest[:i])
+		rest = rest[i+1:]
+		j := bytes.IndexByte(rest, 0)
+		if j < 0 {
+			return nil, fmt.Errorf("%w: unterminated value of %q", errBadStartup, name)
+		}
+		p.params = append(p.params, param{name, string(rest[:j])})
+		rest = rest[j+1:]
+	}
+	if len(rest) != 1 {
+		return nil, fmt.Errorf("%w: missing terminator", errBadStartup)
+	}
+	return p, nil
+}
+
+// parseOptions reads the "-c name=value" and "--name=value" settings of the options startup
+// parameter, as Postgres does; backslash escapes a space.
+func parseOptions(s string) ([]param, error) {
+	var words []string
+	var cur strings.Builder
+	esc := false
+	for _, r := range s {
+		switch {
+		case esc:
+			cur.WriteRune(r)
+			esc = false
+		case r == '\\':
+			esc = true
+		case r == ' ' || r == '\t':
+			if cur.Len() > 0 {
+				words = append(words, cur.String())
+				cur.Reset()
+			}
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	if cur.Len() > 0 {
+		words = append(words, cur.String())
+	}
+	var out []param
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		var kv string
+		switch {
+		case w == "-c" && i+1 < len(words):
+			i++
+			kv = words[i]
+		case strings.HasPrefix(w, "-c"):
+			kv = w[2:]
+		case strings.HasPrefix(w, "--"):
+			kv = w[2:]
+		default:
+			return nil, fmt.Errorf("unsupported option %q in the options parameter", w)
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("invalid option %q: want name=value", kv)
+		}
+		out = append(out, param{strings.ReplaceAll(k, "-", "_"), v})
+	}
+	return out, nil
+}

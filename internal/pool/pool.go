@@ -1,0 +1,395 @@
+// Package pool keeps the server connections of one server for one database and user: checkout
+// and release, sizing, lifetimes, idle reaping and health checks. It knows nothing of SQL or of
+// clients.
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicepg/sluice/internal/backend"
+)
+
+// Options size and age a pool.
+type Options struct {
+	Size    int // most connections open at once, checked out or idle
+	MinSize int // connections kept open even when idle
+
+	Lifetime    time.Duration // a connection older than this is closed when released; 0 = forever
+	IdleTimeout time.Duration // an idle connection older than this is closed; 0 = never
+
+	HealthcheckDelay   time.Duration // a connection idle longer than this is checked before use
+	HealthcheckTimeout time.Duration
+
+	// ResetQuery runs on release when the releaser asks for a reset (session mode).
+	ResetQuery string
+}
+
+// ErrClosed is returned by Checkout on a pool that was closed, e.g. replaced by a reload.
+var ErrClosed = errors.New("pool is closed")
+
+// Pool is a pool of connections to one server. It is safe for concurrent use.
+type Pool struct {
+	params backend.Params
+	opts   Options
+	dial   func(context.Context, *backend.Params) (*backend.ServerConn, error)
+
+	mu      sync.Mutex
+	idle    []*backend.ServerConn // LIFO: the most recently used is handed out first
+	open    int                   // connections open or being dialed
+	waiters []*waiter             // FIFO
+	closed  bool
+	params0 map[string]string // server parameters reported by the first connection
+
+	stop chan struct{}
+	done chan struct{}
+
+	checkouts   atomic.Uint64
+	waits       atomic.Uint64
+	dialErrors  atomic.Uint64
+	totalWaitNs atomic.Int64
+}
+
+type waiter struct {
+	ch chan *backend.ServerConn // a server, or nil meaning "a slot is free: dial"
+}
+
+// New returns a pool for the server that p describes and starts its maintenance goroutine.
+func New(p backend.Params, o Options) *Pool {
+	if o.Size < 1 {
+		o.Size = 1
+	}
+	pl := &Pool{params: p, opts: o, dial: backend.Dial, stop: make(chan struct{}), done: make(chan struct{})}
+	go pl.maintain()
+	return pl
+}
+
+// Params returns the connection parameters of the pool's server.
+func (p *Pool) Params() *backend.Params { return &p.params }
+
+// Checkout returns an idle connection, dials a new one while the pool is below its size, or waits
+// for one to be released until ctx is done. The caller must Release what it gets.
+func (p *Pool) Checkout(ctx context.Context) (*backend.ServerConn, error) {
+	p.checkouts.Add(1)
+	var start time.Time
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, ErrClosed
+		}
+		for n := len(p.idle); n > 0; n = len(p.idle) {
+			s := p.idle[n-1]
+			p.idle[n-1] = nil
+			p.idle = p.idle[:n-1]
+			p.mu.Unlock()
+			if p.usable(s) {
+				return s, nil
+			}
+			p.discard(s)
+			p.mu.Lock()
+		}
+		if p.open < p.opts.Size {
+			p.open++
+			p.mu.Unlock()
+			s, err := p.dialOne(ctx)
+			if err != nil {
+				p.slotFreed()
+				return nil, err
+			}
+			return s, nil
+		}
+		w := &waiter{ch: make(chan *backend.ServerConn, 1)}
+		p.waiters = append(p.waiters, w)
+		p.mu.Unlock()
+		if start.IsZero() {
+			start = time.Now()
+			p.waits.Add(1)
+		}
+		select {
+		case s := <-w.ch:
+			if s == nil {
+				continue // a slot was freed: try again
+			}
+			p.totalWaitNs.Add(int64(time.Since(start)))
+			if p.usable(s) {
+				return s, nil
+			}
+			p.discard(s)
+			continue
+		case <-ctx.Done():
+			p.mu.Lock()
+			for i, x := range p.waiters {
+				if x == w {
+					p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+					break
+				}
+			}
+			p.mu.Unlock()
+			// A server (or a free slot) may have been handed over just before we left the list.
+			select {
+			case s := <-w.ch:
+				if s != nil {
+					p.Release(s)
+				} else {
+					p.slotFreed()
+				}
+			default:
+			}
+			return nil, fmt.Errorf("wait for a server of %s: %w", p.params.Addr(), ctx.Err())
+		}
+	}
+}
+
+// TryCheckout returns an idle connection, or nil when there is none, without waiting or dialing.
+// It is the fast path of a busy pool: no timer, no context.
+func (p *Pool) TryCheckout() *backend.ServerConn {
+	for {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 || p.closed {
+			p.mu.Unlock()
+			return nil
+		}
+		s := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		p.checkouts.Add(1)
+		if p.usable(s) {
+			return s
+		}
+		p.discard(s)
+	}
+}
+
+// usable checks a connection taken from the idle list: not too old, and alive if it was idle long.
+func (p *Pool) usable(s *backend.ServerConn) bool {
+	if s.Broken {
+		return false
+	}
+	now := time.Now()
+	if p.opts.Lifetime > 0 && now.Sub(s.Created) > p.opts.Lifetime {
+		return false
+	}
+	if p.opts.HealthcheckDelay > 0 && now.Sub(s.LastUsed) > p.opts.HealthcheckDelay {
+		to := p.opts.HealthcheckTimeout
+		if to <= 0 {
+			to = time.Second
+		}
+		_ = s.SetReadDeadline(now.Add(to))
+		st, err := s.Exec(";")
+		_ = s.SetReadDeadline(time.Time{})
+		if err != nil || st != 'I' {
+			s.Broken = true
+			return false
+		}
+	}
+	return true
+}
+
+func (p *Pool) dialOne(ctx context.Context) (*backend.ServerConn, error) {
+	s, err := p.dial(ctx, &p.params)
+	if err != nil {
+		p.dialErrors.Add(1)
+		return nil, err
+	}
+	p.mu.Lock()
+	if p.params0 == nil {
+		p.params0 = make(map[string]string, len(s.Params))
+		for k, v := range s.Params {
+			p.params0[k] = v
+		}
+	}
+	p.mu.Unlock()
+	return s, nil
+}
+
+// Release gives a connection back. A broken connection, or one past its lifetime, is closed.
+func (p *Pool) Release(s *backend.ServerConn) {
+	now := time.Now()
+	s.LastUsed = now
+	if s.Broken || (p.opts.Lifetime > 0 && now.Sub(s.Created) > p.jitteredLifetime(s)) {
+		p.discard(s)
+		return
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		p.discard(s)
+		return
+	}
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		w.ch <- s // buffered: sent under the lock so a waiter that gives up finds it
+		p.mu.Unlock()
+		return
+	}
+	p.idle = append(p.idle, s)
+	p.mu.Unlock()
+}
+
+// jitteredLifetime spreads the end of connections opened together over 10% of the lifetime, so
+// they are not all replaced at once.
+func (p *Pool) jitteredLifetime(s *backend.ServerConn) time.Duration {
+	l := p.opts.Lifetime
+	j := time.Duration(uint64(s.Created.UnixNano())%1000) * l / 10000
+	return l - j
+}
+
+// discard closes s and frees its slot.
+func (p *Pool) discard(s *backend.ServerConn) {
+	go s.Close()
+	p.slotFreed()
+}
+
+// slotFreed accounts for a connection that is gone and lets a waiter dial in its place.
+func (p *Pool) slotFreed() {
+	p.mu.Lock()
+	p.open--
+	if len(p.waiters) > 0 && !p.closed {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		w.ch <- nil // the waiter loops and dials in the free slot
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+}
+
+// ServerParameters returns the parameters the server reported at login, dialing once if no
+// connection was ever made. Clients are told these at their own login.
+func (p *Pool) ServerParameters(ctx context.Context) (map[string]string, error) {
+	p.mu.Lock()
+	pp := p.params0
+	p.mu.Unlock()
+	if pp != nil {
+		return pp, nil
+	}
+	s, err := p.Checkout(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.Release(s)
+	p.mu.Lock()
+	pp = p.params0
+	p.mu.Unlock()
+	if pp == nil {
+		return nil, errors.New("server parameters unknown")
+	}
+	return pp, nil
+}
+
+// Close closes idle connections and makes checked-out ones close on release. Waiters get
+// ErrClosed.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	ws := p.waiters
+	p.waiters = nil
+	p.mu.Unlock()
+	close(p.stop)
+	<-p.done
+	for _, s := range idle {
+		s.Close()
+		p.slotFreed()
+	}
+	for _, w := range ws {
+		w.ch <- nil
+	}
+}
+
+// maintain closes idle and old connections and keeps MinSize open.
+func (p *Pool) maintain() {
+	defer close(p.done)
+	tick := time.NewTicker(time.Second + time.Duration(rand.IntN(200))*time.Millisecond)
+	defer tick.Stop()
+	p.fillMin()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-tick.C:
+			p.reap()
+			p.fillMin()
+		}
+	}
+}
+
+func (p *Pool) reap() {
+	now := time.Now()
+	var drop []*backend.ServerConn
+	p.mu.Lock()
+	keep := p.idle[:0]
+	for i, s := range p.idle {
+		tooOld := p.opts.Lifetime > 0 && now.Sub(s.Created) > p.jitteredLifetime(s)
+		tooIdle := p.opts.IdleTimeout > 0 && now.Sub(s.LastUsed) > p.opts.IdleTimeout &&
+			p.open-len(drop) > p.opts.MinSize
+		if tooOld || tooIdle {
+			drop = append(drop, s)
+			p.idle[i] = nil
+			continue
+		}
+		keep = append(keep, s)
+	}
+	for i := len(keep); i < len(p.idle); i++ {
+		p.idle[i] = nil
+	}
+	p.idle = keep
+	p.mu.Unlock()
+	for _, s := range drop {
+		p.discard(s)
+	}
+}
+
+func (p *Pool) fillMin() {
+	for {
+		p.mu.Lock()
+		if p.closed || p.open >= p.opts.MinSize || p.open >= p.opts.Size {
+			p.mu.Unlock()
+			return
+		}
+		p.open++
+		p.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), p.params.ConnectTimeout+time.Second)
+		s, err := p.dialOne(ctx)
+		cancel()
+		if err != nil {
+			p.slotFreed()
+			return
+		}
+		p.Release(s)
+	}
+}
+
+// Stats is a snapshot of a pool's counters.
+type Stats struct {
+	Open, Idle, Waiting int
+	Checkouts, Waits    uint64
+	DialErrors          uint64
+	TotalWait           time.Duration
+}
+
+// Stats returns the pool's counters.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	st := Stats{Open: p.open, Idle: len(p.idle), Waiting: len(p.waiters)}
+	p.mu.Unlock()
+	st.Checkouts = p.checkouts.Load()
+	st.Waits = p.waits.Load()
+	st.DialErrors = p.dialErrors.Load()
+	st.TotalWait = time.Duration(p.totalWaitNs.Load())
+	return st
+}

@@ -1,0 +1,242 @@
+// Package route decides which server a client's query goes to. In this first version each
+// (database, user) has one pool per server of each shard and queries go to the primary of the
+// first shard; read/write splitting and sharding build on this table.
+package route
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/sluicepg/sluice/internal/backend"
+	"github.com/sluicepg/sluice/internal/config"
+	"github.com/sluicepg/sluice/internal/pool"
+)
+
+// Table is an immutable snapshot of the routing state built from one configuration. A reload
+// builds a new Table that reuses the Targets of pools whose configuration did not change.
+type Table struct {
+	Config *config.Config
+	// Generation increases with every reload, so a client can tell its cached Target is stale.
+	Generation uint64
+	dbs        map[string]map[string]*Target
+}
+
+// Target is what a client logs in to: one user of one pool, with the server pools behind it.
+type Target struct {
+	Pool *config.Pool
+	User *config.User
+	Mode string // "session" or "transaction"
+	// Shards[i] lists the server pools of shard i; Shards[i][0] is its primary when it has one.
+	Shards [][]*Server
+	// Statements are the transaction-mode statements known to prepare on this target's servers.
+	Statements StatementSet
+	closed     bool
+}
+
+// Server is one server's pool and its role.
+type Server struct {
+	Role string
+	Pool *pool.Pool
+}
+
+// ErrNoServer is returned when a shard has no server to take a query.
+var ErrNoServer = errors.New("no server available")
+
+// Lookup returns the target for database db and user, or nil.
+func (t *Table) Lookup(db, user string) *Target {
+	return t.dbs[db][user]
+}
+
+// Targets calls fn for every target.
+func (t *Table) Targets(fn func(db, user string, tg *Target)) {
+	for db, us := range t.dbs {
+		for u, tg := range us {
+			fn(db, u, tg)
+		}
+	}
+}
+
+// Primary returns the pool that takes writes on shard 0.
+func (tg *Target) Primary() (*Server, error) {
+	if len(tg.Shards) == 0 || len(tg.Shards[0]) == 0 {
+		return nil, ErrNoServer
+	}
+	for _, s := range tg.Shards[0] {
+		if s.Role == "primary" {
+			return s, nil
+		}
+	}
+	return tg.Shards[0][0], nil
+}
+
+// Checkout returns a server for the target's next transaction.
+func (tg *Target) Checkout(ctx context.Context) (*backend.ServerConn, *pool.Pool, error) {
+	s, err := tg.Primary()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := s.Pool.Checkout(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, s.Pool, nil
+}
+
+// Build makes a Table from cfg. Targets of prev whose pool configuration is unchanged are reused,
+// so their connections survive a reload; the others are returned in retired for the caller to
+// close once clients have moved on.
+func Build(cfg *config.Config, prev *Table) (t *Table, retired []*Target) {
+	t = &Table{Config: cfg, dbs: map[string]map[string]*Target{}}
+	if prev != nil {
+		t.Generation = prev.Generation + 1
+	}
+	g := &cfg.General
+	kept := map[*Target]bool{}
+	for db, pc := range cfg.Pools {
+		var old *config.Pool
+		if prev != nil {
+			old = prev.Config.Pools[db]
+		}
+		reuse := old != nil && config.PoolsEqual(old, pc) && generalPoolKeysEqual(&prev.Config.General, g)
+		users := map[string]*Target{}
+		for _, u := range pc.Users {
+			if reuse {
+				if tg := prev.dbs[db][u.Username]; tg != nil {
+					tg.Pool, tg.User = pc, u
+					users[u.Username] = tg
+					kept[tg] = true
+					continue
+				}
+			}
+			users[u.Username] = newTarget(g, pc, u)
+		}
+		t.dbs[db] = users
+	}
+	if prev != nil {
+		prev.Targets(func(_, _ string, tg *Target) {
+			if !kept[tg] {
+				retired = append(retired, tg)
+			}
+		})
+	}
+	return t, retired
+}
+
+// generalPoolKeysEqual reports whether the general settings that shape server pools are equal.
+func generalPoolKeysEqual(a, b *config.General) bool {
+	return a.ConnectTimeout == b.ConnectTimeout && a.IdleTimeout == b.IdleTimeout &&
+		a.ServerLifetime == b.ServerLifetime && a.HealthcheckDelay == b.HealthcheckDelay &&
+		a.HealthcheckTimeout == b.HealthcheckTimeout && a.ServerResetQuery == b.ServerResetQuery &&
+		a.TCPKeepalivesIdle == b.TCPKeepalivesIdle && a.TCPKeepalivesCount == b.TCPKeepalivesCount &&
+		a.TCPKeepalivesInterval == b.TCPKeepalivesInterval && a.MaxMessageSize == b.MaxMessageSize
+}
+
+func newTarget(g *config.General, pc *config.Pool, u *config.User) *Target {
+	mode := u.PoolMode
+	if mode == "" {
+		mode = pc.PoolMode
+	}
+	if mode == "" {
+		mode = "transaction"
+	}
+	tg := &Target{Pool: pc, User: u, Mode: mode}
+	serverUser, serverPass := u.ServerUsername, u.ServerPassword
+	if serverUser == "" {
+		serverUser = u.Username
+	}
+	if serverPass == "" {
+		serverPass = u.Password
+	}
+	startup := map[string]string{}
+	if u.StatementTimeout > 0 {
+		startup["statement_timeout"] = fmt.Sprint(u.StatementTimeout.Milliseconds())
+	}
+	for _, sh := range pc.Shards {
+		var servers []*Server
+		for _, sv := range sh.Servers {
+			p := pool.New(backend.Params{
+				Host: sv.Host, Port: sv.Port, Database: sh.Database,
+				User: serverUser, Password: serverPass, Startup: startup,
+				ConnectTimeout: g.ConnectTimeout,
+				KeepAlive:      keepAlive(g),
+				MaxMessageSize: g.MaxMessageSize,
+			}, pool.Options{
+				Size: u.PoolSize, MinSize: u.MinPoolSize,
+				Lifetime: g.ServerLifetime, IdleTimeout: g.IdleTimeout,
+				HealthcheckDelay: g.HealthcheckDelay, HealthcheckTimeout: g.HealthcheckTimeout,
+				ResetQuery: g.ServerResetQuery,
+			})
+			servers = append(servers, &Server{Role: sv.Role, Pool: p})
+		}
+		tg.Shards = append(tg.Shards, servers)
+	}
+	return tg
+}
+
+func keepAlive(g *config.General) (k net.KeepAliveConfig) {
+	k.Enable = true
+	k.Idle = g.TCPKeepalivesIdle
+	k.Interval = g.TCPKeepalivesInterval
+	k.Count = g.TCPKeepalivesCount
+	if k.Idle == 0 {
+		k.Idle = 5 * time.Second
+	}
+	return k
+}
+
+// Close closes every server pool of the target.
+func (tg *Target) Close() {
+	if tg.closed {
+		return
+	}
+	tg.closed = true
+	for _, sh := range tg.Shards {
+		for _, s := range sh {
+			s.Pool.Close()
+		}
+	}
+}
+
+// StatementSet remembers the server statement names that some server of a target has prepared
+// successfully. A client's Parse of such a statement is answered without a server: the Parse is
+// sent later, in front of the Bind that needs it. That keeps clients that prepare synchronously
+// outside a transaction (pgbench -M prepared) from waiting for a server just to prepare.
+type StatementSet struct {
+	mu sync.RWMutex
+	m  map[string]struct{}
+}
+
+// maxKnownStatements bounds a StatementSet; when full it starts over.
+const maxKnownStatements = 10000
+
+// Has reports whether name was prepared successfully before.
+func (s *StatementSet) Has(name string) bool {
+	s.mu.RLock()
+	_, ok := s.m[name]
+	s.mu.RUnlock()
+	return ok
+}
+
+// Add records that name was prepared successfully.
+func (s *StatementSet) Add(name string) {
+	if s.Has(name) {
+		return
+	}
+	s.mu.Lock()
+	if s.m == nil || len(s.m) >= maxKnownStatements {
+		s.m = make(map[string]struct{})
+	}
+	s.m[name] = struct{}{}
+	s.mu.Unlock()
+}
+
+// Remove forgets name, after a server failed to prepare it.
+func (s *StatementSet) Remove(name string) {
+	s.mu.Lock()
+	delete(s.m, name)
+	s.mu.Unlock()
+}

@@ -1,0 +1,216 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+)
+
+// Frontend (client to server) message types the proxy acts on.
+const (
+	Query        byte = 'Q'
+	Parse        byte = 'P'
+	Bind         byte = 'B'
+	Describe     byte = 'D'
+	Execute      byte = 'E'
+	Sync         byte = 'S'
+	Flush        byte = 'H'
+	Close        byte = 'C'
+	Terminate    byte = 'X'
+	FunctionCall byte = 'F'
+	CopyData     byte = 'd'
+	CopyDone     byte = 'c'
+	CopyFail     byte = 'f'
+	Password     byte = 'p'
+)
+
+// Backend (server to client) message types the proxy acts on.
+const (
+	ParseComplete       byte = '1'
+	BindComplete        byte = '2'
+	CloseComplete       byte = '3'
+	ParameterDesc       byte = 't'
+	RowDescription      byte = 'T'
+	NoData              byte = 'n'
+	DataRow             byte = 'D'
+	CommandComplete     byte = 'C'
+	EmptyQuery          byte = 'I'
+	PortalSuspended     byte = 's'
+	ErrorResponse       byte = 'E'
+	NoticeResponse      byte = 'N'
+	ReadyForQuery       byte = 'Z'
+	ParameterStatus     byte = 'S'
+	Notification        byte = 'A'
+	CopyInResponse      byte = 'G'
+	CopyOutResponse     byte = 'H'
+	CopyBothResponse    byte = 'W'
+	FunctionCallResult  byte = 'V'
+	BackendKeyData      byte = 'K'
+	Authentication      byte = 'R'
+	NegotiateProtoVerMs byte = 'v'
+)
+
+// Body returns msg without its 5-byte header.
+func Body(msg []byte) []byte { return msg[HeaderLen:] }
+
+// CString splits b at its first NUL: the string before it and the rest after it. ok is false when
+// there is no NUL.
+func CString(b []byte) (s, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, 0)
+	if i < 0 {
+		return nil, nil, false
+	}
+	return b[:i], b[i+1:], true
+}
+
+// Begin appends a message header of type typ with a zero length and returns the buffer and the
+// offset of the header; Finish fills in the length.
+func Begin(dst []byte, typ byte) ([]byte, int) {
+	off := len(dst)
+	return append(dst, typ, 0, 0, 0, 0), off
+}
+
+// Finish writes the length of the message that starts at off.
+func Finish(dst []byte, off int) []byte {
+	binary.BigEndian.PutUint32(dst[off+1:], uint32(len(dst)-off-1))
+	return dst
+}
+
+// AppendCString appends s and a NUL.
+func AppendCString(dst []byte, s string) []byte { return append(append(dst, s...), 0) }
+
+// AppendReadyForQuery appends ReadyForQuery with transaction status st ('I', 'T' or 'E').
+func AppendReadyForQuery(dst []byte, st byte) []byte {
+	return append(dst, ReadyForQuery, 0, 0, 0, 5, st)
+}
+
+// AppendError appends an ErrorResponse with the given severity ("ERROR", "FATAL"), SQLSTATE and
+// message.
+func AppendError(dst []byte, severity, code, msg string) []byte {
+	dst, off := Begin(dst, ErrorResponse)
+	dst = append(dst, 'S')
+	dst = AppendCString(dst, severity)
+	dst = append(dst, 'V')
+	dst = AppendCString(dst, severity)
+	dst = append(dst, 'C')
+	dst = AppendCString(dst, code)
+	dst = append(dst, 'M')
+	dst = AppendCString(dst, msg)
+	dst = append(dst, 0)
+	return Finish(dst, off)
+}
+
+// AppendParameterStatus appends a ParameterStatus message.
+func AppendParameterStatus(dst []byte, name, value string) []byte {
+	dst, off := Begin(dst, ParameterStatus)
+	dst = AppendCString(dst, name)
+	dst = AppendCString(dst, value)
+	return Finish(dst, off)
+}
+
+// AppendQuery appends a simple Query message.
+func AppendQuery(dst []byte, sql string) []byte {
+	dst, off := Begin(dst, Query)
+	dst = AppendCString(dst, sql)
+	return Finish(dst, off)
+}
+
+// AppendSimple appends a message with an empty body, such as ParseComplete or Sync.
+func AppendSimple(dst []byte, typ byte) []byte { return append(dst, typ, 0, 0, 0, 4) }
+
+// StatementRef reads the statement (or portal) name out of a Parse, Describe or Close body. For
+// Describe and Close, kind is 'S' or 'P'; for Parse it is 'S'.
+func StatementRef(typ byte, body []byte) (kind byte, name []byte, ok bool) {
+	switch typ {
+	case Parse:
+		name, _, ok = CString(body)
+		return 'S', name, ok
+	case Describe, Close:
+		if len(body) < 1 {
+			return 0, nil, false
+		}
+		name, _, ok = CString(body[1:])
+		return body[0], name, ok
+	}
+	return 0, nil, false
+}
+
+// BindStatement returns the statement name of a Bind body.
+func BindStatement(body []byte) (name []byte, ok bool) {
+	_, rest, ok := CString(body)
+	if !ok {
+		return nil, false
+	}
+	name, _, ok = CString(rest)
+	return name, ok
+}
+
+// ParseQuery returns the query text and the parameter type section (count and OIDs, raw) of a
+// Parse body.
+func ParseQuery(body []byte) (name, query, paramTypes []byte, ok bool) {
+	name, rest, ok := CString(body)
+	if !ok {
+		return nil, nil, nil, false
+	}
+	query, rest, ok = CString(rest)
+	if !ok || len(rest) < 2 {
+		return nil, nil, nil, false
+	}
+	n := int(binary.BigEndian.Uint16(rest))
+	if len(rest) != 2+4*n {
+		return nil, nil, nil, false
+	}
+	return name, query, rest, true
+}
+
+// AppendParse appends a Parse message naming the statement name.
+func AppendParse(dst []byte, name string, query, paramTypes []byte) []byte {
+	dst, off := Begin(dst, Parse)
+	dst = AppendCString(dst, name)
+	dst = append(append(dst, query...), 0)
+	dst = append(dst, paramTypes...)
+	return Finish(dst, off)
+}
+
+// AppendBindRenamed appends a copy of the Bind message body with its statement name replaced.
+func AppendBindRenamed(dst []byte, body []byte, stmt string) []byte {
+	portal, rest, _ := CString(body)
+	_, rest, _ = CString(rest)
+	dst, off := Begin(dst, Bind)
+	dst = append(append(dst, portal...), 0)
+	dst = AppendCString(dst, stmt)
+	dst = append(dst, rest...)
+	return Finish(dst, off)
+}
+
+// AppendStatementMsg appends a Describe or Close message for statement (kind 'S') or portal ('P').
+func AppendStatementMsg(dst []byte, typ, kind byte, name string) []byte {
+	dst, off := Begin(dst, typ)
+	dst = append(dst, kind)
+	dst = AppendCString(dst, name)
+	return Finish(dst, off)
+}
+
+// CommandTag returns the tag of a CommandComplete message (without the NUL).
+func CommandTag(msg []byte) []byte {
+	tag, _, _ := CString(Body(msg))
+	return tag
+}
+
+// ErrorFields returns the SQLSTATE and message of an ErrorResponse or NoticeResponse body.
+func ErrorFields(body []byte) (code, msg string) {
+	for len(body) > 0 && body[0] != 0 {
+		f := body[0]
+		v, rest, ok := CString(body[1:])
+		if !ok {
+			break
+		}
+		switch f {
+		case 'C':
+			code = string(v)
+		case 'M':
+			msg = string(v)
+		}
+		body = rest
+	}
+	return code, msg
+}

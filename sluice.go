@@ -1,0 +1,181 @@
+// Package sluice is a PostgreSQL connection pooler and proxy. Main runs the sluice command; a
+// custom binary with its own compiled-in plugins calls it from its own main package.
+package sluice
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/sluicepg/sluice/internal/config"
+	"github.com/sluicepg/sluice/internal/frontend"
+	"github.com/sluicepg/sluice/internal/route"
+)
+
+// Version is the sluice version, set at build time with -ldflags "-X github.com/sluicepg/sluice.Version=...".
+var Version = "0.1.0-dev"
+
+// Main parses the command line and runs sluice until SIGINT or SIGTERM. It exits the process.
+func Main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func run(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluice", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("c", "", "configuration file (default: sluice.toml, then pgcat.toml, in the working directory)")
+	fs.StringVar(cfgPath, "config", "", "same as -c")
+	check := fs.Bool("check", false, "validate the configuration and exit: 0 when it is valid, 1 otherwise")
+	version := fs.Bool("version", false, "print the version and exit")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *version {
+		fmt.Fprintln(stderr, "sluice", Version)
+		return 0
+	}
+	if *cfgPath == "" && fs.NArg() > 0 {
+		*cfgPath = fs.Arg(0) // pgcat takes the file as its only argument
+	}
+	if *cfgPath == "" {
+		for _, name := range []string{"sluice.toml", "pgcat.toml"} {
+			if _, err := os.Stat(name); err == nil {
+				*cfgPath = name
+				break
+			}
+		}
+		if *cfgPath == "" {
+			fmt.Fprintln(stderr, "sluice: no configuration: pass -c FILE, or put sluice.toml or pgcat.toml in the working directory")
+			return 1
+		}
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "sluice: -log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg, warns, err := config.Load(*cfgPath)
+	for _, w := range warns {
+		if *check {
+			fmt.Fprintln(stderr, "warning:", w.String())
+		} else {
+			log.Warn(w.String())
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if *check {
+		fmt.Fprintf(stderr, "%s: configuration is valid\n", *cfgPath)
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := Run(ctx, cfg, log); err != nil {
+		log.Error("sluice stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// Run serves the configuration cfg until ctx is done, then shuts down gracefully within the
+// configured shutdown_timeout. SIGHUP reloads cfg.Path.
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	s := &server{log: log}
+	tbl, _ := route.Build(cfg, nil)
+	s.table.Store(tbl)
+	s.fe = frontend.NewListener(s.currentTable, log)
+
+	g := &cfg.General
+	addr := net.JoinHostPort(g.Host, strconv.Itoa(g.Port))
+	tcp, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	lns := []net.Listener{tcp}
+	if g.UnixSocketDir != "" {
+		path := filepath.Join(g.UnixSocketDir, ".s.PGSQL."+strconv.Itoa(g.Port))
+		_ = os.Remove(path) // a socket left by a crash
+		ul, err := net.Listen("unix", path)
+		if err != nil {
+			tcp.Close()
+			return fmt.Errorf("listen on %s: %w", path, err)
+		}
+		_ = os.Chmod(path, 0o777)
+		lns = append(lns, ul)
+	}
+	log.Info("sluice listening", "addr", addr, "unix_socket_dir", g.UnixSocketDir, "version", Version)
+	var wg sync.WaitGroup
+	for _, ln := range lns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = s.fe.Serve(ln)
+		}()
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			s.reload()
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	cur := s.currentTable()
+	log.Info("shutting down", "clients", s.fe.Clients(), "shutdown_timeout", cur.Config.General.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cur.Config.General.ShutdownTimeout)
+	defer cancel()
+	s.fe.Shutdown(sctx)
+	wg.Wait()
+	cur.Targets(func(_, _ string, tg *route.Target) { tg.Close() })
+	return nil
+}
+
+type server struct {
+	log   *slog.Logger
+	table atomic.Pointer[route.Table]
+	fe    *frontend.Listener
+}
+
+func (s *server) currentTable() *route.Table { return s.table.Load() }
+
+// reload reads the configuration file again. Pools whose settings did not change keep their
+// connections; the others are rebuilt, and the old ones closed once nothing uses them.
+func (s *server) reload() {
+	old := s.currentTable()
+	cfg, warns, err := config.Load(old.Config.Path)
+	for _, w := range warns {
+		s.log.Warn(w.String())
+	}
+	if err != nil {
+		s.log.Error("reload failed; keeping the running configuration", "err", err)
+		return
+	}
+	og, ng := &old.Config.General, &cfg.General
+	if og.Host != ng.Host || og.Port != ng.Port || og.UnixSocketDir != ng.UnixSocketDir {
+		s.log.Warn("listen address changes need a restart; keeping the old one")
+	}
+	tbl, retired := route.Build(cfg, old)
+	s.table.Store(tbl)
+	for _, tg := range retired {
+		tg.Close() // idle servers close now; checked-out ones close on release
+	}
+	s.log.Info("configuration reloaded", "path", cfg.Path, "rebuilt_pools", len(retired))
+}
