@@ -1,0 +1,300 @@
+// Package e2e runs sluice against real PostgreSQL servers (started by internal/pgtest) with real
+// clients: pgx, psql and pgbench (libpq), and node-postgres.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/sluicepg/sluice"
+	"github.com/sluicepg/sluice/internal/config"
+	"github.com/sluicepg/sluice/internal/pgtest"
+)
+
+// pg is the primary every test shares. Tests create their own tables, named after the test.
+var pg *pgtest.Postgres
+
+// sluiceBin is a build of cmd/sluice, for tests that need a real process (signals, RSS).
+var sluiceBin string
+
+const (
+	appUser = "app"
+	appPass = "app-secret"
+	appDB   = "app"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m, setup) }
+
+func setup() error {
+	var err error
+	pg, err = pgtest.StartPostgres(pgtest.Options{Name: "e2e", Auth: "md5", Conf: map[string]string{"max_connections": "400"}})
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	if err := pg.CreateUser(ctx, appUser, appPass); err != nil {
+		return err
+	}
+	if err := pg.CreateDatabase(ctx, appDB, appUser); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "sluice-e2e-bin-")
+	if err != nil {
+		return err
+	}
+	sluiceBin = filepath.Join(dir, "sluice")
+	out, err := exec.Command("go", "build", "-o", sluiceBin, "github.com/sluicepg/sluice/cmd/sluice").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("build sluice: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// poolConfig is a sluice configuration with one pool "app" in front of pg.
+type poolConfig struct {
+	Mode     string // "transaction" (default) or "session"
+	PoolSize int    // default 5
+	General  string // extra [general] lines
+	User     string // extra [pools.app.users.0] lines
+}
+
+func (pc poolConfig) toml(port int, socketDir string) string {
+	if pc.Mode == "" {
+		pc.Mode = "transaction"
+	}
+	if pc.PoolSize == 0 {
+		pc.PoolSize = 5
+	}
+	return fmt.Sprintf(`[general]
+host = "127.0.0.1"
+port = %d
+unix_socket_dir = %q
+admin_username = "admin"
+admin_password = "admin-secret"
+%s
+
+[pools.app]
+pool_mode = %q
+
+[pools.app.users.0]
+username = %q
+password = %q
+pool_size = %d
+%s
+
+[pools.app.shards.0]
+database = %q
+servers = [["127.0.0.1", %d, "primary"]]
+`, port, socketDir, pc.General, pc.Mode, appUser, appPass, pc.PoolSize, pc.User, appDB, pg.Port)
+}
+
+// Sluice is a running sluice, in this process or as a child process.
+type Sluice struct {
+	Port      int
+	SocketDir string
+	CfgPath   string
+	cmd       *exec.Cmd
+	stop      func()
+	Log       *strings.Builder
+}
+
+// startSluice runs sluice in this test's process with the configuration pc and stops it when the
+// test ends.
+func startSluice(t testing.TB, pc poolConfig) *Sluice {
+	t.Helper()
+	s := newSluice(t, pc)
+	cfg, _, err := config.Load(s.CfgPath)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	go func() { done <- sluice.Run(ctx, cfg, log) }()
+	s.stop = func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(90 * time.Second):
+			t.Errorf("sluice did not stop")
+		}
+	}
+	t.Cleanup(s.Stop)
+	s.waitReady(t)
+	return s
+}
+
+// startSluiceProcess runs the sluice binary as a child process.
+func startSluiceProcess(t testing.TB, pc poolConfig) *Sluice {
+	t.Helper()
+	s := newSluice(t, pc)
+	s.Log = &strings.Builder{}
+	s.cmd = exec.Command(sluiceBin, "-c", s.CfgPath)
+	s.cmd.Stdout, s.cmd.Stderr = s.Log, s.Log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.stop = func() {
+		_ = s.cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = s.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(90 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-done
+		}
+	}
+	t.Cleanup(s.Stop)
+	s.waitReady(t)
+	return s
+}
+
+func newSluice(t testing.TB, pc poolConfig) *Sluice {
+	t.Helper()
+	port, err := pgtest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s := &Sluice{Port: port, SocketDir: dir, CfgPath: filepath.Join(dir, "sluice.toml")}
+	if err := os.WriteFile(s.CfgPath, []byte(pc.toml(port, dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Stop stops sluice; a second call does nothing.
+func (s *Sluice) Stop() {
+	if s.stop != nil {
+		f := s.stop
+		s.stop = nil
+		f()
+	}
+}
+
+// Rewrite replaces the configuration file (for reload tests).
+func (s *Sluice) Rewrite(t testing.TB, pc poolConfig) {
+	t.Helper()
+	if err := os.WriteFile(s.CfgPath, []byte(pc.toml(s.Port, s.SocketDir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *Sluice) waitReady(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sluice did not listen on %s: %v", s.Addr(), err)
+		}
+		if s.cmd != nil && s.cmd.ProcessState != nil {
+			t.Fatalf("sluice exited: %s", s.Log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Addr is sluice's TCP address.
+func (s *Sluice) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
+
+// DSN is a libpq keyword/value connection string to sluice as the app user.
+func (s *Sluice) DSN() string {
+	return fmt.Sprintf("host=127.0.0.1 port=%d user=%s password=%s dbname=%s sslmode=disable", s.Port, appUser, appPass, appDB)
+}
+
+// URL is the same as a postgres:// URL.
+func (s *Sluice) URL() string {
+	return fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/%s?sslmode=disable", appUser, appPass, s.Port, appDB)
+}
+
+// connect opens a pgx connection through sluice; it is closed when the test ends.
+func connect(t testing.TB, s *Sluice) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, s.URL())
+	if err != nil {
+		t.Fatalf("connect through sluice: %v", err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// direct opens a pgx connection straight to pg as the superuser.
+func direct(t testing.TB) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, pg.URL(appDB, pgtest.SuperUser, pgtest.SuperPassword))
+	if err != nil {
+		t.Fatalf("connect to postgres: %v", err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// checkFor polls check until it returns nil or timeout passes.
+func checkFor(t testing.TB, timeout time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", timeout, err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// tool returns the path of a PostgreSQL client program (psql, pgbench).
+func tool(t testing.TB, name string) string {
+	t.Helper()
+	dir, err := pgtest.BinDir()
+	if err == nil {
+		if p := filepath.Join(dir, name); fileExists(p) {
+			return p
+		}
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s not found: run make deps", name)
+	}
+	return p
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// serverBackends counts the server connections of the app user on pg, excluding this query's.
+func serverBackends(t testing.TB) int {
+	t.Helper()
+	var n int
+	err := direct(t).QueryRow(context.Background(),
+		"SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()", appUser).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
