@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -38,6 +40,7 @@ func run(args []string, stderr io.Writer) int {
 	check := fs.Bool("check", false, "validate the configuration and exit: 0 when it is valid, 1 otherwise")
 	version := fs.Bool("version", false, "print the version and exit")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	pprofAddr := fs.String("pprof", "", "serve Go's profiler (net/http/pprof) on this address, e.g. 127.0.0.1:6060")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -81,6 +84,9 @@ func run(args []string, stderr io.Writer) int {
 	if *check {
 		fmt.Fprintf(stderr, "%s: configuration is valid\n", *cfgPath)
 		return 0
+	}
+	if *pprofAddr != "" {
+		go func() { log.Error("pprof server", "err", http.ListenAndServe(*pprofAddr, nil)) }()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

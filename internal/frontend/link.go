@@ -46,10 +46,62 @@ func (s *ClientSession) attach() (*backend.ServerConn, error) {
 	}
 	s.mu.Lock()
 	s.srv, s.pl, s.tx = srv, pl, 'I'
-	s.pump.Add(1)
-	go s.runPump(srv, pl)
+	if !s.txMode {
+		// Session mode reads the server all the time, so notifications reach an idle client.
+		s.startPumpLocked(srv, pl)
+	}
 	return srv, nil
 }
+
+// startPumpLocked starts a goroutine that reads the server's replies. s.mu must be held.
+func (s *ClientSession) startPumpLocked(srv *backend.ServerConn, pl *pool.Pool) {
+	s.pumping = true
+	s.pump.Add(1)
+	go s.runPump(srv, pl)
+}
+
+// settle runs before the reader blocks on the client in transaction mode. When replies are
+// outstanding and the client has finished its request (a Query or a Sync, no COPY going on), the
+// reader reads them itself: no second goroutine, no hand-off, which is most of a pooler's
+// per-query cost. When the client may still send (an open batch, COPY data), a pump goroutine
+// reads the server so that neither side can stall the other.
+func (s *ClientSession) settle() error {
+	s.mu.Lock()
+	srv, pl := s.srv, s.pl
+	if srv == nil || s.pumping || s.q.empty() {
+		s.mu.Unlock()
+		return nil
+	}
+	if s.open || s.copyOpen {
+		s.startPumpLocked(srv, pl)
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	res, err := s.pumpLoop(srv, true)
+	switch res {
+	case pumpReleased:
+		pl.Release(srv)
+	case pumpAsync:
+		s.mu.Lock()
+		s.startPumpLocked(srv, pl)
+		s.mu.Unlock()
+	case pumpFailed:
+		s.serverLost(srv, pl, err)
+		return err
+	}
+	return nil
+}
+
+// pumpResult says why pumpLoop returned.
+type pumpResult uint8
+
+const (
+	pumpFailed   pumpResult = iota // the server or the client failed: see the error
+	pumpReleased                   // transaction mode, idle: the server was detached for release
+	pumpIdle                       // every reply is in, the server stays attached (in a transaction)
+	pumpAsync                      // a reader-driven drain met COPY: a goroutine must take over
+)
 
 // checkout takes an idle server without any timer when one is there, and waits up to wait
 // otherwise.
@@ -184,12 +236,13 @@ func (s *ClientSession) noteParameterLocked(srv *backend.ServerConn, body []byte
 	srv.SyncedWith, srv.SyncedVersion = s, s.pver
 }
 
-// runPump forwards the server's replies to the client until the server is released (transaction
-// mode, at an idle point), lost, or taken back by the reader.
+// runPump reads the server's replies in its own goroutine until the server is released, all
+// replies are in (transaction mode), the server is lost, or the reader takes it back.
 func (s *ClientSession) runPump(srv *backend.ServerConn, pl *pool.Pool) {
 	defer s.pump.Done()
-	released, err := s.pumpLoop(srv)
-	if released {
+	res, err := s.pumpLoop(srv, false)
+	switch res {
+	case pumpReleased:
 		s.wmu.Lock() // wait for the reader's flush to this server to finish: see flushServer
 		s.wmu.Unlock()
 		pl.Release(srv)
@@ -200,19 +253,29 @@ func (s *ClientSession) runPump(srv *backend.ServerConn, pl *pool.Pool) {
 			_ = s.conn.SetReadDeadline(time.Now()) // wake the reader so it says goodbye
 		}
 		return
+	case pumpIdle:
+		return
 	}
 	s.mu.Lock()
 	taken := s.closing && s.srv == srv
-	if !taken {
-		s.srv, s.pl = nil, nil
-		s.q.reset()
-		s.open = false
-	}
 	s.mu.Unlock()
 	if taken {
 		return // the reader owns the server again
 	}
-	// The server is gone or the client stopped reading: neither can go on.
+	s.serverLost(srv, pl, err)
+}
+
+// serverLost ends the session after its server failed (or after the client stopped reading):
+// neither can go on. The client hears why unless it is the one that failed.
+func (s *ClientSession) serverLost(srv *backend.ServerConn, pl *pool.Pool, err error) {
+	s.mu.Lock()
+	if s.srv == srv {
+		s.srv, s.pl = nil, nil
+		s.q.reset()
+		s.open = false
+		s.pumping = false
+	}
+	s.mu.Unlock()
 	srv.Broken = true
 	pl.Release(srv)
 	var ce *clientWriteError
@@ -237,16 +300,17 @@ func (e *clientWriteError) Error() string { return "write to client: " + e.err.E
 func (e *clientWriteError) Unwrap() error { return e.err }
 
 // pumpLoop reads server messages and forwards them. It holds the client's output lock while
-// server data is buffered, and flushes before every read that may block.
-func (s *ClientSession) pumpLoop(srv *backend.ServerConn) (released bool, err error) {
+// server data is buffered, and flushes before every read that may block. drain is set when the
+// reader itself runs it: it then stops at COPY IN, where the reader must go back to the client.
+func (s *ClientSession) pumpLoop(srv *backend.ServerConn, drain bool) (res pumpResult, err error) {
 	o := &s.out
 	locked := false
 	defer func() {
 		if locked {
 			if ferr := o.Flush(); ferr != nil && err == nil {
-				err = &clientWriteError{ferr}
+				res, err = pumpFailed, &clientWriteError{ferr}
 			}
-			if released {
+			if res == pumpReleased {
 				o.Idle()
 			}
 			o.mu.Unlock()
@@ -255,14 +319,14 @@ func (s *ClientSession) pumpLoop(srv *backend.ServerConn) (released bool, err er
 	for {
 		if _, ok := srv.R.Complete(); !ok && locked {
 			if err := o.Flush(); err != nil {
-				return false, &clientWriteError{err}
+				return pumpFailed, &clientWriteError{err}
 			}
 			o.mu.Unlock()
 			locked = false
 		}
 		typ, size, err := srv.R.Peek()
 		if err != nil {
-			return false, err
+			return pumpFailed, err
 		}
 		if !locked {
 			o.mu.Lock()
@@ -274,31 +338,34 @@ func (s *ClientSession) pumpLoop(srv *backend.ServerConn) (released bool, err er
 			if err := srv.R.Forward(o, size); err != nil {
 				var we *wire.WriteError
 				if errors.As(err, &we) {
-					return false, &clientWriteError{we.Err}
+					return pumpFailed, &clientWriteError{we.Err}
 				}
-				return false, fmt.Errorf("%w: %v", errPartial, err)
+				return pumpFailed, fmt.Errorf("%w: %v", errPartial, err)
+			}
+			if drain && (typ == wire.CopyInResponse || typ == wire.CopyBothResponse) {
+				return pumpAsync, nil
 			}
 			continue
 		}
 		msg, err := srv.R.Message()
 		if err != nil {
-			return false, err
+			return pumpFailed, err
 		}
-		release := s.serverMessage(srv, typ, msg)
-		srv.R.Discard(size)
+		res := s.serverMessage(srv, typ, msg, drain)
 		if o.err != nil {
-			return false, &clientWriteError{o.err}
+			return pumpFailed, &clientWriteError{o.err}
 		}
-		if release {
-			return true, nil
+		if res != 0 {
+			return res, nil
 		}
 	}
 }
 
 // serverMessage updates the reply queue for one server message and writes the message, and any
-// synthetic replies due around it, to the client. It returns whether the server is to be
-// released now. The caller holds s.out.mu.
-func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []byte) (release bool) {
+// synthetic replies due around it, to the client. It returns 0 to go on reading, pumpReleased
+// when the server was detached for release, or pumpIdle when reading should stop because every
+// reply is in. The caller holds s.out.mu.
+func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []byte, drain bool) (res pumpResult) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.emitDueLocked()
@@ -340,9 +407,16 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		if len(msg) > wire.HeaderLen {
 			s.tx = msg[wire.HeaderLen]
 		}
-		if s.txMode && s.tx == 'I' && s.q.empty() && !s.open && !s.closing && !srv.Broken {
-			s.srv, s.pl = nil, nil
-			release = true
+		if s.txMode && s.q.empty() && !s.open && !s.copyOpen {
+			if s.tx == 'I' && !s.closing && !srv.Broken {
+				s.srv, s.pl = nil, nil
+				res = pumpReleased
+			} else {
+				res = pumpIdle
+			}
+			if !drain {
+				s.pumping = false
+			}
 		}
 	case wire.ParameterStatus:
 		s.noteParameterLocked(srv, wire.Body(msg))
@@ -351,7 +425,10 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		_, _ = s.out.Write(msg)
 	}
 	s.emitDueLocked()
-	return release
+	// Consume the message before s.mu is released: once the pump says it is done, the reader may
+	// read this server.
+	srv.R.Discard(len(msg))
+	return res
 }
 
 // popIf pops the head entry when it is of one of the kinds.

@@ -46,6 +46,8 @@ type ClientSession struct {
 	wsrv *backend.ServerConn
 	// wmu is held by the reader while it flushes wsrv; see flushServer.
 	wmu sync.Mutex
+	// deadline is set while the idle-in-transaction read deadline is armed.
+	deadline bool
 
 	// mu guards the fields below, shared by the reader and the pump.
 	mu   sync.Mutex
@@ -63,6 +65,7 @@ type ClientSession struct {
 	// stmts maps the client's statement names to what sluice prepares (transaction mode).
 	stmts    map[string]*statement
 	closing  bool // the reader is taking the server back or the client left
+	pumping  bool // a pump goroutine is reading the server
 	stopping bool // shutdown: close the client at its next idle point
 	pump     sync.WaitGroup
 }
@@ -341,6 +344,11 @@ func (s *ClientSession) readError(err error) error {
 // server and the client, give buffers back when idle, and arm the idle-in-transaction timer.
 func (s *ClientSession) beforeBlock() error {
 	_ = s.flushServer()
+	if s.txMode {
+		if err := s.settle(); err != nil {
+			return err
+		}
+	}
 	s.mu.Lock()
 	srv := s.srv
 	st := s.tx
@@ -361,11 +369,24 @@ func (s *ClientSession) beforeBlock() error {
 		}
 		s.r.Shrink()
 	}
+	// The idle-in-transaction timer is armed only while a transaction holds a server; deadlines
+	// are changed only when needed, since each change costs a runtime timer update.
 	var dl time.Time
-	if t := s.l.table().Config.General.IdleClientInTransactionTimeout; t > 0 && srv != nil && st != 'I' {
-		dl = time.Now().Add(t)
+	if srv != nil && st != 'I' {
+		if t := s.l.table().Config.General.IdleClientInTransactionTimeout; t > 0 {
+			dl = time.Now().Add(t)
+		}
 	}
-	_ = s.conn.SetReadDeadline(dl)
+	if !dl.IsZero() || s.deadline {
+		_ = s.conn.SetReadDeadline(dl)
+		s.deadline = !dl.IsZero()
+		s.mu.Lock()
+		stopping = s.stopping
+		s.mu.Unlock()
+		if stopping {
+			_ = s.conn.SetReadDeadline(time.Now()) // shutdown raced with the line above
+		}
+	}
 	return nil
 }
 
