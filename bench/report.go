@@ -1,0 +1,353 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The generated part of BENCHMARKS.md lies between these markers; the text
+// around them is written by hand and kept.
+const (
+	markerStart = "<!-- bench:start -->"
+	markerEnd   = "<!-- bench:end -->"
+)
+
+// report is everything one run measured, and where.
+type report struct {
+	opts     options
+	started  time.Time
+	duration time.Duration
+	tps      []pgbenchResult
+	mem      []memResult
+	machine  machine
+	command  string
+	load     string // /proc/loadavg's 1, 5 and 15 minute averages when the run started
+}
+
+// machine describes where the figures were measured.
+type machine struct {
+	cpus      string
+	cpuModel  string
+	memory    string
+	kernel    string
+	goVersion string
+	postgres  string
+	pgbouncer string
+}
+
+func describeMachine() machine {
+	m := machine{
+		cpus:      strconv.Itoa(runtime.NumCPU()),
+		cpuModel:  "unknown",
+		memory:    "unknown",
+		kernel:    "unknown",
+		goVersion: runtime.Version(),
+		postgres:  "unknown",
+		pgbouncer: pgbouncerVersion(),
+	}
+	if out, err := exec.Command("nproc").Output(); err == nil {
+		m.cpus = strings.TrimSpace(string(out))
+	}
+	if v := procField("/proc/cpuinfo", "model name"); v != "" {
+		m.cpuModel = v
+	}
+	if v := procField("/proc/meminfo", "MemTotal"); v != "" {
+		if kb, err := strconv.ParseInt(strings.TrimSuffix(v, " kB"), 10, 64); err == nil {
+			m.memory = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.kernel = "Linux " + strings.TrimSpace(string(b))
+	}
+	if out, err := exec.Command(pgBin("postgres"), "--version").Output(); err == nil {
+		m.postgres = strings.TrimSpace(string(out))
+	}
+	return m
+}
+
+// procField is the value of the first "name : value" line of a /proc file.
+func procField(path, name string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == name {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// find returns the result for target and mode.
+func (rep report) find(target, mode string) (pgbenchResult, bool) {
+	for _, r := range rep.tps {
+		if r.target == target && r.mode == mode {
+			return r, true
+		}
+	}
+	return pgbenchResult{}, false
+}
+
+// ratio is r's tps over the tps of the same mode on base, as "0.87x", or "-"
+// when either is missing or failed.
+func (rep report) ratio(r pgbenchResult, base string) string {
+	b, ok := rep.find(base, r.mode)
+	if !ok || b.failed || r.failed || b.tps == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", r.tps/b.tps)
+}
+
+// tpsRows are the rows of the throughput table.
+func (rep report) tpsRows() [][]string {
+	var rows [][]string
+	for _, r := range rep.tps {
+		tps, lat := "failed", "-"
+		if !r.failed {
+			tps = fmt.Sprintf("%.0f", r.tps)
+			lat = fmt.Sprintf("%.3f", r.latencyMS)
+		}
+		rows = append(rows, []string{r.target, r.mode, tps, lat,
+			rep.ratio(r, targetDirect), rep.ratio(r, targetPgBouncer)})
+	}
+	return rows
+}
+
+var tpsHeader = []string{"target", "mode", "tps", "latency ms", "vs direct", "vs PgBouncer"}
+
+// memRows are the rows of the memory table.
+func (rep report) memRows() [][]string {
+	var rows [][]string
+	for _, m := range rep.mem {
+		if m.opened == 0 {
+			rows = append(rows, []string{m.target, fmt.Sprintf("0 of %d", m.want), "-", "-", "failed"})
+			continue
+		}
+		clients := strconv.Itoa(m.opened)
+		if m.opened != m.want {
+			clients = fmt.Sprintf("%d of %d", m.opened, m.want)
+		}
+		rows = append(rows, []string{m.target, clients,
+			fmt.Sprintf("%.1f", float64(m.beforeKiB)/1024), fmt.Sprintf("%.1f", float64(m.afterKiB)/1024),
+			fmt.Sprintf("%.2f", m.perClientKiB())})
+	}
+	return rows
+}
+
+var memHeader = []string{"target", "idle clients", "RSS before MiB", "RSS after MiB", "KiB per client"}
+
+// failures lists why each failed measurement failed.
+func (rep report) failures() []string {
+	var out []string
+	for _, r := range rep.tps {
+		if r.failed {
+			out = append(out, fmt.Sprintf("%s -M %s: %s", r.target, r.mode, r.reason))
+		}
+	}
+	for _, m := range rep.mem {
+		if m.err != "" {
+			out = append(out, fmt.Sprintf("%s idle clients: %s", m.target, m.err))
+		}
+	}
+	return out
+}
+
+// text is the report for the terminal.
+func (rep report) text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "pgbench -S -c %d -j %d -T %d, scale %d, pool size %d\n\n",
+		rep.opts.clients, rep.opts.threads, rep.opts.seconds, rep.opts.scale, rep.opts.poolSize)
+	writeAligned(&b, tpsHeader, rep.tpsRows())
+	if len(rep.mem) > 0 {
+		b.WriteString("\n")
+		writeAligned(&b, memHeader, rep.memRows())
+	}
+	if f := rep.failures(); len(f) > 0 {
+		b.WriteString("\nfailures:\n")
+		for _, s := range f {
+			b.WriteString("  " + s + "\n")
+		}
+	}
+	return b.String()
+}
+
+func writeAligned(b *strings.Builder, header []string, rows [][]string) {
+	widths := make([]int, len(header))
+	for i, h := range header {
+		widths[i] = len(h)
+	}
+	for _, row := range rows {
+		for i, c := range row {
+			widths[i] = max(widths[i], len(c))
+		}
+	}
+	line := func(cells []string) {
+		var l strings.Builder
+		for i, c := range cells {
+			if i < 2 {
+				fmt.Fprintf(&l, "%-*s  ", widths[i], c)
+			} else {
+				fmt.Fprintf(&l, "%*s  ", widths[i], c)
+			}
+		}
+		b.WriteString(strings.TrimRight(l.String(), " ") + "\n")
+	}
+	line(header)
+	for _, row := range rows {
+		line(row)
+	}
+}
+
+func writeMarkdownTable(b *strings.Builder, header []string, rows [][]string) {
+	b.WriteString("| " + strings.Join(header, " | ") + " |\n|")
+	for i := range header {
+		if i < 2 {
+			b.WriteString("---|")
+		} else {
+			b.WriteString("--:|")
+		}
+	}
+	b.WriteString("\n")
+	for _, row := range rows {
+		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+	}
+}
+
+// markdown is the generated section of BENCHMARKS.md, markers included.
+func (rep report) markdown() string {
+	o, m := rep.opts, rep.machine
+	var b strings.Builder
+	b.WriteString(markerStart + "\n")
+	b.WriteString("<!-- Generated by `go run ./bench`; edits between these markers are overwritten. -->\n\n")
+	fmt.Fprintf(&b, "Measured %s (%s in all).\n\n", rep.started.UTC().Format("2006-01-02 15:04 MST"), rep.duration.Round(time.Second))
+	fmt.Fprintf(&b, "```\n%s\n```\n\n", rep.command)
+
+	fmt.Fprintf(&b, "### Throughput: `pgbench -S -c %d -j %d -T %d`, scale %d\n\n", o.clients, o.threads, o.seconds, o.scale)
+	if o.runs > 1 {
+		fmt.Fprintf(&b, "Median of %d runs per row.\n\n", o.runs)
+	}
+	writeMarkdownTable(&b, tpsHeader, rep.tpsRows())
+
+	if len(rep.mem) > 0 {
+		fmt.Fprintf(&b, "\n### Memory: %d idle clients, logged in with md5\n\n", o.idle)
+		writeMarkdownTable(&b, memHeader, rep.memRows())
+	}
+	if f := rep.failures(); len(f) > 0 {
+		b.WriteString("\nFailures:\n\n")
+		for _, s := range f {
+			b.WriteString("- " + strings.ReplaceAll(s, "\n", " ") + "\n")
+		}
+	}
+
+	b.WriteString("\n### Machine\n\n")
+	fmt.Fprintf(&b, "- CPUs (`nproc`): %s, %s\n", m.cpus, m.cpuModel)
+	fmt.Fprintf(&b, "- Memory: %s\n", m.memory)
+	fmt.Fprintf(&b, "- Kernel: %s\n", m.kernel)
+	fmt.Fprintf(&b, "- Go: %s\n", m.goVersion)
+	fmt.Fprintf(&b, "- Postgres: %s\n", m.postgres)
+	fmt.Fprintf(&b, "- PgBouncer: %s\n", m.pgbouncer)
+	fmt.Fprintf(&b, "- Load average before the run (1, 5, 15 min): %s\n", rep.load)
+
+	b.WriteString("\n### What these figures mean\n\n")
+	b.WriteString(rep.note())
+	b.WriteString(markerEnd + "\n")
+	return b.String()
+}
+
+// note says, in a few sentences, how far the figures can be trusted.
+func (rep report) note() string {
+	o, m := rep.opts, rep.machine
+	var b strings.Builder
+	fmt.Fprintf(&b, "- pgbench, the pooler and Postgres share this machine's %s CPUs, over loopback TCP. "+
+		"Every CPU cycle a pooler spends is taken from Postgres and pgbench, so \"vs direct\" is the "+
+		"throughput left after paying for the extra hop (two more socket reads and writes per query "+
+		"and a context switch), not what the pooler could do on its own hardware. "+
+		"With %d pgbench clients and pools of %d, no client ever waits for a server: "+
+		"this measures a pooler's overhead, not the gain pooling gives when clients outnumber servers.\n",
+		m.cpus, o.clients, o.poolSize)
+	runs := fmt.Sprintf("one %d-second run", o.seconds)
+	if o.runs > 1 {
+		runs = fmt.Sprintf("the median of %d %d-second runs", o.runs, o.seconds)
+	}
+	fmt.Fprintf(&b, "- Each row is %s on a shared virtual machine; "+
+		"differences of a few percent between rows are within noise.\n", runs)
+	if busy(rep.load) {
+		fmt.Fprintf(&b, "- Other work was running when this run started (load average %s on %s CPUs), "+
+			"so every target got less CPU than the machine has: the absolute tps are low and noisy, "+
+			"the ratios between targets less so.\n", rep.load, m.cpus)
+	}
+	if r, ok := rep.find(targetPgBouncer, "prepared"); ok && r.failed {
+		b.WriteString("- PgBouncer 1.18 in transaction mode does not carry named prepared statements across " +
+			"server connections, so `-M prepared` fails on it: a client's next transaction lands on a " +
+			"server that never saw its Parse. That row is a failure, not a slow result.\n")
+	}
+	if len(rep.mem) > 0 {
+		b.WriteString("- Memory per client is the growth of the pooler's resident set (VmRSS) from one " +
+			"logged-in client to all of them, divided by their number. It counts what the process " +
+			"allocates per idle client (buffers, goroutine stacks, its session state), not kernel socket " +
+			"buffers. A Go process's RSS also moves with when the garbage collector runs and returns " +
+			"memory, so treat the sluice figure as good to about a tenth.\n")
+	}
+	return b.String()
+}
+
+// writeMarkdown replaces the generated section of path, keeping the text
+// around the markers; it creates the file, or appends the section to a file
+// without markers.
+func (rep report) writeMarkdown(path string) error {
+	section := rep.markdown()
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	s := string(old)
+	var out string
+	start := strings.Index(s, markerStart)
+	end := strings.Index(s, markerEnd)
+	switch {
+	case start >= 0 && end > start:
+		rest := s[end+len(markerEnd):]
+		rest = strings.TrimPrefix(rest, "\n")
+		out = s[:start] + section + rest
+	case s == "":
+		out = "# Benchmarks\n\n" + section
+	default:
+		out = strings.TrimRight(s, "\n") + "\n\n" + section
+	}
+	return os.WriteFile(path, []byte(out), 0o644)
+}
+
+// loadAverage is the 1, 5 and 15 minute load averages, which show whether
+// something else was using the CPUs the bench needs.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// busy reports whether a load average string says something else was keeping
+// more than half the CPUs busy.
+func busy(load string) bool {
+	f := strings.Fields(load)
+	if len(f) == 0 {
+		return false
+	}
+	l1, err := strconv.ParseFloat(f[0], 64)
+	return err == nil && l1 > float64(runtime.NumCPU())/2
+}
