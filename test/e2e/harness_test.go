@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -105,8 +106,28 @@ type Sluice struct {
 	SocketDir string
 	CfgPath   string
 	cmd       *exec.Cmd
+	exited    chan struct{} // closed when the child process has exited
 	stop      func()
-	Log       *strings.Builder
+	Log       *syncLog // the child process's stdout and stderr
+}
+
+// syncLog collects a child process's output; it may be read while the process still writes.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String returns everything written so far.
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // startSluice runs sluice in this test's process with the configuration pc and stops it when the
@@ -142,21 +163,21 @@ func startSluice(t testing.TB, pc poolConfig) *Sluice {
 func startSluiceProcess(t testing.TB, pc poolConfig) *Sluice {
 	t.Helper()
 	s := newSluice(t, pc)
-	s.Log = &strings.Builder{}
+	s.Log = &syncLog{}
 	s.cmd = exec.Command(sluiceBin, "-c", s.CfgPath)
 	s.cmd.Stdout, s.cmd.Stderr = s.Log, s.Log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	s.exited = make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(s.exited) }()
 	s.stop = func() {
 		_ = s.cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = s.cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-s.exited:
 		case <-time.After(90 * time.Second):
 			_ = s.cmd.Process.Kill()
-			<-done
+			<-s.exited
 		}
 	}
 	t.Cleanup(s.Stop)
@@ -207,12 +228,30 @@ func (s *Sluice) waitReady(t testing.TB) {
 		if time.Now().After(deadline) {
 			t.Fatalf("sluice did not listen on %s: %v", s.Addr(), err)
 		}
-		if s.cmd != nil && s.cmd.ProcessState != nil {
-			t.Fatalf("sluice exited: %s", s.Log)
+		if s.exited != nil {
+			select {
+			case <-s.exited:
+				t.Fatalf("sluice exited: %s", s.Log)
+			default:
+			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Signal sends sig to a sluice started by startSluiceProcess.
+func (s *Sluice) Signal(t testing.TB, sig os.Signal) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal sluice: %v", err)
+	}
+}
+
+// Exited is closed when a sluice started by startSluiceProcess has exited; ExitCode is valid then.
+func (s *Sluice) Exited() <-chan struct{} { return s.exited }
+
+// ExitCode is the exit code of a sluice process that has exited.
+func (s *Sluice) ExitCode() int { <-s.exited; return s.cmd.ProcessState.ExitCode() }
 
 // Addr is sluice's TCP address.
 func (s *Sluice) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
