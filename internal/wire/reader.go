@@ -68,7 +68,7 @@ func (r *Reader) Buffered() int { return r.w - r.r }
 // Shrink gives a pooled buffer back when nothing is buffered, so an idle connection holds only the
 // inline buffer. Call it before a read that may block for long.
 func (r *Reader) Shrink() {
-	if r.big != nil && r.r == r.w {
+	if len(r.buf) > smallBufSize && r.r == r.w {
 		r.releaseBig()
 		r.buf, r.r, r.w = r.small[:], 0, 0
 	}
