@@ -738,3 +738,99 @@ func TestBadInputClientLeavesInTheMiddleOfAQuery(t *testing.T) {
 		}
 	}
 }
+
+func TestBadInputStartupParametersSluiceRefuses(t *testing.T) {
+	s := startSluice(t, poolConfig{})
+	tests := []struct {
+		name   string
+		params []string
+		code   string
+	}{
+		{"physical replication", []string{"replication", "true"}, "08P01"},
+		{"logical replication", []string{"replication", "database"}, "08P01"},
+		{"options that are not -c or --", []string{"options", "-x 1"}, "08P01"},
+		{"options without a value", []string{"options", "-c statement_timeout"}, "08P01"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := dialRaw(t, s)
+			c.startup(append([]string{"user", appUser, "database", appDB}, tt.params...)...)
+			for {
+				m, err := c.receive(10 * time.Second)
+				if err != nil {
+					t.Fatalf("want FATAL %s, got %v", tt.code, err)
+				}
+				switch m := m.(type) {
+				case *pgproto3.AuthenticationMD5Password:
+					c.send(&pgproto3.PasswordMessage{Password: md5Password(appUser, appPass, m.Salt)})
+					continue
+				case *pgproto3.ErrorResponse:
+					if m.Severity != "FATAL" || m.Code != tt.code {
+						t.Fatalf("got %s %s %q, want FATAL %s", m.Severity, m.Code, m.Message, tt.code)
+					}
+					c.expectClosed(10 * time.Second)
+					return
+				case *pgproto3.ReadyForQuery:
+					t.Fatal("logged in")
+				}
+			}
+		})
+	}
+}
+
+func TestBadInputInvalidStartupSetting(t *testing.T) {
+	// Postgres refuses a startup packet that sets TimeZone to a zone that does not exist with
+	// SQLSTATE 22023 (invalid_parameter_value). Through sluice the client must get that error too,
+	// at login or at its first query, not a connection that fails every query with another code.
+	ctx := context.Background()
+	s := startSluice(t, poolConfig{})
+	cfg, err := pgx.ParseConfig(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["TimeZone"] = "Nowhere/Atlantis"
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err == nil {
+		defer c.Close(ctx)
+		_, err = c.Exec(ctx, "SELECT 1")
+	}
+	if code := sqlstateOf(err); code != "22023" {
+		t.Fatalf("got %v, want SQLSTATE 22023", err)
+	}
+	selectOne(t, s)
+}
+
+func TestBadInputClientLeavesWhileWaitingForAServer(t *testing.T) {
+	// A client that gave up waiting for a server and disconnected must not have its query run
+	// later, when a server frees up: it was told nothing, and may retry elsewhere.
+	ctx := context.Background()
+	s := startSluice(t, poolConfig{PoolSize: 1})
+	table := fmt.Sprintf("ghost_%d", time.Now().UnixNano())
+	if err := pg.Exec(ctx, appDB, fmt.Sprintf("CREATE TABLE %s (v int); GRANT ALL ON %[1]s TO %s", table, appUser)); err != nil {
+		t.Fatal(err)
+	}
+	holder := connect(t, s)
+	if _, err := holder.Exec(ctx, "BEGIN; SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		c := dialRaw(t, s)
+		c.login()
+		c.send(&pgproto3.Query{String: fmt.Sprintf("INSERT INTO %s VALUES (%d)", table, i)})
+		if m, err := c.receive(200 * time.Millisecond); err == nil {
+			t.Fatalf("client %d got %T while the only server is held", i, m)
+		}
+		c.conn.Close()
+	}
+	if _, err := holder.Exec(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	selectOne(t, s)
+	var n int
+	if err := direct(t).QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d INSERTs of clients that had left before a server was free were run", n)
+	}
+}
