@@ -177,7 +177,7 @@ func (p *Pool) usable(s *backend.ServerConn) bool {
 	if p.opts.Lifetime > 0 && now.Sub(s.Created) > p.opts.Lifetime {
 		return false
 	}
-	if p.opts.HealthcheckDelay > 0 && now.Sub(s.LastUsed) > p.opts.HealthcheckDelay {
+	if now.Sub(s.LastUsed) > p.opts.HealthcheckDelay {
 		to := p.opts.HealthcheckTimeout
 		if to <= 0 {
 			to = time.Second
