@@ -51,6 +51,9 @@ type ServerConn struct {
 	// Params are the server's current values of reported parameters and of the parameters sluice
 	// set on it. Only the goroutine that holds the server reads or writes it.
 	Params map[string]string
+	// Initial are the parameter values the server had right after login: what RESET and
+	// DISCARD ALL bring it back to.
+	Initial map[string]string
 	// Prepared is the set of statements prepared on this server under sluice's names.
 	Prepared *StatementCache
 
@@ -122,6 +125,10 @@ func Dial(ctx context.Context, p *Params) (*ServerConn, error) {
 		if _, ok := s.Params[k]; !ok {
 			s.Params[k] = v
 		}
+	}
+	s.Initial = make(map[string]string, len(s.Params))
+	for k, v := range s.Params {
+		s.Initial[k] = v
 	}
 	s.R = wire.NewReader(hc.Conn, p.MaxMessageSize)
 	s.W = bufio.NewWriterSize(hc.Conn, 16<<10)
@@ -225,6 +232,16 @@ func (s *ServerConn) ExecNotify(sql string, onParam func(body []byte)) (status b
 		}
 		s.R.Discard(len(msg))
 	}
+}
+
+// ResetParams records that the server's settings are back to their values at login, as after
+// DISCARD ALL or RESET ALL.
+func (s *ServerConn) ResetParams() {
+	clear(s.Params)
+	for k, v := range s.Initial {
+		s.Params[k] = v
+	}
+	s.SyncedWith = nil
 }
 
 // NoteParameter records a ParameterStatus body the server sent.

@@ -35,6 +35,9 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 			if !ok {
 				return s.fatal("08P01", "invalid Parse message")
 			}
+			if containsListen(query) {
+				return s.failBatch("0A000", errListenTxMode)
+			}
 			if len(name) > 0 {
 				return s.parseNamed(string(name), query, ptypes)
 			}
@@ -65,6 +68,9 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 	}
 	srv, err := s.attach()
 	if err != nil {
+		if fatal := s.attachFatal(err); fatal != nil {
+			return fatal
+		}
 		return s.failBatch(checkoutCode(err), err.Error())
 	}
 	s.q.push(entry{kind: passKinds[typ]})
@@ -131,6 +137,9 @@ func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
 	}
 	srv, err := s.attach()
 	if err != nil {
+		if fatal := s.attachFatal(err); fatal != nil {
+			return fatal
+		}
 		return s.failBatch(checkoutCode(err), err.Error())
 	}
 	if s.stmts == nil {
@@ -179,6 +188,9 @@ func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
 	}
 	srv, err := s.attach()
 	if err != nil {
+		if fatal := s.attachFatal(err); fatal != nil {
+			return fatal
+		}
 		return s.failBatch(checkoutCode(err), err.Error())
 	}
 	send := s.scratch[:0]

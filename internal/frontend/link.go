@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -127,7 +128,30 @@ func (s *ClientSession) checkout(tg *route.Target, wait time.Duration) (*backend
 		}
 		return nil, nil, err
 	}
+	if s.clientGone() {
+		prim.Pool.Release(srv)
+		return nil, nil, errClientGone
+	}
 	return srv, prim.Pool, nil
+}
+
+// errClientGone is returned when the client left while waiting for a server.
+var errClientGone = errors.New("the client disconnected while waiting for a server")
+
+// clientGone probes the client's connection without blocking after a wait for a server: a
+// client that gave up and left must not have its query run later. Data the client sent
+// meanwhile stays buffered for the reader.
+//
+// A deadline already past makes Go fail the read before trying it, so the probe waits a
+// millisecond at most: it runs only after a wait for a server, never on the fast path.
+func (s *ClientSession) clientGone() bool {
+	_ = s.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
+	err := s.r.FillOnce()
+	_ = s.conn.SetReadDeadline(time.Time{})
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	return true
 }
 
 // Settings that servers report and that a client may change; the rest of the reported ones are
@@ -167,6 +191,18 @@ func (s *ClientSession) syncParams(srv *backend.ServerConn) error {
 		}
 		fmt.Fprintf(&sb, "SET %s TO %s;", quoteIdent(p.name), quoteLiteral(p.value))
 	}
+	// Settings an earlier client left on this server that this client never asked for go back
+	// to the server's own values.
+	var resets []string
+	for k, v := range srv.Params {
+		if _, mine := s.paramLocked(k); mine || !settable(k) {
+			continue
+		}
+		if iv, ok := srv.Initial[k]; !ok || iv != v {
+			fmt.Fprintf(&sb, "RESET %s;", quoteIdent(k))
+			resets = append(resets, k)
+		}
+	}
 	if sb.Len() > 0 {
 		var reported []byte
 		_, err := srv.ExecNotify(sb.String(), func(body []byte) {
@@ -177,8 +213,18 @@ func (s *ClientSession) syncParams(srv *backend.ServerConn) error {
 			}
 		})
 		if err != nil {
-			srv.Broken = srv.Broken || !isServerError(err)
+			if isServerError(err) {
+				return err // the client's own setting is invalid: it hears the server's words
+			}
+			srv.Broken = true
 			return fmt.Errorf("apply the client's settings on the server: %w", err)
+		}
+		for _, k := range resets {
+			if iv, ok := srv.Initial[k]; ok {
+				srv.Params[k] = iv
+			} else {
+				delete(srv.Params, k)
+			}
 		}
 		for i := range s.params {
 			p := &s.params[i]
@@ -196,6 +242,17 @@ func (s *ClientSession) syncParams(srv *backend.ServerConn) error {
 	}
 	srv.SyncedWith, srv.SyncedVersion = s, s.pver
 	return nil
+}
+
+// settable reports whether a reported parameter is a setting rather than a fact about the
+// server (server_version, is_superuser, ...), which cannot be SET or RESET.
+func settable(name string) bool {
+	switch name {
+	case "server_version", "server_encoding", "integer_datetimes", "in_hot_standby", "is_superuser",
+		"session_authorization", "scram_iterations":
+		return false
+	}
+	return true
 }
 
 func isServerError(err error) bool {
@@ -393,6 +450,9 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		if bytes.Equal(tag, []byte("DISCARD ALL")) || bytes.Equal(tag, []byte("DEALLOCATE ALL")) {
 			srv.Prepared.Clear()
 			clear(s.stmts)
+			if tag[0] == 'D' && tag[1] == 'I' {
+				srv.ResetParams()
+			}
 		}
 		s.popIf(kExecute)
 	case wire.ErrorResponse:
@@ -407,6 +467,7 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		if len(msg) > wire.HeaderLen {
 			s.tx = msg[wire.HeaderLen]
 		}
+		s.idlePointLocked()
 		if s.txMode && s.q.empty() && !s.open && !s.copyOpen {
 			if s.tx == 'I' && !s.closing && !srv.Broken {
 				s.srv, s.pl = nil, nil
@@ -429,6 +490,24 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 	// read this server.
 	srv.R.Discard(len(msg))
 	return res
+}
+
+// idlePointLocked runs at each ReadyForQuery. With nothing outstanding, the client is now idle:
+// inside a transaction the idle-in-transaction timer starts (the reader stops it when the client
+// speaks); during shutdown an idle client is told to go.
+func (s *ClientSession) idlePointLocked() {
+	if !s.q.empty() || s.open {
+		return
+	}
+	switch {
+	case s.stopping && s.tx == 'I':
+		_ = s.conn.SetReadDeadline(time.Now())
+	case s.tx != 'I':
+		if t := s.l.table().Config.General.IdleClientInTransactionTimeout; t > 0 {
+			s.deadline.Store(true)
+			_ = s.conn.SetReadDeadline(time.Now().Add(t))
+		}
+	}
 }
 
 // popIf pops the head entry when it is of one of the kinds.
@@ -562,6 +641,7 @@ func (s *ClientSession) cleanup() {
 					srv.Broken = true
 				}
 				srv.Prepared.Clear()
+				srv.ResetParams()
 			}
 		}
 		_ = srv.SetReadDeadline(time.Time{})

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicepg/sluice/internal/backend"
@@ -47,7 +48,7 @@ type ClientSession struct {
 	// wmu is held by the reader while it flushes wsrv; see flushServer.
 	wmu sync.Mutex
 	// deadline is set while the idle-in-transaction read deadline is armed.
-	deadline bool
+	deadline atomic.Bool
 
 	// mu guards the fields below, shared by the reader and the pump.
 	mu   sync.Mutex
@@ -183,7 +184,7 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 	}
 	for _, kv := range sp.params {
 		if !untracked[kv.name] {
-			s.params = append(s.params, kv)
+			s.setParam(canonicalName(kv.name), kv.value)
 		}
 	}
 	if o := sp.get("options"); o != "" {
@@ -191,7 +192,9 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 		if err != nil {
 			return s.fatal("08P01", err.Error())
 		}
-		s.params = append(s.params, opts...)
+		for _, kv := range opts {
+			s.setParam(canonicalName(kv.name), kv.value)
+		}
 	}
 	tg := tbl.Lookup(s.db, s.user)
 	if tg == nil && tbl.Config.Pool(s.db) == nil {
@@ -218,6 +221,9 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 	for k, v := range sparams {
 		if cv, ok := s.param(k); ok {
 			v = cv
+		} else if trackedReported[k] {
+			// What the client is told now is what it expects of every server it gets.
+			s.params = append(s.params, param{k, v})
 		}
 		b = wire.AppendParameterStatus(b, k, v)
 	}
@@ -227,6 +233,17 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 	b = wire.AppendReadyForQuery(b, 'I')
 	s.scratch = b[:0]
 	return s.out.send(b)
+}
+
+// setParam sets a client setting, replacing an earlier value of the same name.
+func (s *ClientSession) setParam(name, value string) {
+	for i := range s.params {
+		if s.params[i].name == name {
+			s.params[i].value = value
+			return
+		}
+	}
+	s.params = append(s.params, param{name, value})
 }
 
 func (s *ClientSession) param(name string) (string, bool) {
@@ -255,12 +272,15 @@ func (s *ClientSession) authenticate(tg *route.Target) error {
 	if err := s.out.send(req); err != nil {
 		return err
 	}
-	typ, _, err := s.r.Peek()
+	typ, size, err := s.r.Peek()
 	if err != nil {
 		return err
 	}
 	if typ != wire.Password {
 		return s.fatal("08P01", fmt.Sprintf("expected a password message, got %q", typ))
+	}
+	if size > maxPasswordMessage {
+		return s.fatal("08P01", "invalid password message length")
 	}
 	msg, err := s.r.Message()
 	if err != nil {
@@ -274,6 +294,10 @@ func (s *ClientSession) authenticate(tg *route.Target) error {
 	}
 	return nil
 }
+
+// maxPasswordMessage bounds what an unauthenticated client can make sluice buffer, like
+// Postgres' own limit on authentication messages.
+const maxPasswordMessage = 64 << 10
 
 // md5Secret returns the hex md5 of password+user, which Postgres stores; a password given in the
 // config as "md5..." is that already.
@@ -311,6 +335,17 @@ func (s *ClientSession) run() error {
 				return s.readError(err)
 			}
 			continue
+		}
+		if s.deadline.Load() {
+			// The idle-in-transaction timer was armed at the last ReadyForQuery; the client spoke.
+			s.deadline.Store(false)
+			_ = s.conn.SetReadDeadline(time.Time{})
+			s.mu.Lock()
+			stopping := s.stopping
+			s.mu.Unlock()
+			if stopping {
+				_ = s.conn.SetReadDeadline(time.Now()) // shutdown raced with the line above
+			}
 		}
 		if err := s.dispatch(typ, size); err != nil {
 			return err
@@ -351,7 +386,6 @@ func (s *ClientSession) beforeBlock() error {
 	}
 	s.mu.Lock()
 	srv := s.srv
-	st := s.tx
 	stopping := s.stopping
 	s.mu.Unlock()
 	s.out.mu.Lock()
@@ -368,24 +402,6 @@ func (s *ClientSession) beforeBlock() error {
 			return s.fatal("57P01", "terminating connection: sluice is shutting down")
 		}
 		s.r.Shrink()
-	}
-	// The idle-in-transaction timer is armed only while a transaction holds a server; deadlines
-	// are changed only when needed, since each change costs a runtime timer update.
-	var dl time.Time
-	if srv != nil && st != 'I' {
-		if t := s.l.table().Config.General.IdleClientInTransactionTimeout; t > 0 {
-			dl = time.Now().Add(t)
-		}
-	}
-	if !dl.IsZero() || s.deadline {
-		_ = s.conn.SetReadDeadline(dl)
-		s.deadline = !dl.IsZero()
-		s.mu.Lock()
-		stopping = s.stopping
-		s.mu.Unlock()
-		if stopping {
-			_ = s.conn.SetReadDeadline(time.Now()) // shutdown raced with the line above
-		}
 	}
 	return nil
 }
@@ -514,13 +530,16 @@ func (s *ClientSession) query(size int) error {
 	if err != nil {
 		return s.readError(err)
 	}
-	if s.txMode && isListen(wire.Body(msg)) {
+	if s.txMode && containsListen(wire.Body(msg)) {
 		s.r.Discard(size)
-		return s.queryError("0A000", "LISTEN is not supported in transaction pooling mode; use a session-mode pool")
+		return s.queryError("0A000", errListenTxMode)
 	}
 	srv, err := s.attach()
 	if err != nil {
 		s.r.Discard(size)
+		if fatal := s.attachFatal(err); fatal != nil {
+			return fatal
+		}
 		return s.queryError(checkoutCode(err), err.Error())
 	}
 	s.q.push(entry{kind: kQuery})
@@ -588,6 +607,19 @@ func (s *ClientSession) emit(msgs [][]byte) error {
 	return nil
 }
 
+// attachFatal returns the error that ends the session for an attach failure that must not be
+// answered as a query error: the client left while waiting, or its own settings are invalid.
+func (s *ClientSession) attachFatal(err error) error {
+	if errors.Is(err, errClientGone) {
+		return err
+	}
+	var se *backend.ServerError
+	if errors.As(err, &se) {
+		return s.fatal(se.Code, se.Message)
+	}
+	return nil
+}
+
 func checkoutCode(err error) string {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
@@ -598,31 +630,7 @@ func checkoutCode(err error) string {
 	return "08006"
 }
 
-// isListen reports whether a query starts with LISTEN, skipping blanks and comments.
-func isListen(q []byte) bool {
-	for len(q) > 0 {
-		switch {
-		case q[0] == ' ' || q[0] == '\t' || q[0] == '\n' || q[0] == '\r' || q[0] == '(':
-			q = q[1:]
-		case len(q) > 1 && q[0] == '-' && q[1] == '-':
-			i := 0
-			for i < len(q) && q[i] != '\n' {
-				i++
-			}
-			q = q[i:]
-		case len(q) > 1 && q[0] == '/' && q[1] == '*':
-			i := strings.Index(string(q[2:]), "*/")
-			if i < 0 {
-				return false
-			}
-			q = q[i+4:]
-		default:
-			return len(q) >= 6 && strings.EqualFold(string(q[:6]), "listen") &&
-				(len(q) == 6 || q[6] == ' ' || q[6] == '\t' || q[6] == '\n' || q[6] == '\r')
-		}
-	}
-	return false
-}
+const errListenTxMode = "LISTEN is not supported in transaction pooling mode: notifications would go to whichever client next gets the server; use a session-mode pool"
 
 func quoteLiteral(s string) string {
 	if strings.Contains(s, `\`) {

@@ -132,7 +132,7 @@ func generalPoolKeysEqual(a, b *config.General) bool {
 		a.ServerLifetime == b.ServerLifetime && a.HealthcheckDelay == b.HealthcheckDelay &&
 		a.HealthcheckTimeout == b.HealthcheckTimeout && a.ServerResetQuery == b.ServerResetQuery &&
 		a.TCPKeepalivesIdle == b.TCPKeepalivesIdle && a.TCPKeepalivesCount == b.TCPKeepalivesCount &&
-		a.TCPKeepalivesInterval == b.TCPKeepalivesInterval && a.MaxMessageSize == b.MaxMessageSize
+		a.TCPKeepalivesInterval == b.TCPKeepalivesInterval
 }
 
 func newTarget(g *config.General, pc *config.Pool, u *config.User) *Target {
@@ -163,7 +163,8 @@ func newTarget(g *config.General, pc *config.Pool, u *config.User) *Target {
 				User: serverUser, Password: serverPass, Startup: startup,
 				ConnectTimeout: g.ConnectTimeout,
 				KeepAlive:      keepAlive(g),
-				MaxMessageSize: g.MaxMessageSize,
+				// Server messages stream through whatever their size: max_message_size guards
+				// against clients.
 			}, pool.Options{
 				Size: u.PoolSize, MinSize: u.MinPoolSize,
 				Lifetime: g.ServerLifetime, IdleTimeout: g.IdleTimeout,

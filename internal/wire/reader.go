@@ -199,6 +199,18 @@ func (r *Reader) Forward(dst io.Writer, size int) error {
 	return nil
 }
 
+// FillOnce reads once from the stream into free buffer space, growing the buffer if it is full.
+// It is for probing a connection (with a deadline in the past, it returns at once): data read is
+// kept for the next message.
+func (r *Reader) FillOnce() error {
+	if r.w == len(r.buf) {
+		r.grow(r.w - r.r + 1)
+	}
+	n, err := r.rd.Read(r.buf[r.w:])
+	r.w += n
+	return err
+}
+
 // Skip consumes the next size bytes of the stream without keeping them.
 func (r *Reader) Skip(size int) error { return r.Forward(io.Discard, size) }
 
