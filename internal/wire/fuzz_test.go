@@ -19,12 +19,12 @@ import (
 func FuzzReader(f *testing.F) {
 	f.Add([]byte("Q\x00\x00\x00\x0dSELECT 1;\x00S\x00\x00\x00\x04"), uint16(0), uint16(0), uint8(0), []byte{0})
 	f.Add([]byte("Q\x00\x00\x00\x0dSELECT 1;\x00S\x00\x00\x00\x04"), uint16(0), uint16(0), uint8(1), []byte{1, 2, 3, 4, 5, 6})
-	f.Add([]byte("D\x00\x00\x00\x03"), uint16(0), uint16(0), uint8(7), []byte{0})        // bad length
-	f.Add([]byte("D\x80\x00\x00\x00rest"), uint16(0), uint16(0), uint8(7), []byte{2})    // 2 GiB
-	f.Add([]byte("D\x00\x00\x01\x00abc"), uint16(0), uint16(0), uint8(2), []byte{1})     // truncated body
-	f.Add([]byte("S\x00\x00"), uint16(0), uint16(0), uint8(0), []byte{0})                // truncated header
+	f.Add([]byte("D\x00\x00\x00\x03"), uint16(0), uint16(0), uint8(7), []byte{0})         // bad length
+	f.Add([]byte("D\x80\x00\x00\x00rest"), uint16(0), uint16(0), uint8(7), []byte{2})     // 2 GiB
+	f.Add([]byte("D\x00\x00\x01\x00abc"), uint16(0), uint16(0), uint8(2), []byte{1})      // truncated body
+	f.Add([]byte("S\x00\x00"), uint16(0), uint16(0), uint8(0), []byte{0})                 // truncated header
 	f.Add([]byte("S\x00\x00\x00\x04"), uint16(9000), uint16(0), uint8(255), []byte{0, 5}) // over the pooled buffer
-	f.Add([]byte("S\x00\x00\x00\x04"), uint16(9000), uint16(300), uint8(255), []byte{0}) // over the limit
+	f.Add([]byte("S\x00\x00\x00\x04"), uint16(9000), uint16(300), uint8(255), []byte{0})  // over the limit
 	f.Add([]byte("S\x00\x00\x00\x04"), uint16(4000), uint16(0), uint8(13), []byte{1, 6})  // within the pooled buffer
 	f.Add(bytes.Repeat([]byte("C\x00\x00\x00\x05x"), 200), uint16(0), uint16(0), uint8(50), []byte{0, 3, 6, 4})
 	f.Fuzz(func(t *testing.T, stream []byte, big, limit uint16, chunk uint8, ops []byte) {
