@@ -62,6 +62,12 @@ type ServerConn struct {
 	SyncedWith    any
 	SyncedVersion uint64
 
+	// UnnamedOwner and UnnamedSeq say whose unnamed statement the server holds, so a client
+	// whose Parse and Bind of the unnamed statement land on different servers (between two
+	// Syncs, in transaction mode) gets its Parse sent again.
+	UnnamedOwner any
+	UnnamedSeq   uint64
+
 	Created  time.Time
 	LastUsed time.Time
 	// Broken is set when the server must not be reused (I/O error, protocol desync).

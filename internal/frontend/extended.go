@@ -73,12 +73,47 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 		}
 		return s.failBatch(checkoutCode(err), err.Error())
 	}
+	if s.txMode {
+		if err := s.unnamedLocked(srv, typ, msg); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+	}
 	s.q.push(entry{kind: passKinds[typ]})
 	if typ != wire.FunctionCall {
 		s.open = true
 	}
 	s.mu.Unlock()
 	return s.toServer(srv, msg)
+}
+
+// unnamedLocked keeps the client's unnamed statement on whatever server it uses: clients such as
+// pgx (describe-exec mode) Parse it in one round trip and Bind it in the next, which in
+// transaction mode may be on another server, or on the same one after another client replaced
+// it. The last unnamed Parse is kept and sent again, its reply swallowed, when the server lacks
+// it. s.mu is held.
+func (s *ClientSession) unnamedLocked(srv *backend.ServerConn, typ byte, msg []byte) error {
+	switch typ {
+	case wire.Parse:
+		s.unnamed = append(s.unnamed[:0], msg...)
+		s.unnamedSeq++
+		srv.UnnamedOwner, srv.UnnamedSeq = s, s.unnamedSeq
+	case wire.Bind, wire.Describe:
+		if len(s.unnamed) == 0 || (srv.UnnamedOwner == s && srv.UnnamedSeq == s.unnamedSeq) {
+			return nil
+		}
+		if typ == wire.Describe && wire.Body(msg)[0] != 'S' {
+			return nil
+		}
+		s.q.push(entry{kind: kParseSwallow})
+		srv.UnnamedOwner, srv.UnnamedSeq = s, s.unnamedSeq
+		return s.toServer(srv, s.unnamed)
+	case wire.Close:
+		if wire.Body(msg)[0] == 'S' {
+			s.unnamed = s.unnamed[:0]
+		}
+	}
+	return nil
 }
 
 func msgName(typ byte) string {

@@ -208,9 +208,7 @@ func (s *ClientSession) syncParams(srv *backend.ServerConn) error {
 		_, err := srv.ExecNotify(sb.String(), func(body []byte) {
 			name, rest, _ := wire.CString(body)
 			val, _, _ := wire.CString(rest)
-			if v, ok := s.paramLocked(string(name)); ok && v != string(val) {
-				reported = wire.AppendParameterStatus(reported, string(name), string(val))
-			}
+			reported = wire.AppendParameterStatus(reported, string(name), string(val))
 		})
 		if err != nil {
 			if isServerError(err) {
@@ -451,7 +449,10 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 			srv.Prepared.Clear()
 			clear(s.stmts)
 			if tag[0] == 'D' && tag[1] == 'I' {
-				srv.ResetParams()
+				// DISCARD ALL brings a session back to its settings at login: for this client
+				// those are its own, not the server connection's. The server reports its own
+				// values after this tag, before ReadyForQuery; the client's are restored then.
+				s.discarded = true
 			}
 		}
 		s.popIf(kExecute)
@@ -466,6 +467,12 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		}
 		if len(msg) > wire.HeaderLen {
 			s.tx = msg[wire.HeaderLen]
+		}
+		if s.discarded {
+			s.discarded = false
+			srv.ResetParams()
+			s.params = append(s.params[:0], s.initial...)
+			s.pver++
 		}
 		s.idlePointLocked()
 		if s.txMode && s.q.empty() && !s.open && !s.copyOpen {

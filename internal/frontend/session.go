@@ -43,6 +43,12 @@ type ClientSession struct {
 	failing bool
 	// scratch is the reader's buffer for messages it builds.
 	scratch []byte
+	// unnamed is the client's last Parse of the unnamed statement (transaction mode), and
+	// unnamedSeq counts them; see unnamedLocked.
+	unnamed    []byte
+	unnamedSeq uint64
+	// initial are the client's settings right after login, restored by DISCARD ALL.
+	initial []param
 	// wsrv is the server the reader has buffered writes for, flushed before it blocks.
 	wsrv *backend.ServerConn
 	// wmu is held by the reader while it flushes wsrv; see flushServer.
@@ -64,11 +70,13 @@ type ClientSession struct {
 	params []param
 	pver   uint64
 	// stmts maps the client's statement names to what sluice prepares (transaction mode).
-	stmts    map[string]*statement
-	closing  bool // the reader is taking the server back or the client left
-	pumping  bool // a pump goroutine is reading the server
-	stopping bool // shutdown: close the client at its next idle point
-	pump     sync.WaitGroup
+	stmts   map[string]*statement
+	closing bool // the reader is taking the server back or the client left
+	pumping bool // a pump goroutine is reading the server
+	// discarded is set between a DISCARD ALL's CommandComplete and its ReadyForQuery.
+	discarded bool
+	stopping  bool // shutdown: close the client at its next idle point
+	pump      sync.WaitGroup
 }
 
 // statement is a client's named prepared statement in transaction mode.
@@ -227,6 +235,7 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 		}
 		b = wire.AppendParameterStatus(b, k, v)
 	}
+	s.initial = append([]param(nil), s.params...)
 	b = append(b, wire.BackendKeyData, 0, 0, 0, 12,
 		byte(s.pid>>24), byte(s.pid>>16), byte(s.pid>>8), byte(s.pid))
 	b = append(b, s.secret[:]...)
@@ -543,6 +552,9 @@ func (s *ClientSession) query(size int) error {
 		return s.queryError(checkoutCode(err), err.Error())
 	}
 	s.q.push(entry{kind: kQuery})
+	if srv.UnnamedOwner == s {
+		srv.UnnamedOwner = nil // a simple Query drops the unnamed statement
+	}
 	s.mu.Unlock()
 	err = s.toServer(srv, msg)
 	s.r.Discard(size)
