@@ -396,13 +396,25 @@ func (s *ClientSession) beforeBlock() error {
 	s.mu.Lock()
 	srv := s.srv
 	stopping := s.stopping
+	pumping := s.pumping
 	s.mu.Unlock()
-	s.out.mu.Lock()
-	err := s.out.Flush()
-	if srv == nil {
-		s.out.Idle()
+	var err error
+	if pumping {
+		// The pump flushes what it writes. It may hold the lock in the middle of a message
+		// while it waits for the server, which may wait for what the client sends next: never
+		// wait for the lock here.
+		if s.out.mu.TryLock() {
+			err = s.out.Flush()
+			s.out.mu.Unlock()
+		}
+	} else {
+		s.out.mu.Lock()
+		err = s.out.Flush()
+		if srv == nil {
+			s.out.Idle()
+		}
+		s.out.mu.Unlock()
 	}
-	s.out.mu.Unlock()
 	if err != nil {
 		return err
 	}
