@@ -1,0 +1,80 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// nodeDir holds the node-postgres client script and its package files.
+var nodeDir = filepath.Join("..", "node")
+
+// nodeChecks are the checks test/node/clients.js runs, in its order.
+var nodeChecks = []string{
+	"simple query",
+	"parameterized query",
+	"named prepared statements",
+	"named statement that fails to prepare",
+	"transaction",
+	"error",
+	"pool of clients",
+}
+
+// TestNodePostgres runs test/node/clients.js, which uses node-postgres (the pg package) through
+// sluice in transaction mode: simple and parameterized queries, named prepared statements shared
+// and clashing between clients, a transaction, errors, and a pg.Pool.
+func TestNodePostgres(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node is not installed: the node-postgres tests need Node.js 18 or later")
+	}
+	ensureNodeModules(t)
+	s := startPooler(t, poolConfig{PoolSize: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "clients.js")
+	cmd.Dir = nodeDir
+	cmd.Env = append(os.Environ(), "SLUICE_URL="+s.URL())
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node clients.js: %v\n%s\nstderr:\n%s", err, out, stderr.String())
+	}
+	if stderr.Len() > 0 {
+		t.Logf("node clients.js stderr:\n%s", stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	want := make([]string, 0, len(nodeChecks)+1)
+	for _, c := range nodeChecks {
+		want = append(want, "ok "+c)
+	}
+	want = append(want, "all ok")
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("node clients.js printed:\n%s\nwant:\n%s", out, strings.Join(want, "\n"))
+	}
+}
+
+// ensureNodeModules installs test/node's packages from its lock file when they are missing
+// (scripts/test.sh normally has done it).
+func ensureNodeModules(t *testing.T) {
+	t.Helper()
+	if fileExists(filepath.Join(nodeDir, "node_modules", "pg", "package.json")) {
+		return
+	}
+	npm, err := exec.LookPath("npm")
+	if err != nil {
+		t.Fatalf("test/node/node_modules is missing and npm is not installed: run npm ci in test/node")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund")
+	cmd.Dir = nodeDir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("npm ci in test/node: %v\n%s", err, out)
+	}
+}
