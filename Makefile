@@ -23,7 +23,7 @@ deps:
 test: deps
 	scripts/test.sh
 
-demo: build
+demo: deps build
 	$(GO) run ./internal/demo
 
 bench: build

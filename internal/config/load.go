@@ -366,8 +366,13 @@ func (l *loader) users(pn, un *node, p *Pool) {
 		} else {
 			byName[u.Username] = n
 		}
-		if !hasKey(n, "password") && !authQuery {
-			l.errorAt(n, "password", "a user needs a password (pgcat allows none only with auth_query)")
+		if !hasKey(n, "password") {
+			if !authQuery {
+				l.errorAt(n, "password", "a user needs a password (pgcat allows none only with auth_query)")
+			}
+			// auth_query is not implemented yet: without a password this user cannot log in,
+			// rather than logging in without one.
+			u.NoPassword = true
 		}
 		if u.MinPoolSize > u.PoolSize {
 			l.errorAt(n, "min_pool_size", "min_pool_size %d is larger than pool_size %d", u.MinPoolSize, u.PoolSize)

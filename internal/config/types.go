@@ -68,6 +68,9 @@ type User struct {
 	StatementTimeout time.Duration
 	ServerUsername   string // "" = Username
 	ServerPassword   string // "" = Password
+	// NoPassword is set when the file gives no password at all (pgcat allows that with
+	// auth_query). Such a user is refused; an explicit password = "" means trust.
+	NoPassword bool
 }
 
 // Shard is one [pools.<db>.shards.<n>] section.

@@ -74,8 +74,12 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 		return s.failBatch(checkoutCode(err), err.Error())
 	}
 	if s.txMode {
-		if err := s.unnamedLocked(srv, typ, msg); err != nil {
+		missing, err := s.unnamedLocked(srv, typ, msg)
+		if err != nil || missing {
 			s.mu.Unlock()
+			if missing {
+				return s.failBatch("26000", "unnamed prepared statement does not exist")
+			}
 			return err
 		}
 	}
@@ -92,28 +96,37 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 // transaction mode may be on another server, or on the same one after another client replaced
 // it. The last unnamed Parse is kept and sent again, its reply swallowed, when the server lacks
 // it. s.mu is held.
-func (s *ClientSession) unnamedLocked(srv *backend.ServerConn, typ byte, msg []byte) error {
+//
+// missing is set when the client Binds or Describes an unnamed statement it does not have: the
+// server's unnamed statement, if any, belongs to another client and must not be used.
+func (s *ClientSession) unnamedLocked(srv *backend.ServerConn, typ byte, msg []byte) (missing bool, err error) {
 	switch typ {
 	case wire.Parse:
 		s.unnamed = append(s.unnamed[:0], msg...)
 		s.unnamedSeq++
 		srv.UnnamedOwner, srv.UnnamedSeq = s, s.unnamedSeq
 	case wire.Bind, wire.Describe:
-		if len(s.unnamed) == 0 || (srv.UnnamedOwner == s && srv.UnnamedSeq == s.unnamedSeq) {
-			return nil
-		}
 		if typ == wire.Describe && wire.Body(msg)[0] != 'S' {
-			return nil
+			return false, nil
+		}
+		if srv.UnnamedOwner == s && srv.UnnamedSeq == s.unnamedSeq {
+			return false, nil
+		}
+		if len(s.unnamed) == 0 {
+			return true, nil
 		}
 		s.q.push(entry{kind: kParseSwallow})
 		srv.UnnamedOwner, srv.UnnamedSeq = s, s.unnamedSeq
-		return s.toServer(srv, s.unnamed)
+		return false, s.toServer(srv, s.unnamed)
 	case wire.Close:
 		if wire.Body(msg)[0] == 'S' {
 			s.unnamed = s.unnamed[:0]
+			if srv.UnnamedOwner == s {
+				srv.UnnamedOwner = nil
+			}
 		}
 	}
-	return nil
+	return false, nil
 }
 
 func msgName(typ byte) string {

@@ -122,11 +122,11 @@ func (s *ClientSession) checkout(tg *route.Target, wait time.Duration) (*backend
 	}
 	srv, err := prim.Pool.Checkout(ctx)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, pool.ErrWaitTimeout) {
 			return nil, nil, fmt.Errorf("no server connection available within query_wait_timeout (%s) for database %q user %q: %w",
 				wait, s.db, s.user, err)
 		}
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("could not connect to the server: %w", err)
 	}
 	if s.clientGone() {
 		prim.Pool.Release(srv)
@@ -563,6 +563,11 @@ func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn) bool {
 				if failed {
 					s.target.Statements.Remove(e.name)
 				}
+			}
+			if e.kind != kParseSynth && e.name == "" && e.client == "" && failed {
+				// A failed Parse of the unnamed statement leaves none: do not send it again.
+				s.unnamed = s.unnamed[:0]
+				srv.UnnamedOwner = nil
 			}
 			if e.client != "" {
 				if st := s.stmts[e.client]; st != nil && st.server == e.name || e.kind == kParseSynth {

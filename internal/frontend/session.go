@@ -270,10 +270,15 @@ func (s *ClientSession) param(name string) (string, bool) {
 func (s *ClientSession) authenticate(tg *route.Target) error {
 	var secret string
 	if tg != nil {
-		if tg.User.Password == "" {
-			return nil
+		if tg.User.NoPassword {
+			s.l.log.Warn("login refused: the user has no password and auth_query is not implemented yet",
+				"user", s.user, "db", s.db)
+			tg = nil // refused exactly like an unknown user
+		} else if tg.User.Password == "" {
+			return nil // password = "" in the file: trust
+		} else {
+			secret = md5Secret(tg.User.Password, s.user)
 		}
-		secret = md5Secret(tg.User.Password, s.user)
 	}
 	var salt [4]byte
 	_, _ = rand.Read(salt[:])
@@ -349,12 +354,6 @@ func (s *ClientSession) run() error {
 			// The idle-in-transaction timer was armed at the last ReadyForQuery; the client spoke.
 			s.deadline.Store(false)
 			_ = s.conn.SetReadDeadline(time.Time{})
-			s.mu.Lock()
-			stopping := s.stopping
-			s.mu.Unlock()
-			if stopping {
-				_ = s.conn.SetReadDeadline(time.Now()) // shutdown raced with the line above
-			}
 		}
 		if err := s.dispatch(typ, size); err != nil {
 			return err
@@ -567,6 +566,7 @@ func (s *ClientSession) query(size int) error {
 	if srv.UnnamedOwner == s {
 		srv.UnnamedOwner = nil // a simple Query drops the unnamed statement
 	}
+	s.unnamed = s.unnamed[:0]
 	s.mu.Unlock()
 	err = s.toServer(srv, msg)
 	s.r.Discard(size)
@@ -646,7 +646,7 @@ func (s *ClientSession) attachFatal(err error) error {
 
 func checkoutCode(err error) string {
 	switch {
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, pool.ErrWaitTimeout):
 		return "53300"
 	case errors.Is(err, pool.ErrClosed):
 		return "57P01"

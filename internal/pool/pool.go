@@ -33,6 +33,10 @@ type Options struct {
 // ErrClosed is returned by Checkout on a pool that was closed, e.g. replaced by a reload.
 var ErrClosed = errors.New("pool is closed")
 
+// ErrWaitTimeout is returned by Checkout when its context ended while it waited for a connection
+// to be released (not while dialing one).
+var ErrWaitTimeout = errors.New("timed out waiting for a server connection to be released")
+
 // Pool is a pool of connections to one server. It is safe for concurrent use.
 type Pool struct {
 	params backend.Params
@@ -141,7 +145,7 @@ func (p *Pool) Checkout(ctx context.Context) (*backend.ServerConn, error) {
 				}
 			default:
 			}
-			return nil, fmt.Errorf("wait for a server of %s: %w", p.params.Addr(), ctx.Err())
+			return nil, fmt.Errorf("wait for a server of %s: %w (%w)", p.params.Addr(), ErrWaitTimeout, ctx.Err())
 		}
 	}
 }
