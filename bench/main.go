@@ -219,6 +219,7 @@ func bench(ctx context.Context, o options) error {
 		machine:  describeMachine(),
 		command:  commandLine(),
 		load:     load,
+		loadEnd:  loadAverage(),
 		duration: time.Since(started),
 	}
 	fmt.Println()

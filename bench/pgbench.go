@@ -24,6 +24,8 @@ type pgbenchResult struct {
 	mode      string
 	tps       float64 // without initial connection time
 	latencyMS float64 // average latency
+	lowTPS    float64 // the lowest and highest tps of the runs
+	highTPS   float64
 	failed    bool
 	reason    string // why it failed: the first error pgbench printed, or its exit status
 }
@@ -65,7 +67,8 @@ func runThroughput(ctx context.Context, targets []target, o options) ([]pgbenchR
 	return out, nil
 }
 
-// median returns the run with the median tps, or the first failure.
+// median returns the run with the median tps, with the range of all runs,
+// or the first failure.
 func median(rs []pgbenchResult) pgbenchResult {
 	for _, r := range rs {
 		if r.failed {
@@ -74,7 +77,18 @@ func median(rs []pgbenchResult) pgbenchResult {
 	}
 	sorted := append([]pgbenchResult(nil), rs...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].tps < sorted[j].tps })
-	return sorted[len(sorted)/2]
+	m := sorted[len(sorted)/2]
+	m.lowTPS, m.highTPS = sorted[0].tps, sorted[len(sorted)-1].tps
+	return m
+}
+
+// spread is how far apart the runs were, relative to the median: 0.1 means
+// the highest run was 10% of the median above the lowest.
+func (r pgbenchResult) spread() float64 {
+	if r.failed || r.tps == 0 {
+		return 0
+	}
+	return (r.highTPS - r.lowTPS) / r.tps
 }
 
 var (

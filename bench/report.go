@@ -28,6 +28,7 @@ type report struct {
 	machine  machine
 	command  string
 	load     string // /proc/loadavg's 1, 5 and 15 minute averages when the run started
+	loadEnd  string // and when it ended, the bench's own load included
 }
 
 // machine describes where the figures were measured.
@@ -108,22 +109,33 @@ func (rep report) ratio(r pgbenchResult, base string) string {
 	return fmt.Sprintf("%.2fx", r.tps/b.tps)
 }
 
-// tpsRows are the rows of the throughput table.
+// tpsHeader and tpsRows are the throughput table; with several runs per row
+// it shows their range too.
+func (rep report) tpsHeader() []string {
+	h := []string{"target", "mode", "tps", "latency ms", "vs direct", "vs PgBouncer"}
+	if rep.opts.runs > 1 {
+		h = append(h, "range of runs")
+	}
+	return h
+}
+
 func (rep report) tpsRows() [][]string {
 	var rows [][]string
 	for _, r := range rep.tps {
-		tps, lat := "failed", "-"
+		tps, lat, span := "failed", "-", "-"
 		if !r.failed {
 			tps = fmt.Sprintf("%.0f", r.tps)
 			lat = fmt.Sprintf("%.3f", r.latencyMS)
+			span = fmt.Sprintf("%.0f-%.0f", r.lowTPS, r.highTPS)
 		}
-		rows = append(rows, []string{r.target, r.mode, tps, lat,
-			rep.ratio(r, targetDirect), rep.ratio(r, targetPgBouncer)})
+		row := []string{r.target, r.mode, tps, lat, rep.ratio(r, targetDirect), rep.ratio(r, targetPgBouncer)}
+		if rep.opts.runs > 1 {
+			row = append(row, span)
+		}
+		rows = append(rows, row)
 	}
 	return rows
 }
-
-var tpsHeader = []string{"target", "mode", "tps", "latency ms", "vs direct", "vs PgBouncer"}
 
 // memRows are the rows of the memory table.
 func (rep report) memRows() [][]string {
@@ -167,7 +179,7 @@ func (rep report) text() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "pgbench -S -c %d -j %d -T %d, scale %d, pool size %d\n\n",
 		rep.opts.clients, rep.opts.threads, rep.opts.seconds, rep.opts.scale, rep.opts.poolSize)
-	writeAligned(&b, tpsHeader, rep.tpsRows())
+	writeAligned(&b, rep.tpsHeader(), rep.tpsRows())
 	if len(rep.mem) > 0 {
 		b.WriteString("\n")
 		writeAligned(&b, memHeader, rep.memRows())
@@ -236,7 +248,7 @@ func (rep report) markdown() string {
 	if o.runs > 1 {
 		fmt.Fprintf(&b, "Median of %d runs per row.\n\n", o.runs)
 	}
-	writeMarkdownTable(&b, tpsHeader, rep.tpsRows())
+	writeMarkdownTable(&b, rep.tpsHeader(), rep.tpsRows())
 
 	if len(rep.mem) > 0 {
 		fmt.Fprintf(&b, "\n### Memory: %d idle clients, logged in with md5\n\n", o.idle)
@@ -256,7 +268,8 @@ func (rep report) markdown() string {
 	fmt.Fprintf(&b, "- Go: %s\n", m.goVersion)
 	fmt.Fprintf(&b, "- Postgres: %s\n", m.postgres)
 	fmt.Fprintf(&b, "- PgBouncer: %s\n", m.pgbouncer)
-	fmt.Fprintf(&b, "- Load average before the run (1, 5, 15 min): %s\n", rep.load)
+	fmt.Fprintf(&b, "- Load average (1, 5, 15 min) before the run: %s; at its end, the bench's own load included: %s\n",
+		rep.load, rep.loadEnd)
 
 	b.WriteString("\n### What these figures mean\n\n")
 	b.WriteString(rep.note())
@@ -270,33 +283,53 @@ func (rep report) note() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "- pgbench, the pooler and Postgres share this machine's %s CPUs, over loopback TCP. "+
 		"Every CPU cycle a pooler spends is taken from Postgres and pgbench, so \"vs direct\" is the "+
-		"throughput left after paying for the extra hop (two more socket reads and writes per query "+
-		"and a context switch), not what the pooler could do on its own hardware. "+
+		"throughput left after paying for the extra hop (the pooler's own socket reads and writes "+
+		"and the wakeups they cost), not what the pooler could do on hardware of its own. "+
 		"With %d pgbench clients and pools of %d, no client ever waits for a server: "+
 		"this measures a pooler's overhead, not the gain pooling gives when clients outnumber servers.\n",
 		m.cpus, o.clients, o.poolSize)
-	runs := fmt.Sprintf("one %d-second run", o.seconds)
-	if o.runs > 1 {
-		runs = fmt.Sprintf("the median of %d %d-second runs", o.runs, o.seconds)
+	if o.runs == 1 {
+		fmt.Fprintf(&b, "- Each row is one %d-second run on a virtual machine; "+
+			"differences of a few percent between rows are within noise.\n", o.seconds)
+	} else {
+		worst := 0.0
+		for _, r := range rep.tps {
+			worst = max(worst, r.spread())
+		}
+		fmt.Fprintf(&b, "- Each row is the median of %d %d-second runs on a virtual machine, interleaved "+
+			"across targets. Runs of one row differed by up to %.0f%% of its median (range column)",
+			o.runs, o.seconds, 100*worst)
+		if worst > 0.15 {
+			b.WriteString(": a spread that wide means other work took CPU during some runs. " +
+				"The median sets one bad run aside, but read small differences between rows as noise")
+		}
+		b.WriteString(".\n")
 	}
-	fmt.Fprintf(&b, "- Each row is %s on a shared virtual machine; "+
-		"differences of a few percent between rows are within noise.\n", runs)
 	if busy(rep.load) {
 		fmt.Fprintf(&b, "- Other work was running when this run started (load average %s on %s CPUs), "+
 			"so every target got less CPU than the machine has: the absolute tps are low and noisy, "+
-			"the ratios between targets less so.\n", rep.load, m.cpus)
+			"and the ratios between targets are noisy too, if less.\n", rep.load, m.cpus)
 	}
 	if r, ok := rep.find(targetPgBouncer, "prepared"); ok && r.failed {
-		b.WriteString("- PgBouncer 1.18 in transaction mode does not carry named prepared statements across " +
-			"server connections, so `-M prepared` fails on it: a client's next transaction lands on a " +
-			"server that never saw its Parse. That row is a failure, not a slow result.\n")
+		b.WriteString("- PgBouncer 1.18 in transaction mode leaves named prepared statements on the server " +
+			"connection they were prepared on, so `-M prepared` fails on it: a client's Parse lands on a " +
+			"server where another client already prepared the same name (\"already exists\"), or its " +
+			"Bind on a server that never saw the Parse (\"does not exist\"). That row is a failure, " +
+			"not a slow result.\n")
 	}
 	if len(rep.mem) > 0 {
 		b.WriteString("- Memory per client is the growth of the pooler's resident set (VmRSS) from one " +
 			"logged-in client to all of them, divided by their number. It counts what the process " +
 			"allocates per idle client (buffers, goroutine stacks, its session state), not kernel socket " +
-			"buffers. A Go process's RSS also moves with when the garbage collector runs and returns " +
-			"memory, so treat the sluice figure as good to about a tenth.\n")
+			"buffers.")
+		if has(o.targets, targetSluice) {
+			b.WriteString(" A Go process's RSS also depends on when its garbage collector last ran and " +
+				"returned memory to the kernel, so sluice's figure can move more from run to run than PgBouncer's.")
+		}
+		b.WriteString("\n")
+	}
+	if !has(o.targets, targetSluice) {
+		b.WriteString("- sluice is not in this run (`-targets` left it out).\n")
 	}
 	return b.String()
 }
