@@ -40,6 +40,7 @@ type machine struct {
 	goVersion string
 	postgres  string
 	pgbouncer string
+	source    string // the commit of the working tree, which bin/sluice is built from
 }
 
 func describeMachine() machine {
@@ -51,6 +52,7 @@ func describeMachine() machine {
 		goVersion: runtime.Version(),
 		postgres:  "unknown",
 		pgbouncer: pgbouncerVersion(),
+		source:    sourceVersion(),
 	}
 	if out, err := exec.Command("nproc").Output(); err == nil {
 		m.cpus = strings.TrimSpace(string(out))
@@ -268,6 +270,10 @@ func (rep report) markdown() string {
 	fmt.Fprintf(&b, "- Go: %s\n", m.goVersion)
 	fmt.Fprintf(&b, "- Postgres: %s\n", m.postgres)
 	fmt.Fprintf(&b, "- PgBouncer: %s\n", m.pgbouncer)
+	if has(o.targets, targetSluice) {
+		fmt.Fprintf(&b, "- sluice: `%s`; the checkout was at %s (`make bench` builds the binary from it first)\n",
+			o.sluiceBin, m.source)
+	}
 	fmt.Fprintf(&b, "- Load average (1, 5, 15 min) before the run: %s; at its end, the bench's own load included: %s\n",
 		rep.load, rep.loadEnd)
 
@@ -383,4 +389,18 @@ func busy(load string) bool {
 	}
 	l1, err := strconv.ParseFloat(f[0], 64)
 	return err == nil && l1 > float64(runtime.NumCPU())/2
+}
+
+// sourceVersion is the working tree's commit, noting uncommitted changes:
+// `make bench` builds bin/sluice from it just before the run.
+func sourceVersion() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "an unknown commit (not a git checkout)"
+	}
+	v := "commit " + strings.TrimSpace(string(out))
+	if dirty, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(dirty) > 0 {
+		v += " with uncommitted changes"
+	}
+	return v
 }
