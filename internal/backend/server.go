@@ -57,10 +57,9 @@ type ServerConn struct {
 	// Prepared is the set of statements prepared on this server under sluice's names.
 	Prepared *StatementCache
 
-	// SyncedWith and SyncedVersion remember which client's parameters were last applied, so a
-	// client that comes back to the same server skips the comparison.
-	SyncedWith    any
-	SyncedVersion uint64
+	// Synced is the settings key (see frontend) of the client whose settings the server has,
+	// or "" when unknown: a client with the same key skips the comparison at checkout.
+	Synced string
 
 	// UnnamedOwner and UnnamedSeq say whose unnamed statement the server holds, so a client
 	// whose Parse and Bind of the unnamed statement land on different servers (between two
@@ -247,7 +246,7 @@ func (s *ServerConn) ResetParams() {
 	for k, v := range s.Initial {
 		s.Params[k] = v
 	}
-	s.SyncedWith = nil
+	s.Synced = ""
 }
 
 // NoteParameter records a ParameterStatus body the server sent.

@@ -181,7 +181,7 @@ func canonicalName(n string) string {
 //
 // It runs before the pump starts, so the reader owns the session's parameters here.
 func (s *ClientSession) syncParams(srv *backend.ServerConn) error {
-	if srv.SyncedWith == s && srv.SyncedVersion == s.pver {
+	if srv.Synced == s.paramsKey() {
 		return nil
 	}
 	var sb strings.Builder
@@ -227,7 +227,10 @@ func (s *ClientSession) syncParams(srv *backend.ServerConn) error {
 		for i := range s.params {
 			p := &s.params[i]
 			if v, ok := srv.Params[p.name]; ok {
-				p.value = v // the server's normalized spelling, e.g. "ISO, MDY" for "ISO"
+				if p.value != v {
+					p.value = v // the server's normalized spelling, e.g. "ISO, MDY" for "ISO"
+					s.pver++
+				}
 			} else {
 				srv.Params[p.name] = p.value
 			}
@@ -238,8 +241,26 @@ func (s *ClientSession) syncParams(srv *backend.ServerConn) error {
 			s.out.mu.Unlock()
 		}
 	}
-	srv.SyncedWith, srv.SyncedVersion = s, s.pver
+	srv.Synced = s.paramsKey()
 	return nil
+}
+
+// paramsKey returns a string that is equal for two clients whose settings are equal, rebuilt
+// only when the settings change; equal keys let syncParams skip its comparison.
+func (s *ClientSession) paramsKey() string {
+	if s.pkey != "" && s.pkeyVer == s.pver {
+		return s.pkey
+	}
+	var b strings.Builder
+	b.WriteByte('k') // never empty
+	for _, p := range s.params {
+		b.WriteString(p.name)
+		b.WriteByte(0)
+		b.WriteString(p.value)
+		b.WriteByte(0)
+	}
+	s.pkey, s.pkeyVer = b.String(), s.pver
+	return s.pkey
 }
 
 // settable reports whether a reported parameter is a setting rather than a fact about the
@@ -282,13 +303,13 @@ func (s *ClientSession) noteParameterLocked(srv *backend.ServerConn, body []byte
 				s.params[i].value = string(val)
 				s.pver++
 			}
-			srv.SyncedWith, srv.SyncedVersion = s, s.pver
+			srv.Synced = s.paramsKey()
 			return
 		}
 	}
 	s.params = append(s.params, param{string(name), string(val)})
 	s.pver++
-	srv.SyncedWith, srv.SyncedVersion = s, s.pver
+	srv.Synced = s.paramsKey()
 }
 
 // runPump reads the server's replies in its own goroutine until the server is released, all
@@ -658,6 +679,6 @@ func (s *ClientSession) cleanup() {
 		}
 		_ = srv.SetReadDeadline(time.Time{})
 	}
-	srv.SyncedWith = nil
+	srv.Synced = "" // a ROLLBACK may have undone settings: compare afresh next time
 	pl.Release(srv)
 }

@@ -69,6 +69,9 @@ type ClientSession struct {
 	// startup settings); pver changes whenever they do.
 	params []param
 	pver   uint64
+	// pkey caches paramsKey for pkeyVer.
+	pkey    string
+	pkeyVer uint64
 	// stmts maps the client's statement names to what sluice prepares (transaction mode).
 	stmts   map[string]*statement
 	closing bool // the reader is taking the server back or the client left
