@@ -23,8 +23,10 @@ import (
 type fakeServer struct {
 	ln net.Listener
 
-	mu    sync.Mutex
-	login func(n int64) error // nil, or called for login number n (from 1); an error refuses it
+	mu     sync.Mutex
+	login  func(n int64) error // nil, or called for login number n (from 1); an error refuses it
+	conns  map[net.Conn]bool   // server ends of the open connections
+	closed bool                // the test is over: conns were closed
 
 	failChecks atomic.Bool // answer queries with an error, in a failed transaction
 
@@ -39,11 +41,17 @@ func newFakeServer(t testing.TB) *fakeServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeServer{ln: ln}
+	f := &fakeServer{ln: ln, conns: map[net.Conn]bool{}}
 	f.wg.Add(1)
 	go f.accept()
 	t.Cleanup(func() {
 		ln.Close()
+		f.mu.Lock()
+		f.closed = true
+		for c := range f.conns {
+			c.Close()
+		}
+		f.mu.Unlock()
 		f.wg.Wait()
 	})
 	return f
@@ -69,16 +77,29 @@ func (f *fakeServer) accept() {
 		if err != nil {
 			return
 		}
+		f.mu.Lock()
+		if f.closed {
+			f.mu.Unlock()
+			c.Close()
+			return
+		}
+		f.conns[c] = true
 		f.live.Add(1)
 		f.wg.Add(1)
+		f.mu.Unlock()
 		go f.serve(c)
 	}
 }
 
 func (f *fakeServer) serve(c net.Conn) {
-	defer f.wg.Done()
-	defer f.live.Add(-1)
-	defer c.Close()
+	defer func() {
+		c.Close()
+		f.mu.Lock()
+		delete(f.conns, c)
+		f.mu.Unlock()
+		f.live.Add(-1)
+		f.wg.Done()
+	}()
 	be := pgproto3.NewBackend(c, c)
 	if _, err := be.ReceiveStartupMessage(); err != nil {
 		return
@@ -255,7 +276,9 @@ func TestCheckoutReturnsMostRecentlyReleasedFirst(t *testing.T) {
 	p.Release(c)
 	wantStats(t, p, 3, 3, 0)
 	for i, want := range []*backend.ServerConn{c, b, a} {
-		if got := checkout(t, p); got != want {
+		got := checkout(t, p)
+		defer p.Release(got)
+		if got != want {
 			t.Fatalf("checkout %d: got server pid %d, want pid %d", i, got.PID(), want.PID())
 		}
 	}
@@ -406,7 +429,9 @@ func TestSlotFreedRacingWaiterTimeoutIsCountedOnce(t *testing.T) {
 		s.Broken = true
 		p.Release(s) // frees the slot and hands it to the waiter if it is still listed
 		if r := receive(t, w); r.err == nil {
-			p.Release(r.s)
+			p.Release(r.s) // it got a server before it saw its context end: fine
+		} else if !errors.Is(r.err, ErrWaitTimeout) {
+			t.Fatalf("iteration %d: Checkout: %v; want ErrWaitTimeout", i, r.err)
 		}
 		// Nothing is checked out: open must be what is idle, and the server must agree.
 		checkFor(t, time.Second, func() error {
@@ -416,6 +441,9 @@ func TestSlotFreedRacingWaiterTimeoutIsCountedOnce(t *testing.T) {
 			}
 			return nil
 		})
+	}
+	if st := p.Stats(); st.DialErrors != 0 {
+		t.Errorf("DialErrors = %d; no dial failed", st.DialErrors)
 	}
 }
 
@@ -624,24 +652,35 @@ func TestMinSizeIsFilledInBackground(t *testing.T) {
 	}
 }
 
-// The maintenance goroutine reaps idle servers and dials again up to MinSize on its own ticker.
+// The maintenance goroutine, on its own ticker, closes servers past their lifetime and dials
+// new ones up to MinSize.
 func TestMaintainReapsAndRefills(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for the maintenance ticker (about a second)")
 	}
 	f := newFakeServer(t)
-	p := newTestPool(t, f, Options{Size: 3, MinSize: 1, IdleTimeout: 50 * time.Millisecond, Lifetime: time.Hour})
+	p := newTestPool(t, f, Options{Size: 3, MinSize: 2, Lifetime: 300 * time.Millisecond})
+	wantStats(t, p, 2, 2, 0)
 	a, b, c := checkout(t, p), checkout(t, p), checkout(t, p)
 	p.Release(a)
 	p.Release(b)
 	p.Release(c)
+	wantLogins(t, f, 3)
 	checkFor(t, 3*time.Second, func() error {
-		if st := p.Stats(); st.Open != 1 || st.Idle != 1 {
-			return fmt.Errorf("open %d idle %d, want 1 and 1", st.Open, st.Idle)
+		st := p.Stats()
+		if n := f.logins.Load(); n != 5 || st.Open != 2 || st.Idle != 2 || f.live.Load() != 2 {
+			return fmt.Errorf("%d logins, open %d, idle %d, server has %d; want 5 logins and 2 servers",
+				n, st.Open, st.Idle, f.live.Load())
 		}
 		return nil
 	})
-	wantLive(t, f, 1)
+	for _, s := range []*backend.ServerConn{a, b, c} {
+		if got := p.TryCheckout(); got == s {
+			t.Fatal("an old server is still in the pool")
+		} else if got != nil {
+			defer p.Release(got)
+		}
+	}
 }
 
 func TestTryCheckoutNeverDialsOrWaits(t *testing.T) {
@@ -783,7 +822,13 @@ func TestConcurrentCheckoutRelease(t *testing.T) {
 	p := newTestPool(t, f, Options{Size: size, MinSize: 1})
 	var held atomic.Int64
 	var wg sync.WaitGroup
-	errs := make(chan error, goroutines)
+	errs := make(chan error, 10)
+	report := func(err error) { // keeps the first few
+		select {
+		case errs <- err:
+		default:
+		}
+	}
 	for g := range goroutines {
 		wg.Add(1)
 		go func() {
@@ -797,20 +842,21 @@ func TestConcurrentCheckoutRelease(t *testing.T) {
 					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(2000))*time.Microsecond)
 					var err error
 					s, err = p.Checkout(ctx)
-					cancel()
-					if err != nil && !errors.Is(err, ErrWaitTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-						errs <- err
+					if dl, _ := ctx.Deadline(); err != nil && time.Now().Before(dl) {
+						report(err) // not a wait timeout, nor a dial cut short by the deadline
+						cancel()
 						return
 					}
+					cancel()
 				}
 				if s == nil {
 					continue
 				}
 				if n := held.Add(1); n > size {
-					errs <- fmt.Errorf("%d servers checked out at once, size %d", n, size)
+					report(fmt.Errorf("%d servers checked out at once, size %d", n, size))
 				}
 				if st := p.Stats(); st.Open > size || st.Open < 0 {
-					errs <- fmt.Errorf("pool counts %d open, size %d", st.Open, size)
+					report(fmt.Errorf("pool counts %d open, size %d", st.Open, size))
 				}
 				if rng.IntN(20) == 0 {
 					s.Broken = true
