@@ -90,8 +90,32 @@ type statement struct {
 
 func (l *Listener) serveConn(c net.Conn) {
 	n := l.clients.Add(1)
-	defer l.clients.Add(-1)
-	defer c.Close()
+	s := l.login(c, n)
+	if s == nil {
+		c.Close()
+		l.clients.Add(-1)
+		return
+	}
+	// The session goes on in a new goroutine with a small stack: the login's deeper calls
+	// (formatting, hashing) grew this one's, and an idle client's stack is most of its memory.
+	l.conns.Add(1)
+	go func() {
+		defer l.conns.Done()
+		defer l.clients.Add(-1)
+		defer c.Close()
+		defer l.unregister(s)
+		err := s.run()
+		s.cleanup()
+		if l.table().Config.General.LogClientDisconnections {
+			l.log.Info("client disconnected", "remote", c.RemoteAddr().String(), "user", s.user, "db", s.db, "err", err)
+		}
+	}()
+}
+
+// login runs a new connection's startup and authentication. It returns the logged-in session, or
+// nil when the connection is to be closed (after telling the client why, where that is possible).
+// n is the number of connected clients including this one.
+func (l *Listener) login(c net.Conn, n int64) *ClientSession {
 	tbl := l.table()
 	g := &tbl.Config.General
 	if tc, ok := c.(*net.TCPConn); ok {
@@ -107,37 +131,33 @@ func (l *Listener) serveConn(c net.Conn) {
 		if errors.Is(err, errBadStartup) {
 			_, _ = c.Write(wire.AppendError(nil, "FATAL", "08P01", err.Error()))
 		}
-		return
+		return nil
 	}
 	if sp == nil {
-		return // a cancel request, handled
+		return nil // a cancel request, handled
 	}
 	if l.shutting.Load() {
 		_, _ = c.Write(wire.AppendError(nil, "FATAL", "57P01", "sluice is shutting down"))
-		return
+		return nil
 	}
 	if g.MaxClientConn > 0 && n > int64(g.MaxClientConn) {
 		_, _ = c.Write(wire.AppendError(nil, "FATAL", "53300",
 			fmt.Sprintf("sorry, too many clients already (max_client_conn = %d)", g.MaxClientConn)))
-		return
+		return nil
 	}
 	s := &ClientSession{l: l, conn: c, tx: 'I'}
 	s.out.conn = c
 	s.r.Reset(c, g.MaxMessageSize)
 	if err := s.login(tbl, sp); err != nil {
 		l.log.Debug("login failed", "remote", c.RemoteAddr().String(), "err", err)
-		return
+		l.unregister(s)
+		return nil
 	}
 	_ = c.SetDeadline(time.Time{})
 	if g.LogClientConnections {
 		l.log.Info("client connected", "remote", c.RemoteAddr().String(), "user", s.user, "db", s.db)
 	}
-	defer l.unregister(s)
-	err = s.run()
-	s.cleanup()
-	if g.LogClientDisconnections {
-		l.log.Info("client disconnected", "remote", c.RemoteAddr().String(), "user", s.user, "db", s.db, "err", err)
-	}
+	return s
 }
 
 // readStartup reads packets until a real startup packet, answering SSLRequest and GSSENCRequest
@@ -227,7 +247,7 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 		return s.fatal("08006", "could not connect to server: "+err.Error())
 	}
 	s.l.register(s)
-	b := wire.AppendSimple(s.scratch[:0], 0)[:0]
+	b := make([]byte, 0, 512)
 	b = append(b, wire.Authentication, 0, 0, 0, 8, 0, 0, 0, 0) // AuthenticationOk
 	for k, v := range sparams {
 		if cv, ok := s.param(k); ok {
@@ -243,8 +263,11 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 		byte(s.pid>>24), byte(s.pid>>16), byte(s.pid>>8), byte(s.pid))
 	b = append(b, s.secret[:]...)
 	b = wire.AppendReadyForQuery(b, 'I')
-	s.scratch = b[:0]
-	return s.out.send(b)
+	err = s.out.send(b)
+	s.out.mu.Lock()
+	s.out.Idle()
+	s.out.mu.Unlock()
+	return err
 }
 
 // setParam sets a client setting, replacing an earlier value of the same name.

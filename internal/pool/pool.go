@@ -141,7 +141,11 @@ func (p *Pool) Checkout(ctx context.Context) (*backend.ServerConn, error) {
 				if s != nil {
 					p.Release(s)
 				} else {
-					p.slotFreed()
+					// The slot was counted free when it was handed over: pass it on, do not free
+					// it again.
+					p.mu.Lock()
+					p.wakeDialer()
+					p.mu.Unlock()
 				}
 			default:
 			}
@@ -257,14 +261,17 @@ func (p *Pool) discard(s *backend.ServerConn) {
 func (p *Pool) slotFreed() {
 	p.mu.Lock()
 	p.open--
+	p.wakeDialer()
+	p.mu.Unlock()
+}
+
+// wakeDialer tells the first waiter, if any, that a slot is free so it dials. p.mu must be held.
+func (p *Pool) wakeDialer() {
 	if len(p.waiters) > 0 && !p.closed {
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
 		w.ch <- nil // the waiter loops and dials in the free slot
-		p.mu.Unlock()
-		return
 	}
-	p.mu.Unlock()
 }
 
 // ServerParameters returns the parameters the server reported at login, dialing once if no

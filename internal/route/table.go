@@ -106,7 +106,6 @@ func Build(cfg *config.Config, prev *Table) (t *Table, retired []*Target) {
 		for _, u := range pc.Users {
 			if reuse {
 				if tg := prev.dbs[db][u.Username]; tg != nil {
-					tg.Pool, tg.User = pc, u
 					users[u.Username] = tg
 					kept[tg] = true
 					continue
