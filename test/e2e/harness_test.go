@@ -68,6 +68,9 @@ type poolConfig struct {
 	PoolSize int    // default 5
 	General  string // extra [general] lines
 	User     string // extra [pools.app.users.0] lines
+	// ServerPort is the Postgres behind the pool; 0 means pg. Its app user and database must
+	// exist with appPass.
+	ServerPort int
 }
 
 func (pc poolConfig) toml(port int, socketDir string) string {
@@ -76,6 +79,9 @@ func (pc poolConfig) toml(port int, socketDir string) string {
 	}
 	if pc.PoolSize == 0 {
 		pc.PoolSize = 5
+	}
+	if pc.ServerPort == 0 {
+		pc.ServerPort = pg.Port
 	}
 	return fmt.Sprintf(`[general]
 host = "127.0.0.1"
@@ -97,7 +103,7 @@ pool_size = %d
 [pools.app.shards.0]
 database = %q
 servers = [["127.0.0.1", %d, "primary"]]
-`, port, socketDir, pc.General, pc.Mode, appUser, appPass, pc.PoolSize, pc.User, appDB, pg.Port)
+`, port, socketDir, pc.General, pc.Mode, appUser, appPass, pc.PoolSize, pc.User, appDB, pc.ServerPort)
 }
 
 // Sluice is a running sluice, in this process or as a child process.
