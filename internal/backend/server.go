@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/sluicepg/sluice/internal/netio"
 	"github.com/sluicepg/sluice/internal/wire"
 )
 
@@ -114,7 +115,7 @@ func Dial(ctx context.Context, p *Params) (*ServerConn, error) {
 	}
 	now := time.Now()
 	s := &ServerConn{
-		conn:     hc.Conn,
+		conn:     netio.Wrap(hc.Conn),
 		addr:     p.Addr(),
 		pid:      hc.PID,
 		secret:   hc.SecretKey,
@@ -135,8 +136,8 @@ func Dial(ctx context.Context, p *Params) (*ServerConn, error) {
 	for k, v := range s.Params {
 		s.Initial[k] = v
 	}
-	s.R = wire.NewReader(hc.Conn, p.MaxMessageSize)
-	s.W = bufio.NewWriterSize(hc.Conn, 16<<10)
+	s.R = wire.NewReader(s.conn, p.MaxMessageSize)
+	s.W = bufio.NewWriterSize(s.conn, 16<<10)
 	return s, nil
 }
 

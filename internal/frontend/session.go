@@ -11,12 +11,14 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sluicepg/sluice/internal/backend"
+	"github.com/sluicepg/sluice/internal/netio"
 	"github.com/sluicepg/sluice/internal/pool"
 	"github.com/sluicepg/sluice/internal/route"
 	"github.com/sluicepg/sluice/internal/wire"
@@ -123,6 +125,7 @@ func (l *Listener) login(c net.Conn, n int64) *ClientSession {
 			Enable: true, Idle: g.TCPKeepalivesIdle, Interval: g.TCPKeepalivesInterval, Count: g.TCPKeepalivesCount,
 		})
 	}
+	c = netio.Wrap(c)
 	if g.ClientLoginTimeout > 0 {
 		_ = c.SetDeadline(time.Now().Add(g.ClientLoginTimeout))
 	}
@@ -258,6 +261,8 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 		}
 		b = wire.AppendParameterStatus(b, k, v)
 	}
+	// Sorted, so that clients with the same settings have the same settings key.
+	slices.SortFunc(s.params, func(a, b param) int { return strings.Compare(a.name, b.name) })
 	s.initial = append([]param(nil), s.params...)
 	b = append(b, wire.BackendKeyData, 0, 0, 0, 12,
 		byte(s.pid>>24), byte(s.pid>>16), byte(s.pid>>8), byte(s.pid))
