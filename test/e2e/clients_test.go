@@ -46,27 +46,6 @@ func codeOf(err error) string {
 	return ""
 }
 
-// connectConfig opens a pgx connection through sluice after letting edit change its
-// configuration; it is closed when the test ends.
-func connectConfig(t testing.TB, s *Sluice, edit func(*pgx.ConnConfig)) *pgx.Conn {
-	t.Helper()
-	cfg, err := pgx.ParseConfig(s.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if edit != nil {
-		edit(cfg)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatalf("connect through sluice: %v", err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c
-}
-
 // mustExec runs sql on c and fails the test on error.
 func mustExec(t testing.TB, c *pgx.Conn, sql string, args ...any) {
 	t.Helper()

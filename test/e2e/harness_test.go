@@ -275,9 +275,23 @@ func (s *Sluice) URL() string {
 // connect opens a pgx connection through sluice; it is closed when the test ends.
 func connect(t testing.TB, s *Sluice) *pgx.Conn {
 	t.Helper()
+	return connectConfig(t, s, nil)
+}
+
+// connectConfig opens a pgx connection through sluice after letting edit change its
+// configuration; it is closed when the test ends.
+func connectConfig(t testing.TB, s *Sluice, edit func(*pgx.ConnConfig)) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(cfg)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := pgx.Connect(ctx, s.URL())
+	c, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		t.Fatalf("connect through sluice: %v", err)
 	}

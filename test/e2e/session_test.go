@@ -11,25 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// connectEdited opens a pgx connection through sluice after edit changed its configuration (for
-// startup parameters); it is closed when the test ends.
-func connectEdited(t testing.TB, s *Sluice, edit func(*pgx.ConnConfig)) *pgx.Conn {
-	t.Helper()
-	cfg, err := pgx.ParseConfig(s.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	edit(cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatalf("connect through sluice: %v", err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c
-}
-
 // backendPID is the pid of the server that runs c's next query. It uses the simple protocol, so
 // it prepares nothing.
 func backendPID(t testing.TB, c *pgx.Conn) int {
@@ -406,7 +387,7 @@ func TestStartupParametersAreAppliedOnTheServer(t *testing.T) {
 	for _, mode := range []string{"transaction", "session"} {
 		t.Run(mode, func(t *testing.T) {
 			s := startSluice(t, poolConfig{Mode: mode, PoolSize: 1})
-			c := connectEdited(t, s, func(cfg *pgx.ConnConfig) {
+			c := connectConfig(t, s, func(cfg *pgx.ConnConfig) {
 				cfg.RuntimeParams["application_name"] = "startup_app"
 				cfg.RuntimeParams["DateStyle"] = "SQL, DMY"
 				cfg.RuntimeParams["options"] = `-c statement_timeout=4321 --lock-timeout=1234`
@@ -462,7 +443,7 @@ func TestStartupSettingsOfOneClientDoNotReachTheNext(t *testing.T) {
 			}
 			var pid int
 			for i, st := range steps {
-				c := connectEdited(t, s, st.edit)
+				c := connectConfig(t, s, st.edit)
 				var got want
 				var p int
 				err := c.QueryRow(ctx, "SELECT current_setting('application_name'), current_setting('search_path'), current_setting('statement_timeout'), pg_backend_pid()").
