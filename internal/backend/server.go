@@ -6,9 +6,7 @@ package backend
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -275,9 +273,3 @@ type ServerError struct {
 }
 
 func (e *ServerError) Error() string { return e.Message + " (SQLSTATE " + e.Code + ")" }
-
-// IsTLS reports whether the connection is encrypted.
-func (s *ServerConn) IsTLS() bool { _, ok := s.conn.(*tls.Conn); return ok }
-
-// ErrBroken is returned when a broken server is used.
-var ErrBroken = errors.New("server connection is broken")

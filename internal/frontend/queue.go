@@ -57,8 +57,6 @@ func (q *queue) push(e entry) { q.e = append(q.e, e) }
 
 func (q *queue) empty() bool { return q.h == len(q.e) }
 
-func (q *queue) len() int { return len(q.e) - q.h }
-
 // head returns the oldest entry, or nil.
 func (q *queue) head() *entry {
 	if q.h == len(q.e) {

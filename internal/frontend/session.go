@@ -2,10 +2,8 @@ package frontend
 
 import (
 	"context"
-	"crypto/md5"
 	"crypto/rand"
 	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluicepg/sluice/internal/auth"
 	"github.com/sluicepg/sluice/internal/backend"
 	"github.com/sluicepg/sluice/internal/netio"
 	"github.com/sluicepg/sluice/internal/pool"
@@ -253,7 +252,7 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 	b := make([]byte, 0, 512)
 	b = append(b, wire.Authentication, 0, 0, 0, 8, 0, 0, 0, 0) // AuthenticationOk
 	for k, v := range sparams {
-		if cv, ok := s.param(k); ok {
+		if cv, ok := s.paramLocked(k); ok {
 			v = cv
 		} else if trackedReported[k] {
 			// What the client is told now is what it expects of every server it gets.
@@ -286,15 +285,6 @@ func (s *ClientSession) setParam(name, value string) {
 	s.params = append(s.params, param{name, value})
 }
 
-func (s *ClientSession) param(name string) (string, bool) {
-	for _, p := range s.params {
-		if strings.EqualFold(p.name, name) {
-			return p.value, true
-		}
-	}
-	return "", false
-}
-
 // authenticate runs md5 password authentication when the user has a password and trusts the
 // client otherwise. An unknown user goes through the same exchange and gets the same error as a
 // wrong password, so user names cannot be probed.
@@ -308,7 +298,7 @@ func (s *ClientSession) authenticate(tg *route.Target) error {
 		} else if tg.User.Password == "" {
 			return nil // password = "" in the file: trust
 		} else {
-			secret = md5Secret(tg.User.Password, s.user)
+			secret = auth.MD5Secret(tg.User.Password, s.user)
 		}
 	}
 	var salt [4]byte
@@ -332,7 +322,7 @@ func (s *ClientSession) authenticate(tg *route.Target) error {
 		return err
 	}
 	got, _, _ := wire.CString(wire.Body(msg))
-	ok := tg != nil && subtle.ConstantTimeCompare(got, []byte(md5Response(secret, salt))) == 1
+	ok := tg != nil && subtle.ConstantTimeCompare(got, []byte(auth.MD5Response(secret, salt))) == 1
 	s.r.Discard(len(msg))
 	if !ok {
 		return s.fatal("28P01", fmt.Sprintf("password authentication failed for user %q", s.user))
@@ -343,22 +333,6 @@ func (s *ClientSession) authenticate(tg *route.Target) error {
 // maxPasswordMessage bounds what an unauthenticated client can make sluice buffer, like
 // Postgres' own limit on authentication messages.
 const maxPasswordMessage = 64 << 10
-
-// md5Secret returns the hex md5 of password+user, which Postgres stores; a password given in the
-// config as "md5..." is that already.
-func md5Secret(password, user string) string {
-	if len(password) == 35 && strings.HasPrefix(password, "md5") {
-		return password[3:]
-	}
-	h := md5.Sum([]byte(password + user))
-	return hex.EncodeToString(h[:])
-}
-
-// md5Response is what a client sends for secret and salt.
-func md5Response(secret string, salt [4]byte) string {
-	h := md5.Sum(append([]byte(secret), salt[:]...))
-	return "md5" + hex.EncodeToString(h[:])
-}
 
 // run is the reader loop. It returns when the client leaves or must be disconnected.
 func (s *ClientSession) run() error {
