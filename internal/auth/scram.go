@@ -70,8 +70,9 @@ func IsSCRAMVerifier(s string) bool {
 	return err == nil
 }
 
-// ParseVerifier parses a secret in pg_authid form. Both keys must be 32 bytes, the salt must not
-// be empty and the iteration count must be positive.
+// ParseVerifier parses a secret in pg_authid form. Both keys must be 32 bytes in padded base64,
+// the salt must not be empty and the iteration count must be a positive decimal without sign or
+// leading zeros, so that String gives back s exactly.
 func ParseVerifier(s string) (*Verifier, error) {
 	mech, rest, ok := strings.Cut(s, "$")
 	if !ok || mech != scramPrefix {
@@ -90,7 +91,7 @@ func ParseVerifier(s string) (*Verifier, error) {
 		return nil, errors.New("scram verifier: missing : between StoredKey and ServerKey")
 	}
 	iter, err := strconv.Atoi(iterStr)
-	if err != nil || iter <= 0 || iter > scramMaxIterations {
+	if err != nil || iter <= 0 || iter > scramMaxIterations || iterStr[0] < '1' || iterStr[0] > '9' {
 		return nil, fmt.Errorf("scram verifier: bad iteration count %q", iterStr)
 	}
 	salt, err := base64.StdEncoding.Strict().DecodeString(saltStr)

@@ -412,6 +412,8 @@ func TestParseVerifierRejects(t *testing.T) {
 		{"no key separator", "SCRAM-SHA-256$4096:c2FsdA==$" + key + key},
 		{"zero iterations", "SCRAM-SHA-256$0:c2FsdA==$" + key + ":" + key},
 		{"negative iterations", "SCRAM-SHA-256$-1:c2FsdA==$" + key + ":" + key},
+		{"signed iterations", "SCRAM-SHA-256$+4096:c2FsdA==$" + key + ":" + key},
+		{"iterations with leading zero", "SCRAM-SHA-256$04096:c2FsdA==$" + key + ":" + key},
 		{"huge iterations", "SCRAM-SHA-256$99999999999:c2FsdA==$" + key + ":" + key},
 		{"empty salt", "SCRAM-SHA-256$4096:$" + key + ":" + key},
 		{"salt not base64", "SCRAM-SHA-256$4096:c2F*dA==$" + key + ":" + key},
