@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/BurntSushi/toml"
 )
@@ -373,6 +374,12 @@ func (l *loader) users(pn, un *node, p *Pool) {
 			// auth_query is not implemented yet: without a password this user cannot log in,
 			// rather than logging in without one.
 			u.NoPassword = true
+		}
+		if u.AuthType == AuthSCRAM && len(u.Password) == 35 && strings.HasPrefix(u.Password, "md5") {
+			l.errorAt(n, "auth_type", "scram-sha-256 cannot check a password stored as an md5 hash")
+		}
+		if u.AuthType == AuthMD5 && strings.HasPrefix(u.Password, "SCRAM-SHA-256$") {
+			l.errorAt(n, "auth_type", "md5 cannot check a password stored as a SCRAM verifier")
 		}
 		if u.MinPoolSize > u.PoolSize {
 			l.errorAt(n, "min_pool_size", "min_pool_size %d is larger than pool_size %d", u.MinPoolSize, u.PoolSize)

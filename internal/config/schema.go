@@ -83,6 +83,8 @@ var (
 
 		"server_reset_query": stringKey(func(g *General) *string { return &g.ServerResetQuery }),
 
+		"auth_type": authTypeKey(func(g *General) *string { return &g.AuthType }),
+
 		"admin_username": stringKey(func(g *General) *string { return &g.AdminUsername }),
 		"admin_password": stringKey(func(g *General) *string { return &g.AdminPassword }),
 
@@ -104,6 +106,7 @@ var (
 		"statement_timeout": durationKey(time.Millisecond, 0, func(u *User) *time.Duration { return &u.StatementTimeout }),
 		"server_username":   stringKey(func(u *User) *string { return &u.ServerUsername }),
 		"server_password":   stringKey(func(u *User) *string { return &u.ServerPassword }),
+		"auth_type":         authTypeKey(func(u *User) *string { return &u.AuthType }),
 	}
 
 	shardKeys = map[string]setter[Shard]{
@@ -207,7 +210,6 @@ var (
 	}
 
 	pgcatUser = map[string]*pgcatKey{
-		"auth_type":       nil,
 		"server_lifetime": nil,
 		"connect_timeout": nil,
 		"idle_timeout":    nil,
@@ -331,6 +333,28 @@ func poolModeKey[T any](field func(*T) *string) setter[T] {
 		}
 		*field(dst) = mode
 		return nil
+	}
+}
+
+// Client authentication methods.
+const (
+	AuthMD5   = "md5"
+	AuthSCRAM = "scram-sha-256"
+	AuthTrust = "trust"
+)
+
+func authTypeKey[T any](field func(*T) *string) setter[T] {
+	return func(dst *T, v any) error {
+		s, ok := v.(string)
+		if !ok {
+			return wantGot(`"md5", "scram-sha-256" or "trust"`, v)
+		}
+		switch s {
+		case AuthMD5, AuthSCRAM, AuthTrust:
+			*field(dst) = s
+			return nil
+		}
+		return fmt.Errorf(`must be "md5", "scram-sha-256" or "trust", got %q`, s)
 	}
 }
 

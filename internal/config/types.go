@@ -2,7 +2,10 @@
 // sections, keys and meanings, with sluice's own keys beside them.
 package config
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Config is a loaded, defaulted and validated configuration. It is immutable once returned by Load:
 // a reload builds a new Config and the caller diffs the two.
@@ -40,6 +43,10 @@ type General struct {
 
 	ServerResetQuery string // default "DISCARD ALL", session mode only
 
+	// AuthType is how clients log in unless their user says otherwise: "md5" (default),
+	// "scram-sha-256" or "trust".
+	AuthType string
+
 	AdminUsername string
 	AdminPassword string
 
@@ -68,6 +75,8 @@ type User struct {
 	StatementTimeout time.Duration
 	ServerUsername   string // "" = Username
 	ServerPassword   string // "" = Password
+	// AuthType overrides General.AuthType for this user ("" = the general one).
+	AuthType string
 	// NoPassword is set when the file gives no password at all (pgcat allows that with
 	// auth_query). Such a user is refused; an explicit password = "" means trust.
 	NoPassword bool
@@ -84,6 +93,20 @@ type Server struct {
 	Host string
 	Port int
 	Role string // "primary" or "replica"
+}
+
+// ClientAuth returns how the user logs in: its own auth_type, else the general one, else md5; a
+// password stored as a SCRAM verifier can only be checked with SCRAM.
+func (u *User) ClientAuth(g *General) string {
+	switch {
+	case u.AuthType != "":
+		return u.AuthType
+	case strings.HasPrefix(u.Password, "SCRAM-SHA-256$"):
+		return AuthSCRAM
+	case g.AuthType != "":
+		return g.AuthType
+	}
+	return AuthMD5
 }
 
 // Warning is a non-fatal finding of Load, such as a pgcat key sluice does not implement yet.

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluicepg/sluice/internal/auth"
 	"github.com/sluicepg/sluice/internal/route"
 )
 
@@ -27,6 +28,10 @@ type Listener struct {
 	lns      []net.Listener
 	conns    sync.WaitGroup
 
+	// fakeVerifier is what an unknown user's SCRAM exchange runs against: random keys nobody
+	// has the password for.
+	fakeVerifier *auth.Verifier
+
 	clients  atomic.Int64
 	nextPID  atomic.Uint32
 	shutting atomic.Bool
@@ -36,6 +41,9 @@ type Listener struct {
 // and checkout, so a reload takes effect without restarting it.
 func NewListener(table func() *route.Table, log *slog.Logger) *Listener {
 	l := &Listener{table: table, log: log, sessions: map[uint32]*ClientSession{}}
+	fake := make([]byte, 32)
+	_, _ = rand.Read(fake)
+	l.fakeVerifier = auth.NewVerifier(string(fake), fake[:16], 4096)
 	var seed [4]byte
 	_, _ = rand.Read(seed[:])
 	l.nextPID.Store(uint32(seed[0])<<16 | uint32(seed[1])<<8 | uint32(seed[2]))

@@ -5,12 +5,14 @@ package route
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
 	"sync"
 	"time"
 
+	"github.com/sluicepg/sluice/internal/auth"
 	"github.com/sluicepg/sluice/internal/backend"
 	"github.com/sluicepg/sluice/internal/config"
 	"github.com/sluicepg/sluice/internal/pool"
@@ -32,6 +34,11 @@ type Target struct {
 	Mode string // "session" or "transaction"
 	// Shards[i] lists the server pools of shard i; Shards[i][0] is its primary when it has one.
 	Shards [][]*Server
+	// scram caches the user's SCRAM verifier: deriving one from a plain password costs 4096
+	// rounds of PBKDF2, too much for every login.
+	scramOnce sync.Once
+	scram     *auth.Verifier
+	scramErr  error
 	// Statements are the transaction-mode statements known to prepare on this target's servers.
 	Statements StatementSet
 	closed     bool
@@ -186,6 +193,24 @@ func keepAlive(g *config.General) (k net.KeepAliveConfig) {
 		k.Idle = 5 * time.Second
 	}
 	return k
+}
+
+// SCRAMVerifier returns the verifier that checks the user's SCRAM logins: the one in the file, or
+// one derived once from a plain password with a random salt.
+func (tg *Target) SCRAMVerifier() (*auth.Verifier, error) {
+	tg.scramOnce.Do(func() {
+		if auth.IsSCRAMVerifier(tg.User.Password) {
+			tg.scram, tg.scramErr = auth.ParseVerifier(tg.User.Password)
+			return
+		}
+		salt := make([]byte, 16)
+		if _, err := rand.Read(salt); err != nil {
+			tg.scramErr = err
+			return
+		}
+		tg.scram = auth.NewVerifier(tg.User.Password, salt, 4096)
+	})
+	return tg.scram, tg.scramErr
 }
 
 // Close closes every server pool of the target.

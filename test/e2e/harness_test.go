@@ -68,6 +68,8 @@ type poolConfig struct {
 	PoolSize int    // default 5
 	General  string // extra [general] lines
 	User     string // extra [pools.app.users.0] lines
+	// PasswordOverride replaces the user's password in the file (e.g. with a SCRAM verifier).
+	PasswordOverride string
 	// ServerPort is the Postgres behind the pool; 0 means pg. Its app user and database must
 	// exist with appPass.
 	ServerPort int
@@ -82,6 +84,10 @@ func (pc poolConfig) toml(port int, socketDir string) string {
 	}
 	if pc.ServerPort == 0 {
 		pc.ServerPort = pg.Port
+	}
+	password := appPass
+	if pc.PasswordOverride != "" {
+		password = pc.PasswordOverride
 	}
 	return fmt.Sprintf(`[general]
 host = "127.0.0.1"
@@ -103,7 +109,7 @@ pool_size = %d
 [pools.app.shards.0]
 database = %q
 servers = [["127.0.0.1", %d, "primary"]]
-`, port, socketDir, pc.General, pc.Mode, appUser, appPass, pc.PoolSize, pc.User, appDB, pc.ServerPort)
+`, port, socketDir, pc.General, pc.Mode, appUser, password, pc.PoolSize, pc.User, appDB, pc.ServerPort)
 }
 
 // Sluice is a running sluice, in this process or as a child process.
