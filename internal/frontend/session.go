@@ -320,9 +320,18 @@ func (s *ClientSession) authenticate(tg *route.Target, g *config.General) error 
 		return err
 	}
 	if !ok {
+		failedLoginDelay()
 		return s.fatal("28P01", fmt.Sprintf("password authentication failed for user %q", s.user))
 	}
 	return nil
+}
+
+// failedLoginDelay waits a short random time before a failed login is answered, so password
+// guessing is slower and the answer's timing says nothing about why it failed.
+func failedLoginDelay() {
+	var b [1]byte
+	_, _ = rand.Read(b[:])
+	time.Sleep(50*time.Millisecond + time.Duration(b[0])*time.Millisecond/2)
 }
 
 // md5 runs the md5 exchange; tg is nil for a user that must fail.
@@ -411,6 +420,7 @@ func (s *ClientSession) scram(tg *route.Target) (bool, error) {
 // protocol violation.
 func (s *ClientSession) scramError(err error) error {
 	if errors.Is(err, auth.ErrAuthFailed) {
+		failedLoginDelay()
 		return s.fatal("28P01", fmt.Sprintf("password authentication failed for user %q", s.user))
 	}
 	var pe *auth.ProtocolError

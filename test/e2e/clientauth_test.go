@@ -144,3 +144,24 @@ func TestClientSCRAMBadInput(t *testing.T) {
 		t.Fatalf("sluice after bad SCRAM input: %v", err)
 	}
 }
+
+// TestFailedLoginIsDelayed checks that a wrong password is answered only after a delay, for md5
+// and SCRAM alike, and that a right one is not delayed.
+func TestFailedLoginIsDelayed(t *testing.T) {
+	for _, method := range []string{"md5", "scram-sha-256"} {
+		t.Run(method, func(t *testing.T) {
+			ctx := context.Background()
+			s := startSluice(t, poolConfig{General: fmt.Sprintf("auth_type = %q", method)})
+			start := time.Now()
+			_, err := pgx.Connect(ctx, fmt.Sprintf("postgres://%s:wrong@127.0.0.1:%d/%s?sslmode=disable", appUser, s.Port, appDB))
+			if took := time.Since(start); codeOf(err) != "28P01" || took < 50*time.Millisecond {
+				t.Fatalf("wrong password: %v after %s, want 28P01 after at least 50ms", err, took)
+			}
+			start = time.Now()
+			connect(t, s)
+			if took := time.Since(start); took > 2*time.Second {
+				t.Fatalf("right password took %s", took)
+			}
+		})
+	}
+}
