@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -276,6 +277,16 @@ func (l *loader) config(root *node) *Config {
 		case "general":
 			if l.table(kid, "a table ([general])") {
 				decodeKeys(l, kid, &cfg.General, generalKeys, nil, pgcatGeneral)
+				if f := cfg.General.HBAFile; f != "" {
+					if !filepath.IsAbs(f) {
+						f = filepath.Join(filepath.Dir(l.file), f)
+					}
+					rules, err := LoadHBA(f)
+					if err != nil {
+						l.errorAt(kid, "hba_file", "%v", err)
+					}
+					cfg.General.HBA = rules
+				}
 			}
 		case "pools":
 			if l.table(kid, "a table of [pools.<db>] sections") {

@@ -157,7 +157,7 @@ func TestDefaults(t *testing.T) {
 		MaxMessageSize:                 268435456,
 		ServerResetQuery:               "DISCARD ALL",
 	}
-	if cfg.General != want {
+	if !reflect.DeepEqual(cfg.General, want) {
 		t.Errorf("general defaults:\n got %+v\nwant %+v", cfg.General, want)
 	}
 	p := cfg.Pool("app")

@@ -84,6 +84,7 @@ var (
 		"server_reset_query": stringKey(func(g *General) *string { return &g.ServerResetQuery }),
 
 		"auth_type": authTypeKey(func(g *General) *string { return &g.AuthType }),
+		"hba_file":  stringKey(func(g *General) *string { return &g.HBAFile }),
 
 		"admin_username": stringKey(func(g *General) *string { return &g.AdminUsername }),
 		"admin_password": stringKey(func(g *General) *string { return &g.AdminPassword }),

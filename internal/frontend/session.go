@@ -230,11 +230,29 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 			s.setParam(canonicalName(kv.name), kv.value)
 		}
 	}
+	// Access rules come first, as in Postgres: a refused client learns nothing about databases.
+	hbaMethod := ""
+	if rules := tbl.Config.General.HBA; len(rules) > 0 {
+		local := s.conn.LocalAddr().Network() == "unix"
+		var ip net.IP
+		if ta, ok := s.conn.RemoteAddr().(*net.TCPAddr); ok {
+			ip = ta.IP
+		}
+		r, ok := config.MatchHBA(rules, local, false, s.db, s.user, ip)
+		if !ok || r.Method == config.HBAReject {
+			host := "local"
+			if ip != nil {
+				host = ip.String()
+			}
+			return s.fatal("28000", fmt.Sprintf("no hba rule allows host %q, user %q, database %q, no encryption", host, s.user, s.db))
+		}
+		hbaMethod = r.Method
+	}
 	tg := tbl.Lookup(s.db, s.user)
 	if tg == nil && tbl.Config.Pool(s.db) == nil {
 		return s.fatal("3D000", fmt.Sprintf("database %q does not exist", s.db))
 	}
-	if err := s.authenticate(tg, &tbl.Config.General); err != nil {
+	if err := s.authenticate(tg, &tbl.Config.General, hbaMethod); err != nil {
 		return err
 	}
 	s.target, s.gen = tg, tbl.Generation
@@ -289,7 +307,9 @@ func (s *ClientSession) setParam(name, value string) {
 // authenticate runs the user's login method: md5 or SCRAM-SHA-256 with the password in the file,
 // or trust. An unknown user goes through the same exchange as a known one (the general method)
 // and gets the same error as a wrong password, so user names cannot be probed.
-func (s *ClientSession) authenticate(tg *route.Target, g *config.General) error {
+//
+// hbaMethod, when not "", is the method an hba rule chose; it replaces the configured one.
+func (s *ClientSession) authenticate(tg *route.Target, g *config.General, hbaMethod string) error {
 	method := config.AuthMD5
 	if g.AuthType != "" {
 		method = g.AuthType
@@ -300,10 +320,16 @@ func (s *ClientSession) authenticate(tg *route.Target, g *config.General) error 
 			s.l.log.Warn("login refused: the user has no password and auth_query is not implemented yet",
 				"user", s.user, "db", s.db)
 			tg = nil // refused exactly like an unknown user
-		case tg.User.Password == "" && tg.User.AuthType == "":
+		case tg.User.Password == "" && tg.User.AuthType == "" && hbaMethod == "":
 			return nil // password = "" in the file: trust
 		default:
 			method = tg.User.ClientAuth(g)
+		}
+	}
+	if hbaMethod != "" {
+		method = hbaMethod
+		if method == config.AuthMD5 && tg != nil && auth.IsSCRAMVerifier(tg.User.Password) {
+			method = config.AuthSCRAM // as Postgres does: md5 in hba allows SCRAM for SCRAM secrets
 		}
 	}
 	var ok bool

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -201,6 +202,12 @@ func (tg *Target) SCRAMVerifier() (*auth.Verifier, error) {
 	tg.scramOnce.Do(func() {
 		if auth.IsSCRAMVerifier(tg.User.Password) {
 			tg.scram, tg.scramErr = auth.ParseVerifier(tg.User.Password)
+			return
+		}
+		if len(tg.User.Password) == 35 && strings.HasPrefix(tg.User.Password, "md5") {
+			// The hash is not the password: deriving a verifier from it would let the hash
+			// itself log in.
+			tg.scramErr = errors.New("the password is stored as an md5 hash, which SCRAM cannot check")
 			return
 		}
 		salt := make([]byte, 16)

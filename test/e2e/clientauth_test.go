@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -164,4 +165,51 @@ func TestFailedLoginIsDelayed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHBARules runs sluice with an hba_file: a rule's method is the login method, reject and no
+// match refuse with 28000 (before the database is even looked up), and a Unix-socket rule
+// applies only to socket connections.
+func TestHBARules(t *testing.T) {
+	dir := t.TempDir()
+	hba := filepath.Join(dir, "pg_hba.conf")
+	if err := os.WriteFile(hba, []byte(`
+local  all    all                  trust
+host   all    blocked 127.0.0.1/32 reject
+host   app    app     127.0.0.1/32 scram-sha-256
+host   nosuch all     127.0.0.1/32 md5
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startSluice(t, poolConfig{General: fmt.Sprintf("hba_file = %q", hba)})
+	ctx := context.Background()
+
+	raw := dialRaw(t, s)
+	raw.startup("user", appUser, "database", appDB)
+	if m, err := raw.receive(5 * time.Second); err != nil {
+		t.Fatal(err)
+	} else if _, ok := m.(*pgproto3.AuthenticationSASL); !ok {
+		t.Fatalf("the scram-sha-256 rule: sluice asked for %T", m)
+	}
+	if _, err := connect(t, s).Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("login under the scram-sha-256 rule: %v", err)
+	}
+
+	for _, c := range []struct{ name, user, db, code string }{
+		{"reject", "blocked", appDB, "28000"},
+		{"no rule for the database", appUser, "other", "28000"},
+		{"a rule, then an unknown database", appUser, "nosuch", "3D000"},
+	} {
+		_, err := pgx.Connect(ctx, fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/%s?sslmode=disable", c.user, appPass, s.Port, c.db))
+		if code := codeOf(err); code != c.code {
+			t.Errorf("%s: %v, want %s", c.name, err, c.code)
+		}
+	}
+
+	// The socket rule trusts: no password needed there.
+	sc, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", s.SocketDir, s.Port, appUser, appDB))
+	if err != nil {
+		t.Fatalf("Unix socket under the local trust rule: %v", err)
+	}
+	sc.Close(ctx)
 }
