@@ -87,6 +87,9 @@ func hbaFields(s string) []string {
 
 func parseHBARule(f []string) (HBARule, error) {
 	var r HBARule
+	if len(f) == 0 {
+		return r, fmt.Errorf("empty rule")
+	}
 	r.ConnType = f[0]
 	need := 5
 	switch r.ConnType {

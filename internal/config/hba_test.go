@@ -112,3 +112,42 @@ func TestHBAFileInConfig(t *testing.T) {
 		t.Fatalf("a bad hba file: %v, want its line in the error", err)
 	}
 }
+
+func TestHBAInlineRulesComeFirst(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hba.conf"), []byte("host all all 0.0.0.0/0 md5\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "sluice.toml")
+	text := `[general]
+hba = ["host all blocked 0.0.0.0/0 reject", "local all all trust"]
+hba_file = "hba.conf"
+[pools.app.users.0]
+username = "app"
+password = "x"
+[pools.app.shards.0]
+database = "app"
+servers = [["127.0.0.1", 5432, "primary"]]
+`
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var methods []string
+	for _, r := range c.General.HBA {
+		methods = append(methods, r.Method)
+	}
+	if strings.Join(methods, ",") != "reject,trust,md5" {
+		t.Fatalf("rules %v, want the inline ones first: reject,trust,md5", methods)
+	}
+	bad := strings.Replace(text, `"local all all trust"`, `"host all all nowhere md5"`, 1)
+	if err := os.WriteFile(cfg, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Load(cfg); err == nil || !strings.Contains(err.Error(), "rule 2") || !strings.Contains(err.Error(), ":2:") {
+		t.Fatalf("a bad inline rule: %v, want its line and number", err)
+	}
+}

@@ -285,7 +285,7 @@ func (l *loader) config(root *node) *Config {
 					if err != nil {
 						l.errorAt(kid, "hba_file", "%v", err)
 					}
-					cfg.General.HBA = rules
+					cfg.General.HBA = append(cfg.General.HBA, rules...)
 				}
 			}
 		case "pools":

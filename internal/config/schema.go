@@ -85,6 +85,7 @@ var (
 
 		"auth_type": authTypeKey(func(g *General) *string { return &g.AuthType }),
 		"hba_file":  stringKey(func(g *General) *string { return &g.HBAFile }),
+		"hba":       hbaKey(),
 
 		"admin_username": stringKey(func(g *General) *string { return &g.AdminUsername }),
 		"admin_password": stringKey(func(g *General) *string { return &g.AdminPassword }),
@@ -356,6 +357,32 @@ func authTypeKey[T any](field func(*T) *string) setter[T] {
 			return nil
 		}
 		return fmt.Errorf(`must be "md5", "scram-sha-256" or "trust", got %q`, s)
+	}
+}
+
+// hbaKey reads an inline rule list: an array of strings, each a pg_hba.conf line. The rules
+// come before those of hba_file.
+func hbaKey() setter[General] {
+	return func(g *General, v any) error {
+		list, ok := v.([]any)
+		if !ok {
+			return wantGot("an array of pg_hba.conf lines", v)
+		}
+		var rules []HBARule
+		for i, x := range list {
+			line, ok := x.(string)
+			if !ok {
+				return fmt.Errorf("rule %d: %w", i+1, wantGot("a string", x))
+			}
+			r, err := parseHBARule(hbaFields(line))
+			if err != nil {
+				return fmt.Errorf("rule %d (%q): %w", i+1, line, err)
+			}
+			r.Line = i + 1
+			rules = append(rules, r)
+		}
+		g.HBA = append(rules, g.HBA...)
+		return nil
 	}
 }
 

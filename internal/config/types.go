@@ -46,8 +46,9 @@ type General struct {
 	// AuthType is how clients log in unless their user says otherwise: "md5" (default),
 	// "scram-sha-256" or "trust".
 	AuthType string
-	// HBAFile names a pg_hba.conf-format file (relative to this file); HBA are its rules. With
-	// rules, a connection no rule matches is refused and a rule's method replaces auth_type.
+	// HBAFile names a pg_hba.conf-format file (relative to this file). HBA are the rules: the
+	// inline list (key "hba", lines in pg_hba.conf format) first, then the file's. With rules, a
+	// connection no rule matches is refused and a rule's method replaces auth_type.
 	HBAFile string
 	HBA     []HBARule
 
