@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"cmp"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -277,6 +278,7 @@ func (l *loader) config(root *node) *Config {
 		case "general":
 			if l.table(kid, "a table ([general])") {
 				decodeKeys(l, kid, &cfg.General, generalKeys, nil, pgcatGeneral)
+				l.clientTLS(kid, &cfg.General)
 				if f := cfg.General.HBAFile; f != "" {
 					if !filepath.IsAbs(f) {
 						f = filepath.Join(filepath.Dir(l.file), f)
@@ -524,4 +526,34 @@ func (l *loader) servers(n *node) []Server {
 		l.errorf(n, "a shard has at most one primary; entries %v are all primaries", primaries)
 	}
 	return servers
+}
+
+// clientTLS loads the client-side TLS certificate and settles tls_mode.
+func (l *loader) clientTLS(n *node, g *General) {
+	if (g.TLSCertificate == "") != (g.TLSPrivateKey == "") {
+		l.errorAt(n, "tls_certificate", "tls_certificate and tls_private_key go together")
+		return
+	}
+	if g.TLSCertificate == "" {
+		if g.TLSMode != "" && g.TLSMode != TLSDisable {
+			l.errorAt(n, "tls_mode", "tls_mode %q needs tls_certificate and tls_private_key", g.TLSMode)
+		}
+		g.TLSMode = TLSDisable
+		return
+	}
+	if g.TLSMode == "" {
+		g.TLSMode = TLSPrefer
+	}
+	rel := func(f string) string {
+		if filepath.IsAbs(f) {
+			return f
+		}
+		return filepath.Join(filepath.Dir(l.file), f)
+	}
+	cert, err := tls.LoadX509KeyPair(rel(g.TLSCertificate), rel(g.TLSPrivateKey))
+	if err != nil {
+		l.errorAt(n, "tls_certificate", "load the TLS certificate: %v", err)
+		return
+	}
+	g.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 }

@@ -83,6 +83,10 @@ func render(cfg *Config, warns []Warning, err error) string {
 	fmt.Fprintf(&b, "path = %s\n", cfg.Path)
 	g := reflect.ValueOf(cfg.General)
 	for i := range g.NumField() {
+		if g.Type().Field(i).Name == "TLS" {
+			fmt.Fprintf(&b, "general.TLS loaded = %v\n", cfg.General.TLS != nil)
+			continue
+		}
 		format := "general.%s = %v\n"
 		if g.Field(i).Kind() == reflect.String {
 			format = "general.%s = %q\n"

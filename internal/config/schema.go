@@ -85,7 +85,11 @@ var (
 
 		"auth_type": authTypeKey(func(g *General) *string { return &g.AuthType }),
 		"hba_file":  stringKey(func(g *General) *string { return &g.HBAFile }),
-		"hba":       hbaKey(),
+
+		"tls_certificate": stringKey(func(g *General) *string { return &g.TLSCertificate }),
+		"tls_private_key": stringKey(func(g *General) *string { return &g.TLSPrivateKey }),
+		"tls_mode":        tlsModeKey(),
+		"hba":             hbaKey(),
 
 		"admin_username": stringKey(func(g *General) *string { return &g.AdminUsername }),
 		"admin_password": stringKey(func(g *General) *string { return &g.AdminPassword }),
@@ -166,8 +170,6 @@ var (
 		"server_round_robin":             nil,
 		"worker_threads":                 nil,
 		"autoreload":                     nil,
-		"tls_certificate":                nil,
-		"tls_private_key":                nil,
 		"server_tls":                     nil,
 		"verify_server_certificate":      nil,
 		"admin_auth_type":                nil,
@@ -357,6 +359,29 @@ func authTypeKey[T any](field func(*T) *string) setter[T] {
 			return nil
 		}
 		return fmt.Errorf(`must be "md5", "scram-sha-256" or "trust", got %q`, s)
+	}
+}
+
+// Client TLS modes.
+const (
+	TLSDisable = "disable" // answer SSLRequest with 'N'
+	TLSAllow   = "allow"   // offer TLS; plaintext is fine
+	TLSPrefer  = "prefer"  // the same as allow on the server side, as in PgBouncer
+	TLSRequire = "require" // refuse clients that do not use TLS
+)
+
+func tlsModeKey() setter[General] {
+	return func(g *General, v any) error {
+		s, ok := v.(string)
+		if !ok {
+			return wantGot(`"disable", "allow", "prefer" or "require"`, v)
+		}
+		switch s {
+		case TLSDisable, TLSAllow, TLSPrefer, TLSRequire:
+			g.TLSMode = s
+			return nil
+		}
+		return fmt.Errorf(`must be "disable", "allow", "prefer" or "require", got %q`, s)
 	}
 }
 

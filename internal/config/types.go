@@ -3,6 +3,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"strings"
 	"time"
 )
@@ -51,6 +52,15 @@ type General struct {
 	// connection no rule matches is refused and a rule's method replaces auth_type.
 	HBAFile string
 	HBA     []HBARule
+
+	// TLSCertificate and TLSPrivateKey are PEM files (pgcat's keys) for TLS with clients;
+	// TLSMode says whether clients may or must use it (default "prefer" with a certificate,
+	// "disable" without). TLS is the loaded configuration, rebuilt at every reload so that new
+	// certificate files take effect for new connections.
+	TLSCertificate string
+	TLSPrivateKey  string
+	TLSMode        string
+	TLS            *tls.Config
 
 	AdminUsername string
 	AdminPassword string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +37,7 @@ type ClientSession struct {
 	secret [4]byte
 
 	user, db string
+	tls      bool // the client connected with TLS
 	target   *route.Target
 	gen      uint64 // routing table generation target was looked up in
 	txMode   bool   // transaction pooling: rename statements, release at idle
@@ -129,7 +131,7 @@ func (l *Listener) login(c net.Conn, n int64) *ClientSession {
 	if g.ClientLoginTimeout > 0 {
 		_ = c.SetDeadline(time.Now().Add(g.ClientLoginTimeout))
 	}
-	sp, err := l.readStartup(c)
+	sp, c, encrypted, err := l.readStartup(c, g)
 	if err != nil {
 		if errors.Is(err, errBadStartup) {
 			_, _ = c.Write(wire.AppendError(nil, "FATAL", "08P01", err.Error()))
@@ -143,12 +145,16 @@ func (l *Listener) login(c net.Conn, n int64) *ClientSession {
 		_, _ = c.Write(wire.AppendError(nil, "FATAL", "57P01", "sluice is shutting down"))
 		return nil
 	}
+	if g.TLSMode == config.TLSRequire && !encrypted {
+		_, _ = c.Write(wire.AppendError(nil, "FATAL", "28000", "sluice requires TLS (tls_mode = require): connect with sslmode=require"))
+		return nil
+	}
 	if g.MaxClientConn > 0 && n > int64(g.MaxClientConn) {
 		_, _ = c.Write(wire.AppendError(nil, "FATAL", "53300",
 			fmt.Sprintf("sorry, too many clients already (max_client_conn = %d)", g.MaxClientConn)))
 		return nil
 	}
-	s := &ClientSession{l: l, conn: c, tx: 'I'}
+	s := &ClientSession{l: l, conn: c, tx: 'I', tls: encrypted}
 	s.out.conn = c
 	s.r.Reset(c, g.MaxMessageSize)
 	if err := s.login(tbl, sp); err != nil {
@@ -163,32 +169,54 @@ func (l *Listener) login(c net.Conn, n int64) *ClientSession {
 	return s
 }
 
-// readStartup reads packets until a real startup packet, answering SSLRequest and GSSENCRequest
-// with 'N' and serving a CancelRequest (then it returns nil, nil).
-func (l *Listener) readStartup(c net.Conn) (*startupPacket, error) {
+// readStartup reads packets until a real startup packet. An SSLRequest is answered 'S' and the
+// connection turned into TLS when tls_mode allows it, 'N' otherwise; a GSSENCRequest gets 'N';
+// a CancelRequest is served (then it returns a nil packet). It returns the connection to go on
+// with, which is the TLS one after a handshake.
+func (l *Listener) readStartup(c net.Conn, g *config.General) (*startupPacket, net.Conn, bool, error) {
 	var buf [256]byte
+	encrypted := false
 	for i := 0; i < 3; i++ {
 		body, err := readStartupPacket(c, buf[:0])
 		if err != nil {
-			return nil, err
+			return nil, c, encrypted, err
 		}
 		sp, err := parseStartup(body)
 		if err != nil {
-			return nil, err
+			return nil, c, encrypted, err
 		}
 		switch sp.code {
-		case codeSSL, codeGSSENC:
+		case codeSSL:
+			if encrypted {
+				return nil, c, encrypted, fmt.Errorf("%w: SSLRequest inside TLS", errBadStartup)
+			}
+			if g.TLS == nil || g.TLSMode == config.TLSDisable {
+				if _, err := c.Write([]byte{'N'}); err != nil {
+					return nil, c, encrypted, err
+				}
+				continue
+			}
+			if _, err := c.Write([]byte{'S'}); err != nil {
+				return nil, c, encrypted, err
+			}
+			tc := tls.Server(c, g.TLS)
+			if err := tc.Handshake(); err != nil {
+				return nil, c, encrypted, fmt.Errorf("TLS handshake: %w", err)
+			}
+			c, encrypted = tc, true
+			continue
+		case codeGSSENC:
 			if _, err := c.Write([]byte{'N'}); err != nil {
-				return nil, err
+				return nil, c, encrypted, err
 			}
 			continue
 		case codeCancel:
 			l.cancel(sp.cancelPID, sp.cancelSecret)
-			return nil, nil
+			return nil, c, encrypted, nil
 		}
-		return sp, nil
+		return sp, c, encrypted, nil
 	}
-	return nil, fmt.Errorf("%w: too many encryption requests", errBadStartup)
+	return nil, c, encrypted, fmt.Errorf("%w: too many encryption requests", errBadStartup)
 }
 
 // fatal sends a FATAL error to the client.
@@ -238,13 +266,17 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 		if ta, ok := s.conn.RemoteAddr().(*net.TCPAddr); ok {
 			ip = ta.IP
 		}
-		r, ok := config.MatchHBA(rules, local, false, s.db, s.user, ip)
+		r, ok := config.MatchHBA(rules, local, s.tls, s.db, s.user, ip)
 		if !ok || r.Method == config.HBAReject {
 			host := "local"
 			if ip != nil {
 				host = ip.String()
 			}
-			return s.fatal("28000", fmt.Sprintf("no hba rule allows host %q, user %q, database %q, no encryption", host, s.user, s.db))
+			enc := "no encryption"
+			if s.tls {
+				enc = "TLS"
+			}
+			return s.fatal("28000", fmt.Sprintf("no hba rule allows host %q, user %q, database %q, %s", host, s.user, s.db, enc))
 		}
 		hbaMethod = r.Method
 	}

@@ -1,0 +1,123 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// testCerts writes a CA and a server certificate for localhost and 127.0.0.1 signed by it, and
+// returns the paths of the CA, the server certificate and its key.
+func testCerts(t *testing.T) (ca, cert, key string) {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sluice test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	srvTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(srvKey)
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", srvDER), write("server.key", "EC PRIVATE KEY", keyDER)
+}
+
+func tlsGeneral(cert, key, mode string, extra ...string) string {
+	return fmt.Sprintf("tls_certificate = %q\ntls_private_key = %q\ntls_mode = %q\n%s", cert, key, mode, strings.Join(extra, "\n"))
+}
+
+// TestClientTLS connects over TLS with certificate verification (pgx and psql), checks that
+// prefer still serves plaintext clients and require refuses them with 28000, and that hostssl
+// rules match TLS clients only.
+func TestClientTLS(t *testing.T) {
+	ca, cert, key := testCerts(t)
+	ctx := context.Background()
+	url := func(s *Sluice, sslmode string) string {
+		return fmt.Sprintf("postgres://%s:%s@localhost:%d/%s?sslmode=%s&sslrootcert=%s", appUser, appPass, s.Port, appDB, sslmode, ca)
+	}
+
+	t.Run("prefer", func(t *testing.T) {
+		s := startSluice(t, poolConfig{General: tlsGeneral(cert, key, "prefer")})
+		c, err := pgx.Connect(ctx, url(s, "verify-full"))
+		if err != nil {
+			t.Fatalf("TLS with verify-full: %v", err)
+		}
+		defer c.Close(ctx)
+		if _, ok := c.PgConn().Conn().(*tls.Conn); !ok {
+			t.Fatalf("the connection is %T, not TLS", c.PgConn().Conn())
+		}
+		var n int
+		if err := c.QueryRow(ctx, "SELECT $1::int", 7).Scan(&n); err != nil || n != 7 {
+			t.Fatalf("query over TLS: %d, %v", n, err)
+		}
+		p, err := pgx.Connect(ctx, url(s, "disable"))
+		if err != nil {
+			t.Fatalf("plaintext under prefer: %v", err)
+		}
+		p.Close(ctx)
+	})
+
+	t.Run("require", func(t *testing.T) {
+		s := startSluice(t, poolConfig{General: tlsGeneral(cert, key, "require")})
+		if _, err := pgx.Connect(ctx, url(s, "disable")); codeOf(err) != "28000" {
+			t.Fatalf("plaintext under require: %v, want 28000", err)
+		}
+		out, err := exec.Command(tool(t, "psql"), "-X", "-A", "-t", "-c", "SELECT 42",
+			fmt.Sprintf("host=localhost port=%d user=%s password=%s dbname=%s sslmode=verify-full sslrootcert=%s",
+				s.Port, appUser, appPass, appDB, ca)).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "42" {
+			t.Fatalf("psql over TLS: %s, %v", out, err)
+		}
+	})
+
+	t.Run("hostssl rules", func(t *testing.T) {
+		s := startSluice(t, poolConfig{General: tlsGeneral(cert, key, "prefer",
+			`hba = ["hostssl all all 127.0.0.1/32 scram-sha-256", "host all all 127.0.0.1/32 reject"]`)})
+		c, err := pgx.Connect(ctx, url(s, "verify-full"))
+		if err != nil {
+			t.Fatalf("TLS client under a hostssl rule: %v", err)
+		}
+		c.Close(ctx)
+		if _, err := pgx.Connect(ctx, url(s, "disable")); codeOf(err) != "28000" {
+			t.Fatalf("plaintext client: %v, want 28000 from the reject rule", err)
+		}
+	})
+}
