@@ -6,6 +6,7 @@ package backend
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -31,6 +32,11 @@ type Params struct {
 	KeepAlive net.KeepAliveConfig
 	// MaxMessageSize caps a message read from the server; 0 means 1 GiB.
 	MaxMessageSize int
+	// TLS, when not nil, is used to encrypt the connection (ServerName is set per host when
+	// VerifyHost); TLSOptional falls back to plaintext when the server refuses TLS.
+	TLS         *tls.Config
+	VerifyHost  bool
+	TLSOptional bool
 }
 
 // Addr is host:port.
@@ -83,6 +89,16 @@ func Dial(ctx context.Context, p *Params) (*ServerConn, error) {
 	cfg.Database, cfg.User, cfg.Password = p.Database, p.User, p.Password
 	cfg.TLSConfig = nil
 	cfg.Fallbacks = nil
+	if p.TLS != nil {
+		tc := p.TLS.Clone()
+		if p.VerifyHost {
+			tc.ServerName = p.Host
+		}
+		cfg.TLSConfig = tc
+		if p.TLSOptional {
+			cfg.Fallbacks = []*pgconn.FallbackConfig{{Host: p.Host, Port: uint16(p.Port)}}
+		}
+	}
 	cfg.ConnectTimeout = p.ConnectTimeout
 	cfg.ValidateConnect = nil
 	cfg.AfterConnect = nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -279,6 +280,7 @@ func (l *loader) config(root *node) *Config {
 			if l.table(kid, "a table ([general])") {
 				decodeKeys(l, kid, &cfg.General, generalKeys, nil, pgcatGeneral)
 				l.clientTLS(kid, &cfg.General)
+				l.serverTLS(kid, &cfg.General)
 				if f := cfg.General.HBAFile; f != "" {
 					if !filepath.IsAbs(f) {
 						f = filepath.Join(filepath.Dir(l.file), f)
@@ -556,4 +558,36 @@ func (l *loader) clientTLS(n *node, g *General) {
 		return
 	}
 	g.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+}
+
+// serverTLS settles server_tls_mode from pgcat's keys and loads server_tls_ca_file.
+func (l *loader) serverTLS(n *node, g *General) {
+	if g.ServerTLSMode == "" {
+		switch {
+		case g.ServerTLS && g.VerifyServerCertificate:
+			g.ServerTLSMode = ServerTLSVerifyFull
+		case g.ServerTLS:
+			g.ServerTLSMode = ServerTLSRequire
+		default:
+			g.ServerTLSMode = ServerTLSDisable
+		}
+	}
+	if g.ServerTLSCAFile == "" {
+		return
+	}
+	f := g.ServerTLSCAFile
+	if !filepath.IsAbs(f) {
+		f = filepath.Join(filepath.Dir(l.file), f)
+	}
+	pem, err := os.ReadFile(f)
+	if err != nil {
+		l.errorAt(n, "server_tls_ca_file", "%v", err)
+		return
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		l.errorAt(n, "server_tls_ca_file", "%s holds no PEM certificate", f)
+		return
+	}
+	g.ServerRootCAs = pool
 }

@@ -83,8 +83,8 @@ func render(cfg *Config, warns []Warning, err error) string {
 	fmt.Fprintf(&b, "path = %s\n", cfg.Path)
 	g := reflect.ValueOf(cfg.General)
 	for i := range g.NumField() {
-		if g.Type().Field(i).Name == "TLS" {
-			fmt.Fprintf(&b, "general.TLS loaded = %v\n", cfg.General.TLS != nil)
+		if n := g.Type().Field(i).Name; n == "TLS" || n == "ServerRootCAs" {
+			fmt.Fprintf(&b, "general.%s loaded = %v\n", n, !g.Field(i).IsNil())
 			continue
 		}
 		format := "general.%s = %v\n"

@@ -89,7 +89,12 @@ var (
 		"tls_certificate": stringKey(func(g *General) *string { return &g.TLSCertificate }),
 		"tls_private_key": stringKey(func(g *General) *string { return &g.TLSPrivateKey }),
 		"tls_mode":        tlsModeKey(),
-		"hba":             hbaKey(),
+
+		"server_tls":                boolKey(func(g *General) *bool { return &g.ServerTLS }),
+		"verify_server_certificate": boolKey(func(g *General) *bool { return &g.VerifyServerCertificate }),
+		"server_tls_mode":           serverTLSModeKey(),
+		"server_tls_ca_file":        stringKey(func(g *General) *string { return &g.ServerTLSCAFile }),
+		"hba":                       hbaKey(),
 
 		"admin_username": stringKey(func(g *General) *string { return &g.AdminUsername }),
 		"admin_password": stringKey(func(g *General) *string { return &g.AdminPassword }),
@@ -170,8 +175,6 @@ var (
 		"server_round_robin":             nil,
 		"worker_threads":                 nil,
 		"autoreload":                     nil,
-		"server_tls":                     nil,
-		"verify_server_certificate":      nil,
 		"admin_auth_type":                nil,
 		"validate_config":                nil,
 		"verify_config":                  nil, // the name CONFIG.md uses for validate_config
@@ -382,6 +385,30 @@ func tlsModeKey() setter[General] {
 			return nil
 		}
 		return fmt.Errorf(`must be "disable", "allow", "prefer" or "require", got %q`, s)
+	}
+}
+
+// Server TLS modes, with libpq's sslmode meanings.
+const (
+	ServerTLSDisable    = "disable"
+	ServerTLSPrefer     = "prefer"
+	ServerTLSRequire    = "require"
+	ServerTLSVerifyCA   = "verify-ca"
+	ServerTLSVerifyFull = "verify-full"
+)
+
+func serverTLSModeKey() setter[General] {
+	return func(g *General, v any) error {
+		s, ok := v.(string)
+		if !ok {
+			return wantGot(`"disable", "prefer", "require", "verify-ca" or "verify-full"`, v)
+		}
+		switch s {
+		case ServerTLSDisable, ServerTLSPrefer, ServerTLSRequire, ServerTLSVerifyCA, ServerTLSVerifyFull:
+			g.ServerTLSMode = s
+			return nil
+		}
+		return fmt.Errorf(`must be "disable", "prefer", "require", "verify-ca" or "verify-full", got %q`, s)
 	}
 }
 

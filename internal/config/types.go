@@ -4,6 +4,7 @@ package config
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"strings"
 	"time"
 )
@@ -61,6 +62,16 @@ type General struct {
 	TLSPrivateKey  string
 	TLSMode        string
 	TLS            *tls.Config
+
+	// Server TLS: server_tls and verify_server_certificate are pgcat's keys; server_tls_mode
+	// (libpq's sslmode values) and server_tls_ca_file are sluice's. Load settles ServerTLSMode
+	// ("disable" without server_tls; "require", or "verify-full" with verify_server_certificate)
+	// and loads the CA file into ServerRootCAs (nil: the system's roots).
+	ServerTLS               bool
+	VerifyServerCertificate bool
+	ServerTLSMode           string
+	ServerTLSCAFile         string
+	ServerRootCAs           *x509.CertPool
 
 	AdminUsername string
 	AdminPassword string

@@ -6,6 +6,8 @@ package route
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -139,7 +141,8 @@ func generalPoolKeysEqual(a, b *config.General) bool {
 		a.ServerLifetime == b.ServerLifetime && a.HealthcheckDelay == b.HealthcheckDelay &&
 		a.HealthcheckTimeout == b.HealthcheckTimeout && a.ServerResetQuery == b.ServerResetQuery &&
 		a.TCPKeepalivesIdle == b.TCPKeepalivesIdle && a.TCPKeepalivesCount == b.TCPKeepalivesCount &&
-		a.TCPKeepalivesInterval == b.TCPKeepalivesInterval
+		a.TCPKeepalivesInterval == b.TCPKeepalivesInterval &&
+		a.ServerTLSMode == b.ServerTLSMode && a.ServerTLSCAFile == b.ServerTLSCAFile
 }
 
 func newTarget(g *config.General, pc *config.Pool, u *config.User) *Target {
@@ -170,6 +173,9 @@ func newTarget(g *config.General, pc *config.Pool, u *config.User) *Target {
 				User: serverUser, Password: serverPass, Startup: startup,
 				ConnectTimeout: g.ConnectTimeout,
 				KeepAlive:      keepAlive(g),
+				TLS:            serverTLS(g),
+				VerifyHost:     g.ServerTLSMode == config.ServerTLSVerifyFull,
+				TLSOptional:    g.ServerTLSMode == config.ServerTLSPrefer,
 				// Server messages stream through whatever their size: max_message_size guards
 				// against clients.
 			}, pool.Options{
@@ -183,6 +189,48 @@ func newTarget(g *config.General, pc *config.Pool, u *config.User) *Target {
 		tg.Shards = append(tg.Shards, servers)
 	}
 	return tg
+}
+
+// serverTLS builds the TLS configuration for server connections from server_tls_mode.
+func serverTLS(g *config.General) *tls.Config {
+	switch g.ServerTLSMode {
+	case config.ServerTLSVerifyFull:
+		return &tls.Config{RootCAs: g.ServerRootCAs, MinVersion: tls.VersionTLS12}
+	case config.ServerTLSVerifyCA:
+		roots := g.ServerRootCAs
+		return &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			// The chain is checked below without the host name, as libpq's verify-ca does.
+			InsecureSkipVerify: true,
+			VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+				return verifyChain(raw, roots)
+			},
+		}
+	case config.ServerTLSRequire, config.ServerTLSPrefer:
+		return &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
+	}
+	return nil
+}
+
+// verifyChain checks that the certificates a server sent chain to roots (nil: the system's).
+func verifyChain(raw [][]byte, roots *x509.CertPool) error {
+	if len(raw) == 0 {
+		return errors.New("the server sent no certificate")
+	}
+	certs := make([]*x509.Certificate, len(raw))
+	for i, r := range raw {
+		c, err := x509.ParseCertificate(r)
+		if err != nil {
+			return fmt.Errorf("server certificate: %w", err)
+		}
+		certs[i] = c
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	_, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter})
+	return err
 }
 
 func keepAlive(g *config.General) (k net.KeepAliveConfig) {

@@ -14,12 +14,15 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/sluicepg/sluice/internal/pgtest"
 )
 
 // testCerts writes a CA and a server certificate for localhost and 127.0.0.1 signed by it, and
@@ -120,4 +123,91 @@ func TestClientTLS(t *testing.T) {
 			t.Fatalf("plaintext client: %v, want 28000 from the reject rule", err)
 		}
 	})
+}
+
+// serverCertsForPostgres copies a server certificate and key where the postgres OS user can read
+// them, with the permissions Postgres insists on for a key.
+func serverCertsForPostgres(t *testing.T, cert, key string) (string, string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sluice-e2e-pgtls-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := []string{filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")}
+	for i, src := range []string{cert, key} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(out[i], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if os.Geteuid() == 0 {
+			if u, err := user.Lookup("postgres"); err == nil {
+				uid, _ := strconv.Atoi(u.Uid)
+				gid, _ := strconv.Atoi(u.Gid)
+				_ = os.Chown(out[i], uid, gid)
+			}
+		}
+	}
+	return out[0], out[1]
+}
+
+// TestServerTLS connects sluice to a Postgres that has TLS on: verify-full against the right CA
+// works, and is refused against another CA; require works without a CA.
+func TestServerTLS(t *testing.T) {
+	ctx := context.Background()
+	ca, cert, key := testCerts(t)
+	otherCA, _, _ := testCerts(t)
+	crt, k := serverCertsForPostgres(t, cert, key)
+	srv, err := pgtest.StartPostgres(pgtest.Options{Name: "tls", Auth: "md5",
+		Conf: map[string]string{"ssl": "on", "ssl_cert_file": crt, "ssl_key_file": k}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	if err := srv.CreateUser(ctx, appUser, appPass); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.CreateDatabase(ctx, appDB, appUser); err != nil {
+		t.Fatal(err)
+	}
+	usesTLS := func(c *pgx.Conn) bool {
+		var ssl bool
+		if err := c.QueryRow(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl); err != nil {
+			t.Fatal(err)
+		}
+		return ssl
+	}
+	for _, c := range []struct {
+		name, general string
+		ok            bool
+	}{
+		{"verify-full with the right CA", fmt.Sprintf("server_tls_mode = \"verify-full\"\nserver_tls_ca_file = %q", ca), true},
+		{"verify-ca with the right CA", fmt.Sprintf("server_tls_mode = \"verify-ca\"\nserver_tls_ca_file = %q", ca), true},
+		{"pgcat's server_tls", "server_tls = true", true},
+		{"verify-full with another CA", fmt.Sprintf("server_tls_mode = \"verify-full\"\nserver_tls_ca_file = %q", otherCA), false},
+		{"verify-ca with another CA", fmt.Sprintf("server_tls_mode = \"verify-ca\"\nserver_tls_ca_file = %q", otherCA), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := startSluice(t, poolConfig{ServerPort: srv.Port, General: c.general})
+			conn, err := pgx.Connect(ctx, s.URL())
+			if err == nil {
+				defer conn.Close(ctx)
+				if c.ok && !usesTLS(conn) {
+					t.Fatal("sluice reached the server without TLS")
+				}
+			}
+			if c.ok && err != nil {
+				t.Fatalf("connect: %v", err)
+			}
+			if !c.ok && err == nil {
+				t.Fatal("sluice accepted a server certificate from another CA")
+			}
+		})
+	}
 }
