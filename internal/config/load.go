@@ -558,6 +558,24 @@ func (l *loader) clientTLS(n *node, g *General) {
 		return
 	}
 	g.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if g.TLSMode == TLSVerifyCA || g.TLSMode == TLSVerifyFull {
+		if g.TLSCAFile == "" {
+			l.errorAt(n, "tls_mode", "tls_mode %q needs tls_ca_file to check client certificates", g.TLSMode)
+			return
+		}
+		pem, err := os.ReadFile(rel(g.TLSCAFile))
+		if err != nil {
+			l.errorAt(n, "tls_ca_file", "%v", err)
+			return
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			l.errorAt(n, "tls_ca_file", "%s holds no PEM certificate", g.TLSCAFile)
+			return
+		}
+		g.TLS.ClientCAs = pool
+		g.TLS.ClientAuth = tls.RequireAndVerifyClientCert
+	}
 }
 
 // serverTLS settles server_tls_mode from pgcat's keys and loads server_tls_ca_file.

@@ -89,6 +89,7 @@ var (
 		"tls_certificate": stringKey(func(g *General) *string { return &g.TLSCertificate }),
 		"tls_private_key": stringKey(func(g *General) *string { return &g.TLSPrivateKey }),
 		"tls_mode":        tlsModeKey(),
+		"tls_ca_file":     stringKey(func(g *General) *string { return &g.TLSCAFile }),
 
 		"server_tls":                boolKey(func(g *General) *bool { return &g.ServerTLS }),
 		"verify_server_certificate": boolKey(func(g *General) *bool { return &g.VerifyServerCertificate }),
@@ -371,20 +372,24 @@ const (
 	TLSAllow   = "allow"   // offer TLS; plaintext is fine
 	TLSPrefer  = "prefer"  // the same as allow on the server side, as in PgBouncer
 	TLSRequire = "require" // refuse clients that do not use TLS
+	// TLSVerifyCA also requires a client certificate that chains to tls_ca_file, and
+	// TLSVerifyFull one whose common name is the user name the client logs in as.
+	TLSVerifyCA   = "verify-ca"
+	TLSVerifyFull = "verify-full"
 )
 
 func tlsModeKey() setter[General] {
 	return func(g *General, v any) error {
 		s, ok := v.(string)
 		if !ok {
-			return wantGot(`"disable", "allow", "prefer" or "require"`, v)
+			return wantGot(`"disable", "allow", "prefer", "require", "verify-ca" or "verify-full"`, v)
 		}
 		switch s {
-		case TLSDisable, TLSAllow, TLSPrefer, TLSRequire:
+		case TLSDisable, TLSAllow, TLSPrefer, TLSRequire, TLSVerifyCA, TLSVerifyFull:
 			g.TLSMode = s
 			return nil
 		}
-		return fmt.Errorf(`must be "disable", "allow", "prefer" or "require", got %q`, s)
+		return fmt.Errorf(`must be "disable", "allow", "prefer", "require", "verify-ca" or "verify-full", got %q`, s)
 	}
 }
 

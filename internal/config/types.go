@@ -61,6 +61,7 @@ type General struct {
 	TLSCertificate string
 	TLSPrivateKey  string
 	TLSMode        string
+	TLSCAFile      string // CAs for client certificates (tls_mode verify-ca, verify-full)
 	TLS            *tls.Config
 
 	// Server TLS: server_tls and verify_server_certificate are pgcat's keys; server_tls_mode

@@ -145,7 +145,7 @@ func (l *Listener) login(c net.Conn, n int64) *ClientSession {
 		_, _ = c.Write(wire.AppendError(nil, "FATAL", "57P01", "sluice is shutting down"))
 		return nil
 	}
-	if g.TLSMode == config.TLSRequire && !encrypted {
+	if !encrypted && (g.TLSMode == config.TLSRequire || g.TLSMode == config.TLSVerifyCA || g.TLSMode == config.TLSVerifyFull) {
 		_, _ = c.Write(wire.AppendError(nil, "FATAL", "28000", "sluice requires TLS (tls_mode = require): connect with sslmode=require"))
 		return nil
 	}
@@ -153,6 +153,21 @@ func (l *Listener) login(c net.Conn, n int64) *ClientSession {
 		_, _ = c.Write(wire.AppendError(nil, "FATAL", "53300",
 			fmt.Sprintf("sorry, too many clients already (max_client_conn = %d)", g.MaxClientConn)))
 		return nil
+	}
+	if g.TLSMode == config.TLSVerifyFull {
+		// The certificate (already checked against tls_ca_file in the handshake) must name the
+		// user, as Postgres' clientcert=verify-full does.
+		cn := ""
+		if tc, ok := c.(*tls.Conn); ok {
+			if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+				cn = certs[0].Subject.CommonName
+			}
+		}
+		if cn == "" || cn != sp.get("user") {
+			_, _ = c.Write(wire.AppendError(nil, "FATAL", "28000",
+				fmt.Sprintf("the client certificate's common name %q is not the user name %q", cn, sp.get("user"))))
+			return nil
+		}
 	}
 	s := &ClientSession{l: l, conn: c, tx: 'I', tls: encrypted}
 	s.out.conn = c

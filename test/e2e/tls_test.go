@@ -25,42 +25,68 @@ import (
 	"github.com/sluicepg/sluice/internal/pgtest"
 )
 
-// testCerts writes a CA and a server certificate for localhost and 127.0.0.1 signed by it, and
-// returns the paths of the CA, the server certificate and its key.
-func testCerts(t *testing.T) (ca, cert, key string) {
+// testCA is a throwaway certificate authority that issues certificates into a temp directory.
+type testCA struct {
+	t    *testing.T
+	dir  string
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	Path string // the CA certificate, PEM
+}
+
+func newTestCA(t *testing.T) *testCA {
 	t.Helper()
-	dir := t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
+	ca := &testCA{t: t, dir: t.TempDir()}
+	ca.key, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sluice test CA"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &ca.key.PublicKey, ca.key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	srvTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	ca.cert, _ = x509.ParseCertificate(der)
+	ca.Path = ca.write("ca.pem", "CERTIFICATE", der)
+	return ca
+}
+
+func (ca *testCA) write(name, typ string, der []byte) string {
+	p := filepath.Join(ca.dir, name)
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		ca.t.Fatal(err)
+	}
+	return p
+}
+
+// issue returns the paths of a new certificate for cn and its key: a server certificate for
+// localhost and 127.0.0.1, or a client certificate.
+func (ca *testCA) issue(cn string, server bool) (cert, key string) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
+	if server {
+		tmpl.DNSNames, tmpl.IPAddresses = []string{"localhost"}, []net.IP{net.ParseIP("127.0.0.1")}
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &k.PublicKey, ca.key)
 	if err != nil {
-		t.Fatal(err)
+		ca.t.Fatal(err)
 	}
-	keyDER, _ := x509.MarshalECPrivateKey(srvKey)
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", srvDER), write("server.key", "EC PRIVATE KEY", keyDER)
+	keyDER, _ := x509.MarshalECPrivateKey(k)
+	name := fmt.Sprintf("%s-%d", cn, tmpl.SerialNumber)
+	return ca.write(name+".pem", "CERTIFICATE", der), ca.write(name+".key", "EC PRIVATE KEY", keyDER)
+}
+
+// testCerts returns a CA and a server certificate for localhost signed by it.
+func testCerts(t *testing.T) (ca, cert, key string) {
+	c := newTestCA(t)
+	cert, key = c.issue("localhost", true)
+	return c.Path, cert, key
 }
 
 func tlsGeneral(cert, key, mode string, extra ...string) string {
@@ -207,6 +233,49 @@ func TestServerTLS(t *testing.T) {
 			}
 			if !c.ok && err == nil {
 				t.Fatal("sluice accepted a server certificate from another CA")
+			}
+		})
+	}
+}
+
+// TestClientCertificates requires client certificates: one from tls_ca_file naming the user is
+// let in, one from another CA fails the handshake, and under verify-full one naming another user
+// gets 28000.
+func TestClientCertificates(t *testing.T) {
+	ctx := context.Background()
+	ca := newTestCA(t)
+	srvCert, srvKey := ca.issue("localhost", true)
+	appCert, appKey := ca.issue(appUser, false)
+	otherCert, otherKey := ca.issue("someone-else", false)
+	stranger := newTestCA(t)
+	strangerCert, strangerKey := stranger.issue(appUser, false)
+	url := func(s *Sluice, cert, key string) string {
+		u := fmt.Sprintf("postgres://%s:%s@localhost:%d/%s?sslmode=verify-full&sslrootcert=%s", appUser, appPass, s.Port, appDB, ca.Path)
+		if cert != "" {
+			u += "&sslcert=" + cert + "&sslkey=" + key
+		}
+		return u
+	}
+	for _, mode := range []string{"verify-ca", "verify-full"} {
+		t.Run(mode, func(t *testing.T) {
+			s := startSluice(t, poolConfig{General: tlsGeneral(srvCert, srvKey, mode, fmt.Sprintf("tls_ca_file = %q", ca.Path))})
+			c, err := pgx.Connect(ctx, url(s, appCert, appKey))
+			if err != nil {
+				t.Fatalf("certificate naming the user: %v", err)
+			}
+			c.Close(ctx)
+			if _, err := pgx.Connect(ctx, url(s, strangerCert, strangerKey)); err == nil {
+				t.Fatal("a certificate from another CA was accepted")
+			}
+			if _, err := pgx.Connect(ctx, url(s, "", "")); err == nil {
+				t.Fatal("a client without a certificate was accepted")
+			}
+			_, err = pgx.Connect(ctx, url(s, otherCert, otherKey))
+			if mode == "verify-full" && codeOf(err) != "28000" {
+				t.Fatalf("certificate naming another user under verify-full: %v, want 28000", err)
+			}
+			if mode == "verify-ca" && err != nil {
+				t.Fatalf("certificate naming another user under verify-ca: %v", err)
 			}
 		})
 	}
