@@ -233,7 +233,7 @@ func (s *ServerConn) ExecNotify(sql string, onParam func(body []byte)) (status b
 				first = &ServerError{Code: code, Message: m}
 			}
 		case wire.ParameterStatus:
-			s.noteParameter(wire.Body(msg))
+			s.NoteParameter(wire.Body(msg))
 			if onParam != nil {
 				onParam(wire.Body(msg))
 			}
@@ -265,9 +265,7 @@ func (s *ServerConn) ResetParams() {
 }
 
 // NoteParameter records a ParameterStatus body the server sent.
-func (s *ServerConn) NoteParameter(body []byte) { s.noteParameter(body) }
-
-func (s *ServerConn) noteParameter(body []byte) {
+func (s *ServerConn) NoteParameter(body []byte) {
 	k, rest, ok := wire.CString(body)
 	if !ok {
 		return

@@ -149,7 +149,7 @@ func (s *ClientSession) synth(e entry) error {
 	s.q.push(e)
 	now := s.q.takeSynth(nil)
 	s.mu.Unlock()
-	return s.emit(now)
+	return s.emit(now...)
 }
 
 // serverStatementName names a statement on servers after its text and parameter types, so every
@@ -204,7 +204,7 @@ func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
 		send = s.prepareLocked(srv, st, kParse, name, s.scratch[:0])
 	}
 	s.mu.Unlock()
-	if err := s.emit(now); err != nil {
+	if err := s.emit(now...); err != nil {
 		return err
 	}
 	if send != nil {

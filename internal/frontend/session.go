@@ -637,7 +637,7 @@ func (s *ClientSession) dispatch(typ byte, size int) error {
 		}
 		s.mu.Unlock()
 		if srv == nil {
-			return s.sendLocal(wire.AppendReadyForQuery(nil, 'I'), false)
+			return s.emit(wire.AppendReadyForQuery(nil, 'I'))
 		}
 		return s.toServer(srv, []byte{wire.Sync, 0, 0, 0, 4})
 	case wire.Flush:
@@ -725,20 +725,6 @@ func (s *ClientSession) flushServer() error {
 	return nil
 }
 
-// sendLocal writes a reply that sluice makes itself, in order with the server's replies: callers
-// only use it when no server reply is outstanding.
-func (s *ClientSession) sendLocal(msg []byte, flush bool) error {
-	s.out.mu.Lock()
-	defer s.out.mu.Unlock()
-	if _, err := s.out.Write(msg); err != nil {
-		return err
-	}
-	if flush {
-		return s.out.Flush()
-	}
-	return nil
-}
-
 // query handles a simple-protocol Query.
 func (s *ClientSession) query(size int) error {
 	msg, err := s.r.Message()
@@ -779,7 +765,7 @@ func (s *ClientSession) queryError(code, msg string) error {
 	s.mu.Unlock()
 	if srv == nil {
 		b := wire.AppendError(nil, "ERROR", code, msg)
-		return s.sendLocal(wire.AppendReadyForQuery(b, 'I'), false)
+		return s.emit(wire.AppendReadyForQuery(b, 'I'))
 	}
 	sql := fmt.Sprintf("DO $sluice$ BEGIN RAISE EXCEPTION USING ERRCODE = '%s', MESSAGE = %s; END $sluice$",
 		code, quoteLiteral(msg))
@@ -803,16 +789,17 @@ func (s *ClientSession) failBatch(code, msg string) error {
 	}
 	s.mu.Unlock()
 	if srv == nil {
-		return s.sendLocal(errMsg, false)
+		return s.emit(errMsg)
 	}
-	if err := s.emit(now); err != nil {
+	if err := s.emit(now...); err != nil {
 		return err
 	}
 	return s.toServer(srv, wire.AppendParse(nil, "", []byte("sluice abort batch"), []byte{0, 0}))
 }
 
-// emit writes synthetic replies that are due now.
-func (s *ClientSession) emit(msgs [][]byte) error {
+// emit writes replies that sluice makes itself and that are due now: nothing the server will
+// send is to come before them. The reader's next flush sends them.
+func (s *ClientSession) emit(msgs ...[]byte) error {
 	if len(msgs) == 0 {
 		return nil
 	}

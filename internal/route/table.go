@@ -4,7 +4,6 @@
 package route
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -81,19 +80,6 @@ func (tg *Target) Primary() (*Server, error) {
 		}
 	}
 	return tg.Shards[0][0], nil
-}
-
-// Checkout returns a server for the target's next transaction.
-func (tg *Target) Checkout(ctx context.Context) (*backend.ServerConn, *pool.Pool, error) {
-	s, err := tg.Primary()
-	if err != nil {
-		return nil, nil, err
-	}
-	c, err := s.Pool.Checkout(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	return c, s.Pool, nil
 }
 
 // Build makes a Table from cfg. Targets of prev whose pool configuration is unchanged are reused,

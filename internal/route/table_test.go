@@ -360,9 +360,9 @@ func TestPrimary(t *testing.T) {
 	}
 }
 
-func TestCheckoutWithoutServer(t *testing.T) {
-	if _, _, err := (&Target{}).Checkout(context.Background()); !errors.Is(err, ErrNoServer) {
-		t.Fatalf("Checkout: %v, want ErrNoServer", err)
+func TestPrimaryWithoutServer(t *testing.T) {
+	if _, err := (&Target{}).Primary(); !errors.Is(err, ErrNoServer) {
+		t.Fatalf("Primary: %v, want ErrNoServer", err)
 	}
 }
 
