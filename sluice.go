@@ -103,6 +103,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	s := &server{log: log}
 	tbl, _ := route.Build(cfg, nil)
 	s.table.Store(tbl)
+	tbl.StartChecks(log)
 	s.fe = frontend.NewListener(s.currentTable, log)
 
 	g := &cfg.General
@@ -150,6 +151,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	defer cancel()
 	s.fe.Shutdown(sctx)
 	wg.Wait()
+	cur.StopChecks()
 	cur.Targets(func(_, _ string, tg *route.Target) { tg.Close() })
 	return nil
 }
@@ -180,6 +182,7 @@ func (s *server) reload() {
 	}
 	tbl, retired := route.Build(cfg, old)
 	s.table.Store(tbl)
+	tbl.StartChecks(s.log)
 	for _, tg := range retired {
 		tg.Close() // idle servers close now; checked-out ones close on release
 	}

@@ -211,6 +211,28 @@ func (s *ServerConn) Exec(sql string) (status byte, err error) { return s.ExecNo
 // ExecNotify is Exec that also calls onParam with the body of every ParameterStatus the server
 // sends meanwhile (after recording it in Params).
 func (s *ServerConn) ExecNotify(sql string, onParam func(body []byte)) (status byte, err error) {
+	return s.exec(sql, onParam, nil)
+}
+
+// QueryRow runs sql and returns the text of the first row's columns ("" for NULL, with null set).
+// It is for sluice's own small queries (the health checker's), not for the client path.
+func (s *ServerConn) QueryRow(sql string) (cols []string, null []bool, err error) {
+	st, err := s.exec(sql, nil, func(row []byte) {
+		if cols != nil {
+			return
+		}
+		cols, null = wire.DataRowText(row)
+	})
+	if err == nil && cols == nil {
+		err = fmt.Errorf("%s: the query returned no row", s.addr)
+	}
+	if err == nil && st != 'I' {
+		err = fmt.Errorf("%s: the server is in a transaction after %q", s.addr, sql)
+	}
+	return cols, null, err
+}
+
+func (s *ServerConn) exec(sql string, onParam func(body []byte), onRow func(body []byte)) (status byte, err error) {
 	if _, err := s.W.Write(wire.AppendQuery(nil, sql)); err != nil {
 		s.Broken = true
 		return 0, err
@@ -231,6 +253,10 @@ func (s *ServerConn) ExecNotify(sql string, onParam func(body []byte)) (status b
 			if first == nil {
 				code, m := wire.ErrorFields(wire.Body(msg))
 				first = &ServerError{Code: code, Message: m}
+			}
+		case wire.DataRow:
+			if onRow != nil {
+				onRow(wire.Body(msg))
 			}
 		case wire.ParameterStatus:
 			s.NoteParameter(wire.Body(msg))

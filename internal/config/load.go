@@ -324,7 +324,7 @@ func (l *loader) pool(n *node) *Pool {
 	if !l.table(n, "a table ([pools."+name+"])") {
 		return nil
 	}
-	p := &Pool{Name: name, PoolMode: defaultPoolMode}
+	p := &Pool{Name: name, PoolMode: defaultPoolMode, LoadBalancingMode: BalanceRandom, DefaultRole: RoleAny, RoleDiscovery: true}
 	if name == "" {
 		l.errorf(n, "the database name must not be empty")
 	}

@@ -153,6 +153,7 @@ func TestDefaults(t *testing.T) {
 		ClientLoginTimeout:             60000 * time.Millisecond,
 		HealthcheckTimeout:             1000 * time.Millisecond,
 		HealthcheckDelay:               30000 * time.Millisecond,
+		HealthcheckInterval:            time.Second,
 		BanTime:                        60 * time.Second,
 		TCPKeepalivesIdle:              5 * time.Second,
 		TCPKeepalivesCount:             5,
@@ -331,8 +332,8 @@ func TestWarnings(t *testing.T) {
 	}{
 		{"pgcat general key", "[general]\nworker_threads = 4\n" + minimal,
 			[]string{"test.toml:2: general.worker_threads: pgcat key not implemented by sluice yet; ignored"}},
-		{"pgcat pool key", "[pools.app]\nquery_parser_enabled = true\n" + minimal,
-			[]string{"test.toml:2: pools.app.query_parser_enabled: pgcat key not implemented by sluice yet; ignored"}},
+		{"pgcat pool key", "[pools.app]\ncheckout_failure_limit = 3\n" + minimal,
+			[]string{"test.toml:2: pools.app.checkout_failure_limit: pgcat key not implemented by sluice yet; ignored"}},
 		{"pgcat user key", minimal + "[pools.app.users.1]\nusername = \"b\"\npassword = \"b\"\nidle_timeout = 5\n",
 			[]string{"test.toml:12: pools.app.users.1.idle_timeout: pgcat key not implemented by sluice yet; ignored"}},
 		{"pgcat shard key", minimal + "mirrors = [[\"m\", 5432, 0]]\n",

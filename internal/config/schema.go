@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"sort"
 	"strings"
 	"time"
 )
@@ -40,6 +41,7 @@ func defaultGeneral() General {
 		ClientLoginTimeout:             60 * time.Second,
 		HealthcheckTimeout:             time.Second,
 		HealthcheckDelay:               30 * time.Second,
+		HealthcheckInterval:            time.Second,
 		BanTime:                        60 * time.Second,
 		TCPKeepalivesIdle:              5 * time.Second,
 		TCPKeepalivesCount:             5,
@@ -73,6 +75,7 @@ var (
 		"healthcheck_timeout":                durationKey(time.Millisecond, 1, func(g *General) *time.Duration { return &g.HealthcheckTimeout }),
 		"healthcheck_delay":                  durationKey(time.Millisecond, 0, func(g *General) *time.Duration { return &g.HealthcheckDelay }),
 		"ban_time":                           durationKey(time.Second, 0, func(g *General) *time.Duration { return &g.BanTime }),
+		"healthcheck_interval":               durationKey(time.Millisecond, 10, func(g *General) *time.Duration { return &g.HealthcheckInterval }),
 
 		"tcp_keepalives_idle":     durationKey(time.Second, 1, func(g *General) *time.Duration { return &g.TCPKeepalivesIdle }),
 		"tcp_keepalives_count":    intKey(1, math.MaxInt32, func(g *General) *int { return &g.TCPKeepalivesCount }),
@@ -106,6 +109,19 @@ var (
 
 	poolKeys = map[string]setter[Pool]{
 		"pool_mode": poolModeKey(func(p *Pool) *string { return &p.PoolMode }),
+
+		"load_balancing_mode":               enumKey(map[string]string{"random": BalanceRandom, "round_robin": BalanceRoundRobin, "loc": BalanceLOC}, func(p *Pool) *string { return &p.LoadBalancingMode }),
+		"default_role":                      enumKey(map[string]string{"any": RoleAny, "primary": RolePrimary, "replica": RoleReplica}, func(p *Pool) *string { return &p.DefaultRole }),
+		"query_parser_enabled":              boolKey(func(p *Pool) *bool { return &p.QueryParserEnabled }),
+		"query_parser_read_write_splitting": boolKey(func(p *Pool) *bool { return &p.QueryParserReadWriteSplitting }),
+		"primary_reads_enabled":             boolKey(func(p *Pool) *bool { return &p.PrimaryReadsEnabled }),
+		"query_parser_max_length":           intKey(0, math.MaxInt32, func(p *Pool) *int { return &p.QueryParserMaxLength }),
+		"role_discovery":                    boolKey(func(p *Pool) *bool { return &p.RoleDiscovery }),
+		"max_replica_lag_bytes":             int64Key(0, math.MaxInt64, func(p *Pool) *int64 { return &p.MaxReplicaLagBytes }),
+		"max_replica_lag":                   durationKey(time.Millisecond, 0, func(p *Pool) *time.Duration { return &p.MaxReplicaLag }),
+		"read_your_writes_ms":               durationKey(time.Millisecond, 0, func(p *Pool) *time.Duration { return &p.ReadYourWrites }),
+		"write_functions":                   stringListKey(func(p *Pool) *[]string { return &p.WriteFunctions }),
+		"strict_functions":                  boolKey(func(p *Pool) *bool { return &p.StrictFunctions }),
 	}
 	poolTables = []string{"users", "shards"}
 
@@ -187,12 +203,6 @@ var (
 	}
 
 	pgcatPool = map[string]*pgcatKey{
-		"load_balancing_mode":                 nil,
-		"default_role":                        nil,
-		"query_parser_enabled":                nil,
-		"query_parser_max_length":             nil,
-		"query_parser_read_write_splitting":   nil,
-		"primary_reads_enabled":               nil,
 		"connect_timeout":                     nil,
 		"idle_timeout":                        nil,
 		"server_lifetime":                     nil,
@@ -325,6 +335,58 @@ func durationKey[T any](unit time.Duration, lo int64, field func(*T) *time.Durat
 			return fmt.Errorf("%d %s is too long", n, name)
 		}
 		*field(dst) = time.Duration(n) * unit
+		return nil
+	}
+}
+
+func int64Key[T any](lo, hi int64, field func(*T) *int64) setter[T] {
+	return func(dst *T, v any) error {
+		n, ok := v.(int64)
+		if !ok {
+			return wantGot("an integer", v)
+		}
+		if n < lo || n > hi {
+			return fmt.Errorf("must be between %d and %d, got %d", lo, hi, n)
+		}
+		*field(dst) = n
+		return nil
+	}
+}
+
+// enumKey reads a string that must be one of the keys of values, and stores what it maps to.
+func enumKey[T any](values map[string]string, field func(*T) *string) setter[T] {
+	names := keysOf(values)
+	sort.Strings(names)
+	want := `"` + strings.Join(names, `", "`) + `"`
+	return func(dst *T, v any) error {
+		s, ok := v.(string)
+		if !ok {
+			return wantGot("one of "+want, v)
+		}
+		val, ok := values[strings.ToLower(s)]
+		if !ok {
+			return fmt.Errorf("must be one of %s, got %q", want, s)
+		}
+		*field(dst) = val
+		return nil
+	}
+}
+
+func stringListKey[T any](field func(*T) *[]string) setter[T] {
+	return func(dst *T, v any) error {
+		list, ok := v.([]any)
+		if !ok {
+			return wantGot("a list of strings", v)
+		}
+		out := make([]string, 0, len(list))
+		for _, e := range list {
+			s, ok := e.(string)
+			if !ok {
+				return wantGot("a list of strings", v)
+			}
+			out = append(out, s)
+		}
+		*field(dst) = out
 		return nil
 	}
 }

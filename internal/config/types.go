@@ -34,6 +34,7 @@ type General struct {
 	ClientLoginTimeout             time.Duration // sluice: startup+auth must finish within; default 60s
 	HealthcheckTimeout             time.Duration // pgcat ms; default 1s
 	HealthcheckDelay               time.Duration // pgcat ms; default 30s
+	HealthcheckInterval            time.Duration // sluice ms; the background checker's period, default 1s
 	BanTime                        time.Duration // pgcat seconds; default 60s
 
 	TCPKeepalivesIdle     time.Duration // pgcat tcp_keepalives_idle seconds; default 5s
@@ -90,7 +91,37 @@ type Pool struct {
 	Users []*User
 	// Shards in shard-number order: Shards[0] is [pools.<db>.shards.0].
 	Shards []*Shard
+
+	// Routing over a shard's servers, with pgcat's keys and meanings plus sluice's.
+	LoadBalancingMode             string // "random" (default), "round_robin" or "loc"
+	DefaultRole                   string // "any" (default), "primary" or "replica"
+	QueryParserEnabled            bool
+	QueryParserReadWriteSplitting bool
+	PrimaryReadsEnabled           bool
+	QueryParserMaxLength          int // 0: no limit; a longer query goes to the primary unparsed
+	// RoleDiscovery (default true) makes the health checker's pg_is_in_recovery() decide which
+	// server is the primary, so a promoted replica takes writes without a config change.
+	RoleDiscovery bool
+	// A replica further behind than either limit takes no reads until it catches up (0: no limit).
+	MaxReplicaLagBytes int64
+	MaxReplicaLag      time.Duration
+	// ReadYourWrites sends a client's reads of a table it wrote to the primary for this long.
+	ReadYourWrites time.Duration
+	// WriteFunctions adds to the functions whose call makes a query a write (nextval, setval,
+	// the advisory locks, lo_*, ...); StrictFunctions makes every function not known to be
+	// read-only a write.
+	WriteFunctions  []string
+	StrictFunctions bool
 }
+
+// Values of Pool.LoadBalancingMode and Pool.DefaultRole.
+const (
+	BalanceRandom     = "random"
+	BalanceRoundRobin = "round_robin"
+	BalanceLOC        = "loc"
+
+	RoleAny = "any"
+)
 
 // User is one [pools.<db>.users.<n>] section.
 type User struct {

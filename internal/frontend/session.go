@@ -306,11 +306,7 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 	s.txMode = tg.Mode != "session"
 	ctx, cancel := context.WithTimeout(context.Background(), tbl.Config.General.ConnectTimeout+time.Second)
 	defer cancel()
-	prim, err := tg.Primary()
-	if err != nil {
-		return s.fatal("08006", err.Error())
-	}
-	sparams, err := prim.Pool.ServerParameters(ctx)
+	sparams, err := serverParameters(ctx, tg)
 	if err != nil {
 		return s.fatal("08006", "could not connect to server: "+err.Error())
 	}
@@ -518,6 +514,28 @@ func (s *ClientSession) passwordMessage() ([]byte, error) {
 		return nil, s.fatal("08P01", "invalid password message length")
 	}
 	return s.r.Message()
+}
+
+// serverParameters returns the settings a server reports at login, for the client's own login:
+// from the primary when it answers, else from any other server of shard 0.
+func serverParameters(ctx context.Context, tg *route.Target) (map[string]string, error) {
+	srv, err := tg.Pick(0, route.Primary, nil)
+	if err != nil {
+		return nil, err
+	}
+	p, err := srv.Pool.ServerParameters(ctx)
+	if err == nil {
+		return p, nil
+	}
+	for _, other := range tg.Shards[0] {
+		if other == srv || ctx.Err() != nil {
+			continue
+		}
+		if p, err2 := other.Pool.ServerParameters(ctx); err2 == nil {
+			return p, nil
+		}
+	}
+	return nil, err
 }
 
 // maxPasswordMessage bounds what an unauthenticated client can make sluice buffer, like

@@ -404,3 +404,24 @@ func (p *Pool) Stats() Stats {
 	st.TotalWait = time.Duration(p.totalWaitNs.Load())
 	return st
 }
+
+// Busy returns how many of the pool's connections are checked out: the measure of load balancing
+// mode "loc".
+func (p *Pool) Busy() int {
+	p.mu.Lock()
+	n := p.open - len(p.idle)
+	p.mu.Unlock()
+	return n
+}
+
+// DiscardIdle closes the idle connections, after their server was found down: they would fail
+// the next client that took one.
+func (p *Pool) DiscardIdle() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, s := range idle {
+		p.discard(s)
+	}
+}

@@ -1,6 +1,6 @@
-// Package route decides which server a client's query goes to. In this first version each
-// (database, user) has one pool per server of each shard and queries go to the primary of the
-// first shard; read/write splitting and sharding build on this table.
+// Package route decides which server a client's query goes to. Each (database, user) has one pool
+// per server of each shard; Pick chooses among a shard's servers by role, health and lag, which a
+// background checker keeps up to date; sharding builds on this table.
 package route
 
 import (
@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicepg/sluice/internal/auth"
@@ -27,6 +29,10 @@ type Table struct {
 	// Generation increases with every reload, so a client can tell its cached Target is stale.
 	Generation uint64
 	dbs        map[string]map[string]*Target
+	// nodes are the servers by host, port and database, kept across reloads so that bans and
+	// roles found by the checker survive them.
+	nodes  map[string]*Node
+	checks *Checks
 }
 
 // Target is what a client logs in to: one user of one pool, with the server pools behind it.
@@ -44,12 +50,20 @@ type Target struct {
 	// Statements are the transaction-mode statements known to prepare on this target's servers.
 	Statements StatementSet
 	closed     bool
+	// settings are the pool's routing settings, replaced at a reload that keeps the target.
+	settings atomic.Pointer[config.Pool]
+	rr       atomic.Uint32 // round_robin's counter
 }
 
-// Server is one server's pool and its role.
+// Settings returns the pool's current configuration, for the routing settings: a reload that
+// keeps the target's servers may still change them.
+func (tg *Target) Settings() *config.Pool { return tg.settings.Load() }
+
+// Server is one server's pool and its role in the file; Node is what is known of the server.
 type Server struct {
 	Role string
 	Pool *pool.Pool
+	Node *Node
 }
 
 // ErrNoServer is returned when a shard has no server to take a query.
@@ -69,26 +83,34 @@ func (t *Table) Targets(fn func(db, user string, tg *Target)) {
 	}
 }
 
-// Primary returns the pool that takes writes on shard 0.
-func (tg *Target) Primary() (*Server, error) {
-	if len(tg.Shards) == 0 || len(tg.Shards[0]) == 0 {
-		return nil, ErrNoServer
-	}
-	for _, s := range tg.Shards[0] {
-		if s.Role == "primary" {
-			return s, nil
-		}
-	}
-	return tg.Shards[0][0], nil
-}
+// Primary returns the server that takes writes on shard 0.
+func (tg *Target) Primary() (*Server, error) { return tg.Pick(0, Primary, nil) }
 
 // Build makes a Table from cfg. Targets of prev whose pool configuration is unchanged are reused,
 // so their connections survive a reload; the others are returned in retired for the caller to
 // close once clients have moved on.
 func Build(cfg *config.Config, prev *Table) (t *Table, retired []*Target) {
-	t = &Table{Config: cfg, dbs: map[string]map[string]*Target{}}
+	t = &Table{Config: cfg, dbs: map[string]map[string]*Target{}, nodes: map[string]*Node{}}
 	if prev != nil {
 		t.Generation = prev.Generation + 1
+		t.checks = prev.checks
+	} else {
+		t.checks = &Checks{groups: map[string]*checkGroup{}}
+	}
+	node := func(host string, port int, db, role string) *Node {
+		k := nodeKey(host, port, db)
+		if n := t.nodes[k]; n != nil {
+			return n
+		}
+		n := (*Node)(nil)
+		if prev != nil {
+			n = prev.nodes[k]
+		}
+		if n == nil || n.Configured != role {
+			n = &Node{Host: host, Port: port, Database: db, Configured: role}
+		}
+		t.nodes[k] = n
+		return n
 	}
 	g := &cfg.General
 	kept := map[*Target]bool{}
@@ -102,12 +124,19 @@ func Build(cfg *config.Config, prev *Table) (t *Table, retired []*Target) {
 		for _, u := range pc.Users {
 			if reuse {
 				if tg := prev.dbs[db][u.Username]; tg != nil {
+					tg.settings.Store(pc)
+					for _, sh := range tg.Shards {
+						for _, sv := range sh {
+							// Same servers, same roles: node finds the same Node, and keeps it.
+							node(sv.Node.Host, sv.Node.Port, sv.Node.Database, sv.Role)
+						}
+					}
 					users[u.Username] = tg
 					kept[tg] = true
 					continue
 				}
 			}
-			users[u.Username] = newTarget(g, pc, u)
+			users[u.Username] = newTarget(g, pc, u, node)
 		}
 		t.dbs[db] = users
 	}
@@ -131,7 +160,7 @@ func generalPoolKeysEqual(a, b *config.General) bool {
 		a.ServerTLSMode == b.ServerTLSMode && a.ServerTLSCAFile == b.ServerTLSCAFile
 }
 
-func newTarget(g *config.General, pc *config.Pool, u *config.User) *Target {
+func newTarget(g *config.General, pc *config.Pool, u *config.User, node func(host string, port int, db, role string) *Node) *Target {
 	mode := u.PoolMode
 	if mode == "" {
 		mode = pc.PoolMode
@@ -140,6 +169,7 @@ func newTarget(g *config.General, pc *config.Pool, u *config.User) *Target {
 		mode = "transaction"
 	}
 	tg := &Target{Pool: pc, User: u, Mode: mode}
+	tg.settings.Store(pc)
 	serverUser, serverPass := u.ServerUsername, u.ServerPassword
 	if serverUser == "" {
 		serverUser = u.Username
@@ -170,7 +200,9 @@ func newTarget(g *config.General, pc *config.Pool, u *config.User) *Target {
 				HealthcheckDelay: g.HealthcheckDelay, HealthcheckTimeout: g.HealthcheckTimeout,
 				ResetQuery: g.ServerResetQuery,
 			})
-			servers = append(servers, &Server{Role: sv.Role, Pool: p})
+			n := node(sv.Host, sv.Port, sh.Database, sv.Role)
+			n.addPool(p)
+			servers = append(servers, &Server{Role: sv.Role, Pool: p, Node: n})
 		}
 		tg.Shards = append(tg.Shards, servers)
 	}
@@ -305,4 +337,13 @@ func (s *StatementSet) Remove(name string) {
 	s.mu.Lock()
 	delete(s.m, name)
 	s.mu.Unlock()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }

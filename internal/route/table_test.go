@@ -331,32 +331,86 @@ func TestTargetServerParams(t *testing.T) {
 	}
 }
 
-func TestPrimary(t *testing.T) {
-	primary, replica, other := &Server{Role: "primary"}, &Server{Role: "replica"}, &Server{Role: "replica"}
+func TestPick(t *testing.T) {
+	type nodeState struct {
+		role     string // in the file
+		recovery *bool  // the checker's finding; nil: not checked yet
+		banned   bool
+		lagged   bool
+		timeline int64
+	}
+	yes, no := true, false
 	tests := []struct {
-		name   string
-		shards [][]*Server
-		want   *Server // nil = ErrNoServer
+		name      string
+		nodes     []nodeState
+		role      Role
+		discovery bool
+		avoid     int   // index of the server to avoid, -1 for none
+		want      []int // acceptable picks; nil: ErrNoServer
 	}{
-		{name: "primary listed second", shards: [][]*Server{{replica, primary}}, want: primary},
-		{name: "replicas only: the first", shards: [][]*Server{{replica, other}}, want: replica},
-		{name: "only shard 0 counts", shards: [][]*Server{{replica}, {primary}}, want: replica},
-		{name: "no shards", shards: nil},
-		{name: "empty shard 0", shards: [][]*Server{{}, {primary}}},
+		{"write: the primary listed second", []nodeState{{role: "replica"}, {role: "primary"}}, Primary, true, -1, []int{1}},
+		{"write: no primary in the file: the first", []nodeState{{role: "replica"}, {role: "replica"}}, Primary, true, -1, []int{0}},
+		{"write: a promoted replica", []nodeState{{role: "primary", banned: true}, {role: "replica", recovery: &no, timeline: 2}}, Primary, true, -1, []int{1}},
+		{"write: promoted replica beats an old primary back alone", []nodeState{{role: "primary", recovery: &no, timeline: 1}, {role: "replica", recovery: &no, timeline: 2}}, Primary, true, -1, []int{1}},
+		{"write: listed primary in recovery is a replica", []nodeState{{role: "primary", recovery: &yes}, {role: "replica", recovery: &no}}, Primary, true, -1, []int{1}},
+		{"write: discovery off keeps the file's roles", []nodeState{{role: "primary", recovery: &yes}, {role: "replica", recovery: &no}}, Primary, false, -1, []int{0}},
+		{"write: the primary down and nothing promoted: still the primary", []nodeState{{role: "primary", banned: true}, {role: "replica", recovery: &yes}}, Primary, true, -1, []int{0}},
+		{"read: replicas only", []nodeState{{role: "primary"}, {role: "replica"}, {role: "replica"}}, Replica, true, -1, []int{1, 2}},
+		{"read: any includes the primary", []nodeState{{role: "primary"}, {role: "replica"}}, Any, true, -1, []int{0, 1}},
+		{"read: a banned replica takes none", []nodeState{{role: "primary"}, {role: "replica", banned: true}, {role: "replica"}}, Replica, true, -1, []int{2}},
+		{"read: a lagging replica takes none", []nodeState{{role: "primary"}, {role: "replica", lagged: true}, {role: "replica"}}, Replica, true, -1, []int{2}},
+		{"read: every replica banned: the primary", []nodeState{{role: "primary"}, {role: "replica", banned: true}, {role: "replica", lagged: true}}, Replica, true, -1, []int{0}},
+		{"read: avoid the one that failed", []nodeState{{role: "primary"}, {role: "replica"}, {role: "replica"}}, Replica, true, 1, []int{2}},
+		{"one server", []nodeState{{role: "replica"}}, Primary, true, -1, []int{0}},
+		{"one server, avoided", []nodeState{{role: "replica"}}, Any, true, 0, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := (&Target{Shards: tc.shards}).Primary()
-			if tc.want == nil {
-				if !errors.Is(err, ErrNoServer) {
-					t.Fatalf("Primary: %v, %v; want ErrNoServer", got, err)
+			var servers []*Server
+			for i, ns := range tc.nodes {
+				n := &Node{Host: "h", Port: i, Configured: ns.role}
+				if ns.recovery != nil {
+					n.checked.Store(true)
+					n.recovery.Store(*ns.recovery)
 				}
-				return
+				if ns.banned {
+					n.bannedUntil.Store(time.Now().Add(time.Hour).UnixNano())
+				}
+				n.lagged.Store(ns.lagged)
+				n.timeline.Store(ns.timeline)
+				servers = append(servers, &Server{Role: ns.role, Node: n})
 			}
-			if err != nil || got != tc.want {
-				t.Fatalf("Primary: %+v, %v; want %+v", got, err, tc.want)
+			tg := &Target{Shards: [][]*Server{servers}}
+			tg.settings.Store(&config.Pool{RoleDiscovery: tc.discovery, LoadBalancingMode: config.BalanceRoundRobin})
+			var avoid *Server
+			if tc.avoid >= 0 {
+				avoid = servers[tc.avoid]
+			}
+			seen := map[int]bool{}
+			for range 20 {
+				got, err := tg.Pick(0, tc.role, avoid)
+				if tc.want == nil {
+					if !errors.Is(err, ErrNoServer) {
+						t.Fatalf("Pick: %v, %v; want ErrNoServer", got, err)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				i := slices.Index(servers, got)
+				if !slices.Contains(tc.want, i) {
+					t.Fatalf("Pick chose server %d; want one of %v", i, tc.want)
+				}
+				seen[i] = true
+			}
+			if len(seen) != len(tc.want) {
+				t.Errorf("round robin used servers %v; want every one of %v", seen, tc.want)
 			}
 		})
+	}
+	if _, err := (&Target{}).Pick(0, Any, nil); !errors.Is(err, ErrNoServer) {
+		t.Errorf("no shards: %v; want ErrNoServer", err)
 	}
 }
 

@@ -114,6 +114,66 @@ func AppendQuery(dst []byte, sql string) []byte {
 	return Finish(dst, off)
 }
 
+// AppendRowDescription appends a RowDescription of text columns with the given names: what a
+// locally answered SHOW needs.
+func AppendRowDescription(dst []byte, names ...string) []byte {
+	dst, off := Begin(dst, RowDescription)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(names)))
+	for _, n := range names {
+		dst = AppendCString(dst, n)
+		dst = binary.BigEndian.AppendUint32(dst, 0) // table OID
+		dst = binary.BigEndian.AppendUint16(dst, 0) // column number
+		dst = binary.BigEndian.AppendUint32(dst, 25) // text
+		dst = binary.BigEndian.AppendUint16(dst, 0xffff)
+		dst = binary.BigEndian.AppendUint32(dst, 0xffffffff) // type modifier -1
+		dst = binary.BigEndian.AppendUint16(dst, 0)          // text format
+	}
+	return Finish(dst, off)
+}
+
+// AppendDataRow appends a DataRow of text values.
+func AppendDataRow(dst []byte, vals ...string) []byte {
+	dst, off := Begin(dst, DataRow)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(vals)))
+	for _, v := range vals {
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(v)))
+		dst = append(dst, v...)
+	}
+	return Finish(dst, off)
+}
+
+// AppendCommandComplete appends a CommandComplete with the given tag.
+func AppendCommandComplete(dst []byte, tag string) []byte {
+	dst, off := Begin(dst, CommandComplete)
+	dst = AppendCString(dst, tag)
+	return Finish(dst, off)
+}
+
+// DataRowText returns the columns of a DataRow body as strings; null[i] is set for a NULL. A
+// malformed body yields the columns read before the fault.
+func DataRowText(body []byte) (cols []string, null []bool) {
+	if len(body) < 2 {
+		return nil, nil
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	body = body[2:]
+	cols, null = make([]string, 0, n), make([]bool, 0, n)
+	for i := 0; i < n && len(body) >= 4; i++ {
+		l := int32(binary.BigEndian.Uint32(body))
+		body = body[4:]
+		if l < 0 {
+			cols, null = append(cols, ""), append(null, true)
+			continue
+		}
+		if int(l) > len(body) {
+			break
+		}
+		cols, null = append(cols, string(body[:l])), append(null, false)
+		body = body[l:]
+	}
+	return cols, null
+}
+
 // AppendSimple appends a message with an empty body, such as ParseComplete or Sync.
 func AppendSimple(dst []byte, typ byte) []byte { return append(dst, typ, 0, 0, 0, 4) }
 
