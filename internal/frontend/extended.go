@@ -22,6 +22,7 @@ func (s *ClientSession) extended(typ byte, size int) error {
 		return s.readError(err)
 	}
 	err = s.extendedMsg(typ, msg)
+	s.record(msg)
 	s.r.Discard(size)
 	return err
 }
@@ -66,7 +67,7 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 			}
 		}
 	}
-	srv, err := s.attach()
+	srv, err := s.attach(s.routingText(typ, body))
 	if err != nil {
 		if fatal := s.attachFatal(err); fatal != nil {
 			return fatal
@@ -183,13 +184,15 @@ func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
 		s.mu.Unlock()
 		return s.synth(entry{kind: kParseSynth, client: name})
 	}
-	srv, err := s.attach()
+	srv, err := s.attach(query)
 	if err != nil {
 		if fatal := s.attachFatal(err); fatal != nil {
 			return fatal
 		}
 		return s.failBatch(checkoutCode(err), err.Error())
 	}
+	// Replaying this request after a server failure would find the statement already made.
+	s.recording = false
 	if s.stmts == nil {
 		s.stmts = map[string]*statement{}
 	}
@@ -234,7 +237,7 @@ func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
 	if st == nil {
 		return s.failBatch("26000", fmt.Sprintf("prepared statement %q does not exist", name))
 	}
-	srv, err := s.attach()
+	srv, err := s.attach(st.query())
 	if err != nil {
 		if fatal := s.attachFatal(err); fatal != nil {
 			return fatal
@@ -260,6 +263,7 @@ func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
 
 // closeNamed forgets the client's statement; the server keeps it for other clients.
 func (s *ClientSession) closeNamed(name string) error {
+	s.recording = false // a replay would not find the statement
 	s.mu.Lock()
 	delete(s.stmts, name)
 	s.mu.Unlock()

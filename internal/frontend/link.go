@@ -11,7 +11,6 @@ import (
 
 	"github.com/sluicepg/sluice/internal/backend"
 	"github.com/sluicepg/sluice/internal/pool"
-	"github.com/sluicepg/sluice/internal/route"
 	"github.com/sluicepg/sluice/internal/wire"
 )
 
@@ -22,7 +21,9 @@ var errTargetGone = errors.New("the client's pool was removed from the configura
 // when there is none. Holding the lock from the check to the caller's push of its reply entry is
 // what keeps the pump from releasing the server in between. On error s.mu is not held. Only the
 // reader calls it.
-func (s *ClientSession) attach() (*backend.ServerConn, error) {
+//
+// q is the query text that begins the transaction (nil when unknown), for the choice of server.
+func (s *ClientSession) attach(q []byte) (*backend.ServerConn, error) {
 	s.mu.Lock()
 	if s.srv != nil {
 		return s.srv, nil
@@ -37,7 +38,8 @@ func (s *ClientSession) attach() (*backend.ServerConn, error) {
 		}
 		s.target, s.gen = tg, tbl.Generation
 	}
-	srv, pl, err := s.checkout(s.target, tbl.Config.General.QueryWaitTimeout)
+	role := s.roleFor(q)
+	srv, pl, rs, err := s.checkout(s.target, role, tbl.Config.General.QueryWaitTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -45,6 +47,8 @@ func (s *ClientSession) attach() (*backend.ServerConn, error) {
 		pl.Release(srv)
 		return nil, err
 	}
+	s.rsrv = rs
+	s.startRecording(rs, role)
 	s.mu.Lock()
 	s.srv, s.pl, s.tx = srv, pl, 'I'
 	if !s.txMode {
@@ -74,6 +78,7 @@ func (s *ClientSession) settle() error {
 		return nil
 	}
 	if s.open || s.copyOpen {
+		s.recording = false // the pump reads the replies: no retry
 		s.startPumpLocked(srv, pl)
 		s.mu.Unlock()
 		return nil
@@ -88,6 +93,12 @@ func (s *ClientSession) settle() error {
 		s.startPumpLocked(srv, pl)
 		s.mu.Unlock()
 	case pumpFailed:
+		if retried, rerr := s.retryElsewhere(srv, pl, err); retried {
+			if rerr != nil {
+				return rerr
+			}
+			return s.settle()
+		}
 		s.serverLost(srv, pl, err)
 		return err
 	}
@@ -103,37 +114,6 @@ const (
 	pumpIdle                       // every reply is in, the server stays attached (in a transaction)
 	pumpAsync                      // a reader-driven drain met COPY: a goroutine must take over
 )
-
-// checkout takes an idle server without any timer when one is there, and waits up to wait
-// otherwise.
-func (s *ClientSession) checkout(tg *route.Target, wait time.Duration) (*backend.ServerConn, *pool.Pool, error) {
-	prim, err := tg.Primary()
-	if err != nil {
-		return nil, nil, err
-	}
-	if srv := prim.Pool.TryCheckout(); srv != nil {
-		return srv, prim.Pool, nil
-	}
-	ctx := context.Background()
-	if wait > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, wait)
-		defer cancel()
-	}
-	srv, err := prim.Pool.Checkout(ctx)
-	if err != nil {
-		if errors.Is(err, pool.ErrWaitTimeout) {
-			return nil, nil, fmt.Errorf("no server connection available within query_wait_timeout (%s) for database %q user %q: %w",
-				wait, s.db, s.user, err)
-		}
-		return nil, nil, fmt.Errorf("could not connect to the server: %w", err)
-	}
-	if s.clientGone() {
-		prim.Pool.Release(srv)
-		return nil, nil, errClientGone
-	}
-	return srv, prim.Pool, nil
-}
 
 // errClientGone is returned when the client left while waiting for a server.
 var errClientGone = errors.New("the client disconnected while waiting for a server")
@@ -404,6 +384,9 @@ func (s *ClientSession) pumpLoop(srv *backend.ServerConn, drain bool) (res pumpR
 		if err != nil {
 			return pumpFailed, err
 		}
+		if drain && s.recording && typ != wire.ErrorResponse {
+			s.recording = false // the reply has begun: no retry from here
+		}
 		if !locked {
 			o.mu.Lock()
 			locked = true
@@ -426,6 +409,13 @@ func (s *ClientSession) pumpLoop(srv *backend.ServerConn, drain bool) (res pumpR
 		msg, err := srv.R.Message()
 		if err != nil {
 			return pumpFailed, err
+		}
+		if drain && s.recording {
+			if goneBeforeReply(msg) {
+				srv.Broken = true
+				return pumpFailed, errServerGone
+			}
+			s.recording = false
 		}
 		res := s.serverMessage(srv, typ, msg, drain)
 		if o.err != nil {

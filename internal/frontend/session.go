@@ -84,6 +84,8 @@ type ClientSession struct {
 	discarded bool
 	stopping  bool // shutdown: close the client at its next idle point
 	pump      sync.WaitGroup
+
+	routing
 }
 
 // statement is a client's named prepared statement in transaction mode.
@@ -646,18 +648,8 @@ func (s *ClientSession) dispatch(typ byte, size int) error {
 		return io.EOF
 	case wire.Sync:
 		s.r.Discard(size)
-		s.failing = false
-		s.mu.Lock()
-		srv := s.srv
-		if srv != nil {
-			s.q.push(entry{kind: kSync})
-			s.open = false
-		}
-		s.mu.Unlock()
-		if srv == nil {
-			return s.emit(wire.AppendReadyForQuery(nil, 'I'))
-		}
-		return s.toServer(srv, []byte{wire.Sync, 0, 0, 0, 4})
+		s.record(syncMsg)
+		return s.sync()
 	case wire.Flush:
 		s.r.Discard(size)
 		// Only inside a batch: an open batch keeps the server attached while we write.
@@ -701,6 +693,25 @@ func (s *ClientSession) dispatch(typ byte, size int) error {
 		return s.extended(typ, size)
 	}
 	return s.fatal("08P01", fmt.Sprintf("invalid frontend message type %q", typ))
+}
+
+// syncMsg is a Sync message.
+var syncMsg = []byte{wire.Sync, 0, 0, 0, 4}
+
+// sync handles the client's Sync: the end of an extended-protocol batch.
+func (s *ClientSession) sync() error {
+	s.failing = false
+	s.mu.Lock()
+	srv := s.srv
+	if srv != nil {
+		s.q.push(entry{kind: kSync})
+		s.open = false
+	}
+	s.mu.Unlock()
+	if srv == nil {
+		return s.emit(wire.AppendReadyForQuery(nil, 'I'))
+	}
+	return s.toServer(srv, syncMsg)
 }
 
 // forwardError sorts a failed Forward into a client read error (the session ends) or a server
@@ -749,13 +760,18 @@ func (s *ClientSession) query(size int) error {
 	if err != nil {
 		return s.readError(err)
 	}
+	err = s.queryMsg(msg)
+	s.record(msg)
+	s.r.Discard(size)
+	return err
+}
+
+func (s *ClientSession) queryMsg(msg []byte) error {
 	if s.txMode && containsListen(wire.Body(msg)) {
-		s.r.Discard(size)
 		return s.queryError("0A000", errListenTxMode)
 	}
-	srv, err := s.attach()
+	srv, err := s.attach(wire.Body(msg))
 	if err != nil {
-		s.r.Discard(size)
 		if fatal := s.attachFatal(err); fatal != nil {
 			return fatal
 		}
@@ -767,9 +783,7 @@ func (s *ClientSession) query(size int) error {
 	}
 	s.unnamed = s.unnamed[:0]
 	s.mu.Unlock()
-	err = s.toServer(srv, msg)
-	s.r.Discard(size)
-	return err
+	return s.toServer(srv, msg)
 }
 
 // queryError answers a simple Query with an error. With a server attached the error is raised by

@@ -1,0 +1,211 @@
+package frontend
+
+import (
+	"encoding/binary"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sluicepg/sluice/internal/backend"
+	"github.com/sluicepg/sluice/internal/pool"
+	"github.com/sluicepg/sluice/internal/route"
+	"github.com/sluicepg/sluice/internal/wire"
+)
+
+// routing is a client's routing state. Only the reader touches it.
+type routing struct {
+	// rsrv is the server (of the routing table) the attached connection came from.
+	rsrv *route.Server
+	// avoid is a server that just failed this client's request: the retry goes elsewhere.
+	avoid *route.Server
+	// recording is set while the request sent since the server was attached may be sent again
+	// to another server: nothing has come back yet, and running it twice cannot write twice.
+	// replay holds its messages.
+	recording bool
+	retrying  bool
+	replay    []byte
+}
+
+// maxReplay bounds the request kept for a retry; a larger one is not retried.
+const maxReplay = 64 << 10
+
+// record keeps msg for a retry while the request may still be retried.
+func (s *ClientSession) record(msg []byte) {
+	if !s.recording {
+		return
+	}
+	if len(s.replay)+len(msg) > maxReplay {
+		s.recording = false
+		return
+	}
+	s.replay = append(s.replay, msg...)
+}
+
+// roleFor decides what the transaction that q (a query text, or nil when unknown) begins needs
+// of its server.
+func (s *ClientSession) roleFor(q []byte) route.Role {
+	return route.ParseRole(s.target.Settings().DefaultRole)
+}
+
+// routingText returns the query text an extended-protocol message that may begin a transaction
+// runs, for roleFor: a Parse's query, the unnamed statement's for a Bind of it.
+func (s *ClientSession) routingText(typ byte, body []byte) []byte {
+	switch typ {
+	case wire.Parse:
+		_, q, _, _ := wire.ParseQuery(body)
+		return q
+	case wire.Bind:
+		if len(s.unnamed) > 0 {
+			_, q, _, _ := wire.ParseQuery(wire.Body(s.unnamed))
+			return q
+		}
+	}
+	return nil
+}
+
+// query returns the statement's text.
+func (st *statement) query() []byte {
+	_, q, _, _ := wire.ParseQuery(wire.Body(st.parse))
+	return q
+}
+
+// checkout picks a server for role and takes a connection from its pool: an idle one without any
+// timer when there is one, else waiting up to wait. A server that cannot be reached is banned and
+// the next candidate tried once.
+func (s *ClientSession) checkout(tg *route.Target, role route.Role, wait time.Duration) (*backend.ServerConn, *pool.Pool, *route.Server, error) {
+	rs, err := tg.Pick(0, role, s.avoid)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	srv, err := s.checkoutFrom(rs.Pool, wait)
+	if err != nil && unreachable(err) && len(tg.Shards[0]) > 1 {
+		s.ban(rs, err)
+		if next, perr := tg.Pick(0, role, rs); perr == nil {
+			rs = next
+			srv, err = s.checkoutFrom(rs.Pool, wait)
+		}
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return srv, rs.Pool, rs, nil
+}
+
+func (s *ClientSession) checkoutFrom(p *pool.Pool, wait time.Duration) (*backend.ServerConn, error) {
+	if srv := p.TryCheckout(); srv != nil {
+		return srv, nil
+	}
+	ctx := context.Background()
+	if wait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, wait)
+		defer cancel()
+	}
+	srv, err := p.Checkout(ctx)
+	if err != nil {
+		if errors.Is(err, pool.ErrWaitTimeout) {
+			return nil, fmt.Errorf("no server connection available within query_wait_timeout (%s) for database %q user %q: %w",
+				wait, s.db, s.user, err)
+		}
+		return nil, fmt.Errorf("could not connect to the server: %w", err)
+	}
+	if s.clientGone() {
+		p.Release(srv)
+		return nil, errClientGone
+	}
+	return srv, nil
+}
+
+// unreachable reports whether a checkout failed for want of the server itself, not for a full
+// pool, a shutdown or a client that left.
+func unreachable(err error) bool {
+	return !errors.Is(err, pool.ErrWaitTimeout) && !errors.Is(err, pool.ErrClosed) && !errors.Is(err, errClientGone)
+}
+
+// ban keeps a failed server out of rotation for ban_time, when there is another to go to.
+func (s *ClientSession) ban(rs *route.Server, err error) {
+	if rs == nil || len(s.target.Shards[0]) < 2 {
+		return
+	}
+	bt := s.l.table().Config.General.BanTime
+	if !rs.Node.Banned(time.Now().UnixNano()) {
+		s.l.log.Warn("server failed; banned", "server", rs.Node.Name(), "ban_time", bt, "err", err)
+	}
+	rs.Node.Ban(bt, err.Error())
+}
+
+// startRecording decides, as a server is attached, whether the request may be retried elsewhere
+// if that server fails before answering: only in transaction mode, with another server to go
+// to, and when running the request twice cannot write twice (a replica, or a read).
+func (s *ClientSession) startRecording(rs *route.Server, role route.Role) {
+	s.replay = s.replay[:0]
+	s.recording = false
+	if !s.txMode || s.retrying || len(s.target.Shards[0]) < 2 {
+		return
+	}
+	s.recording = role == route.Replica || !rs.Node.Primary(s.target.Settings().RoleDiscovery)
+}
+
+// errServerGone is a server's FATAL "terminating connection" as the first reply to a request:
+// the server went away while the connection sat idle in the pool.
+var errServerGone = errors.New("the server terminated the connection")
+
+// goneBeforeReply reports whether msg, the first reply to a request, says the server is shutting
+// down or restarting: nothing of the request ran.
+func goneBeforeReply(msg []byte) bool {
+	if msg[0] != wire.ErrorResponse {
+		return false
+	}
+	code, _ := wire.ErrorFields(wire.Body(msg))
+	return code == "57P01" || code == "57P02" || code == "57P03"
+}
+
+// retryElsewhere runs the request again on another server after srv failed before any reply,
+// once. It reports whether it did; err is what ended the session during the replay, if anything.
+func (s *ClientSession) retryElsewhere(srv *backend.ServerConn, pl *pool.Pool, cause error) (bool, error) {
+	var cw *clientWriteError
+	if !s.recording || errors.As(cause, &cw) || errors.Is(cause, errPartial) {
+		return false, nil
+	}
+	s.recording = false
+	s.mu.Lock()
+	if s.srv != srv {
+		s.mu.Unlock()
+		return false, nil
+	}
+	s.srv, s.pl = nil, nil
+	s.q.reset()
+	s.open = false
+	s.mu.Unlock()
+	srv.Broken = true
+	pl.Release(srv)
+	failed := s.rsrv
+	s.ban(failed, cause)
+	buf := s.replay
+	s.replay, s.avoid, s.retrying = nil, failed, true
+	defer func() {
+		s.replay, s.avoid, s.retrying = buf[:0], nil, false
+	}()
+	s.l.log.Info("retrying a read on another server", "failed", failed.Node.Name(), "err", cause)
+	for msgs := buf; len(msgs) > 0; {
+		n := 1 + int(binary.BigEndian.Uint32(msgs[1:5]))
+		m := msgs[:n]
+		msgs = msgs[n:]
+		if err := s.replayMsg(m); err != nil {
+			return true, err
+		}
+	}
+	return true, s.flushServer()
+}
+
+// replayMsg handles a recorded client message again.
+func (s *ClientSession) replayMsg(msg []byte) error {
+	switch msg[0] {
+	case wire.Query:
+		return s.queryMsg(msg)
+	case wire.Sync:
+		return s.sync()
+	}
+	return s.extendedMsg(msg[0], msg)
+}
