@@ -384,8 +384,21 @@ func (s *ClientSession) pumpLoop(srv *backend.ServerConn, drain bool) (res pumpR
 		if err != nil {
 			return pumpFailed, err
 		}
-		if drain && s.recording && typ != wire.ErrorResponse {
-			s.recording = false // the reply has begun: no retry from here
+		if drain && s.recording {
+			// A server that is going away says so first, as a WARNING (immediate shutdown) or a
+			// FATAL: then nothing of the request ran and it may go elsewhere. Anything else
+			// begins the reply, and from there the request runs here or fails.
+			if typ == wire.ErrorResponse || typ == wire.NoticeResponse {
+				msg, err := srv.R.Message()
+				if err != nil {
+					return pumpFailed, err
+				}
+				if goneBeforeReply(msg) {
+					srv.Broken = true
+					return pumpFailed, errServerGone
+				}
+			}
+			s.recording = false
 		}
 		if !locked {
 			o.mu.Lock()
@@ -409,13 +422,6 @@ func (s *ClientSession) pumpLoop(srv *backend.ServerConn, drain bool) (res pumpR
 		msg, err := srv.R.Message()
 		if err != nil {
 			return pumpFailed, err
-		}
-		if drain && s.recording {
-			if goneBeforeReply(msg) {
-				srv.Broken = true
-				return pumpFailed, errServerGone
-			}
-			s.recording = false
 		}
 		res := s.serverMessage(srv, typ, msg, drain)
 		if o.err != nil {

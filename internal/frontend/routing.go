@@ -1,8 +1,8 @@
 package frontend
 
 import (
-	"encoding/binary"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -154,7 +154,7 @@ var errServerGone = errors.New("the server terminated the connection")
 // goneBeforeReply reports whether msg, the first reply to a request, says the server is shutting
 // down or restarting: nothing of the request ran.
 func goneBeforeReply(msg []byte) bool {
-	if msg[0] != wire.ErrorResponse {
+	if msg[0] != wire.ErrorResponse && msg[0] != wire.NoticeResponse {
 		return false
 	}
 	code, _ := wire.ErrorFields(wire.Body(msg))

@@ -121,8 +121,8 @@ func AppendRowDescription(dst []byte, names ...string) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(names)))
 	for _, n := range names {
 		dst = AppendCString(dst, n)
-		dst = binary.BigEndian.AppendUint32(dst, 0) // table OID
-		dst = binary.BigEndian.AppendUint16(dst, 0) // column number
+		dst = binary.BigEndian.AppendUint32(dst, 0)  // table OID
+		dst = binary.BigEndian.AppendUint16(dst, 0)  // column number
 		dst = binary.BigEndian.AppendUint32(dst, 25) // text
 		dst = binary.BigEndian.AppendUint16(dst, 0xffff)
 		dst = binary.BigEndian.AppendUint32(dst, 0xffffffff) // type modifier -1

@@ -73,6 +73,10 @@ type poolConfig struct {
 	// ServerPort is the Postgres behind the pool; 0 means pg. Its app user and database must
 	// exist with appPass.
 	ServerPort int
+	// Servers replaces the shard's servers list (a TOML array), for tests with replicas.
+	Servers string
+	// Pool holds extra [pools.app] lines.
+	Pool string
 }
 
 func (pc poolConfig) toml(port int, socketDir string) string {
@@ -84,6 +88,9 @@ func (pc poolConfig) toml(port int, socketDir string) string {
 	}
 	if pc.ServerPort == 0 {
 		pc.ServerPort = pg.Port
+	}
+	if pc.Servers == "" {
+		pc.Servers = fmt.Sprintf(`[["127.0.0.1", %d, "primary"]]`, pc.ServerPort)
 	}
 	password := appPass
 	if pc.PasswordOverride != "" {
@@ -99,6 +106,7 @@ admin_password = "admin-secret"
 
 [pools.app]
 pool_mode = %q
+%s
 
 [pools.app.users.0]
 username = %q
@@ -108,8 +116,8 @@ pool_size = %d
 
 [pools.app.shards.0]
 database = %q
-servers = [["127.0.0.1", %d, "primary"]]
-`, port, socketDir, pc.General, pc.Mode, appUser, password, pc.PoolSize, pc.User, appDB, pc.ServerPort)
+servers = %s
+`, port, socketDir, pc.General, pc.Mode, pc.Pool, appUser, password, pc.PoolSize, pc.User, appDB, pc.Servers)
 }
 
 // Sluice is a running sluice, in this process or as a child process.
