@@ -315,6 +315,7 @@ func (l *loader) config(root *node) *Config {
 	if _, ok := root.kids["pools"]; !ok {
 		l.errs = append(l.errs, &Error{File: l.file, Key: "pools", Msg: "no [pools.<db>] section: there is nothing to serve"})
 	}
+	l.admin(root, cfg)
 	return cfg
 }
 

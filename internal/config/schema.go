@@ -100,8 +100,9 @@ var (
 		"server_tls_ca_file":        stringKey(func(g *General) *string { return &g.ServerTLSCAFile }),
 		"hba":                       hbaKey(),
 
-		"admin_username": stringKey(func(g *General) *string { return &g.AdminUsername }),
-		"admin_password": stringKey(func(g *General) *string { return &g.AdminPassword }),
+		"admin_username":  stringKey(func(g *General) *string { return &g.AdminUsername }),
+		"admin_password":  stringKey(func(g *General) *string { return &g.AdminPassword }),
+		"admin_auth_type": authTypeKey(func(g *General) *string { return &g.AdminAuthType }),
 
 		"log_client_connections":    boolKey(func(g *General) *bool { return &g.LogClientConnections }),
 		"log_client_disconnections": boolKey(func(g *General) *bool { return &g.LogClientDisconnections }),
@@ -192,7 +193,6 @@ var (
 		"server_round_robin":             nil,
 		"worker_threads":                 nil,
 		"autoreload":                     nil,
-		"admin_auth_type":                nil,
 		"validate_config":                nil,
 		"verify_config":                  nil, // the name CONFIG.md uses for validate_config
 		"auth_query":                     nil,

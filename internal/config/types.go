@@ -75,8 +75,13 @@ type General struct {
 	ServerTLSCAFile         string
 	ServerRootCAs           *x509.CertPool
 
+	// AdminUsername and AdminPassword are the admin console's credentials (pgcat's keys); an
+	// empty AdminUsername turns the console off. AdminAuthType is how the admin logs in:
+	// "md5" (pgcat's default, also for ""), "scram-sha-256" or "trust" (pgcat's other value).
+	// AdminPassword may be plain text, an md5 hash or a SCRAM verifier, as a user's password.
 	AdminUsername string
 	AdminPassword string
+	AdminAuthType string
 
 	LogClientConnections    bool
 	LogClientDisconnections bool
