@@ -60,7 +60,8 @@ type Pool struct {
 }
 
 type waiter struct {
-	ch chan *backend.ServerConn // a server, or nil meaning "a slot is free: dial"
+	ch    chan *backend.ServerConn // a server, or nil meaning "a slot is free: dial"
+	since time.Time                // when its Checkout started waiting, for Stats.MaxWait
 }
 
 // New returns a pool for the server that p describes and starts its maintenance goroutine.
@@ -108,13 +109,13 @@ func (p *Pool) Checkout(ctx context.Context) (*backend.ServerConn, error) {
 			}
 			return s, nil
 		}
-		w := &waiter{ch: make(chan *backend.ServerConn, 1)}
-		p.waiters = append(p.waiters, w)
-		p.mu.Unlock()
 		if start.IsZero() {
 			start = time.Now()
 			p.waits.Add(1)
 		}
+		w := &waiter{ch: make(chan *backend.ServerConn, 1), since: start}
+		p.waiters = append(p.waiters, w)
+		p.mu.Unlock()
 		select {
 		case s := <-w.ch:
 			if s == nil {
@@ -391,12 +392,19 @@ type Stats struct {
 	Checkouts, Waits    uint64
 	DialErrors          uint64
 	TotalWait           time.Duration
+	// MaxWait is how long the longest-waiting Checkout has waited so far (0: none waits).
+	MaxWait time.Duration
 }
 
 // Stats returns the pool's counters.
 func (p *Pool) Stats() Stats {
 	p.mu.Lock()
 	st := Stats{Open: p.open, Idle: len(p.idle), Waiting: len(p.waiters)}
+	for _, w := range p.waiters {
+		if d := time.Since(w.since); d > st.MaxWait {
+			st.MaxWait = d // a waiter that looped to dial again is not first in line
+		}
+	}
 	p.mu.Unlock()
 	st.Checkouts = p.checkouts.Load()
 	st.Waits = p.waits.Load()
