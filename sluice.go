@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/sluicepg/sluice/internal/admin"
 	"github.com/sluicepg/sluice/internal/config"
 	"github.com/sluicepg/sluice/internal/frontend"
 	"github.com/sluicepg/sluice/internal/route"
@@ -97,14 +98,26 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// Run serves the configuration cfg until ctx is done, then shuts down gracefully within the
-// configured shutdown_timeout. SIGHUP reloads cfg.Path.
+// Run serves the configuration cfg until ctx is done (or the admin console's SHUTDOWN), then
+// shuts down gracefully within the configured shutdown_timeout. SIGHUP and the console's RELOAD
+// reload cfg.Path.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	ctx, shutdown := context.WithCancel(ctx)
+	defer shutdown()
 	s := &server{log: log}
 	tbl, _ := route.Build(cfg, nil)
 	s.table.Store(tbl)
 	tbl.StartChecks(log)
 	s.fe = frontend.NewListener(s.currentTable, log)
+	s.fe.SetConsole(&admin.Console{
+		Table:       s.currentTable,
+		Clients:     s.fe.Snapshot,
+		Connections: s.fe.Clients,
+		Reload:      s.reload,
+		Shutdown:    shutdown,
+		Version:     Version,
+		Log:         log,
+	})
 
 	g := &cfg.General
 	addr := net.JoinHostPort(g.Host, strconv.Itoa(g.Port))
@@ -139,7 +152,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	for {
 		select {
 		case <-hup:
-			s.reload()
+			_ = s.reload() // reload logs what went wrong
 			continue
 		case <-ctx.Done():
 		}
@@ -160,13 +173,18 @@ type server struct {
 	log   *slog.Logger
 	table atomic.Pointer[route.Table]
 	fe    *frontend.Listener
+	// reloadMu keeps a SIGHUP and the console's RELOAD from building two tables from one.
+	reloadMu sync.Mutex
 }
 
 func (s *server) currentTable() *route.Table { return s.table.Load() }
 
 // reload reads the configuration file again. Pools whose settings did not change keep their
-// connections; the others are rebuilt, and the old ones closed once nothing uses them.
-func (s *server) reload() {
+// connections; the others are rebuilt, and the old ones closed once nothing uses them. A file
+// with errors changes nothing: reload logs them and returns them.
+func (s *server) reload() error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	old := s.currentTable()
 	cfg, warns, err := config.Load(old.Config.Path)
 	for _, w := range warns {
@@ -174,7 +192,7 @@ func (s *server) reload() {
 	}
 	if err != nil {
 		s.log.Error("reload failed; keeping the running configuration", "err", err)
-		return
+		return err
 	}
 	og, ng := &old.Config.General, &cfg.General
 	if og.Host != ng.Host || og.Port != ng.Port || og.UnixSocketDir != ng.UnixSocketDir {
@@ -187,4 +205,5 @@ func (s *server) reload() {
 		tg.Close() // idle servers close now; checked-out ones close on release
 	}
 	s.log.Info("configuration reloaded", "path", cfg.Path, "rebuilt_pools", len(retired))
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluicepg/sluice/internal/admin"
 	"github.com/sluicepg/sluice/internal/auth"
 	"github.com/sluicepg/sluice/internal/route"
 )
@@ -31,6 +32,10 @@ type Listener struct {
 	// fakeVerifier is what an unknown user's SCRAM exchange runs against: random keys nobody
 	// has the password for.
 	fakeVerifier *auth.Verifier
+
+	// console is the admin console (nil: off); adminTg caches the admin credentials.
+	console *admin.Console
+	adminTg atomic.Pointer[route.Target]
 
 	clients  atomic.Int64
 	nextPID  atomic.Uint32

@@ -38,6 +38,7 @@ type ClientSession struct {
 
 	user, db string
 	tls      bool // the client connected with TLS
+	info     sessionInfo
 	target   *route.Target
 	gen      uint64 // routing table generation target was looked up in
 	txMode   bool   // transaction pooling: rename statements, release at idle
@@ -102,6 +103,7 @@ func (l *Listener) serveConn(c net.Conn) {
 		l.clients.Add(-1)
 		return
 	}
+	s.info.loggedIn()
 	// The session goes on in a new goroutine with a small stack: the login's deeper calls
 	// (formatting, hashing) grew this one's, and an idle client's stack is most of its memory.
 	l.conns.Add(1)
@@ -110,7 +112,12 @@ func (l *Listener) serveConn(c net.Conn) {
 		defer l.clients.Add(-1)
 		defer c.Close()
 		defer l.unregister(s)
-		err := s.run()
+		var err error
+		if s.info.admin {
+			err = s.runAdmin()
+		} else {
+			err = s.run()
+		}
 		s.cleanup()
 		if l.table().Config.General.LogClientDisconnections {
 			l.log.Info("client disconnected", "remote", c.RemoteAddr().String(), "user", s.user, "db", s.db, "err", err)
@@ -296,6 +303,9 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 			return s.fatal("28000", fmt.Sprintf("no hba rule allows host %q, user %q, database %q, %s", host, s.user, s.db, enc))
 		}
 		hbaMethod = r.Method
+	}
+	if s.l.console != nil && tbl.Config.General.IsAdminDatabase(s.db) {
+		return s.adminLogin(tbl, hbaMethod)
 	}
 	tg := tbl.Lookup(s.db, s.user)
 	if tg == nil && tbl.Config.Pool(s.db) == nil {
@@ -688,8 +698,12 @@ func (s *ClientSession) dispatch(typ byte, size int) error {
 		}
 		return nil
 	case wire.Query:
+		s.info.queries.Add(1)
 		return s.query(size)
 	case wire.Parse, wire.Bind, wire.Describe, wire.Close, wire.Execute, wire.FunctionCall:
+		if typ == wire.Execute {
+			s.info.queries.Add(1)
+		}
 		return s.extended(typ, size)
 	}
 	return s.fatal("08P01", fmt.Sprintf("invalid frontend message type %q", typ))

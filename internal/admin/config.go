@@ -1,0 +1,135 @@
+package admin
+
+import (
+	"cmp"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluicepg/sluice/internal/config"
+)
+
+// masked stands for a secret in SHOW CONFIG.
+const masked = "********"
+
+// setting is one row of SHOW CONFIG.
+type setting struct {
+	key        string
+	value      func(g *config.General) string
+	changeable bool // a reload applies it; false: it needs a restart
+}
+
+func str(f func(g *config.General) string) func(g *config.General) string { return f }
+
+func ms(f func(g *config.General) time.Duration) func(g *config.General) string {
+	return func(g *config.General) string { return strconv.FormatInt(f(g).Milliseconds(), 10) }
+}
+
+func secs(f func(g *config.General) time.Duration) func(g *config.General) string {
+	return func(g *config.General) string { return strconv.FormatInt(int64(f(g)/time.Second), 10) }
+}
+
+func integer(f func(g *config.General) int) func(g *config.General) string {
+	return func(g *config.General) string { return strconv.Itoa(f(g)) }
+}
+
+func boolean(f func(g *config.General) bool) func(g *config.General) string {
+	return func(g *config.General) string { return strconv.FormatBool(f(g)) }
+}
+
+// generalSettings are the [general] keys in the file's units. Secrets are masked; a test checks
+// that every key of docs/configuration.md's [general] table is here.
+var generalSettings = []setting{
+	{"host", str(func(g *config.General) string { return g.Host }), false},
+	{"port", integer(func(g *config.General) int { return g.Port }), false},
+	{"unix_socket_dir", str(func(g *config.General) string { return g.UnixSocketDir }), false},
+	{"connect_timeout", ms(func(g *config.General) time.Duration { return g.ConnectTimeout }), true},
+	{"idle_timeout", ms(func(g *config.General) time.Duration { return g.IdleTimeout }), true},
+	{"server_lifetime", ms(func(g *config.General) time.Duration { return g.ServerLifetime }), true},
+	{"idle_client_in_transaction_timeout", ms(func(g *config.General) time.Duration { return g.IdleClientInTransactionTimeout }), true},
+	{"shutdown_timeout", ms(func(g *config.General) time.Duration { return g.ShutdownTimeout }), true},
+	{"query_wait_timeout", ms(func(g *config.General) time.Duration { return g.QueryWaitTimeout }), true},
+	{"client_login_timeout", ms(func(g *config.General) time.Duration { return g.ClientLoginTimeout }), true},
+	{"healthcheck_timeout", ms(func(g *config.General) time.Duration { return g.HealthcheckTimeout }), true},
+	{"healthcheck_delay", ms(func(g *config.General) time.Duration { return g.HealthcheckDelay }), true},
+	{"ban_time", secs(func(g *config.General) time.Duration { return g.BanTime }), true},
+	{"tcp_keepalives_idle", secs(func(g *config.General) time.Duration { return g.TCPKeepalivesIdle }), true},
+	{"tcp_keepalives_count", integer(func(g *config.General) int { return g.TCPKeepalivesCount }), true},
+	{"tcp_keepalives_interval", secs(func(g *config.General) time.Duration { return g.TCPKeepalivesInterval }), true},
+	{"max_client_conn", integer(func(g *config.General) int { return g.MaxClientConn }), true},
+	{"max_message_size", integer(func(g *config.General) int { return g.MaxMessageSize }), true},
+	{"server_reset_query", str(func(g *config.General) string { return g.ServerResetQuery }), true},
+	{"auth_type", str(func(g *config.General) string { return cmp.Or(g.AuthType, config.AuthMD5) }), true},
+	{"tls_certificate", str(func(g *config.General) string { return g.TLSCertificate }), true},
+	{"tls_private_key", str(func(g *config.General) string { return g.TLSPrivateKey }), true},
+	{"tls_mode", str(func(g *config.General) string { return cmp.Or(g.TLSMode, config.TLSDisable) }), true},
+	{"tls_ca_file", str(func(g *config.General) string { return g.TLSCAFile }), true},
+	{"server_tls", boolean(func(g *config.General) bool { return g.ServerTLS }), true},
+	{"verify_server_certificate", boolean(func(g *config.General) bool { return g.VerifyServerCertificate }), true},
+	{"server_tls_mode", str(func(g *config.General) string { return cmp.Or(g.ServerTLSMode, config.ServerTLSDisable) }), true},
+	{"server_tls_ca_file", str(func(g *config.General) string { return g.ServerTLSCAFile }), true},
+	{"hba", str(func(g *config.General) string { return fmt.Sprintf("%d rules", len(g.HBA)) }), true},
+	{"hba_file", str(func(g *config.General) string { return g.HBAFile }), true},
+	{"admin_username", str(func(g *config.General) string { return g.AdminUsername }), true},
+	{"admin_password", str(func(g *config.General) string {
+		if g.AdminPassword == "" {
+			return ""
+		}
+		return masked
+	}), true},
+	{"admin_auth_type", str(func(g *config.General) string { return g.AdminAuth() }), true},
+	{"log_client_connections", boolean(func(g *config.General) bool { return g.LogClientConnections }), true},
+	{"log_client_disconnections", boolean(func(g *config.General) bool { return g.LogClientDisconnections }), true},
+}
+
+// showConfig lists the [general] settings, then each pool's: the pool mode, the users with their
+// sizes and modes, and the shards with their servers. Passwords are never shown: the admin
+// password is masked and users' passwords are left out.
+func (c *Console) showConfig(res *result) error {
+	res.header(text("key"), text("value"), text("default"), text("changeable"))
+	cfg := c.Table().Config
+	def := config.Defaults()
+	yesNo := map[bool]string{true: "yes", false: "no"}
+	for _, s := range generalSettings {
+		res.row(s.key, s.value(&cfg.General), s.value(&def), yesNo[s.changeable])
+	}
+	names := make([]string, 0, len(cfg.Pools))
+	for name := range cfg.Pools {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		p := cfg.Pools[name]
+		prefix := "pools." + name + "."
+		res.row(prefix+"pool_mode", p.PoolMode, config.PoolModeTransaction, "yes")
+		users := make([]string, len(p.Users))
+		for i, u := range p.Users {
+			users[i] = u.Username
+		}
+		res.row(prefix+"users", strings.Join(users, ", "), "-", "yes")
+		for _, u := range p.Users {
+			up := prefix + "users." + u.Username + "."
+			res.row(up+"pool_size", strconv.Itoa(u.PoolSize), "10", "yes")
+			res.row(up+"min_pool_size", strconv.Itoa(u.MinPoolSize), "0", "yes")
+			res.row(up+"pool_mode", u.EffectivePoolMode(p), "-", "yes")
+			res.row(up+"statement_timeout", strconv.FormatInt(u.StatementTimeout.Milliseconds(), 10), "0", "yes")
+			res.row(up+"server_username", u.ServerUser(), "-", "yes")
+			res.row(up+"auth_type", u.ClientAuth(&cfg.General), "-", "yes")
+		}
+		res.row(prefix+"shard_count", strconv.Itoa(len(p.Shards)), "-", "yes")
+		for n, sh := range p.Shards {
+			sp := prefix + "shards." + strconv.Itoa(n) + "."
+			servers := make([]string, len(sh.Servers))
+			for i, s := range sh.Servers {
+				servers[i] = net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) + " " + s.Role
+			}
+			res.row(sp+"database", sh.Database, "-", "yes")
+			res.row(sp+"servers", strings.Join(servers, ", "), "-", "yes")
+		}
+	}
+	res.complete("SHOW")
+	return nil
+}

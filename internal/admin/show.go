@@ -1,0 +1,441 @@
+package admin
+
+import (
+	"cmp"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluicepg/sluice/internal/config"
+	"github.com/sluicepg/sluice/internal/pool"
+	"github.com/sluicepg/sluice/internal/route"
+)
+
+// showCommands are the SHOW objects the console knows, upper-cased.
+var showCommands map[string]func(*Console, *result) error
+
+func init() {
+	showCommands = map[string]func(*Console, *result) error{
+		"HELP":      (*Console).showHelp,
+		"VERSION":   (*Console).showVersion,
+		"CONFIG":    (*Console).showConfig,
+		"DATABASES": (*Console).showDatabases,
+		"POOLS":     (*Console).showPools,
+		"STATS":     (*Console).showStats,
+		"SERVERS":   (*Console).showServers,
+		"CLIENTS":   (*Console).showClients,
+		"USERS":     (*Console).showUsers,
+		"LISTS":     (*Console).showLists,
+		"BANS":      (*Console).showBans,
+	}
+}
+
+// helpText is SHOW HELP's notice, in PgBouncer's and pgcat's layout.
+var helpText = strings.Join([]string{
+	"",
+	"SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION",
+	"SHOW LISTS",
+	"SHOW STATS",
+	"SHOW BANS",
+	"BAN host[:port] [seconds]",
+	"UNBAN host[:port]",
+	"SET key = arg (accepted and ignored)",
+	"RELOAD",
+	"SHUTDOWN",
+}, "\n\t")
+
+func (c *Console) showHelp(res *result) error {
+	res.notice("Console usage", helpText)
+	res.complete("SHOW")
+	return nil
+}
+
+func (c *Console) showVersion(res *result) error {
+	res.header(text("version"))
+	res.row("sluice " + c.Version)
+	res.complete("SHOW")
+	return nil
+}
+
+// target is one (database, user) of the routing table, in a stable order.
+type target struct {
+	db, user string
+	tg       *route.Target
+}
+
+func (c *Console) targets() []target {
+	var ts []target
+	c.Table().Targets(func(db, user string, tg *route.Target) {
+		ts = append(ts, target{db, user, tg})
+	})
+	slices.SortFunc(ts, func(a, b target) int {
+		return cmp.Or(strings.Compare(a.db, b.db), strings.Compare(a.user, b.user))
+	})
+	return ts
+}
+
+// serverPool is one server of a target: its place in the shards, its name and its pool.
+type serverPool struct {
+	name     string // pgcat's address name: <db>_shard_<n>_primary, <db>_shard_<n>_replica_<i>
+	shard    int
+	role     string
+	host     string
+	port     int
+	database string // the database name on the server
+	pool     *pool.Pool
+}
+
+func (sp serverPool) addr() string { return net.JoinHostPort(sp.host, strconv.Itoa(sp.port)) }
+
+// servers lists a target's servers, shard by shard in configuration order.
+func servers(t target) []serverPool {
+	var out []serverPool
+	for n, shard := range t.tg.Shards {
+		replica := 0
+		for _, s := range shard {
+			p := s.Pool.Params()
+			name := fmt.Sprintf("%s_shard_%d_%s", t.db, n, s.Role)
+			if s.Role != config.RolePrimary {
+				name = fmt.Sprintf("%s_%d", name, replica)
+				replica++
+			}
+			out = append(out, serverPool{name: name, shard: n, role: s.Role, host: p.Host, port: p.Port, database: p.Database, pool: s.Pool})
+		}
+	}
+	return out
+}
+
+// banned returns the set of "db\x00user\x00host:port" that are banned now.
+func (c *Console) banned() map[string]bool {
+	m := map[string]bool{}
+	if c.Bans == nil {
+		return m
+	}
+	for _, b := range c.Bans.Bans() {
+		m[b.Database+"\x00"+b.User+"\x00"+b.Server] = true
+	}
+	return m
+}
+
+func (c *Console) showDatabases(res *result) error {
+	res.header(text("name"), text("host"), text("port"), text("database"), text("force_user"),
+		num("pool_size"), num("min_pool_size"), num("reserve_pool"), text("pool_mode"),
+		num("max_connections"), num("current_connections"), num("paused"), num("disabled"))
+	banned := c.banned()
+	for _, t := range c.targets() {
+		u := t.tg.User
+		for _, sp := range servers(t) {
+			st := sp.pool.Stats()
+			res.row(sp.name, sp.host, strconv.Itoa(sp.port), sp.database, u.ServerUser(),
+				u.PoolSize, u.MinPoolSize, 0, t.tg.Mode,
+				u.PoolSize, st.Open, 0, banned[t.db+"\x00"+t.user+"\x00"+sp.addr()])
+		}
+	}
+	res.complete("SHOW")
+	return nil
+}
+
+// clientCounts are the clients of one (database, user).
+type clientCounts struct{ all, active int }
+
+func countClients(clients []Client) map[[2]string]*clientCounts {
+	m := map[[2]string]*clientCounts{}
+	for i := range clients {
+		cl := &clients[i]
+		k := [2]string{cl.Database, cl.User}
+		cc := m[k]
+		if cc == nil {
+			cc = &clientCounts{}
+			m[k] = cc
+		}
+		cc.all++
+		if cl.Server != nil {
+			cc.active++
+		}
+	}
+	return m
+}
+
+func (c *Console) showPools(res *result) error {
+	res.header(text("database"), text("user"), text("pool_mode"),
+		num("cl_idle"), num("cl_active"), num("cl_waiting"), num("cl_cancel_req"),
+		num("sv_active"), num("sv_idle"), num("sv_used"), num("sv_tested"), num("sv_login"),
+		num("maxwait"), num("maxwait_us"))
+	counts := countClients(c.Clients())
+	for _, t := range c.targets() {
+		var open, idle, waiting int
+		var maxWait time.Duration
+		for _, sp := range servers(t) {
+			st := sp.pool.Stats()
+			open += st.Open
+			idle += st.Idle
+			waiting += st.Waiting
+			maxWait = max(maxWait, st.MaxWait)
+		}
+		cc := counts[[2]string{t.db, t.user}]
+		if cc == nil {
+			cc = &clientCounts{}
+		}
+		// A client waiting for a server holds none yet: it is counted as waiting, not idle.
+		clIdle := max(cc.all-cc.active-waiting, 0)
+		us := maxWait.Microseconds()
+		res.row(t.db, t.user, t.tg.Mode,
+			clIdle, cc.active, waiting, 0,
+			open-idle, idle, 0, 0, 0,
+			us/1_000_000, us%1_000_000)
+	}
+	res.complete("SHOW")
+	return nil
+}
+
+func (c *Console) showStats(res *result) error {
+	res.header(text("instance"), text("database"), text("user"),
+		num("total_xact_count"), num("total_query_count"), num("total_received"), num("total_sent"),
+		num("total_xact_time"), num("total_query_time"), num("total_wait_time"), num("total_errors"),
+		num("avg_xact_count"), num("avg_query_count"), num("avg_recv"), num("avg_sent"),
+		num("avg_errors"), num("avg_xact_time"), num("avg_query_time"), num("avg_wait_time"))
+	for _, t := range c.targets() {
+		for _, sp := range servers(t) {
+			st := sp.pool.Stats()
+			var avgWait int64
+			if st.Waits > 0 {
+				avgWait = st.TotalWait.Microseconds() / int64(st.Waits)
+			}
+			res.row(sp.name, t.db, t.user,
+				st.Checkouts, 0, 0, 0,
+				0, 0, st.TotalWait.Microseconds(), st.DialErrors,
+				0, 0, 0, 0,
+				0, 0, 0, avgWait)
+		}
+	}
+	res.complete("SHOW")
+	return nil
+}
+
+func (c *Console) showServers(res *result) error {
+	res.header(text("server_id"), text("database_name"), text("user"), text("address_id"),
+		text("application_name"), text("state"), num("transaction_count"), num("query_count"),
+		num("bytes_sent"), num("bytes_received"), num("age_seconds"),
+		num("prepare_cache_hit"), num("prepare_cache_miss"), num("prepare_cache_eviction"), num("prepare_cache_size"),
+		text("addr"))
+	now := time.Now()
+	names := map[[3]string]string{} // (db, user, host:port) -> address name
+	type idleRow struct {
+		t    target
+		sp   serverPool
+		info pool.ServerInfo
+	}
+	var idle []idleRow
+	var buf []pool.ServerInfo
+	for _, t := range c.targets() {
+		for _, sp := range servers(t) {
+			names[[3]string{t.db, t.user, sp.addr()}] = sp.name
+			buf = sp.pool.IdleServers(buf[:0])
+			for _, si := range buf {
+				idle = append(idle, idleRow{t, sp, si})
+			}
+		}
+	}
+	clients := c.Clients()
+	slices.SortFunc(clients, func(a, b Client) int { return cmp.Compare(a.ID, b.ID) })
+	for _, cl := range clients {
+		s := cl.Server
+		if s == nil {
+			continue
+		}
+		name := names[[3]string{cl.Database, cl.User, s.Addr}]
+		res.row(strconv.FormatUint(uint64(s.PID), 10), cl.Database, cl.User, name,
+			cl.ApplicationName, "active", 0, 0,
+			0, 0, int64(now.Sub(s.Created).Seconds()),
+			0, 0, 0, 0,
+			s.Addr)
+	}
+	for _, r := range idle {
+		res.row(strconv.FormatUint(uint64(r.info.PID), 10), r.t.db, r.t.user, r.sp.name,
+			"", "idle", 0, 0,
+			0, 0, int64(now.Sub(r.info.Created).Seconds()),
+			0, 0, 0, r.info.Prepared,
+			r.sp.addr())
+	}
+	res.complete("SHOW")
+	return nil
+}
+
+func (c *Console) showClients(res *result) error {
+	res.header(text("client_id"), text("database"), text("user"), text("application_name"),
+		text("state"), num("transaction_count"), num("query_count"), num("error_count"),
+		num("age_seconds"), num("maxwait"), num("maxwait_us"),
+		text("addr"), num("port"), text("tls"), text("server"))
+	now := time.Now()
+	clients := c.Clients()
+	slices.SortFunc(clients, func(a, b Client) int { return cmp.Compare(a.ID, b.ID) })
+	for _, cl := range clients {
+		state, server := "idle", ""
+		if cl.Server != nil {
+			state, server = "active", cl.Server.Addr
+		}
+		tls := "no"
+		if cl.TLS {
+			tls = "yes"
+		}
+		res.row(strconv.FormatUint(uint64(cl.ID), 10), cl.Database, cl.User, cl.ApplicationName,
+			state, 0, cl.Queries, 0,
+			int64(now.Sub(cl.Connected).Seconds()), 0, 0,
+			cl.Addr, cl.Port, tls, server)
+	}
+	res.complete("SHOW")
+	return nil
+}
+
+func (c *Console) showUsers(res *result) error {
+	res.header(text("name"), text("pool_mode"))
+	for _, t := range c.targets() {
+		res.row(t.user, t.tg.Mode)
+	}
+	res.complete("SHOW")
+	return nil
+}
+
+func (c *Console) showLists(res *result) error {
+	res.header(text("list"), num("items"))
+	tbl := c.Table()
+	users := map[string]bool{}
+	pools := 0
+	var open, idle int
+	for _, t := range c.targets() {
+		users[t.user] = true
+		pools++
+		for _, sp := range servers(t) {
+			st := sp.pool.Stats()
+			open += st.Open
+			idle += st.Idle
+		}
+	}
+	clients := c.Clients()
+	used := 0
+	for _, cl := range clients {
+		if cl.Server != nil {
+			used++
+		}
+	}
+	login := 0
+	if c.Connections != nil {
+		login = max(c.Connections()-len(clients), 0)
+	}
+	res.row("databases", len(tbl.Config.Pools))
+	res.row("users", len(users))
+	res.row("pools", pools)
+	res.row("free_clients", len(clients)-used)
+	res.row("used_clients", used)
+	res.row("login_clients", login)
+	res.row("free_servers", idle)
+	res.row("used_servers", open-idle)
+	res.row("dns_names", 0)
+	res.row("dns_zones", 0)
+	res.row("dns_queries", 0)
+	res.row("dns_pending", 0)
+	res.complete("SHOW")
+	return nil
+}
+
+var banColumns = []column{text("db"), text("user"), text("role"), text("host")}
+
+func (c *Console) showBans(res *result) error {
+	res.header(text("db"), text("user"), text("role"), text("host"), text("reason"),
+		text("ban_time"), num("ban_duration_seconds"), num("ban_remaining_seconds"))
+	if c.Bans != nil {
+		now := time.Now()
+		bans := c.Bans.Bans()
+		slices.SortFunc(bans, func(a, b Ban) int {
+			return cmp.Or(strings.Compare(a.Database, b.Database), strings.Compare(a.User, b.User), strings.Compare(a.Server, b.Server))
+		})
+		for _, b := range bans {
+			remaining := b.Since.Add(b.Duration).Sub(now)
+			if remaining <= 0 {
+				continue
+			}
+			res.row(b.Database, b.User, b.Role, b.Server, b.Reason,
+				b.Since.UTC().Format(time.RFC3339), int64(b.Duration.Seconds()), int64(remaining.Seconds()+0.999))
+		}
+	}
+	res.complete("SHOW")
+	return nil
+}
+
+// errNoBans answers BAN and UNBAN in a build without a health checker.
+var errNoBans = notSupported("bans are not available: sluice has no health checker yet")
+
+// ban answers BAN host[:port] [seconds]; the duration defaults to ban_time.
+func (c *Console) ban(res *result, args []string) error {
+	if len(args) < 1 || len(args) > 2 {
+		return syntaxError("usage: BAN host[:port] [seconds]")
+	}
+	d := c.Table().Config.General.BanTime
+	if len(args) == 2 {
+		n, err := strconv.ParseInt(args[1], 10, 64)
+		if err != nil || n <= 0 || n > int64(time.Duration(1<<63-1)/time.Second) {
+			return syntaxError("BAN: the duration must be a positive number of seconds, got %q", args[1])
+		}
+		d = time.Duration(n) * time.Second
+	}
+	if c.Bans == nil {
+		return errNoBans
+	}
+	bans, err := c.Bans.Ban(args[0], d)
+	if err != nil {
+		return &consoleError{code: codeNoObject, msg: "BAN " + args[0] + ": " + err.Error()}
+	}
+	c.logInfo("admin: BAN", "server", args[0], "duration", d, "bans", len(bans))
+	banRows(res, bans)
+	res.complete("BAN")
+	return nil
+}
+
+// unban answers UNBAN host[:port].
+func (c *Console) unban(res *result, args []string) error {
+	if len(args) != 1 {
+		return syntaxError("usage: UNBAN host[:port]")
+	}
+	if c.Bans == nil {
+		return errNoBans
+	}
+	bans, err := c.Bans.Unban(args[0])
+	if err != nil {
+		return &consoleError{code: codeNoObject, msg: "UNBAN " + args[0] + ": " + err.Error()}
+	}
+	c.logInfo("admin: UNBAN", "server", args[0], "bans", len(bans))
+	banRows(res, bans)
+	res.complete("UNBAN")
+	return nil
+}
+
+func banRows(res *result, bans []Ban) {
+	res.header(banColumns...)
+	for _, b := range bans {
+		res.row(b.Database, b.User, b.Role, b.Server)
+	}
+}
+
+func (c *Console) reload(res *result) error {
+	if c.Reload == nil {
+		return notSupported("RELOAD is not supported here")
+	}
+	if err := c.Reload(); err != nil {
+		return &consoleError{code: codeConfig, msg: "reload failed; keeping the running configuration: " + err.Error()}
+	}
+	res.complete("RELOAD")
+	return nil
+}
+
+func (c *Console) shutdown(res *result) error {
+	if c.Shutdown == nil {
+		return notSupported("SHUTDOWN is not supported here")
+	}
+	c.logInfo("admin: SHUTDOWN")
+	c.Shutdown()
+	res.complete("SHUTDOWN")
+	return nil
+}
