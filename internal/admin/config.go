@@ -117,7 +117,11 @@ func (c *Console) showConfig(res *result) error {
 			res.row(up+"pool_mode", u.EffectivePoolMode(p), "-", "yes")
 			res.row(up+"statement_timeout", strconv.FormatInt(u.StatementTimeout.Milliseconds(), 10), "0", "yes")
 			res.row(up+"server_username", u.ServerUser(), "-", "yes")
-			res.row(up+"auth_type", u.ClientAuth(&cfg.General), "-", "yes")
+			method := u.ClientAuth(&cfg.General)
+			if u.Password == "" && u.AuthType == "" && !u.NoPassword {
+				method = config.AuthTrust // password = "" in the file
+			}
+			res.row(up+"auth_type", method, "-", "yes")
 		}
 		res.row(prefix+"shard_count", strconv.Itoa(len(p.Shards)), "-", "yes")
 		for n, sh := range p.Shards {
