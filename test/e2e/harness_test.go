@@ -77,6 +77,8 @@ type poolConfig struct {
 	Servers string
 	// Pool holds extra [pools.app] lines.
 	Pool string
+	// Admin replaces the [general] lines admin_username = "admin", admin_password = "admin-secret".
+	Admin string
 }
 
 func (pc poolConfig) toml(port int, socketDir string) string {
@@ -96,12 +98,15 @@ func (pc poolConfig) toml(port int, socketDir string) string {
 	if pc.PasswordOverride != "" {
 		password = pc.PasswordOverride
 	}
+	admin := "admin_username = \"admin\"\nadmin_password = \"admin-secret\""
+	if pc.Admin != "" {
+		admin = pc.Admin
+	}
 	return fmt.Sprintf(`[general]
 host = "127.0.0.1"
 port = %d
 unix_socket_dir = %q
-admin_username = "admin"
-admin_password = "admin-secret"
+%s
 %s
 
 [pools.app]
@@ -117,7 +122,7 @@ pool_size = %d
 [pools.app.shards.0]
 database = %q
 servers = %s
-`, port, socketDir, pc.General, pc.Mode, pc.Pool, appUser, password, pc.PoolSize, pc.User, appDB, pc.Servers)
+`, port, socketDir, admin, pc.General, pc.Mode, pc.Pool, appUser, password, pc.PoolSize, pc.User, appDB, pc.Servers)
 }
 
 // Sluice is a running sluice, in this process or as a child process.
