@@ -172,8 +172,16 @@ func (c *Console) exec(dst []byte, query string) []byte {
 	return dst
 }
 
-// run answers one command into res.
-func (c *Console) run(res *result, cmd command) error {
+// run answers one command into res. A panic in a command is its error, never the process's end.
+func (c *Console) run(res *result, cmd command) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if c.Log != nil {
+				c.Log.Error("admin command failed", "command", cmd.String(), "panic", p)
+			}
+			err = &consoleError{code: "XX000", msg: fmt.Sprintf("internal error in %s: %v", cmd.String(), p)}
+		}
+	}()
 	switch cmd.verb {
 	case "SHOW":
 		if len(cmd.args) == 0 {

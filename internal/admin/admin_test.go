@@ -418,3 +418,18 @@ func TestServeProtocol(t *testing.T) {
 		t.Errorf("Serve after Terminate: %v", err)
 	}
 }
+
+type panickyBans struct{ fakeBans }
+
+func (panickyBans) Bans() []Ban { panic("boom") }
+
+// TestPanicIsAnError checks that a command that panics answers XX000 and the console goes on.
+func TestPanicIsAnError(t *testing.T) {
+	c := newTestConsole(t, nil, &panickyBans{})
+	if r := execOne(t, c, "SHOW BANS"); r.code != "XX000" || !strings.Contains(r.msg, "boom") {
+		t.Errorf("SHOW BANS with a panicking Bans: %+v", r)
+	}
+	if r := execOne(t, c, "SHOW VERSION"); r.tag != "SHOW" {
+		t.Errorf("SHOW VERSION after a panic: %+v", r)
+	}
+}
