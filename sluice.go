@@ -115,6 +115,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Connections: s.fe.Clients,
 		Reload:      s.reload,
 		Shutdown:    shutdown,
+		Bans:        admin.RouteBans(s.currentTable),
 		Version:     Version,
 		Log:         log,
 	})

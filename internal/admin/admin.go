@@ -71,8 +71,8 @@ type Ban struct {
 	Role           string // "primary" or "replica"
 	Server         string // host:port
 	Reason         string // why: "health check failed", "admin", ...
-	Since          time.Time
-	Duration       time.Duration
+	// Since is when the ban began (zero: not known); Until is when it ends.
+	Since, Until time.Time
 }
 
 // Bans is what the console needs of the health checker. The routing and health code implements

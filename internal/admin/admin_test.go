@@ -189,7 +189,7 @@ func TestCommands(t *testing.T) {
 		{ID: 9, Database: "pgcat", User: "admin", Addr: "127.0.0.1", Admin: true, TLS: true},
 	}
 	clients[0].Server.PID, clients[0].Server.Created = 4242, srvCreated
-	bans := &fakeBans{bans: []Ban{{Database: "app", User: "app", Role: "replica", Server: "127.0.0.2:1", Reason: "health check failed", Since: time.Now(), Duration: time.Minute}}}
+	bans := &fakeBans{bans: []Ban{{Database: "app", User: "app", Role: "replica", Server: "127.0.0.2:1", Reason: "health check failed", Since: time.Now(), Until: time.Now().Add(time.Minute)}}}
 	c := newTestConsole(t, clients, bans)
 
 	cases := []struct {
@@ -431,5 +431,41 @@ func TestPanicIsAnError(t *testing.T) {
 	}
 	if r := execOne(t, c, "SHOW VERSION"); r.tag != "SHOW" {
 		t.Errorf("SHOW VERSION after a panic: %+v", r)
+	}
+}
+
+// TestRouteBans bans and unbans the routing table's servers through the console: one row per
+// (database, user) that has the server, SHOW BANS and SHOW DATABASES see it, and a server nobody
+// has is 42704.
+func TestRouteBans(t *testing.T) {
+	c := newTestConsole(t, nil, nil)
+	c.Bans = RouteBans(c.Table)
+	r := execOne(t, c, "BAN 127.0.0.2 30")
+	if r.tag != "BAN" || len(r.rows) != 2 || r.rows[0][0] != "app" || r.rows[0][1] != "app" || r.rows[1][1] != "batch" ||
+		r.rows[0][2] != "replica" || r.rows[0][3] != "127.0.0.2:1" {
+		t.Fatalf("BAN: %+v", r)
+	}
+	r = execOne(t, c, "SHOW BANS")
+	// A node does not record when its ban began: ban_time and ban_duration_seconds are NULL.
+	if len(r.rows) != 2 || r.rows[0][4] != "admin" || r.rows[0][6] != "" || (r.rows[0][7] != "30" && r.rows[0][7] != "29") {
+		t.Errorf("SHOW BANS: %q", r.rows)
+	}
+	r = execOne(t, c, "SHOW DATABASES")
+	for _, row := range r.rows {
+		if want := map[bool]string{true: "1", false: "0"}[row[1] == "127.0.0.2"]; row[12] != want {
+			t.Errorf("SHOW DATABASES disabled: %q", row)
+		}
+	}
+	if r := execOne(t, c, "BAN 127.0.0.9:1"); r.code != "42704" {
+		t.Errorf("BAN of an unknown server: %+v", r)
+	}
+	if r := execOne(t, c, "UNBAN 127.0.0.1"); r.tag != "UNBAN" || len(r.rows) != 0 {
+		t.Errorf("UNBAN of a server that is not banned: %+v", r)
+	}
+	if r := execOne(t, c, "UNBAN 127.0.0.2:1"); r.tag != "UNBAN" || len(r.rows) != 2 || r.rows[0][3] != "127.0.0.2:1" {
+		t.Errorf("UNBAN: %+v", r)
+	}
+	if r := execOne(t, c, "SHOW BANS"); len(r.rows) != 0 {
+		t.Errorf("SHOW BANS after UNBAN: %q", r.rows)
 	}
 }

@@ -55,6 +55,7 @@ var generalSettings = []setting{
 	{"client_login_timeout", ms(func(g *config.General) time.Duration { return g.ClientLoginTimeout }), true},
 	{"healthcheck_timeout", ms(func(g *config.General) time.Duration { return g.HealthcheckTimeout }), true},
 	{"healthcheck_delay", ms(func(g *config.General) time.Duration { return g.HealthcheckDelay }), true},
+	{"healthcheck_interval", ms(func(g *config.General) time.Duration { return g.HealthcheckInterval }), true},
 	{"ban_time", secs(func(g *config.General) time.Duration { return g.BanTime }), true},
 	{"tcp_keepalives_idle", secs(func(g *config.General) time.Duration { return g.TCPKeepalivesIdle }), true},
 	{"tcp_keepalives_count", integer(func(g *config.General) int { return g.TCPKeepalivesCount }), true},
@@ -105,6 +106,22 @@ func (c *Console) showConfig(res *result) error {
 		p := cfg.Pools[name]
 		prefix := "pools." + name + "."
 		res.row(prefix+"pool_mode", p.PoolMode, config.PoolModeTransaction, "yes")
+		for _, kv := range [][3]string{
+			{"load_balancing_mode", p.LoadBalancingMode, config.BalanceRandom},
+			{"default_role", p.DefaultRole, config.RoleAny},
+			{"query_parser_enabled", strconv.FormatBool(p.QueryParserEnabled), "false"},
+			{"query_parser_read_write_splitting", strconv.FormatBool(p.QueryParserReadWriteSplitting), "false"},
+			{"primary_reads_enabled", strconv.FormatBool(p.PrimaryReadsEnabled), "false"},
+			{"query_parser_max_length", strconv.Itoa(p.QueryParserMaxLength), "0"},
+			{"role_discovery", strconv.FormatBool(p.RoleDiscovery), "true"},
+			{"max_replica_lag_bytes", strconv.FormatInt(p.MaxReplicaLagBytes, 10), "0"},
+			{"max_replica_lag", strconv.FormatInt(p.MaxReplicaLag.Milliseconds(), 10), "0"},
+			{"read_your_writes_ms", strconv.FormatInt(p.ReadYourWrites.Milliseconds(), 10), "0"},
+			{"write_functions", strings.Join(p.WriteFunctions, ", "), ""},
+			{"strict_functions", strconv.FormatBool(p.StrictFunctions), "false"},
+		} {
+			res.row(prefix+kv[0], kv[1], kv[2], "yes")
+		}
 		users := make([]string, len(p.Users))
 		for i, u := range p.Users {
 			users[i] = u.Username

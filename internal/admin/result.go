@@ -50,8 +50,14 @@ func (r *result) header(cols ...column) {
 	r.b = wire.Finish(b, off)
 }
 
-// row appends a DataRow. Each value is a string or an integer type; there must be one per
-// column of the header.
+// nullValue is the type of null.
+type nullValue struct{}
+
+// null is a NULL value in a row.
+var null = nullValue{}
+
+// row appends a DataRow. Each value is a string, an integer type, a bool (1 or 0) or null;
+// there must be one per column of the header.
 func (r *result) row(vals ...any) {
 	if len(vals) != len(r.cols) {
 		panic("admin: row has " + strconv.Itoa(len(vals)) + " values for " + strconv.Itoa(len(r.cols)) + " columns")
@@ -59,6 +65,10 @@ func (r *result) row(vals ...any) {
 	b, off := wire.Begin(r.b, wire.DataRow)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(vals)))
 	for _, v := range vals {
+		if v == null {
+			b = append(b, 0xFF, 0xFF, 0xFF, 0xFF) // length -1: NULL
+			continue
+		}
 		lenAt := len(b)
 		b = append(b, 0, 0, 0, 0)
 		switch v := v.(type) {

@@ -353,20 +353,25 @@ func (c *Console) showBans(res *result) error {
 			return cmp.Or(strings.Compare(a.Database, b.Database), strings.Compare(a.User, b.User), strings.Compare(a.Server, b.Server))
 		})
 		for _, b := range bans {
-			remaining := b.Since.Add(b.Duration).Sub(now)
+			remaining := b.Until.Sub(now)
 			if remaining <= 0 {
 				continue
 			}
+			var since, duration any = null, null // the start of a ban may not be known
+			if !b.Since.IsZero() {
+				since = b.Since.UTC().Format(time.RFC3339)
+				duration = int64(b.Until.Sub(b.Since).Round(time.Second).Seconds())
+			}
 			res.row(b.Database, b.User, b.Role, b.Server, b.Reason,
-				b.Since.UTC().Format(time.RFC3339), int64(b.Duration.Seconds()), int64(remaining.Seconds()+0.999))
+				since, duration, int64(remaining.Seconds()+0.999))
 		}
 	}
 	res.complete("SHOW")
 	return nil
 }
 
-// errNoBans answers BAN and UNBAN in a build without a health checker.
-var errNoBans = notSupported("bans are not available: sluice has no health checker yet")
+// errNoBans answers BAN and UNBAN when the console has no ban list.
+var errNoBans = notSupported("bans are not available here")
 
 // ban answers BAN host[:port] [seconds]; the duration defaults to ban_time.
 func (c *Console) ban(res *result, args []string) error {

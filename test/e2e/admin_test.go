@@ -251,10 +251,10 @@ func TestAdminCommands(t *testing.T) {
 
 	// Errors: each is an ERROR, and the session goes on.
 	for q, code := range map[string]string{
-		"SHOW NOTHING":  "42601",
-		"SELECT 1":      "42601",
-		"PAUSE":         "0A000",
-		"BAN 127.0.0.1": "0A000",
+		"SHOW NOTHING":        "42601",
+		"SELECT 1":            "42601",
+		"PAUSE":               "0A000",
+		"BAN nowhere.example": "42704",
 	} {
 		if _, err := adm.Exec(ctx, q); codeOf(err) != code {
 			t.Errorf("%s: %v, want %s", q, err, code)
@@ -286,6 +286,27 @@ func TestAdminCommands(t *testing.T) {
 		}
 		return nil
 	})
+
+	// BAN and UNBAN act on the routing table's servers: one row per (database, user).
+	server := fmt.Sprintf("127.0.0.1:%d", pg.Port)
+	cols, rows = adminQuery(t, adm, "BAN "+server+" 60")
+	if len(rows) != 1 || strings.Join(rows[0], "|") != appDB+"|"+appUser+"|primary|"+server {
+		t.Errorf("BAN: %q %q", cols, rows)
+	}
+	cols, rows = adminQuery(t, adm, "SHOW BANS")
+	if len(rows) != 1 || column(t, cols, rows[0], "host") != server || column(t, cols, rows[0], "reason") != "admin" {
+		t.Errorf("SHOW BANS: %q %q", cols, rows)
+	}
+	cols, rows = adminQuery(t, adm, "SHOW DATABASES")
+	if column(t, cols, rows[0], "disabled") != "1" {
+		t.Errorf("SHOW DATABASES while banned: %q", rows)
+	}
+	if _, rows = adminQuery(t, adm, "UNBAN 127.0.0.1"); len(rows) != 1 {
+		t.Errorf("UNBAN: %q", rows)
+	}
+	if _, rows = adminQuery(t, adm, "SHOW BANS"); len(rows) != 0 {
+		t.Errorf("SHOW BANS after UNBAN: %q", rows)
+	}
 }
 
 // TestAdminReload changes the file and runs RELOAD: the new pool_size shows in SHOW DATABASES; a
