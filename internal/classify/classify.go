@@ -1,0 +1,213 @@
+// Package classify decides, from a query's text, what the router needs to know to pick a
+// server: whether the query must go to the primary (it writes, or it depends on state only the
+// primary has), how it moves the transaction state, which tables it reads and writes, and
+// whether it is one of pgcat's own commands (SET SERVER ROLE ...), which sluice answers itself.
+//
+// Classification parses with the real Postgres parser (pg_query), which costs tens of
+// microseconds, so results are cached per query text. The caller decides whether a query needs
+// a decision at all: with the query parser off, it calls only ParseCommand, which never parses.
+//
+// The package is pure: no network, no configuration globals, no logging.
+package classify
+
+import (
+	"errors"
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+)
+
+// Options configure a Classifier. The zero value is usable and gives the defaults.
+type Options struct {
+	// WriteFunctions are functions whose call sends a query to the primary. Nil means
+	// DefaultWriteFunctions(); a non-nil list replaces the defaults (append to
+	// DefaultWriteFunctions() to extend them). An entry is a function name, optionally
+	// schema-qualified ("billing.charge"), and may contain '*' wildcards ("pg_advisory_*").
+	// Names are compared as Postgres folds unquoted identifiers: lower-cased.
+	WriteFunctions []string
+
+	// StrictFunctions sends to the primary any query that calls a function not known to be
+	// read-only: the built-in list (common aggregates, string, math, date, JSON functions ...)
+	// and ReadFunctions.
+	StrictFunctions bool
+
+	// ReadFunctions are added to the built-in read-only list; they matter only with
+	// StrictFunctions. An unqualified entry matches unqualified and pg_catalog calls; a
+	// qualified one ("reports.monthly") matches only calls with that schema.
+	ReadFunctions []string
+
+	// CacheSize bounds the number of cached results. 0 means 10,000; a negative value turns
+	// the cache off (every call parses).
+	CacheSize int
+
+	// CacheBytes bounds the memory of the cache, query texts included. 0 means 32 MiB. A text
+	// too large for its share of the budget is classified each time instead of cached.
+	CacheBytes int
+}
+
+const (
+	defaultCacheSize  = 10_000
+	defaultCacheBytes = 32 << 20
+)
+
+// Classifier classifies query texts. It is safe for concurrent use by any number of
+// goroutines; one Classifier is meant to be shared by every client session of a pool (or of
+// the whole process: results do not depend on the database).
+type Classifier struct {
+	writeFuncs funcSet
+	readFuncs  funcSet
+	strict     bool
+	cache      *cache // nil when caching is off
+}
+
+// New returns a Classifier for o.
+func New(o Options) *Classifier {
+	wf := o.WriteFunctions
+	if wf == nil {
+		wf = defaultWriteFunctions
+	}
+	c := &Classifier{
+		writeFuncs: newFuncSet(wf),
+		readFuncs:  newFuncSet(append(append([]string(nil), builtinReadFunctions...), o.ReadFunctions...)),
+		strict:     o.StrictFunctions,
+	}
+	if o.CacheSize >= 0 {
+		size, budget := o.CacheSize, o.CacheBytes
+		if size == 0 {
+			size = defaultCacheSize
+		}
+		if budget <= 0 {
+			budget = defaultCacheBytes
+		}
+		c.cache = newCache(size, budget)
+	}
+	return c
+}
+
+// Access is what a statement says about a transaction's access mode.
+type Access uint8
+
+const (
+	// AccessUnchanged: the text says nothing about it.
+	AccessUnchanged Access = iota
+	// AccessReadOnly: READ ONLY (the transaction may run on a replica).
+	AccessReadOnly
+	// AccessReadWrite: READ WRITE.
+	AccessReadWrite
+	// AccessDefault: back to the server's default (RESET, SET ... TO DEFAULT, RESET ALL,
+	// DISCARD ALL). Used only for SessionAccess.
+	AccessDefault
+)
+
+func (a Access) String() string {
+	switch a {
+	case AccessReadOnly:
+		return "read only"
+	case AccessReadWrite:
+		return "read write"
+	case AccessDefault:
+		return "default"
+	}
+	return "unchanged"
+}
+
+// Result is the classification of one query text. A Result is shared by every caller that
+// classifies the same text, through the cache: it must not be modified, its slices included.
+// A caller may keep it as long as it likes (for example with a prepared statement, so that
+// each Bind reuses it without a cache lookup).
+type Result struct {
+	// Write is true when the text must run on the primary: it writes (DML, DDL, COPY FROM,
+	// SELECT INTO, a writing CTE), locks rows or tables, calls a write function, uses
+	// session state that lives on the primary (LISTEN, NOTIFY, EXECUTE), or could not be
+	// parsed. For a text of several statements, Write is true if any statement is a write.
+	Write bool
+
+	// Why names the first reason that made the text a write, for logs ("InsertStmt",
+	// "FOR UPDATE", "function nextval", "parse error"). Empty for a read.
+	Why string
+
+	// Neutral is true when no statement reads or writes data: only transaction control
+	// (BEGIN, COMMIT, SAVEPOINT ...), SET, SHOW, RESET, DISCARD, DEALLOCATE, FETCH, CLOSE,
+	// a pgcat command, or an empty text. It can run on whichever server the session has, and
+	// a BEGIN that is neutral does not say yet where its transaction should go.
+	Neutral bool
+
+	// Begin: some statement begins a transaction block (BEGIN, START TRANSACTION, or
+	// COMMIT/ROLLBACK AND CHAIN). End: some statement ends one (COMMIT, END, ROLLBACK, ABORT,
+	// PREPARE TRANSACTION). Both can be true ("BEGIN; ...; COMMIT"); the order of statements
+	// is not recorded, and the server's ReadyForQuery status stays the authority on whether
+	// a transaction is open.
+	Begin, End bool
+
+	// TxAccess is the access mode the text sets for the current (or beginning) transaction:
+	// BEGIN/START TRANSACTION READ ONLY|READ WRITE, SET TRANSACTION ..., SET
+	// transaction_read_only. The last such statement wins.
+	TxAccess Access
+
+	// SessionAccess is the default access mode the text sets for the session's later
+	// transactions: SET SESSION CHARACTERISTICS AS TRANSACTION ..., SET
+	// default_transaction_read_only, or AccessDefault for RESET / RESET ALL / DISCARD ALL.
+	// SET LOCAL does not count (it ends with the transaction). The last such statement wins.
+	SessionAccess Access
+
+	// Reads and Writes are the tables (and views, sequences ...) the text names, each once,
+	// in order of appearance: Writes are the targets of INSERT, UPDATE, DELETE, MERGE,
+	// COPY FROM, SELECT INTO and CREATE TABLE AS, and every relation that a utility statement
+	// (DDL, TRUNCATE, VACUUM, LOCK, GRANT ...) acts on; Reads are every other relation named.
+	// Names are as written, with the parser's folding: unquoted identifiers lower-cased,
+	// quoted ones kept, parts joined with '.' ("public.users", "Orders"). The caller resolves
+	// unqualified names against search_path if it needs to. CTE names are not tables. An
+	// EXPLAIN without ANALYZE names no tables: it neither reads nor writes them.
+	Reads, Writes []string
+
+	// Command is set when the text is one of pgcat's commands, which sluice answers itself
+	// and never sends to a server. CommandErr is set instead when the text is shaped like
+	// one but malformed; it is a *CommandError with the SQLSTATE to answer with.
+	Command    *Command
+	CommandErr error
+
+	// ParseErr is set when the parser rejected the text; Write is then true, so that the
+	// primary reports the error to the client (and nothing is sent to a replica on a guess).
+	ParseErr error
+}
+
+var errZeroByte = errors.New("query text contains a zero byte")
+
+// Classify returns the classification of query: the text of a simple Query message (one or
+// more statements) or the query of a Parse message, without the terminating zero byte. The
+// result comes from the cache when the same text was classified before; finding it there does
+// not allocate. Classify does not keep query, and never panics on any input: text the parser
+// rejects is a write with ParseErr set.
+func (c *Classifier) Classify(query []byte) *Result {
+	if c.cache != nil {
+		if r := c.cache.get(query); r != nil {
+			return r
+		}
+	}
+	text := string(query)
+	r := c.classify(text)
+	if c.cache != nil {
+		c.cache.put(text, r)
+	}
+	return r
+}
+
+// classify does the work of Classify, without the cache.
+func (c *Classifier) classify(text string) *Result {
+	if cmd, ok, err := parseCommand(text); ok {
+		return &Result{Neutral: true, Command: cmd, CommandErr: err}
+	}
+	if strings.IndexByte(text, 0) >= 0 {
+		// The C parser would stop at the zero byte and classify only what comes before it.
+		return &Result{Write: true, Why: "parse error", ParseErr: errZeroByte}
+	}
+	tree, err := pg.Parse(text)
+	if err != nil {
+		return &Result{Write: true, Why: "parse error", ParseErr: err}
+	}
+	w := walker{c: c, res: &Result{Neutral: true}}
+	for _, raw := range tree.GetStmts() {
+		w.statement(raw.GetStmt())
+	}
+	return w.res
+}
