@@ -11,8 +11,8 @@
 package classify
 
 import (
+	"bytes"
 	"errors"
-	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
@@ -185,19 +185,19 @@ func (c *Classifier) Classify(query []byte) *Result {
 		}
 	}
 	text := string(query)
-	r := c.classify(text)
+	r := c.classify(query, text)
 	if c.cache != nil {
 		c.cache.put(text, r)
 	}
 	return r
 }
 
-// classify does the work of Classify, without the cache.
-func (c *Classifier) classify(text string) *Result {
-	if cmd, ok, err := parseCommand(text); ok {
+// classify does the work of Classify, without the cache; text is query as a string.
+func (c *Classifier) classify(query []byte, text string) *Result {
+	if cmd, ok, err := ParseCommand(query); ok {
 		return &Result{Neutral: true, Command: cmd, CommandErr: err}
 	}
-	if strings.IndexByte(text, 0) >= 0 {
+	if bytes.IndexByte(query, 0) >= 0 {
 		// The C parser would stop at the zero byte and classify only what comes before it.
 		return &Result{Write: true, Why: "parse error", ParseErr: errZeroByte}
 	}

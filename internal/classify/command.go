@@ -102,11 +102,7 @@ const (
 // to a server (where it could only fail). Text after the command, including a second
 // statement, is an error: the commands are sent alone.
 func ParseCommand(query []byte) (cmd *Command, ok bool, err error) {
-	return parseCommand(query)
-}
-
-func parseCommand[T ~string | ~[]byte](q T) (*Command, bool, error) {
-	l := lexer[T]{s: q}
+	l := lexer{s: query}
 	l.space()
 	// The fast path for the ordinary query: one byte decides.
 	if l.i >= len(l.s) || (l.s[l.i]|0x20) != 's' {
@@ -247,13 +243,13 @@ func invalidValue(kind CommandKind, raw, want string) error {
 
 // lexer reads pgcat commands: words, punctuation and one value, skipping white space and
 // comments between them. It never allocates except to return a value.
-type lexer[T ~string | ~[]byte] struct {
-	s T
+type lexer struct {
+	s []byte
 	i int
 }
 
 // space skips white space and comments (-- to the end of the line, nested /* */).
-func (l *lexer[T]) space() {
+func (l *lexer) space() {
 	for l.i < len(l.s) {
 		switch c := l.s[l.i]; {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
@@ -287,7 +283,7 @@ func wordByte(c byte) bool {
 }
 
 // word consumes the keyword kw (lower-case) if it comes next, as a whole word, in any case.
-func (l *lexer[T]) word(kw string) bool {
+func (l *lexer) word(kw string) bool {
 	j := l.i
 	if len(l.s)-j < len(kw) {
 		return false
@@ -305,7 +301,7 @@ func (l *lexer[T]) word(kw string) bool {
 	return true
 }
 
-func (l *lexer[T]) punct(c byte) bool {
+func (l *lexer) punct(c byte) bool {
 	if l.i < len(l.s) && l.s[l.i] == c {
 		l.i++
 		l.space()
@@ -316,7 +312,7 @@ func (l *lexer[T]) punct(c byte) bool {
 
 // value reads a quoted string ('' stands for a quote) or a bare run of word characters and
 // signs.
-func (l *lexer[T]) value() (string, bool) {
+func (l *lexer) value() (string, bool) {
 	if l.i >= len(l.s) {
 		return "", false
 	}
@@ -352,7 +348,7 @@ func (l *lexer[T]) value() (string, bool) {
 }
 
 // end consumes an optional ';' and reports whether nothing else follows.
-func (l *lexer[T]) end() bool {
+func (l *lexer) end() bool {
 	l.punct(';')
 	return l.i == len(l.s)
 }
