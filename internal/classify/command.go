@@ -310,7 +310,7 @@ func (l *lexer) punct(c byte) bool {
 	return false
 }
 
-// value reads a quoted string ('' stands for a quote) or a bare run of word characters and
+// value reads a quoted string (” stands for a quote) or a bare run of word characters and
 // signs.
 func (l *lexer) value() (string, bool) {
 	if l.i >= len(l.s) {
