@@ -310,8 +310,8 @@ func (l *lexer) punct(c byte) bool {
 	return false
 }
 
-// value reads a quoted string (” stands for a quote) or a bare run of word characters and
-// signs.
+// value reads a quoted string (in which two quotes stand for one) or a bare run of word
+// characters and signs.
 func (l *lexer) value() (string, bool) {
 	if l.i >= len(l.s) {
 		return "", false
