@@ -22,7 +22,7 @@ func TestCacheBoundsEntries(t *testing.T) {
 }
 
 func TestCacheBoundsBytes(t *testing.T) {
-	c := New(Options{CacheSize: 100, CacheBytes: 64 << 10})
+	c := New(Options{CacheSize: 100, CacheBytes: 64 << 10, MaxLength: 1 << 20})
 	long := "SELECT '" + strings.Repeat("x", 100<<10) + "'"
 	if r1, r2 := c.Classify([]byte(long)), c.Classify([]byte(long)); r1 == r2 || r1.Write {
 		t.Fatal("a text larger than the byte budget was cached")

@@ -13,6 +13,7 @@ package classify
 import (
 	"bytes"
 	"errors"
+	"fmt"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
@@ -43,12 +44,30 @@ type Options struct {
 	// CacheBytes bounds the memory of the cache, query texts included. 0 means 32 MiB. A text
 	// too large for its share of the budget is classified each time instead of cached.
 	CacheBytes int
+
+	// MaxLength is the longest text that is parsed (pgcat's query_parser_max_length); a
+	// longer one goes to the primary with ParseErr wrapping ErrTooLong, and is not cached.
+	// 0 means DefaultMaxLength.
+	//
+	// The limit protects the process, not only its time: pg_query's C code recurses once per
+	// level of the parse tree, and a left-nested expression ("1+1+1+...") adds a level every
+	// two bytes. With the usual 8 MiB thread stack, about 20,000 levels (40 KiB of such
+	// text) overflow it and crash sluice. Raise the limit only with that in mind.
+	MaxLength int
 }
 
 const (
 	defaultCacheSize  = 10_000
 	defaultCacheBytes = 32 << 20
+
+	// DefaultMaxLength is MaxLength's default: 16 KiB, at most about 8,000 levels of
+	// nesting, well inside an 8 MiB stack. Longer texts are mostly bulk INSERTs (which go to
+	// the primary anyway) and the rare huge IN list (which then does too).
+	DefaultMaxLength = 16 << 10
 )
+
+// ErrTooLong is wrapped by Result.ParseErr for a text longer than Options.MaxLength.
+var ErrTooLong = errors.New("query text too long to classify")
 
 // Classifier classifies query texts. It is safe for concurrent use by any number of
 // goroutines; one Classifier is meant to be shared by every client session of a pool (or of
@@ -57,6 +76,7 @@ type Classifier struct {
 	writeFuncs funcSet
 	readFuncs  funcSet
 	strict     bool
+	maxLength  int
 	cache      *cache // nil when caching is off
 }
 
@@ -70,6 +90,10 @@ func New(o Options) *Classifier {
 		writeFuncs: newFuncSet(wf),
 		readFuncs:  newFuncSet(append(append([]string(nil), builtinReadFunctions...), o.ReadFunctions...)),
 		strict:     o.StrictFunctions,
+		maxLength:  o.MaxLength,
+	}
+	if c.maxLength <= 0 {
+		c.maxLength = DefaultMaxLength
 	}
 	if o.CacheSize >= 0 {
 		size, budget := o.CacheSize, o.CacheBytes
@@ -177,23 +201,23 @@ var errZeroByte = errors.New("query text contains a zero byte")
 // more statements) or the query of a Parse message, without the terminating zero byte. The
 // result comes from the cache when the same text was classified before; finding it there does
 // not allocate. Classify does not keep query, and never panics on any input: text the parser
-// rejects is a write with ParseErr set.
+// rejects (or that is longer than Options.MaxLength) is a write with ParseErr set.
 func (c *Classifier) Classify(query []byte) *Result {
-	if c.cache != nil {
+	cacheable := c.cache != nil && len(query) <= c.maxLength
+	if cacheable {
 		if r := c.cache.get(query); r != nil {
 			return r
 		}
 	}
-	text := string(query)
-	r := c.classify(query, text)
-	if c.cache != nil {
-		c.cache.put(text, r)
+	r := c.classify(query)
+	if cacheable {
+		c.cache.put(string(query), r)
 	}
 	return r
 }
 
-// classify does the work of Classify, without the cache; text is query as a string.
-func (c *Classifier) classify(query []byte, text string) *Result {
+// classify does the work of Classify, without the cache.
+func (c *Classifier) classify(query []byte) *Result {
 	if cmd, ok, err := ParseCommand(query); ok {
 		return &Result{Neutral: true, Command: cmd, CommandErr: err}
 	}
@@ -201,7 +225,11 @@ func (c *Classifier) classify(query []byte, text string) *Result {
 		// The C parser would stop at the zero byte and classify only what comes before it.
 		return &Result{Write: true, Why: "parse error", ParseErr: errZeroByte}
 	}
-	tree, err := pg.Parse(text)
+	if len(query) > c.maxLength {
+		return &Result{Write: true, Why: "too long to classify",
+			ParseErr: fmt.Errorf("%w: %d bytes, limit %d", ErrTooLong, len(query), c.maxLength)}
+	}
+	tree, err := pg.Parse(string(query))
 	if err != nil {
 		return &Result{Write: true, Why: "parse error", ParseErr: err}
 	}

@@ -3,6 +3,7 @@ package classify
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -341,5 +342,38 @@ func TestClassifyWithoutCache(t *testing.T) {
 	r1, r2 := c.Classify([]byte("SELECT 1")), c.Classify([]byte("SELECT 1"))
 	if r1 == r2 || r1.Write || r2.Write {
 		t.Fatalf("without a cache each call classifies: %p %p", r1, r2)
+	}
+}
+
+func TestClassifyTooLong(t *testing.T) {
+	c := New(Options{MaxLength: 100})
+	long := []byte("SELECT " + strings.Repeat("1, ", 40) + "1")
+	r := c.Classify(long)
+	if !r.Write || !errors.Is(r.ParseErr, ErrTooLong) {
+		t.Fatalf("a text over MaxLength: Write %v, ParseErr %v; want a write with ErrTooLong", r.Write, r.ParseErr)
+	}
+	if c.Classify(long) == r {
+		t.Fatal("a text over MaxLength was cached")
+	}
+	if r := c.Classify([]byte("SET SERVER ROLE TO 'primary'" + strings.Repeat(" ", 100))); r.Command == nil {
+		t.Fatal("a long pgcat command was not recognised")
+	}
+}
+
+// TestClassifyDeepNesting: pg_query's C code recurses once per tree level, and a
+// left-nested expression adds a level every two bytes; past about 20,000 levels it
+// overflows an 8 MiB stack and the process dies. The length limit keeps texts below that.
+func TestClassifyDeepNesting(t *testing.T) {
+	c := New(Options{CacheSize: -1})
+	for _, q := range []string{
+		"SELECT 1" + strings.Repeat("+1", (DefaultMaxLength-8)/2),
+		"SELECT 1" + strings.Repeat("+1", 100_000),
+		"SELECT " + strings.Repeat("f(", DefaultMaxLength/2),
+		"SELECT " + strings.Repeat("(", DefaultMaxLength),
+		"SELECT " + strings.Repeat("NOT ", DefaultMaxLength/4) + "true",
+	} {
+		if r := c.Classify([]byte(q)); !r.Write || r.ParseErr == nil {
+			t.Errorf("%.20q... (%d bytes): Write %v, ParseErr %v; want a write with an error", q, len(q), r.Write, r.ParseErr)
+		}
 	}
 }
