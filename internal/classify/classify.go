@@ -20,11 +20,12 @@ import (
 
 // Options configure a Classifier. The zero value is usable and gives the defaults.
 type Options struct {
-	// WriteFunctions are functions whose call sends a query to the primary. Nil means
-	// DefaultWriteFunctions(); a non-nil list replaces the defaults (append to
-	// DefaultWriteFunctions() to extend them). An entry is a function name, optionally
-	// schema-qualified ("billing.charge"), and may contain '*' wildcards ("pg_advisory_*").
-	// Names are compared as Postgres folds unquoted identifiers: lower-cased.
+	// WriteFunctions are functions whose call sends a query to the primary, added to the
+	// built-in list (nextval, setval, currval, the advisory locks, lo_*, pg_notify,
+	// set_config, replication slots, txid_current ...): the config's write_functions. An
+	// entry is a function name, optionally schema-qualified ("billing.charge": it also
+	// matches an unqualified charge(), which search_path may resolve there), and may contain
+	// '*' wildcards ("audit_*"). Names are lower-cased, as Postgres folds unquoted names.
 	WriteFunctions []string
 
 	// StrictFunctions sends to the primary any query that calls a function not known to be
@@ -82,13 +83,9 @@ type Classifier struct {
 
 // New returns a Classifier for o.
 func New(o Options) *Classifier {
-	wf := o.WriteFunctions
-	if wf == nil {
-		wf = defaultWriteFunctions
-	}
 	c := &Classifier{
-		writeFuncs: newFuncSet(wf),
-		readFuncs:  newFuncSet(append(append([]string(nil), builtinReadFunctions...), o.ReadFunctions...)),
+		writeFuncs: newFuncSet(builtinWriteFunctions, o.WriteFunctions),
+		readFuncs:  newFuncSet(builtinReadFunctions, o.ReadFunctions),
 		strict:     o.StrictFunctions,
 		maxLength:  o.MaxLength,
 	}

@@ -1,12 +1,15 @@
 package classify
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
-// defaultWriteFunctions are the functions that send a query to the primary by default: they
+// builtinWriteFunctions are the functions that always send a query to the primary: they
 // change data or state that lives on the primary (sequences, advisory locks, large objects,
 // notifications, settings, replication slots, transaction IDs, WAL), or fail on a replica
 // (pg_current_wal_lsn), or read state that only the primary session has (currval, lastval).
-var defaultWriteFunctions = []string{
+var builtinWriteFunctions = []string{
 	// Sequences.
 	"nextval", "setval", "currval", "lastval",
 	// Advisory locks: taking one on a replica would not exclude anyone on the primary.
@@ -25,12 +28,6 @@ var defaultWriteFunctions = []string{
 	// WAL positions and backups: primary only.
 	"pg_current_wal_*", "pg_switch_wal", "pg_create_restore_point", "pg_backup_start",
 	"pg_backup_stop",
-}
-
-// DefaultWriteFunctions returns a copy of the default write-function list, for a caller that
-// wants to extend it in Options.WriteFunctions.
-func DefaultWriteFunctions() []string {
-	return append([]string(nil), defaultWriteFunctions...)
 }
 
 // builtinReadFunctions are functions known not to write, used with strict_functions. Calls
@@ -112,9 +109,9 @@ type funcEntry struct {
 	schema, pattern string
 }
 
-func newFuncSet(entries []string) funcSet {
-	s := funcSet{exact: make(map[string][]string, len(entries))}
-	for _, e := range entries {
+func newFuncSet(builtin, configured []string) funcSet {
+	s := funcSet{exact: make(map[string][]string, len(builtin)+len(configured))}
+	for _, e := range slices.Concat(builtin, configured) {
 		e = strings.ToLower(strings.TrimSpace(e))
 		if e == "" {
 			continue
