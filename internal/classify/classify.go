@@ -4,8 +4,11 @@
 // whether it is one of pgcat's own commands (SET SERVER ROLE ...), which sluice answers itself.
 //
 // Classification parses with the real Postgres parser (pg_query), which costs tens of
-// microseconds, so results are cached per query text. The caller decides whether a query needs
-// a decision at all: with the query parser off, it calls only ParseCommand, which never parses.
+// microseconds, so results are cached per query text; a hit costs tens of nanoseconds and no
+// allocation. The caller decides whether a query needs a decision at all: with the query
+// parser on, it calls Classify with each Query's text and each Parse's query (and keeps the
+// *Result with the prepared statement); with the parser off, it calls only ParseCommand,
+// which never parses.
 //
 // The package is pure: no network, no configuration globals, no logging.
 package classify
@@ -48,7 +51,8 @@ type Options struct {
 
 	// MaxLength is the longest text that is parsed (pgcat's query_parser_max_length); a
 	// longer one goes to the primary with ParseErr wrapping ErrTooLong, and is not cached.
-	// 0 means DefaultMaxLength.
+	// 0 means DefaultMaxLength. There is no "no limit", for the reason below: a config's
+	// 0 (no limit) should be passed as 0.
 	//
 	// The limit protects the process, not only its time: pg_query's C code recurses once per
 	// level of the parse tree, and a left-nested expression ("1+1+1+...") adds a level every
@@ -71,8 +75,8 @@ const (
 var ErrTooLong = errors.New("query text too long to classify")
 
 // Classifier classifies query texts. It is safe for concurrent use by any number of
-// goroutines; one Classifier is meant to be shared by every client session of a pool (or of
-// the whole process: results do not depend on the database).
+// goroutines, and meant to be shared by every client session of a pool: a Result depends only
+// on the text and the Options, so pools with the same options can share one too.
 type Classifier struct {
 	writeFuncs funcSet
 	readFuncs  funcSet
