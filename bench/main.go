@@ -35,6 +35,9 @@ const (
 	targetDirect    = "direct"
 	targetPgBouncer = "pgbouncer"
 	targetSluice    = "sluice"
+	// targetSluiceParser is sluice with read/write splitting on: every query is classified
+	// with the Postgres parser (cached), to measure what that costs against targetSluice.
+	targetSluiceParser = "sluice-parser"
 )
 
 // options are the command-line settings of one bench run.
@@ -98,7 +101,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.runs, "runs", 1, "pgbench runs per target and mode (median reported)")
 	fs.IntVar(&o.poolSize, "pool-size", 32, "server connections per pool in PgBouncer and sluice")
 	fs.IntVar(&o.idle, "clients", 10000, "idle clients for the memory measurement (0 skips it)")
-	fs.StringVar(&targets, "targets", "direct,pgbouncer,sluice", "comma-separated targets")
+	fs.StringVar(&targets, "targets", "direct,pgbouncer,sluice,sluice-parser", "comma-separated targets")
 	fs.StringVar(&modes, "modes", "simple,extended,prepared", "comma-separated pgbench -M modes")
 	fs.StringVar(&o.sluiceBin, "sluice", "bin/sluice", "sluice binary")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", `file to write results into ("" to skip)`)
@@ -111,8 +114,8 @@ func parseFlags(args []string) (options, error) {
 	o.targets = splitList(targets)
 	o.modes = splitList(modes)
 	for _, t := range o.targets {
-		if t != targetDirect && t != targetPgBouncer && t != targetSluice {
-			return o, fmt.Errorf("unknown target %q (want direct, pgbouncer, sluice)", t)
+		if t != targetDirect && t != targetPgBouncer && t != targetSluice && t != targetSluiceParser {
+			return o, fmt.Errorf("unknown target %q (want direct, pgbouncer, sluice, sluice-parser)", t)
 		}
 	}
 	for _, m := range o.modes {
@@ -154,7 +157,7 @@ func bench(ctx context.Context, o options) error {
 	if err := raiseFileLimit(o.idle + 1000); err != nil {
 		return err
 	}
-	if has(o.targets, targetSluice) {
+	if has(o.targets, targetSluice) || has(o.targets, targetSluiceParser) {
 		if _, err := sluiceBinary(o); err != nil {
 			return err // before minutes of setup, not after
 		}
@@ -178,8 +181,11 @@ func bench(ctx context.Context, o options) error {
 		defer pb.stop()
 		targets = append(targets, pb.target)
 	}
-	if has(o.targets, targetSluice) {
-		sl, err := startSluice(ctx, pg, o)
+	for _, name := range []string{targetSluice, targetSluiceParser} {
+		if !has(o.targets, name) {
+			continue
+		}
+		sl, err := startSluice(ctx, pg, o, name)
 		if err != nil {
 			return err
 		}

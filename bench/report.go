@@ -115,6 +115,9 @@ func (rep report) ratio(r pgbenchResult, base string) string {
 // it shows their range too.
 func (rep report) tpsHeader() []string {
 	h := []string{"target", "mode", "tps", "latency ms", "vs direct", "vs PgBouncer"}
+	if has(rep.opts.targets, targetSluiceParser) {
+		h = append(h, "vs sluice")
+	}
 	if rep.opts.runs > 1 {
 		h = append(h, "range of runs")
 	}
@@ -131,6 +134,13 @@ func (rep report) tpsRows() [][]string {
 			span = fmt.Sprintf("%.0f-%.0f", r.lowTPS, r.highTPS)
 		}
 		row := []string{r.target, r.mode, tps, lat, rep.ratio(r, targetDirect), rep.ratio(r, targetPgBouncer)}
+		if has(rep.opts.targets, targetSluiceParser) {
+			vs := "-"
+			if r.target == targetSluiceParser {
+				vs = rep.ratio(r, targetSluice)
+			}
+			row = append(row, vs)
+		}
 		if rep.opts.runs > 1 {
 			row = append(row, span)
 		}

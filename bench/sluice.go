@@ -26,7 +26,13 @@ func sluiceBinary(o options) (string, error) {
 // sluiceConfig is the pgcat.toml sluice runs with: listening on port, one
 // transaction-mode pool of o.poolSize servers on pgHost:pgPort for the bench
 // user, who logs in to sluice with md5, and room for the idle clients.
-func sluiceConfig(port int, pgHost string, pgPort int, o options) string {
+//
+// With parser set, the pool has read/write splitting on, so every query is classified.
+func sluiceConfig(port int, pgHost string, pgPort int, o options, parser bool) string {
+	split := ""
+	if parser {
+		split = "query_parser_enabled = true\nquery_parser_read_write_splitting = true\n"
+	}
 	return fmt.Sprintf(`[general]
 host = "127.0.0.1"
 port = %d
@@ -34,7 +40,7 @@ max_client_conn = %d
 
 [pools.%s]
 pool_mode = "transaction"
-
+%s
 [pools.%s.users.0]
 username = %q
 password = %q
@@ -44,12 +50,12 @@ pool_size = %d
 database = %q
 servers = [[%q, %d, "primary"]]
 `, port, o.idle+1000,
-		benchDB, benchDB, benchUser, benchPassword, o.poolSize,
+		benchDB, split, benchDB, benchUser, benchPassword, o.poolSize,
 		benchDB, benchDB, pgHost, pgPort)
 }
 
-// startSluice runs the sluice binary in front of pg with sluiceConfig.
-func startSluice(ctx context.Context, pg *pgtest.Postgres, o options) (*process, error) {
+// startSluice runs the sluice binary in front of pg with sluiceConfig, as target name.
+func startSluice(ctx context.Context, pg *pgtest.Postgres, o options, name string) (*process, error) {
 	bin, err := sluiceBinary(o)
 	if err != nil {
 		return nil, err
@@ -63,14 +69,14 @@ func startSluice(ctx context.Context, pg *pgtest.Postgres, o options) (*process,
 		return nil, err
 	}
 	confPath := filepath.Join(dir, "sluice.toml")
-	if err := os.WriteFile(confPath, []byte(sluiceConfig(port, pg.Host, pg.Port, o)), 0o600); err != nil {
+	if err := os.WriteFile(confPath, []byte(sluiceConfig(port, pg.Host, pg.Port, o, name == targetSluiceParser)), 0o600); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
 
 	cmd := exec.Command(bin, "-c", confPath)
-	t := target{name: targetSluice, host: "127.0.0.1", port: port}
-	fmt.Printf("sluice: starting on %s:%d (pool_size=%d)\n", t.host, t.port, o.poolSize)
+	t := target{name: name, host: "127.0.0.1", port: port}
+	fmt.Printf(name+": starting on %s:%d (pool_size=%d)\n", t.host, t.port, o.poolSize)
 	p, err := startProcess(ctx, t, cmd, dir, filepath.Join(dir, "sluice.log"))
 	if err != nil {
 		os.RemoveAll(dir)

@@ -15,8 +15,14 @@ func TestSluiceConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, parser := range []bool{false, true} {
+		checkSluiceConfig(t, o, parser)
+	}
+}
+
+func checkSluiceConfig(t *testing.T, o options, parser bool) {
 	path := filepath.Join(t.TempDir(), "sluice.toml")
-	if err := os.WriteFile(path, []byte(sluiceConfig(16432, "127.0.0.1", 15432, o)), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(sluiceConfig(16432, "127.0.0.1", 15432, o, parser)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, warnings, err := config.Load(path)
@@ -33,6 +39,9 @@ func TestSluiceConfigLoads(t *testing.T) {
 	pool := cfg.Pool(benchDB)
 	if pool == nil {
 		t.Fatalf("no pool %q", benchDB)
+	}
+	if pool.QueryParserEnabled != parser || pool.QueryParserReadWriteSplitting != parser {
+		t.Errorf("parser %v, splitting %v; want %v", pool.QueryParserEnabled, pool.QueryParserReadWriteSplitting, parser)
 	}
 	user := pool.User(benchUser)
 	if user == nil {

@@ -102,7 +102,16 @@ func servers(t target) []serverPool {
 				name = fmt.Sprintf("%s_%d", name, replica)
 				replica++
 			}
-			out = append(out, serverPool{name: name, shard: n, role: s.Role, host: p.Host, port: p.Port, database: p.Database, pool: s.Pool})
+			// The role column is the server's role now, as the health checker found it: a
+			// promoted replica shows as the primary. The name keeps the file's role.
+			role := s.Role
+			if st := t.tg.Settings(); s.Node != nil && st != nil {
+				role = config.RoleReplica
+				if s.Node.Primary(st.RoleDiscovery) {
+					role = config.RolePrimary
+				}
+			}
+			out = append(out, serverPool{name: name, shard: n, role: role, host: p.Host, port: p.Port, database: p.Database, pool: s.Pool})
 		}
 	}
 	return out

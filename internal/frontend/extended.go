@@ -67,7 +67,7 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 			}
 		}
 	}
-	srv, err := s.attach(s.routingText(typ, body))
+	srv, err := s.attach(s.classify(s.routingText(typ, body)))
 	if err != nil {
 		if fatal := s.attachFatal(err); fatal != nil {
 			return fatal
@@ -184,7 +184,7 @@ func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
 		s.mu.Unlock()
 		return s.synth(entry{kind: kParseSynth, client: name})
 	}
-	srv, err := s.attach(query)
+	srv, err := s.attach(s.classify(query))
 	if err != nil {
 		if fatal := s.attachFatal(err); fatal != nil {
 			return fatal
@@ -237,7 +237,7 @@ func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
 	if st == nil {
 		return s.failBatch("26000", fmt.Sprintf("prepared statement %q does not exist", name))
 	}
-	srv, err := s.attach(st.query())
+	srv, err := s.attach(s.classify(st.query()))
 	if err != nil {
 		if fatal := s.attachFatal(err); fatal != nil {
 			return fatal

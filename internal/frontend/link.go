@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluicepg/sluice/internal/backend"
+	"github.com/sluicepg/sluice/internal/classify"
 	"github.com/sluicepg/sluice/internal/pool"
 	"github.com/sluicepg/sluice/internal/wire"
 )
@@ -22,8 +23,9 @@ var errTargetGone = errors.New("the client's pool was removed from the configura
 // what keeps the pump from releasing the server in between. On error s.mu is not held. Only the
 // reader calls it.
 //
-// q is the query text that begins the transaction (nil when unknown), for the choice of server.
-func (s *ClientSession) attach(q []byte) (*backend.ServerConn, error) {
+// r classifies the query that begins the transaction (nil when not parsed), for the choice of
+// server.
+func (s *ClientSession) attach(r *classify.Result) (*backend.ServerConn, error) {
 	s.mu.Lock()
 	if s.srv != nil {
 		return s.srv, nil
@@ -36,9 +38,9 @@ func (s *ClientSession) attach(q []byte) (*backend.ServerConn, error) {
 		if tg == nil {
 			return nil, errTargetGone
 		}
-		s.target, s.gen = tg, tbl.Generation
+		s.target, s.gen, s.cls = tg, tbl.Generation, tbl.Classifier(s.db)
 	}
-	role := s.roleFor(q)
+	role := s.roleFor(r)
 	srv, pl, rs, err := s.checkout(s.target, role, tbl.Config.General.QueryWaitTimeout)
 	if err != nil {
 		return nil, err

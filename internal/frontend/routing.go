@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/sluicepg/sluice/internal/backend"
+	"github.com/sluicepg/sluice/internal/classify"
+	"github.com/sluicepg/sluice/internal/config"
 	"github.com/sluicepg/sluice/internal/pool"
 	"github.com/sluicepg/sluice/internal/route"
 	"github.com/sluicepg/sluice/internal/wire"
@@ -25,6 +27,18 @@ type routing struct {
 	recording bool
 	retrying  bool
 	replay    []byte
+
+	// cls classifies queries when the parser is on (the pool's, kept with target).
+	cls *classify.Classifier
+	// roleSet is pgcat's SET SERVER ROLE for this client: "" (the pool's default), "primary",
+	// "replica", "any" or "auto". primaryReads is SET PRIMARY READS: 0 the pool's, 1 on, -1 off.
+	roleSet      string
+	primaryReads int8
+	// readOnly is set after the client made its transactions read only by default (SET
+	// SESSION CHARACTERISTICS, default_transaction_read_only): a plain BEGIN may use a replica.
+	readOnly bool
+	// wrote maps a table the client wrote to when read_your_writes_ms ends for it (unix ns).
+	wrote map[string]int64
 }
 
 // maxReplay bounds the request kept for a retry; a larger one is not retried.
@@ -42,10 +56,120 @@ func (s *ClientSession) record(msg []byte) {
 	s.replay = append(s.replay, msg...)
 }
 
-// roleFor decides what the transaction that q (a query text, or nil when unknown) begins needs
-// of its server.
-func (s *ClientSession) roleFor(q []byte) route.Role {
-	return route.ParseRole(s.target.Settings().DefaultRole)
+// classify returns the classification of query text q for routing, or nil when the client's
+// queries are not parsed (or q is unknown). It notes the tables a write touches, for
+// read_your_writes_ms.
+func (s *ClientSession) classify(q []byte) *classify.Result {
+	if q == nil {
+		return nil
+	}
+	pc := s.target.Settings()
+	if !s.parserOn(pc) {
+		return nil
+	}
+	if n := len(q); n > 0 && q[n-1] == 0 {
+		q = q[:n-1] // a Query message's text ends with its NUL
+	}
+	r := s.cls.Classify(q)
+	if r.SessionAccess != classify.AccessUnchanged {
+		s.readOnly = r.SessionAccess == classify.AccessReadOnly
+	}
+	if pc.ReadYourWrites > 0 && len(r.Writes) > 0 {
+		s.noteWrites(r.Writes, pc.ReadYourWrites)
+	}
+	return r
+}
+
+// parserOn reports whether the client's queries are parsed for read/write splitting: the pool's
+// query_parser_enabled and query_parser_read_write_splitting, unless SET SERVER ROLE says
+// otherwise. A session-mode client keeps one server for its whole session, chosen before its
+// first query could say whether the session writes: there the role is the pool's default_role
+// or the client's SET SERVER ROLE.
+func (s *ClientSession) parserOn(pc *config.Pool) bool {
+	if !s.txMode || !pc.QueryParserReadWriteSplitting {
+		return false
+	}
+	switch s.roleSet {
+	case "auto":
+		return true
+	case "primary", "replica", "any":
+		return false
+	}
+	return pc.QueryParserEnabled
+}
+
+// roleFor decides what the transaction that begins with a query classified as r (nil: not
+// parsed) needs of its server.
+func (s *ClientSession) roleFor(r *classify.Result) route.Role {
+	pc := s.target.Settings()
+	switch s.roleSet {
+	case "primary":
+		return route.Primary
+	case "replica":
+		return route.Replica
+	case "any":
+		return route.Any
+	}
+	if !s.parserOn(pc) {
+		if s.roleSet == "auto" {
+			return route.Any
+		}
+		return route.ParseRole(pc.DefaultRole)
+	}
+	switch {
+	case r == nil:
+		return route.Primary // the parser is on but the text is unknown: the safe side
+	case r.Write:
+		return route.Primary
+	case r.Begin && r.TxAccess != classify.AccessReadOnly && (!s.readOnly || r.TxAccess == classify.AccessReadWrite):
+		// A transaction that may write: it cannot move once it has begun.
+		return route.Primary
+	case pc.ReadYourWrites > 0 && s.readsRecentWrite(r.Reads):
+		return route.Primary
+	}
+	if s.primaryReads > 0 || (s.primaryReads == 0 && pc.PrimaryReadsEnabled) {
+		return route.Any
+	}
+	return route.Replica
+}
+
+// maxWrote bounds the tables remembered for read_your_writes_ms.
+const maxWrote = 1024
+
+// noteWrites records that the client wrote tables, for read_your_writes_ms.
+func (s *ClientSession) noteWrites(tables []string, d time.Duration) {
+	now := time.Now().UnixNano()
+	if s.wrote == nil {
+		s.wrote = map[string]int64{}
+	}
+	if len(s.wrote) >= maxWrote {
+		for t, until := range s.wrote {
+			if until <= now {
+				delete(s.wrote, t)
+			}
+		}
+		if len(s.wrote) >= maxWrote {
+			clear(s.wrote)
+		}
+	}
+	for _, t := range tables {
+		s.wrote[t] = now + int64(d)
+	}
+}
+
+// readsRecentWrite reports whether a table in tables was written by the client within
+// read_your_writes_ms.
+func (s *ClientSession) readsRecentWrite(tables []string) bool {
+	if len(s.wrote) == 0 {
+		return false
+	}
+	now := time.Now().UnixNano()
+	for _, t := range tables {
+		if until, ok := s.wrote[t]; ok && until > now {
+			return true
+		}
+	}
+	return false
 }
 
 // routingText returns the query text an extended-protocol message that may begin a transaction
@@ -208,4 +332,74 @@ func (s *ClientSession) replayMsg(msg []byte) error {
 		return s.sync()
 	}
 	return s.extendedMsg(msg[0], msg)
+}
+
+// command answers one of pgcat's commands (SET SERVER ROLE, SHOW PRIMARY READS, ...), which
+// change or show how this client's queries are routed and never reach a server.
+func (s *ClientSession) command(cmd *classify.Command, cerr error) error {
+	var ce *classify.CommandError
+	if errors.As(cerr, &ce) {
+		return s.queryError(ce.Code, ce.Message)
+	}
+	pc := s.target.Settings()
+	var col, val string
+	switch cmd.Kind {
+	case classify.SetServerRole:
+		s.roleSet = cmd.Value
+		if s.roleSet == "default" {
+			s.roleSet = ""
+		}
+	case classify.SetPrimaryReads:
+		s.primaryReads = map[string]int8{"on": 1, "off": -1}[cmd.Value]
+	case classify.ShowServerRole:
+		col = "server role"
+		switch {
+		case s.roleSet == "primary" || s.roleSet == "replica" || s.roleSet == "any":
+			val = s.roleSet
+		case s.roleSet == "" && pc.DefaultRole != config.RoleAny:
+			val = pc.DefaultRole
+		case s.parserOn(pc) || s.roleSet == "auto":
+			val = "auto"
+		default:
+			val = "any"
+		}
+	case classify.ShowPrimaryReads:
+		col, val = "primary reads", "off"
+		if s.primaryReads > 0 || (s.primaryReads == 0 && pc.PrimaryReadsEnabled) {
+			val = "on"
+		}
+	case classify.ShowShard:
+		col, val = "shard", "unset"
+	default:
+		return s.queryError("0A000", cmd.Kind.String()+" is not supported yet: sharding comes in a later version")
+	}
+	return s.commandReply(col, val)
+}
+
+// commandReply answers a command with the tag SET (col empty) or one row of one column. With a
+// server attached (inside a transaction) the server gives the answer, so that it comes in order
+// with the transaction's status.
+func (s *ClientSession) commandReply(col, val string) error {
+	s.mu.Lock()
+	srv := s.srv
+	if srv != nil {
+		s.q.push(entry{kind: kQuery}) // pushed under the lock: the server stays attached
+	}
+	s.mu.Unlock()
+	if srv != nil {
+		sql := "DO $sluice$ BEGIN END $sluice$"
+		if col != "" {
+			sql = "SELECT " + quoteLiteral(val) + " AS " + quoteIdent(col)
+		}
+		return s.toServer(srv, wire.AppendQuery(nil, sql))
+	}
+	var b []byte
+	if col == "" {
+		b = wire.AppendCommandComplete(b, "SET")
+	} else {
+		b = wire.AppendRowDescription(b, col)
+		b = wire.AppendDataRow(b, val)
+		b = wire.AppendCommandComplete(b, "SHOW")
+	}
+	return s.emit(wire.AppendReadyForQuery(b, 'I'))
 }

@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/sluicepg/sluice/internal/auth"
 	"github.com/sluicepg/sluice/internal/backend"
+	"github.com/sluicepg/sluice/internal/classify"
 	"github.com/sluicepg/sluice/internal/config"
 	"github.com/sluicepg/sluice/internal/netio"
 	"github.com/sluicepg/sluice/internal/pool"
@@ -314,7 +316,7 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 	if err := s.authenticate(tg, &tbl.Config.General, hbaMethod); err != nil {
 		return err
 	}
-	s.target, s.gen = tg, tbl.Generation
+	s.target, s.gen, s.cls = tg, tbl.Generation, tbl.Classifier(s.db)
 	s.txMode = tg.Mode != "session"
 	ctx, cancel := context.WithTimeout(context.Background(), tbl.Config.General.ConnectTimeout+time.Second)
 	defer cancel()
@@ -784,7 +786,11 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 	if s.txMode && containsListen(wire.Body(msg)) {
 		return s.queryError("0A000", errListenTxMode)
 	}
-	srv, err := s.attach(wire.Body(msg))
+	body := wire.Body(msg)
+	if cmd, ok, cerr := classify.ParseCommand(bytes.TrimSuffix(body, []byte{0})); ok {
+		return s.command(cmd, cerr)
+	}
+	srv, err := s.attach(s.classify(body))
 	if err != nil {
 		if fatal := s.attachFatal(err); fatal != nil {
 			return fatal

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluicepg/sluice/internal/auth"
 	"github.com/sluicepg/sluice/internal/backend"
+	"github.com/sluicepg/sluice/internal/classify"
 	"github.com/sluicepg/sluice/internal/config"
 	"github.com/sluicepg/sluice/internal/pool"
 )
@@ -33,7 +34,13 @@ type Table struct {
 	// roles found by the checker survive them.
 	nodes  map[string]*Node
 	checks *Checks
+	// classifiers hold each pool's query classifier (and its cache), kept across reloads that
+	// leave the pool's function lists alone.
+	classifiers map[string]*classify.Classifier
 }
+
+// Classifier returns the query classifier of database db's pool.
+func (t *Table) Classifier(db string) *classify.Classifier { return t.classifiers[db] }
 
 // Target is what a client logs in to: one user of one pool, with the server pools behind it.
 type Target struct {
@@ -90,7 +97,8 @@ func (tg *Target) Primary() (*Server, error) { return tg.Pick(0, Primary, nil) }
 // so their connections survive a reload; the others are returned in retired for the caller to
 // close once clients have moved on.
 func Build(cfg *config.Config, prev *Table) (t *Table, retired []*Target) {
-	t = &Table{Config: cfg, dbs: map[string]map[string]*Target{}, nodes: map[string]*Node{}}
+	t = &Table{Config: cfg, dbs: map[string]map[string]*Target{}, nodes: map[string]*Node{},
+		classifiers: map[string]*classify.Classifier{}}
 	if prev != nil {
 		t.Generation = prev.Generation + 1
 		t.checks = prev.checks
@@ -119,6 +127,7 @@ func Build(cfg *config.Config, prev *Table) (t *Table, retired []*Target) {
 		if prev != nil {
 			old = prev.Config.Pools[db]
 		}
+		t.classifiers[db] = classifierFor(pc, old, prev)
 		reuse := old != nil && config.PoolsEqual(old, pc) && generalPoolKeysEqual(&prev.Config.General, g)
 		users := map[string]*Target{}
 		for _, u := range pc.Users {
@@ -148,6 +157,28 @@ func Build(cfg *config.Config, prev *Table) (t *Table, retired []*Target) {
 		})
 	}
 	return t, retired
+}
+
+// maxParsedLength caps query_parser_max_length: pg_query recurses once per level of the parse
+// tree, and a text of deeply nested expressions (1+1+1+..., two bytes a level) past about 44 KB
+// overflows the C stack and takes the process down.
+const maxParsedLength = 32 << 10
+
+// classifierFor returns the pool's classifier: the previous one when the function lists did not
+// change, so its cache survives a reload.
+func classifierFor(pc, old *config.Pool, prev *Table) *classify.Classifier {
+	// Every pool gets one, parser on or off: SET SERVER ROLE TO 'auto' turns the parser on for
+	// a client, and a classifier costs nothing until it is used.
+	if old != nil && prev != nil && prev.classifiers[pc.Name] != nil &&
+		slices.Equal(old.WriteFunctions, pc.WriteFunctions) && old.StrictFunctions == pc.StrictFunctions &&
+		old.QueryParserMaxLength == pc.QueryParserMaxLength {
+		return prev.classifiers[pc.Name]
+	}
+	return classify.New(classify.Options{
+		WriteFunctions:  pc.WriteFunctions,
+		StrictFunctions: pc.StrictFunctions,
+		MaxLength:       min(pc.QueryParserMaxLength, maxParsedLength),
+	})
 }
 
 // generalPoolKeysEqual reports whether the general settings that shape server pools are equal.

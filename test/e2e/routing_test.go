@@ -69,7 +69,7 @@ func (c *cluster) waitReplicated(t *testing.T) {
 	}
 	defer conn.Close(ctx)
 	var lsn string
-	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&lsn); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range c.replicas {
@@ -93,8 +93,7 @@ func (c *cluster) waitReplicated(t *testing.T) {
 
 // routingPool is the [pools.app] configuration the routing tests share: read/write splitting
 // with the parser, reads on the replicas only.
-const routingPool = `default_role = "replica"
-#query_parser_enabled = true
+const routingPool = `query_parser_enabled = true
 query_parser_read_write_splitting = true
 `
 
@@ -169,13 +168,10 @@ func TestReadWriteSplitSpreadsReads(t *testing.T) {
 				"SELECT inet_server_port() FROM rw FOR NO KEY UPDATE LIMIT 1",
 				"SELECT inet_server_port() FROM rw FOR UPDATE LIMIT 1",
 				"SELECT inet_server_port() FROM (SELECT nextval('rw_seq')) s",
-				"DELETE FROM rw WHERE id = 2 RETURNING inet_server_port()",
+				"DELETE FROM rw WHERE id = (SELECT max(id) FROM rw) RETURNING inet_server_port()",
 			}
-			for i := range 20 {
+			for range 20 {
 				for _, w := range writes {
-					if strings.HasPrefix(w, "DELETE") && i > 0 {
-						continue
-					}
 					port, err := serverPort(ctx, conn, w)
 					if err != nil {
 						t.Fatalf("%s: %v", w, err)
@@ -183,6 +179,26 @@ func TestReadWriteSplitSpreadsReads(t *testing.T) {
 					if port != c.primary.Port {
 						t.Fatalf("%s ran on %d; want the primary %d", w, port, c.primary.Port)
 					}
+				}
+			}
+			// A plain BEGIN may write: the primary. BEGIN READ ONLY: a replica.
+			for _, tc := range []struct {
+				mode    pgx.TxAccessMode
+				primary bool
+			}{{"", true}, {pgx.ReadWrite, true}, {pgx.ReadOnly, false}} {
+				tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: tc.mode})
+				if err != nil {
+					t.Fatal(err)
+				}
+				port, err := serverPort(ctx, tx, "SELECT inet_server_port()")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := tx.Commit(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if (port == c.primary.Port) != tc.primary {
+					t.Errorf("BEGIN %q ran on %d; primary %d, want primary: %v", tc.mode, port, c.primary.Port, tc.primary)
 				}
 			}
 		})
@@ -381,5 +397,90 @@ func TestLaggingReplicaLeavesRotation(t *testing.T) {
 	})
 	if n := load.failed.Load(); n != 0 {
 		t.Errorf("%d reads failed; want none (last: %v)", n, load.lastErr)
+	}
+}
+
+// TestPgcatRoutingCommands: SET/SHOW SERVER ROLE and PRIMARY READS per client, answered by
+// sluice in and out of transactions, and read_your_writes_ms.
+func TestPgcatRoutingCommands(t *testing.T) {
+	c := startCluster(t, 1)
+	ctx := context.Background()
+	if err := c.primary.Exec(ctx, appDB, "CREATE TABLE ryw (id int); CREATE TABLE other (id int); ALTER TABLE ryw OWNER TO app; ALTER TABLE other OWNER TO app"); err != nil {
+		t.Fatal(err)
+	}
+	c.waitReplicated(t)
+	s := startSluice(t, poolConfig{Servers: c.servers(), General: fastHealth, Pool: routingPool + "read_your_writes_ms = 1500\n"})
+	conn := connectConfig(t, s, func(cc *pgx.ConnConfig) { cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol })
+	primary, replica := c.primary.Port, c.replicas[0].Port
+	show := func(what string) string {
+		t.Helper()
+		var v string
+		if err := conn.QueryRow(ctx, "SHOW "+what).Scan(&v); err != nil {
+			t.Fatalf("SHOW %s: %v", what, err)
+		}
+		return v
+	}
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	readPort := func() int {
+		t.Helper()
+		p, err := serverPort(ctx, conn, "SELECT inet_server_port() FROM (SELECT 1) s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if got := show("SERVER ROLE"); got != "auto" {
+		t.Errorf("SHOW SERVER ROLE = %q; want auto (parser on)", got)
+	}
+	if got := show("PRIMARY READS"); got != "off" {
+		t.Errorf("SHOW PRIMARY READS = %q; want off", got)
+	}
+	if p := readPort(); p != replica {
+		t.Errorf("read on %d; want the replica %d", p, replica)
+	}
+	exec("SET SERVER ROLE TO 'primary'")
+	if got := show("SERVER ROLE"); got != "primary" {
+		t.Errorf("after SET SERVER ROLE TO 'primary': %q", got)
+	}
+	if p := readPort(); p != primary {
+		t.Errorf("read with role primary on %d; want %d", p, primary)
+	}
+	exec("set server role = 'replica';")
+	if p := readPort(); p != replica {
+		t.Errorf("read with role replica on %d; want %d", p, replica)
+	}
+	exec("SET SERVER ROLE TO 'default'")
+	exec("SET PRIMARY READS TO 'on'")
+	if got := show("PRIMARY READS"); got != "on" {
+		t.Errorf("SHOW PRIMARY READS = %q after SET ... 'on'", got)
+	}
+	exec("SET PRIMARY READS TO 'default'")
+	if _, err := conn.Exec(ctx, "SET SERVER ROLE TO 'bogus'"); sqlstateOf(err) != "22023" {
+		t.Errorf("SET SERVER ROLE TO 'bogus': %v; want 22023", err)
+	}
+	// Inside a transaction the answer comes in order, with the transaction's status.
+	exec("BEGIN")
+	if got := show("SERVER ROLE"); got != "auto" {
+		t.Errorf("SHOW SERVER ROLE in a transaction = %q", got)
+	}
+	exec("COMMIT")
+
+	// read_your_writes_ms: the table written reads from the primary for a while; others don't.
+	exec("INSERT INTO ryw VALUES (1)")
+	if p, err := serverPort(ctx, conn, "SELECT inet_server_port() FROM ryw LIMIT 1"); err != nil || p != primary {
+		t.Errorf("read of a table just written: port %d, %v; want the primary %d", p, err, primary)
+	}
+	if p, err := serverPort(ctx, conn, "SELECT inet_server_port() FROM other UNION ALL SELECT inet_server_port() LIMIT 1"); err != nil || p != replica {
+		t.Errorf("read of another table: port %d, %v; want the replica %d", p, err, replica)
+	}
+	time.Sleep(1600 * time.Millisecond)
+	c.waitReplicated(t)
+	if p, err := serverPort(ctx, conn, "SELECT inet_server_port() FROM ryw LIMIT 1"); err != nil || p != replica {
+		t.Errorf("read after read_your_writes_ms: port %d, %v; want the replica %d", p, err, replica)
 	}
 }
