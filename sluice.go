@@ -4,6 +4,7 @@ package sluice
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,11 +19,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/sluicepg/sluice/internal/admin"
 	"github.com/sluicepg/sluice/internal/config"
 	"github.com/sluicepg/sluice/internal/frontend"
+	"github.com/sluicepg/sluice/internal/hooks"
 	"github.com/sluicepg/sluice/internal/route"
+	"github.com/sluicepg/sluice/plugin"
 )
 
 // Version is the sluice version, set at build time with -ldflags "-X github.com/sluicepg/sluice.Version=...".
@@ -83,6 +87,14 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	if *check {
+		// Plugins check their own blocks when they are set up; with no pools running, a
+		// plugin that queries the database in Provision is told so.
+		set, err := hooks.Load(cfg, noHost{}, log)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		set.Cleanup(log)
 		fmt.Fprintf(stderr, "%s: configuration is valid\n", *cfgPath)
 		return 0
 	}
@@ -107,6 +119,12 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	s := &server{log: log}
 	tbl, _ := route.Build(cfg, nil)
 	s.table.Store(tbl)
+	set, err := hooks.Load(cfg, route.Host{Table: s.currentTable}, log)
+	if err != nil {
+		tbl.Targets(func(_, _ string, tg *route.Target) { tg.Close() })
+		return err
+	}
+	tbl.SetPlugins(set)
 	tbl.StartChecks(log)
 	s.fe = frontend.NewListener(s.currentTable, log)
 	s.fe.SetConsole(&admin.Console{
@@ -167,7 +185,15 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	wg.Wait()
 	cur.StopChecks()
 	cur.Targets(func(_, _ string, tg *route.Target) { tg.Close() })
+	cur.Plugins.Cleanup(log)
 	return nil
+}
+
+// noHost is the plugin host of --check: there are no pools to query.
+type noHost struct{}
+
+func (noHost) Query(context.Context, string, string, string, ...*string) (*plugin.Rows, error) {
+	return nil, errors.New("no database during --check")
 }
 
 type server struct {
@@ -199,9 +225,18 @@ func (s *server) reload() error {
 	if og.Host != ng.Host || og.Port != ng.Port || og.UnixSocketDir != ng.UnixSocketDir {
 		s.log.Warn("listen address changes need a restart; keeping the old one")
 	}
+	set, err := hooks.Load(cfg, route.Host{Table: s.currentTable}, s.log)
+	if err != nil {
+		s.log.Error("reload failed: plugins; keeping the running configuration", "err", err)
+		return err
+	}
 	tbl, retired := route.Build(cfg, old)
+	tbl.SetPlugins(set)
 	s.table.Store(tbl)
 	tbl.StartChecks(s.log)
+	// Sessions pick up the new plugins at their next transaction; give calls in flight on the
+	// old ones a moment before cleaning them up.
+	time.AfterFunc(5*time.Second, func() { old.Plugins.Cleanup(s.log) })
 	for _, tg := range retired {
 		tg.Close() // idle servers close now; checked-out ones close on release
 	}

@@ -313,3 +313,69 @@ type ServerError struct {
 }
 
 func (e *ServerError) Error() string { return e.Message + " (SQLSTATE " + e.Code + ")" }
+
+// QueryParams runs sql with text parameters (nil for NULL) through the extended protocol and
+// returns the columns, the rows as text (nil for NULL) and the command tag. It is for sluice's own
+// queries made for plugins, not for the client path.
+func (s *ServerConn) QueryParams(sql string, args []*string) (cols []string, rows [][]*string, tag string, err error) {
+	b := wire.AppendParse(nil, "", []byte(sql), nil)
+	b, off := wire.Begin(b, wire.Bind)
+	b = append(b, 0, 0, 0, 0) // unnamed portal and statement, no parameter formats (all text)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(args)))
+	for _, a := range args {
+		if a == nil {
+			b = binary.BigEndian.AppendUint32(b, 0xffffffff)
+			continue
+		}
+		b = binary.BigEndian.AppendUint32(b, uint32(len(*a)))
+		b = append(b, *a...)
+	}
+	b = append(b, 0, 0) // result formats: all text
+	b = wire.Finish(b, off)
+	b = append(b, wire.Describe, 0, 0, 0, 6, 'P', 0)
+	b = append(b, wire.Execute, 0, 0, 0, 9, 0, 0, 0, 0, 0)
+	b = append(b, wire.Sync, 0, 0, 0, 4)
+	if _, err := s.W.Write(b); err != nil {
+		s.Broken = true
+		return nil, nil, "", err
+	}
+	if err := s.W.Flush(); err != nil {
+		s.Broken = true
+		return nil, nil, "", err
+	}
+	var first error
+	for {
+		msg, err := s.R.Message()
+		if err != nil {
+			s.Broken = true
+			return nil, nil, "", fmt.Errorf("read from %s: %w", s.addr, err)
+		}
+		body := wire.Body(msg)
+		switch msg[0] {
+		case wire.RowDescription:
+			cols = wire.RowDescriptionNames(body)
+		case wire.DataRow:
+			vals, null := wire.DataRowText(body)
+			row := make([]*string, len(vals))
+			for i := range vals {
+				if !null[i] {
+					row[i] = &vals[i]
+				}
+			}
+			rows = append(rows, row)
+		case wire.CommandComplete:
+			tag = string(wire.CommandTag(msg))
+		case wire.ErrorResponse:
+			if first == nil {
+				code, m := wire.ErrorFields(body)
+				first = &ServerError{Code: code, Message: m}
+			}
+		case wire.ParameterStatus:
+			s.NoteParameter(body)
+		case wire.ReadyForQuery:
+			s.R.Discard(len(msg))
+			return cols, rows, tag, first
+		}
+		s.R.Discard(len(msg))
+	}
+}

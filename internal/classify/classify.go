@@ -191,6 +191,10 @@ type Result struct {
 	Command    *Command
 	CommandErr error
 
+	// Kinds are the statements' node names as the parser gives them ("SelectStmt",
+	// "InsertStmt", "ExecuteStmt" ...), in order; nil when the text did not parse.
+	Kinds []string
+
 	// ParseErr is set when the parser rejected the text; Write is then true, so that the
 	// primary reports the error to the client (and nothing is sent to a replica on a guess).
 	ParseErr error
@@ -236,7 +240,17 @@ func (c *Classifier) classify(query []byte) *Result {
 	}
 	w := walker{c: c, res: &Result{Neutral: true}}
 	for _, raw := range tree.GetStmts() {
+		w.res.Kinds = append(w.res.Kinds, statementKind(raw.GetStmt()))
 		w.statement(raw.GetStmt())
 	}
 	return w.res
+}
+
+// statementKind is the name of a statement node's type: "SelectStmt" for a SELECT.
+func statementKind(n *pg.Node) string {
+	m := inner(n)
+	if m == nil {
+		return ""
+	}
+	return string(m.Descriptor().Name())
 }

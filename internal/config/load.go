@@ -260,7 +260,7 @@ func (l *loader) unknownKey(n *node, known []string) {
 	name := n.key[len(n.key)-1]
 	parent := n.key[:len(n.key)-1]
 	msg := "unknown key " + n.path()
-	if s := suggest(name, slices.DeleteFunc(known, func(k string) bool { return k == "*" })); s != "" {
+	if s := Suggest(name, slices.DeleteFunc(known, func(k string) bool { return k == "*" })); s != "" {
 		msg += " (did you mean " + append(parent[:len(parent):len(parent)], s).String() + "?)"
 	} else if homes := keyHomes[name]; len(homes) > 0 {
 		msg += " (" + name + " belongs in " + joinSections(homes) + ")"
@@ -300,6 +300,8 @@ func (l *loader) config(root *node) *Config {
 					}
 				}
 			}
+		case "plugins":
+			cfg.Plugins = l.plugins(kid)
 		case "pool":
 			l.warn(kid, msgMisspeltPool)
 			l.checkPgcat(kid, pgcatMisspelledPool)
@@ -319,6 +321,26 @@ func (l *loader) config(root *node) *Config {
 	return cfg
 }
 
+// plugins reads a plugins table: one block per plugin, in the order of the file. The blocks'
+// contents are checked by the plugins themselves when they are set up.
+func (l *loader) plugins(n *node) []PluginBlock {
+	if !l.table(n, "a table of [plugins.<name>] sections") {
+		return nil
+	}
+	var out []PluginBlock
+	for _, kid := range n.kids {
+		name := kid.key[len(kid.key)-1]
+		raw, ok := kid.val.(map[string]any)
+		if !ok {
+			l.errorf(kid, "must be a table ([%s])", kid.path())
+			continue
+		}
+		out = append(out, PluginBlock{Name: name, File: l.file, Line: l.lineOf(kid), Raw: raw})
+	}
+	slices.SortFunc(out, func(a, b PluginBlock) int { return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Name, b.Name)) })
+	return out
+}
+
 // pool decodes one [pools.<db>] section. It returns nil when the section is not a table.
 func (l *loader) pool(n *node) *Pool {
 	name := n.key[len(n.key)-1]
@@ -330,6 +352,10 @@ func (l *loader) pool(n *node) *Pool {
 		l.errorf(n, "the database name must not be empty")
 	}
 	decodeKeys(l, n, p, poolKeys, poolTables, pgcatPool)
+	if pn, ok := n.kids["plugins"]; ok {
+		p.HasPlugins = true
+		p.Plugins = l.plugins(pn)
+	}
 
 	if un, ok := n.kids["users"]; !ok {
 		l.errorAt(n, "users", "the pool has no users; add a [%s.users.0] section", n.path())

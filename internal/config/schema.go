@@ -124,7 +124,7 @@ var (
 		"write_functions":                   stringListKey(func(p *Pool) *[]string { return &p.WriteFunctions }),
 		"strict_functions":                  boolKey(func(p *Pool) *bool { return &p.StrictFunctions }),
 	}
-	poolTables = []string{"users", "shards"}
+	poolTables = []string{"users", "shards", "plugins"}
 
 	userKeys = map[string]setter[User]{
 		"username":          stringKey(func(u *User) *string { return &u.Username }),
@@ -144,7 +144,7 @@ var (
 	shardTables = []string{"servers"}
 
 	// topTables are the top-level keys sluice reads.
-	topTables = []string{"general", "pools"}
+	topTables = []string{"general", "pools", "plugins"}
 )
 
 // A pgcatKey describes a key pgcat reads and sluice does not implement yet. Load accepts it with a
@@ -180,8 +180,7 @@ var pgcatPlugins = &pgcatKey{Keys: map[string]*pgcatKey{
 // general.prepared_statements from pgcat 1.x releases.
 var (
 	pgcatTop = map[string]*pgcatKey{
-		"path":    nil, // pgcat's Config.path: where pgcat thinks the file is
-		"plugins": pgcatPlugins,
+		"path": nil, // pgcat's Config.path: where pgcat thinks the file is
 	}
 
 	pgcatGeneral = map[string]*pgcatKey{
@@ -224,7 +223,6 @@ var (
 		"db_activity_based_ms_init_delay":     nil, // the name CONFIG.md uses for db_activity_init_delay
 		"db_activity_ttl":                     nil,
 		"table_mutation_cache_ms_ttl":         nil,
-		"plugins":                             pgcatPlugins,
 	}
 
 	pgcatUser = map[string]*pgcatKey{

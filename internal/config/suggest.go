@@ -5,9 +5,9 @@ import (
 	"strings"
 )
 
-// suggest returns the candidate nearest to key by edit distance, or "" when none is near enough to
+// Suggest returns the candidate nearest to key by edit distance, or "" when none is near enough to
 // be a likely typo. Ties go to the alphabetically first candidate, so the answer is stable.
-func suggest(key string, candidates []string) string {
+func Suggest(key string, candidates []string) string {
 	best, bestDist := "", -1
 	sorted := slices.Clone(candidates)
 	slices.Sort(sorted)

@@ -17,7 +17,21 @@ type Config struct {
 	General General
 	// Pools is keyed by the database name clients put in their startup packet.
 	Pools map[string]*Pool
+	// Plugins are the [plugins.<name>] blocks, in the order of the file.
+	Plugins []PluginBlock
 }
+
+// PluginBlock is one [plugins.<name>] or [pools.<db>.plugins.<name>] block. Its contents belong to
+// the plugin: Decode reads them into the plugin's own configuration value.
+type PluginBlock struct {
+	Name string
+	File string
+	Line int
+	Raw  map[string]any
+}
+
+// Where is the block's place in the file, for messages.
+func (b *PluginBlock) Where() string { return formatPos(b.File, b.Line) + "plugins." + b.Name }
 
 // General is the [general] section.
 type General struct {
@@ -96,6 +110,10 @@ type Pool struct {
 	Users []*User
 	// Shards in shard-number order: Shards[0] is [pools.<db>.shards.0].
 	Shards []*Shard
+	// Plugins are the pool's [pools.<db>.plugins.<name>] blocks. As in pgcat, a pool with a
+	// plugins table (HasPlugins) uses its own and none of the top-level ones.
+	Plugins    []PluginBlock
+	HasPlugins bool
 
 	// Routing over a shard's servers, with pgcat's keys and meanings plus sluice's.
 	LoadBalancingMode             string // "random" (default), "round_robin" or "loc"

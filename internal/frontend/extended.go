@@ -6,7 +6,9 @@ import (
 	"fmt"
 
 	"github.com/sluicepg/sluice/internal/backend"
+	"github.com/sluicepg/sluice/internal/hooks"
 	"github.com/sluicepg/sluice/internal/wire"
+	"github.com/sluicepg/sluice/plugin"
 )
 
 // passKinds maps an extended-protocol message to the reply it expects.
@@ -28,6 +30,15 @@ func (s *ClientSession) extended(typ byte, size int) error {
 }
 
 func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
+	if typ == wire.Parse || typ == wire.Bind || (typ == wire.Close && s.hookStmts != nil) {
+		if ch := s.hookChain(); ch.HasQuery() {
+			var done bool
+			var err error
+			if msg, done, err = s.extendedHooks(ch, typ, msg); done {
+				return err
+			}
+		}
+	}
 	body := wire.Body(msg)
 	if s.txMode {
 		switch typ {
@@ -269,3 +280,51 @@ func (s *ClientSession) closeNamed(name string) error {
 	s.mu.Unlock()
 	return s.synth(entry{kind: kCloseSynth})
 }
+
+// extendedHooks runs the query hooks for a Parse (the statement's text, which a hook may
+// rewrite) or a Bind (the statement's text and the parameters). done is set when a hook rejected
+// the message: the batch then fails to Sync.
+func (s *ClientSession) extendedHooks(ch *hooks.Chain, typ byte, msg []byte) (out []byte, done bool, err error) {
+	body := wire.Body(msg)
+	var act plugin.Action
+	switch typ {
+	case wire.Close:
+		if kind, name, ok := wire.StatementRef(typ, body); ok && kind == 'S' {
+			delete(s.hookStmts, string(name))
+		}
+		return msg, false, nil
+	case wire.Parse:
+		name, query, ptypes, ok := wire.ParseQuery(body)
+		if !ok {
+			return msg, false, nil // the usual path reports it
+		}
+		act = s.queryHooks(ch, plugin.Parse, query, nil, nil)
+		if act.Rewrite != "" && act.Kind == plugin.Continue {
+			query = []byte(act.Rewrite)
+			msg = wire.AppendParse(nil, string(name), query, ptypes)
+		}
+		if s.hookStmts == nil {
+			s.hookStmts = map[string]string{}
+		}
+		if len(s.hookStmts) < maxHookStmts || s.hookStmts[string(name)] != "" {
+			s.hookStmts[string(name)] = string(query)
+		}
+	case wire.Bind:
+		name, ok := wire.BindStatement(body)
+		vals, bin, ok2 := wire.BindParams(body)
+		if !ok || !ok2 {
+			return msg, false, nil
+		}
+		act = s.queryHooks(ch, plugin.Bind, []byte(s.hookStmts[string(name)]), vals, bin)
+	}
+	switch act.Kind {
+	case plugin.Reject:
+		return nil, true, s.failBatch(act.Code, act.Message)
+	case plugin.Answer:
+		return nil, true, s.failBatch("0A000", "a plugin answered a query of the extended protocol, which plugins can answer only in the simple protocol")
+	}
+	return msg, false, nil
+}
+
+// maxHookStmts bounds the statement texts kept for query hooks per client.
+const maxHookStmts = 10000

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicepg/sluice/internal/backend"
 	"github.com/sluicepg/sluice/internal/classify"
+	"github.com/sluicepg/sluice/internal/route"
 	"github.com/sluicepg/sluice/internal/pool"
 	"github.com/sluicepg/sluice/internal/wire"
 )
@@ -41,6 +42,9 @@ func (s *ClientSession) attach(r *classify.Result) (*backend.ServerConn, error) 
 		s.target, s.gen, s.cls = tg, tbl.Generation, tbl.Classifier(s.db)
 	}
 	role := s.roleFor(r)
+	if s.hookRole != "" {
+		role, s.hookRole = route.ParseRole(s.hookRole), ""
+	}
 	srv, pl, rs, err := s.checkout(s.target, role, tbl.Config.General.QueryWaitTimeout)
 	if err != nil {
 		return nil, err
@@ -426,6 +430,9 @@ func (s *ClientSession) pumpLoop(srv *backend.ServerConn, drain bool) (res pumpR
 			return pumpFailed, err
 		}
 		res := s.serverMessage(srv, typ, msg, drain)
+		if s.results != nil || s.txEnds != nil {
+			s.runOutcomeHooks()
+		}
 		if o.err != nil {
 			return pumpFailed, &clientWriteError{o.err}
 		}
@@ -442,6 +449,9 @@ func (s *ClientSession) pumpLoop(srv *backend.ServerConn, drain bool) (res pumpR
 func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []byte, drain bool) (res pumpResult) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.chain != nil {
+		s.noteOutcomeLocked(typ, msg)
+	}
 	s.emitDueLocked()
 	keep := true
 	switch typ {
@@ -632,6 +642,7 @@ func (s *ClientSession) shutdown() {
 // transaction, resets a session-mode server, and returns it to its pool; a server caught in the
 // middle of a reply is closed instead.
 func (s *ClientSession) cleanup() {
+	defer s.disconnectHooks()
 	s.mu.Lock()
 	s.closing = true
 	srv := s.srv

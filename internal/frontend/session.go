@@ -25,6 +25,7 @@ import (
 	"github.com/sluicepg/sluice/internal/pool"
 	"github.com/sluicepg/sluice/internal/route"
 	"github.com/sluicepg/sluice/internal/wire"
+	"github.com/sluicepg/sluice/plugin"
 )
 
 // ClientSession is one client connection after its startup packet. Its own goroutine (the reader)
@@ -89,6 +90,7 @@ type ClientSession struct {
 	pump      sync.WaitGroup
 
 	routing
+	pluginState
 }
 
 // statement is a client's named prepared statement in transaction mode.
@@ -270,6 +272,9 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 	if sp.get("replication") != "" && sp.get("replication") != "false" && sp.get("replication") != "0" {
 		return s.fatal("08P01", "sluice does not support replication connections")
 	}
+	if err := s.startupHooks(tbl, sp.params); err != nil {
+		return err
+	}
 	for _, kv := range sp.params {
 		if !untracked[kv.name] {
 			s.setParam(canonicalName(kv.name), kv.value)
@@ -314,6 +319,9 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 		return s.fatal("3D000", fmt.Sprintf("database %q does not exist", s.db))
 	}
 	if err := s.authenticate(tg, &tbl.Config.General, hbaMethod); err != nil {
+		return err
+	}
+	if err := s.authHooks(tbl); err != nil {
 		return err
 	}
 	s.target, s.gen, s.cls = tg, tbl.Generation, tbl.Classifier(s.db)
@@ -787,8 +795,21 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 		return s.queryError("0A000", errListenTxMode)
 	}
 	body := wire.Body(msg)
-	if cmd, ok, cerr := classify.ParseCommand(bytes.TrimSuffix(body, []byte{0})); ok {
+	text := bytes.TrimSuffix(body, []byte{0})
+	if cmd, ok, cerr := classify.ParseCommand(text); ok {
 		return s.command(cmd, cerr)
+	}
+	if ch := s.hookChain(); ch.HasQuery() {
+		act := s.queryHooks(ch, plugin.Simple, text, nil, nil)
+		switch {
+		case act.Kind == plugin.Reject:
+			return s.queryError(act.Code, act.Message)
+		case act.Kind == plugin.Answer:
+			return s.answer(act)
+		case act.Rewrite != "":
+			msg = wire.AppendQuery(nil, act.Rewrite)
+			body = wire.Body(msg)
+		}
 	}
 	srv, err := s.attach(s.classify(body))
 	if err != nil {

@@ -28,6 +28,8 @@ type Options struct {
 
 	// ResetQuery runs on release when the releaser asks for a reset (session mode).
 	ResetQuery string
+	// OnConnect runs on each new connection before it is used; an error discards it.
+	OnConnect func(*backend.ServerConn) error
 }
 
 // ErrClosed is returned by Checkout on a pool that was closed, e.g. replaced by a reload.
@@ -204,6 +206,11 @@ func (p *Pool) usable(s *backend.ServerConn) bool {
 
 func (p *Pool) dialOne(ctx context.Context) (*backend.ServerConn, error) {
 	s, err := p.dial(ctx, &p.params)
+	if err == nil && p.opts.OnConnect != nil {
+		if err = p.opts.OnConnect(s); err != nil {
+			s.Close()
+		}
+	}
 	if err != nil {
 		p.dialErrors.Add(1)
 		return nil, err

@@ -4,6 +4,7 @@
 package route
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -20,7 +21,9 @@ import (
 	"github.com/sluicepg/sluice/internal/backend"
 	"github.com/sluicepg/sluice/internal/classify"
 	"github.com/sluicepg/sluice/internal/config"
+	"github.com/sluicepg/sluice/internal/hooks"
 	"github.com/sluicepg/sluice/internal/pool"
+	"github.com/sluicepg/sluice/plugin"
 )
 
 // Table is an immutable snapshot of the routing state built from one configuration. A reload
@@ -37,6 +40,9 @@ type Table struct {
 	// classifiers hold each pool's query classifier (and its cache), kept across reloads that
 	// leave the pool's function lists alone.
 	classifiers map[string]*classify.Classifier
+	// Plugins are the configuration's plugins, set up by the caller of Build before the table
+	// is published.
+	Plugins *hooks.Set
 }
 
 // Classifier returns the query classifier of database db's pool.
@@ -60,6 +66,31 @@ type Target struct {
 	// settings are the pool's routing settings, replaced at a reload that keeps the target.
 	settings atomic.Pointer[config.Pool]
 	rr       atomic.Uint32 // round_robin's counter
+	// plugins are the plugins serving the target's pool, for hooks that run where only the
+	// target is known (a new server connection).
+	plugins atomic.Pointer[hooks.Chain]
+}
+
+// SetPlugins publishes set as the table's plugins, to its sessions and to its pools' new
+// connections.
+func (t *Table) SetPlugins(set *hooks.Set) {
+	t.Plugins = set
+	t.Targets(func(db, _ string, tg *Target) { tg.plugins.Store(set.Chain(db)) })
+}
+
+// onConnect runs the pool's ServerConnect hooks on a new server connection.
+func (tg *Target) onConnect(sc *backend.ServerConn) error {
+	ch := tg.plugins.Load()
+	if !ch.HasServerConnect() {
+		return nil
+	}
+	return ch.ServerConnect(context.Background(), &plugin.Server{
+		Database: tg.Pool.Name, User: tg.User.Username, Addr: sc.Addr(),
+		Exec: func(sql string) error {
+			_, err := sc.Exec(sql)
+			return err
+		},
+	})
 }
 
 // Settings returns the pool's current configuration, for the routing settings: a reload that
@@ -230,6 +261,7 @@ func newTarget(g *config.General, pc *config.Pool, u *config.User, node func(hos
 				Lifetime: g.ServerLifetime, IdleTimeout: g.IdleTimeout,
 				HealthcheckDelay: g.HealthcheckDelay, HealthcheckTimeout: g.HealthcheckTimeout,
 				ResetQuery: g.ServerResetQuery,
+				OnConnect:  tg.onConnect,
 			})
 			n := node(sv.Host, sv.Port, sh.Database, sv.Role)
 			n.addPool(p)

@@ -274,3 +274,84 @@ func ErrorFields(body []byte) (code, msg string) {
 	}
 	return code, msg
 }
+
+// RowDescriptionNames returns the column names of a RowDescription body. A malformed body yields
+// the names read before the fault.
+func RowDescriptionNames(body []byte) []string {
+	if len(body) < 2 {
+		return nil
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	body = body[2:]
+	names := make([]string, 0, n)
+	for i := 0; i < n; i++ {
+		name, rest, ok := CString(body)
+		if !ok || len(rest) < 18 {
+			break
+		}
+		names = append(names, string(name))
+		body = rest[18:]
+	}
+	return names
+}
+
+// BindParams returns the parameter values of a Bind body (nil for NULL) and whether each is in
+// binary format. ok is false for a malformed body.
+func BindParams(body []byte) (vals [][]byte, binaryFmt []bool, ok bool) {
+	_, rest, ok := CString(body) // portal
+	if !ok {
+		return nil, nil, false
+	}
+	if _, rest, ok = CString(rest); !ok { // statement
+		return nil, nil, false
+	}
+	if len(rest) < 2 {
+		return nil, nil, false
+	}
+	nf := int(binary.BigEndian.Uint16(rest))
+	rest = rest[2:]
+	if len(rest) < 2*nf+2 {
+		return nil, nil, false
+	}
+	fmts := rest[:2*nf]
+	rest = rest[2*nf:]
+	np := int(binary.BigEndian.Uint16(rest))
+	rest = rest[2:]
+	vals, binaryFmt = make([][]byte, np), make([]bool, np)
+	for i := 0; i < np; i++ {
+		if len(rest) < 4 {
+			return nil, nil, false
+		}
+		l := int32(binary.BigEndian.Uint32(rest))
+		rest = rest[4:]
+		if l >= 0 {
+			if int(l) > len(rest) {
+				return nil, nil, false
+			}
+			vals[i] = rest[:l:l]
+			rest = rest[l:]
+		}
+		switch {
+		case nf == 1:
+			binaryFmt[i] = binary.BigEndian.Uint16(fmts) == 1
+		case nf > i:
+			binaryFmt[i] = binary.BigEndian.Uint16(fmts[2*i:]) == 1
+		}
+	}
+	return vals, binaryFmt, true
+}
+
+// AppendDataRowNullable appends a DataRow of text values, nil for NULL.
+func AppendDataRowNullable(dst []byte, vals []*string) []byte {
+	dst, off := Begin(dst, DataRow)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(vals)))
+	for _, v := range vals {
+		if v == nil {
+			dst = binary.BigEndian.AppendUint32(dst, 0xffffffff)
+			continue
+		}
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(*v)))
+		dst = append(dst, *v...)
+	}
+	return Finish(dst, off)
+}

@@ -1,0 +1,240 @@
+package frontend
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+
+	"github.com/sluicepg/sluice/internal/classify"
+	"github.com/sluicepg/sluice/internal/hooks"
+	"github.com/sluicepg/sluice/internal/route"
+	"github.com/sluicepg/sluice/internal/wire"
+	"github.com/sluicepg/sluice/plugin"
+)
+
+// pluginState is a client's view of the plugins. The reader owns it, except chain, which the
+// pump reads under s.mu.
+type pluginState struct {
+	chain    *hooks.Chain
+	chainGen uint64
+	client   *plugin.Client
+	// stmts maps the client's statement names to their text while some plugin has a query
+	// hook, so a Bind's hook sees what it binds (in session mode too).
+	hookStmts map[string]string
+	// hookRole is a role a query hook chose for the transaction the query begins.
+	hookRole string
+	// results and txEnds are outcomes the pump saw, for the result and transaction-end hooks,
+	// which run once the locks are let go. Guarded by s.mu.
+	results []plugin.Result
+	txEnds  []bool
+	lastTag string
+}
+
+var clientIDs atomic.Uint64
+
+// hookChain returns the plugins serving the client's pool in the current configuration.
+func (s *ClientSession) hookChain() *hooks.Chain {
+	tbl := s.l.table()
+	if tbl.Generation != s.chainGen || s.client == nil {
+		s.mu.Lock()
+		s.chain, s.chainGen = tbl.Plugins.Chain(s.db), tbl.Generation
+		s.mu.Unlock()
+	}
+	return s.chain
+}
+
+// startupHooks runs the plugins' startup hooks, which may send the client to another user or
+// database, before anything else looks at them.
+func (s *ClientSession) startupHooks(tbl *route.Table, params []param) error {
+	ch := tbl.Plugins.Chain(s.db)
+	if !ch.HasStartup() {
+		return nil
+	}
+	st := &plugin.Startup{User: s.user, Database: s.db, Params: map[string]string{},
+		Addr: s.conn.RemoteAddr(), TLS: s.tls}
+	for _, p := range params {
+		st.Params[p.name] = p.value
+	}
+	if pe := ch.Startup(context.Background(), st); pe != nil {
+		return s.fatal(pe.Code, pe.Message)
+	}
+	if st.User != "" {
+		s.user = st.User
+	}
+	if st.Database != "" {
+		s.db = st.Database
+	}
+	return nil
+}
+
+// authHooks runs once the client's password was checked: the plugins may still refuse it.
+func (s *ClientSession) authHooks(tbl *route.Table) error {
+	s.client = &plugin.Client{ID: clientIDs.Add(1), User: s.user, Database: s.db,
+		Addr: s.conn.RemoteAddr(), TLS: s.tls}
+	if v, ok := s.paramLocked("application_name"); ok {
+		s.client.ApplicationName = v
+	}
+	s.chain, s.chainGen = tbl.Plugins.Chain(s.db), tbl.Generation
+	if pe := s.chain.Auth(context.Background(), s.client); pe != nil {
+		return s.fatal(pe.Code, pe.Message)
+	}
+	return nil
+}
+
+// queryHooks runs the query hooks over a query about to be sent. text is the query (without a
+// NUL); vals and binFmt are a Bind's parameters. A Reject or Answer in the result means the query
+// must not be sent.
+func (s *ClientSession) queryHooks(ch *hooks.Chain, proto plugin.Protocol, text []byte, vals [][]byte, binFmt []bool) (act plugin.Action) {
+	q := &plugin.Query{Client: s.client, Protocol: proto, Text: string(text), InTransaction: s.inTransaction()}
+	for i, v := range vals {
+		q.Params = append(q.Params, plugin.Param{Value: v, Binary: binFmt[i]})
+	}
+	if s.cls != nil {
+		r := s.cls.Classify(text)
+		q.Write, q.Reads, q.Writes, q.Kind = r.Write, r.Reads, r.Writes, statementKind(r)
+		q.SetParser(func() plugin.ParsedQuery {
+			return plugin.ParsedQuery{Write: r.Write, Reads: r.Reads, Writes: r.Writes, Err: r.ParseErr,
+				Kinds: r.Kinds}
+		})
+	}
+	act = ch.Query(context.Background(), q)
+	if act.Role != "" {
+		s.hookRole = act.Role
+	}
+	return act
+}
+
+func statementKind(r *classify.Result) string {
+	if len(r.Kinds) == 0 {
+		return ""
+	}
+	return r.Kinds[0]
+}
+
+func (s *ClientSession) inTransaction() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.srv != nil && s.tx != 'I'
+}
+
+// answer replies to a simple Query with the rows a plugin gave. Inside a transaction the server
+// gives them back (as text), so they come in order with the transaction's status.
+func (s *ClientSession) answer(act plugin.Action) error {
+	s.mu.Lock()
+	srv := s.srv
+	if srv != nil {
+		s.q.push(entry{kind: kQuery})
+	}
+	s.mu.Unlock()
+	if srv != nil {
+		return s.toServer(srv, wire.AppendQuery(nil, valuesQuery(act.Columns, act.Rows)))
+	}
+	var b []byte
+	if len(act.Columns) > 0 {
+		b = wire.AppendRowDescription(b, act.Columns...)
+		for _, row := range act.Rows {
+			b = wire.AppendDataRowNullable(b, row)
+		}
+	}
+	tag := act.Tag
+	if tag == "" {
+		tag = "SELECT " + itoa(len(act.Rows))
+	}
+	b = wire.AppendCommandComplete(b, tag)
+	return s.emit(wire.AppendReadyForQuery(b, 'I'))
+}
+
+// valuesQuery is a query whose result is rows under columns, all text.
+func valuesQuery(cols []string, rows [][]*string) string {
+	var b strings.Builder
+	if len(cols) == 0 {
+		return "DO $sluice$ BEGIN END $sluice$"
+	}
+	b.WriteString("SELECT ")
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("NULL::text AS " + quoteIdent(c))
+	}
+	b.WriteString(" WHERE false")
+	for _, row := range rows {
+		b.WriteString(" UNION ALL SELECT ")
+		for i := range cols {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			if i < len(row) && row[i] != nil {
+				b.WriteString(quoteLiteral(*row[i]))
+			} else {
+				b.WriteString("NULL")
+			}
+		}
+	}
+	return b.String()
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var d [20]byte
+	i := len(d)
+	for n > 0 {
+		i--
+		d[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(d[i:])
+}
+
+// noteOutcomeLocked records, for the result and transaction-end hooks, what a server message
+// says. s.mu is held.
+func (s *ClientSession) noteOutcomeLocked(typ byte, msg []byte) {
+	ch := s.chain
+	switch typ {
+	case wire.CommandComplete:
+		s.lastTag = string(wire.CommandTag(msg))
+		if ch.HasResult() {
+			s.results = append(s.results, plugin.Result{Client: s.client, Tag: s.lastTag})
+		}
+	case wire.ErrorResponse:
+		if ch.HasResult() {
+			code, m := wire.ErrorFields(wire.Body(msg))
+			s.results = append(s.results, plugin.Result{Client: s.client, Error: &plugin.Error{Code: code, Message: m}})
+		}
+	case wire.ReadyForQuery:
+		if len(msg) > wire.HeaderLen && msg[wire.HeaderLen] == 'I' && s.tx != 'I' && ch.HasTxEnd() {
+			s.txEnds = append(s.txEnds, s.tx == 'T' && s.lastTag == "COMMIT")
+		}
+	}
+}
+
+// runOutcomeHooks runs the result and transaction-end hooks for what the pump recorded. It runs
+// on the goroutine reading the server, with s.mu not held.
+func (s *ClientSession) runOutcomeHooks() {
+	s.mu.Lock()
+	ch, results, txEnds := s.chain, s.results, s.txEnds
+	s.results, s.txEnds = nil, nil
+	s.mu.Unlock()
+	ctx := context.Background()
+	for i := range results {
+		ch.Result(ctx, &results[i])
+	}
+	for _, committed := range txEnds {
+		ch.TxEnd(ctx, s.client, committed)
+	}
+}
+
+// disconnectHooks runs when the client has gone.
+func (s *ClientSession) disconnectHooks() {
+	if s.client == nil {
+		return
+	}
+	s.mu.Lock()
+	ch := s.chain
+	s.mu.Unlock()
+	if ch.HasDisconnect() {
+		ch.Disconnect(context.Background(), s.client)
+	}
+}

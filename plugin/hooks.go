@@ -1,0 +1,208 @@
+package plugin
+
+import (
+	"context"
+	"net"
+)
+
+// Client describes the client a hook runs for. It does not change during a session, except
+// Values, which plugins may use to keep per-client state (keyed by their own name).
+type Client struct {
+	ID              uint64 // unique in the process; the admin console shows it
+	User            string
+	Database        string
+	ApplicationName string
+	Addr            net.Addr
+	TLS             bool
+	// Values is free for plugins. Only the client's own goroutine runs its hooks, so no
+	// locking is needed.
+	Values map[string]any
+}
+
+// Startup is the client's startup packet, which an OnStartup hook may change before sluice looks
+// up the pool and checks the password.
+type Startup struct {
+	User     string
+	Database string
+	// Params are the other startup parameters (application_name, options, ...).
+	Params map[string]string
+	Addr   net.Addr
+	TLS    bool
+}
+
+// StartupHook runs when a client's startup packet arrives, before authentication. It may rewrite
+// the user and database (route the client to another pool) or refuse the client with an *Error.
+type StartupHook interface {
+	OnStartup(ctx context.Context, s *Startup) error
+}
+
+// AuthHook runs after sluice verified the client's password. A non-nil error refuses the login
+// (an *Error chooses the SQLSTATE; other errors give 28000).
+type AuthHook interface {
+	OnAuth(ctx context.Context, c *Client) error
+}
+
+// Protocol says how a query arrived.
+type Protocol uint8
+
+const (
+	// Simple is a Query message: Text may hold several statements.
+	Simple Protocol = iota
+	// Parse is the Parse message of the extended protocol: Text, no Params yet. A Rewrite
+	// here changes the statement.
+	Parse
+	// Bind is a Bind of a prepared statement: Text is the statement's, Params its values.
+	Bind
+)
+
+func (p Protocol) String() string {
+	switch p {
+	case Parse:
+		return "parse"
+	case Bind:
+		return "bind"
+	}
+	return "simple"
+}
+
+// Param is one parameter value of a Bind.
+type Param struct {
+	Value  []byte // nil for NULL
+	Binary bool   // format 1; text otherwise
+}
+
+// Query is what a QueryHook sees.
+type Query struct {
+	Client   *Client
+	Protocol Protocol
+	Text     string
+	Params   []Param
+	// InTransaction is set when the query runs inside a transaction block.
+	InTransaction bool
+	// Write is set when the statement writes (as routing sees it: DML, DDL, locks, write
+	// functions); Reads and Writes are the tables it names. They are filled when the pool
+	// parses queries or a plugin asked for them with Parsed.
+	Write         bool
+	Reads, Writes []string
+	// Kind is the first statement's kind, as the parser names it ("SelectStmt",
+	// "InsertStmt", "ExecuteStmt" ...), or "" when the text did not parse.
+	Kind string
+
+	parsed func() ParsedQuery
+}
+
+// ParsedQuery is the parse of a query's text, on demand.
+type ParsedQuery struct {
+	Kinds         []string // every statement's kind
+	Write         bool
+	Reads, Writes []string
+	Err           error // the parser's error, when the text does not parse
+}
+
+// Parsed returns the parse of the query's text (cached by text: the second call for the same text
+// costs a map lookup).
+func (q *Query) Parsed() ParsedQuery {
+	if q.parsed == nil {
+		return ParsedQuery{}
+	}
+	return q.parsed()
+}
+
+// SetParser is for sluice: it installs the function behind Parsed.
+func (q *Query) SetParser(f func() ParsedQuery) { q.parsed = f }
+
+// ActionKind says what a QueryHook decided.
+type ActionKind uint8
+
+const (
+	// Continue: run the query (possibly rewritten or routed); the next hook runs.
+	Continue ActionKind = iota
+	// Reject: answer the client with an error and do not run the query.
+	Reject
+	// Answer: answer the client with rows and a command tag and do not run the query.
+	Answer
+)
+
+// Action is a QueryHook's decision. The zero value continues unchanged.
+type Action struct {
+	Kind ActionKind
+	// Rewrite, when not empty, replaces the query text (simple Query, or Parse).
+	Rewrite string
+	// Code and Message are the error of a Reject.
+	Code, Message string
+	// Columns, Rows and Tag are the result of an Answer; values are text, nil for NULL.
+	Columns []string
+	Rows    [][]*string
+	Tag     string
+	// Role ("primary", "replica" or "any") routes a query that begins a transaction; ""
+	// leaves the choice to sluice. Shard picks the shard when ShardSet.
+	Role     string
+	Shard    int
+	ShardSet bool
+}
+
+// ContinueQuery runs the query unchanged.
+func ContinueQuery() Action { return Action{} }
+
+// RewriteQuery runs text instead of the query.
+func RewriteQuery(text string) Action { return Action{Rewrite: text} }
+
+// RejectQuery answers the query with an error with SQLSTATE code.
+func RejectQuery(code, message string) Action {
+	return Action{Kind: Reject, Code: code, Message: message}
+}
+
+// AnswerQuery answers the query with rows, without a server. tag is the command tag, e.g.
+// "SELECT 1".
+func AnswerQuery(columns []string, rows [][]*string, tag string) Action {
+	return Action{Kind: Answer, Columns: columns, Rows: rows, Tag: tag}
+}
+
+// RouteQuery sends the query (if it begins a transaction) to a server of role.
+func RouteQuery(role string) Action { return Action{Role: role} }
+
+// QueryHook runs for each query before it is sent: each simple Query, and each Parse and Bind of
+// the extended protocol. An error fails the query like a Reject (an *Error chooses the SQLSTATE).
+type QueryHook interface {
+	OnQuery(ctx context.Context, q *Query) (Action, error)
+}
+
+// Result is what a ResultHook sees when a statement's result is complete.
+type Result struct {
+	Client *Client
+	// Tag is the command tag ("SELECT 3", "INSERT 0 1"); Error is set instead (SQLSTATE and
+	// message) when the statement failed.
+	Tag   string
+	Error *Error
+}
+
+// ResultHook observes each statement's outcome. It runs on the path that sends the result to
+// the client: keep it quick.
+type ResultHook interface {
+	OnResult(ctx context.Context, r *Result)
+}
+
+// TxEndHook runs after a transaction block ended: committed is false for a rollback (or a
+// failed transaction ended by COMMIT).
+type TxEndHook interface {
+	OnTxEnd(ctx context.Context, c *Client, committed bool)
+}
+
+// Server is a new server connection, for ServerConnectHook.
+type Server struct {
+	Database, User string // the pool's database and user on the server
+	Addr           string
+	// Exec runs sql on the connection (simple protocol) before any client uses it.
+	Exec func(sql string) error
+}
+
+// ServerConnectHook runs when sluice opened a new server connection, before any client uses it:
+// prewarm caches, set parameters. An error closes the connection.
+type ServerConnectHook interface {
+	OnServerConnect(ctx context.Context, s *Server) error
+}
+
+// DisconnectHook runs when a client has left.
+type DisconnectHook interface {
+	OnDisconnect(ctx context.Context, c *Client)
+}
