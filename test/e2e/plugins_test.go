@@ -110,7 +110,7 @@ func TestGoPluginHooks(t *testing.T) {
 				rec := v.(*recorder)
 				checkFor(t, 5e9, func() error {
 					ev := strings.Join(rec.seen(), "\n")
-					for _, want := range []string{"forbidden_word", "'rewritten'", "commit", "disconnect:app"} {
+					for _, want := range []string{"forbidden_word", "old_name", "commit", "disconnect:app"} {
 						if !strings.Contains(ev, want) {
 							return &missing{want, ev}
 						}
