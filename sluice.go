@@ -27,6 +27,7 @@ import (
 	"github.com/sluicepg/sluice/internal/hooks"
 	"github.com/sluicepg/sluice/internal/route"
 	"github.com/sluicepg/sluice/plugin"
+	_ "github.com/sluicepg/sluice/plugins/standard" // the plugins that ship with sluice
 )
 
 // Version is the sluice version, set at build time with -ldflags "-X github.com/sluicepg/sluice.Version=...".
