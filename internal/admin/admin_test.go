@@ -202,10 +202,10 @@ func TestCommands(t *testing.T) {
 		{"show users;", "name,pool_mode", []string{"app|transaction", "batch|session"}, "SHOW"},
 		{"SHOW POOLS", "database,user,pool_mode,cl_idle,cl_active,cl_waiting,cl_cancel_req,sv_active,sv_idle,sv_used,sv_tested,sv_login,maxwait,maxwait_us",
 			[]string{"app|app|transaction|1|1|0|0|0|0|0|0|0|0|0", "app|batch|session|0|0|0|0|0|0|0|0|0|0|0"}, "SHOW"},
-		{"SHOW DATABASES", "name,host,port,database,force_user,pool_size,min_pool_size,reserve_pool,pool_mode,max_connections,current_connections,paused,disabled",
+		{"SHOW DATABASES", "name,host,port,database,force_user,pool_size,min_pool_size,reserve_pool,pool_mode,max_connections,current_connections,paused,disabled,role,lag_bytes",
 			[]string{
-				"app_shard_0_primary|127.0.0.1|1|appdb|app|7|0|0|transaction|7|0|0|0",
-				"app_shard_0_replica_0|127.0.0.2|1|appdb|app|7|0|0|transaction|7|0|0|1",
+				"app_shard_0_primary|127.0.0.1|1|appdb|app|7|0|0|transaction|7|0|0|0|primary|0",
+				"app_shard_0_replica_0|127.0.0.2|1|appdb|app|7|0|0|transaction|7|0|0|1|replica|0",
 				"app_shard_0_primary|127.0.0.1|1|appdb|batch|10|0|0|session|10|0|0|0",
 				"app_shard_0_replica_0|127.0.0.2|1|appdb|batch|10|0|0|session|10|0|0|0",
 			}, "SHOW"},

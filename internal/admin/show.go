@@ -86,6 +86,7 @@ type serverPool struct {
 	port     int
 	database string // the database name on the server
 	pool     *pool.Pool
+	lagBytes int64
 }
 
 func (sp serverPool) addr() string { return net.JoinHostPort(sp.host, strconv.Itoa(sp.port)) }
@@ -111,7 +112,11 @@ func servers(t target) []serverPool {
 					role = config.RolePrimary
 				}
 			}
-			out = append(out, serverPool{name: name, shard: n, role: role, host: p.Host, port: p.Port, database: p.Database, pool: s.Pool})
+			var lag int64
+			if s.Node != nil {
+				lag = s.Node.State().LagBytes
+			}
+			out = append(out, serverPool{name: name, shard: n, role: role, host: p.Host, port: p.Port, database: p.Database, pool: s.Pool, lagBytes: lag})
 		}
 	}
 	return out
@@ -132,7 +137,9 @@ func (c *Console) banned() map[string]bool {
 func (c *Console) showDatabases(res *result) error {
 	res.header(text("name"), text("host"), text("port"), text("database"), text("force_user"),
 		num("pool_size"), num("min_pool_size"), num("reserve_pool"), text("pool_mode"),
-		num("max_connections"), num("current_connections"), num("paused"), num("disabled"))
+		num("max_connections"), num("current_connections"), num("paused"), num("disabled"),
+		// sluice's: the role the health checker found, and a replica's replay lag.
+		text("role"), num("lag_bytes"))
 	banned := c.banned()
 	for _, t := range c.targets() {
 		u := t.tg.User
@@ -140,7 +147,8 @@ func (c *Console) showDatabases(res *result) error {
 			st := sp.pool.Stats()
 			res.row(sp.name, sp.host, strconv.Itoa(sp.port), sp.database, u.ServerUser(),
 				u.PoolSize, u.MinPoolSize, 0, t.tg.Mode,
-				u.PoolSize, st.Open, 0, banned[t.db+"\x00"+t.user+"\x00"+sp.addr()])
+				u.PoolSize, st.Open, 0, banned[t.db+"\x00"+t.user+"\x00"+sp.addr()],
+				sp.role, sp.lagBytes)
 		}
 	}
 	res.complete("SHOW")
