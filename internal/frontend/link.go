@@ -11,8 +11,8 @@ import (
 
 	"github.com/sluicepg/sluice/internal/backend"
 	"github.com/sluicepg/sluice/internal/classify"
-	"github.com/sluicepg/sluice/internal/route"
 	"github.com/sluicepg/sluice/internal/pool"
+	"github.com/sluicepg/sluice/internal/route"
 	"github.com/sluicepg/sluice/internal/wire"
 )
 

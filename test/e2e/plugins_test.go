@@ -66,7 +66,9 @@ func (r *recorder) OnTxEnd(ctx context.Context, c *plugin.Client, committed bool
 	}
 }
 
-func (r *recorder) OnDisconnect(ctx context.Context, c *plugin.Client) { r.record("disconnect:" + c.User) }
+func (r *recorder) OnDisconnect(ctx context.Context, c *plugin.Client) {
+	r.record("disconnect:" + c.User)
+}
 
 // TestGoPluginHooks: a compiled-in plugin's query hook rejects, answers, rewrites, and panics
 // without harm, in both protocols and both pool modes.
