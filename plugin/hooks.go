@@ -134,6 +134,19 @@ type Action struct {
 	Columns []string
 	Rows    [][]*string
 	Tag     string
+	// Wire, with Kind Answer, is the answer as the server would send it for one statement:
+	// RowDescription (or none), DataRows, CommandComplete, as raw protocol messages. It works
+	// in both protocols (in the extended one sluice answers the Bind, the Describe of the
+	// portal and the Execute from it), outside transaction blocks only: inside one the query
+	// runs. A cache answers with it.
+	Wire []byte
+	// Capture, when not nil, asks sluice to hand this statement's result, as raw protocol
+	// messages (RowDescription, DataRows, CommandComplete) up to CaptureLimit bytes, to the
+	// ResultHooks, with Capture in Result.Capture so the plugin knows it. A result over the
+	// limit, an error, or a statement inside a transaction block that is rolled back is not
+	// handed over (Result.Wire is nil).
+	Capture      any
+	CaptureLimit int
 	// Role ("primary", "replica" or "any") routes a query that begins a transaction; ""
 	// leaves the choice to sluice. Shard picks the shard when ShardSet.
 	Role     string
@@ -151,6 +164,9 @@ func RewriteQuery(text string) Action { return Action{Rewrite: text} }
 func RejectQuery(code, message string) Action {
 	return Action{Kind: Reject, Code: code, Message: message}
 }
+
+// AnswerWire answers the query with a result given as raw protocol messages (see Action.Wire).
+func AnswerWire(wire []byte) Action { return Action{Kind: Answer, Wire: wire} }
 
 // AnswerQuery answers the query with rows, without a server. tag is the command tag, e.g.
 // "SELECT 1".
@@ -174,6 +190,11 @@ type Result struct {
 	// message) when the statement failed.
 	Tag   string
 	Error *Error
+	// Capture is the value a QueryHook set in Action.Capture for this statement, and Wire
+	// the statement's result as raw protocol messages (nil when the capture failed or was
+	// over its limit). Wire is the hook's to keep.
+	Capture any
+	Wire    []byte
 }
 
 // ResultHook observes each statement's outcome. It runs on the path that sends the result to
