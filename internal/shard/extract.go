@@ -208,17 +208,26 @@ type value struct {
 	null  bool
 	known bool
 	sh    int
+	// nullFirst: a NULL goes to shard 0, as hash partitioning puts a NULL key in the first
+	// partition (an INSERT's key under PgBigintHash).
+	nullFirst bool
 }
 
 // shard returns the shard of v; ok is false when it is not known (a NULL, a parameter that is
 // missing, or a value the key type cannot read).
 func (v value) shard(s Sharder, p Params) (int, bool) {
 	if v.param == 0 {
-		return v.sh, v.known && !v.null
+		if v.null {
+			return 0, v.nullFirst
+		}
+		return v.sh, v.known
 	}
 	i := v.param - 1
-	if i >= len(p.Values) || p.Values[i] == nil {
+	if i >= len(p.Values) {
 		return 0, false
+	}
+	if p.Values[i] == nil {
+		return 0, v.nullFirst
 	}
 	var sh int
 	var err error
@@ -256,7 +265,7 @@ func (c *cond) eval(s Sharder, p Params) Set {
 		for _, v := range c.vals {
 			sh, ok := v.shard(s, p)
 			if !ok {
-				if v.null {
+				if v.null || v.param > 0 && v.param <= len(p.Values) && p.Values[v.param-1] == nil {
 					continue // key = NULL matches no row
 				}
 				return AllShards()

@@ -44,14 +44,13 @@ func (a *analyzer) insertStmt(s *pg.InsertStmt, only bool) *cond {
 		if keyCol < len(items) {
 			if got, ok := a.value(items[keyCol]); ok {
 				v = got
-				if v.null && v.param == 0 && a.e.sharder.Func == PgBigintHash {
-					// Hash partitioning hashes a NULL key to 0: the first partition.
-					v = value{known: true, sh: 0}
-				}
+				// Hash partitioning puts a NULL key in the first partition; sha1 has no
+				// shard for it.
+				v.nullFirst = a.e.sharder.Func == PgBigintHash
 			}
 		}
 		ins.rows[i] = v
-		if v.null || (v.param == 0 && !v.known) {
+		if v.null && !v.nullFirst {
 			v = value{} // a row that goes nowhere known makes the INSERT touch all shards
 		}
 		c.vals = append(c.vals, v)
