@@ -30,6 +30,11 @@ func (s *ClientSession) extended(typ byte, size int) error {
 }
 
 func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
+	if s.answering != nil && (typ == wire.Describe || typ == wire.Execute) {
+		if ok, err := s.answerExtended(typ, wire.Body(msg)); ok {
+			return err
+		}
+	}
 	if typ == wire.Parse || typ == wire.Bind || (typ == wire.Close && s.hookStmts != nil) {
 		if ch := s.hookChain(); ch.HasQuery() {
 			var done bool
@@ -95,7 +100,15 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 			return err
 		}
 	}
-	s.q.push(entry{kind: passKinds[typ]})
+	e := entry{kind: passKinds[typ]}
+	if s.pendingCapture != nil && (typ == wire.Execute || (typ == wire.Describe && body[0] == 'P')) {
+		e.capture = s.pendingCapture
+		s.capOut.Store(true)
+		if typ == wire.Execute {
+			s.pendingCapture = nil
+		}
+	}
+	s.q.push(e)
 	if typ != wire.FunctionCall {
 		s.open = true
 	}
@@ -310,18 +323,37 @@ func (s *ClientSession) extendedHooks(ch *hooks.Chain, typ byte, msg []byte) (ou
 			s.hookStmts[string(name)] = string(query)
 		}
 	case wire.Bind:
+		s.answering, s.pendingCapture = nil, nil
 		name, ok := wire.BindStatement(body)
 		vals, bin, ok2 := wire.BindParams(body)
 		if !ok || !ok2 {
 			return msg, false, nil
 		}
 		act = s.queryHooks(ch, plugin.Bind, []byte(s.hookStmts[string(name)]), vals, bin)
+		unnamedPortal := len(body) > 0 && body[0] == 0
+		if act.Kind == plugin.Answer && unnamedPortal && !s.inTransaction() {
+			// The plugin's result stands in for the portal: sluice answers the Bind now,
+			// and the Describe and Execute of the portal from the result.
+			w := act.Wire
+			if w == nil {
+				w = wireFromRows(&act)
+			}
+			desc, rest := splitRowDescription(w)
+			s.answering = &wireAnswer{desc: desc, rest: rest}
+			return nil, true, s.synth(entry{kind: kRawSynth, msg: []byte{wire.BindComplete, 0, 0, 0, 4}})
+		}
+		if act.Kind == plugin.Continue && unnamedPortal {
+			s.pendingCapture = newCaptureReq(&act)
+		}
 	}
 	switch act.Kind {
 	case plugin.Reject:
 		return nil, true, s.failBatch(act.Code, act.Message)
 	case plugin.Answer:
-		return nil, true, s.failBatch("0A000", "a plugin answered a query of the extended protocol, which plugins can answer only in the simple protocol")
+		if typ == wire.Parse {
+			return msg, false, nil // answers are given at the Bind, with its parameters
+		}
+		// Inside a transaction block (or for a named portal) the query runs.
 	}
 	return msg, false, nil
 }

@@ -410,6 +410,13 @@ func (s *ClientSession) pumpLoop(srv *backend.ServerConn, drain bool) (res pumpR
 			o.mu.Lock()
 			locked = true
 		}
+		if typ == wire.DataRow && (s.cap != nil || s.capOut.Load()) {
+			row, err := srv.R.Message()
+			if err != nil {
+				return pumpFailed, err
+			}
+			s.captureRow(row)
+		}
 		switch typ {
 		case wire.DataRow, wire.CopyData, wire.NoticeResponse, wire.Notification, wire.CopyInResponse,
 			wire.CopyOutResponse, wire.CopyBothResponse, wire.FunctionCallResult, wire.ParameterDesc, wire.CopyDone:
@@ -449,7 +456,16 @@ func (s *ClientSession) pumpLoop(srv *backend.ServerConn, drain bool) (res pumpR
 func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []byte, drain bool) (res pumpResult) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.chain != nil {
+	capturing := s.chain != nil && (s.cap != nil || s.capOut.Load())
+	var hk entryKind
+	var hc *captureReq
+	if capturing {
+		if h := s.q.head(); h != nil {
+			hk, hc = h.kind, h.capture
+		}
+	}
+	if s.chain != nil && (hc == nil || typ == wire.ReadyForQuery) {
+		// A captured statement's result reaches the result hooks once, with its capture.
 		s.noteOutcomeLocked(typ, msg)
 	}
 	s.emitDueLocked()
@@ -522,6 +538,9 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		_, _ = s.out.Write(msg)
 	}
 	s.emitDueLocked()
+	if capturing {
+		s.captureMsgLocked(hk, hc, typ, msg)
+	}
 	// Consume the message before s.mu is released: once the pump says it is done, the reader may
 	// read this server.
 	srv.R.Discard(len(msg))

@@ -28,6 +28,15 @@ type pluginState struct {
 	results []plugin.Result
 	txEnds  []bool
 	lastTag string
+
+	// Plugins' answers and captures (capture.go). answering and pendingCapture belong to the
+	// reader; cap to the goroutine reading the server; captured is guarded by s.mu; capOut is
+	// set while some queued reply has a capture.
+	answering      *wireAnswer
+	pendingCapture *captureReq
+	cap            *capture
+	captured       []plugin.Result
+	capOut         atomic.Bool
 }
 
 var clientIDs atomic.Uint64
@@ -111,6 +120,14 @@ func statementKind(r *classify.Result) string {
 	return r.Kinds[0]
 }
 
+// idle reports whether nothing of the client's is in flight outside a transaction block: no
+// server, or (session mode) a server idle with no reply pending.
+func (s *ClientSession) idle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.srv == nil || (s.tx == 'I' && s.q.empty())
+}
+
 func (s *ClientSession) inTransaction() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -122,6 +139,9 @@ func (s *ClientSession) inTransaction() bool {
 func (s *ClientSession) answer(act plugin.Action) error {
 	s.mu.Lock()
 	srv := s.srv
+	if srv != nil && s.tx == 'I' && s.q.empty() {
+		srv = nil // session mode, idle: nothing is in flight to come before the answer
+	}
 	if srv != nil {
 		s.q.push(entry{kind: kQuery})
 	}
@@ -129,18 +149,10 @@ func (s *ClientSession) answer(act plugin.Action) error {
 	if srv != nil {
 		return s.toServer(srv, wire.AppendQuery(nil, valuesQuery(act.Columns, act.Rows)))
 	}
-	var b []byte
-	if len(act.Columns) > 0 {
-		b = wire.AppendRowDescription(b, act.Columns...)
-		for _, row := range act.Rows {
-			b = wire.AppendDataRowNullable(b, row)
-		}
+	b := act.Wire
+	if b == nil {
+		b = wireFromRows(&act)
 	}
-	tag := act.Tag
-	if tag == "" {
-		tag = "SELECT " + itoa(len(act.Rows))
-	}
-	b = wire.AppendCommandComplete(b, tag)
 	return s.emit(wire.AppendReadyForQuery(b, 'I'))
 }
 

@@ -17,6 +17,7 @@ const (
 	kQuery
 	kFunc
 	kErrorSynth   // an error sluice raised inside a batch: send msg
+	kRawSynth     // a reply a plugin gave (an answer from its Wire): send msg
 	kAbortSwallow // failing Parse sluice sent so the server skips to Sync: drop its ErrorResponse
 )
 
@@ -25,11 +26,14 @@ type entry struct {
 	kind   entryKind
 	name   string // server statement name, for Parse and Close entries in transaction mode
 	client string // client statement name, for the client's own Parse
-	msg    []byte // for kErrorSynth
+	msg    []byte // for kErrorSynth and kRawSynth
+	// capture is a plugin's Action.Capture for the statement this entry's reply belongs to
+	// (kQuery, kDescribe or kExecute).
+	capture *captureReq
 }
 
 func (e *entry) synthetic() bool {
-	return e.kind == kParseSynth || e.kind == kCloseSynth || e.kind == kErrorSynth
+	return e.kind == kParseSynth || e.kind == kCloseSynth || e.kind == kErrorSynth || e.kind == kRawSynth
 }
 
 var (

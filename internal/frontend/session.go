@@ -725,6 +725,7 @@ var syncMsg = []byte{wire.Sync, 0, 0, 0, 4}
 // sync handles the client's Sync: the end of an extended-protocol batch.
 func (s *ClientSession) sync() error {
 	s.failing = false
+	s.answering, s.pendingCapture = nil, nil
 	s.mu.Lock()
 	srv := s.srv
 	if srv != nil {
@@ -799,16 +800,22 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 	if cmd, ok, cerr := classify.ParseCommand(text); ok {
 		return s.command(cmd, cerr)
 	}
+	var capReq *captureReq
 	if ch := s.hookChain(); ch.HasQuery() {
 		act := s.queryHooks(ch, plugin.Simple, text, nil, nil)
 		switch {
 		case act.Kind == plugin.Reject:
 			return s.queryError(act.Code, act.Message)
-		case act.Kind == plugin.Answer:
+		case act.Kind == plugin.Answer && (act.Wire == nil || s.idle()):
+			// A stored result answers only outside a transaction block; inside one the
+			// query runs.
 			return s.answer(act)
 		case act.Rewrite != "":
 			msg = wire.AppendQuery(nil, act.Rewrite)
 			body = wire.Body(msg)
+		}
+		if act.Kind == plugin.Continue {
+			capReq = newCaptureReq(&act)
 		}
 	}
 	srv, err := s.attach(s.classify(body))
@@ -818,7 +825,10 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 		}
 		return s.queryError(checkoutCode(err), err.Error())
 	}
-	s.q.push(entry{kind: kQuery})
+	s.q.push(entry{kind: kQuery, capture: capReq})
+	if capReq != nil {
+		s.capOut.Store(true)
+	}
 	if srv.UnnamedOwner == s {
 		srv.UnnamedOwner = nil // a simple Query drops the unnamed statement
 	}

@@ -37,7 +37,8 @@ func (c *Chain) Auth(ctx context.Context, cl *plugin.Client) *plugin.Error {
 
 // Query runs the QueryHooks over q. A rewrite is applied to q.Text before the next hook runs;
 // the first Reject or Answer ends the chain and is returned; a failed hook is returned as a
-// Reject. The Role and Shard of the last hook that set them are kept.
+// Reject. The Role, Shard and Capture of the last hook that set them are kept. (Only one capture
+// per statement: a second plugin's replaces the first's.)
 func (c *Chain) Query(ctx context.Context, q *plugin.Query) plugin.Action {
 	var out plugin.Action
 	if c == nil {
@@ -73,6 +74,9 @@ func (c *Chain) Query(ctx context.Context, q *plugin.Query) plugin.Action {
 		}
 		if act.ShardSet {
 			out.Shard, out.ShardSet = act.Shard, true
+		}
+		if act.Capture != nil {
+			out.Capture, out.CaptureLimit = act.Capture, act.CaptureLimit
 		}
 	}
 	if rewritten {

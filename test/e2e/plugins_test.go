@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -127,3 +128,76 @@ func TestGoPluginHooks(t *testing.T) {
 type missing struct{ want, got string }
 
 func (m *missing) Error() string { return "hook events lack " + m.want + ":\n" + m.got }
+
+// memo is a compiled-in plugin that stores the result of queries that mention memo_me and
+// answers them from the store the next time: the shape of a cache.
+type memo struct {
+	mu    sync.Mutex
+	store map[string][]byte
+}
+
+func init() {
+	plugin.Register(plugin.Info{Name: "e2e_memo", New: func() plugin.Plugin { return &memo{store: map[string][]byte{}} }})
+}
+
+func (m *memo) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, error) {
+	if !strings.Contains(q.Text, "memo_me") || q.Protocol == plugin.Parse || q.InTransaction {
+		return plugin.ContinueQuery(), nil
+	}
+	m.mu.Lock()
+	w := m.store[q.Text]
+	m.mu.Unlock()
+	if w != nil {
+		return plugin.AnswerWire(w), nil
+	}
+	return plugin.Action{Capture: q.Text}, nil
+}
+
+func (m *memo) OnResult(ctx context.Context, r *plugin.Result) {
+	if key, ok := r.Capture.(string); ok && r.Wire != nil {
+		m.mu.Lock()
+		m.store[key] = r.Wire
+		m.mu.Unlock()
+	}
+}
+
+// TestPluginCaptureAndAnswer: a plugin captures a statement's result and answers the same query
+// from it later, in both protocols and pool modes; inside a transaction the query runs.
+func TestPluginCaptureAndAnswer(t *testing.T) {
+	for _, mode := range []string{"transaction", "session"} {
+		for _, proto := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement, pgx.QueryExecModeDescribeExec} {
+			t.Run(fmt.Sprintf("%s/%v", mode, proto), func(t *testing.T) {
+				s := startSluice(t, poolConfig{Mode: mode, General: "\n[plugins.e2e_memo]\n"})
+				conn := connectConfig(t, s, func(c *pgx.ConnConfig) { c.DefaultQueryExecMode = proto })
+				ctx := context.Background()
+				const q = "SELECT random()::text AS r, 'memo_me' AS tag"
+				read := func(c interface {
+					QueryRow(context.Context, string, ...any) pgx.Row
+				}) string {
+					t.Helper()
+					var r, tag string
+					if err := c.QueryRow(ctx, q).Scan(&r, &tag); err != nil {
+						t.Fatal(err)
+					}
+					return r
+				}
+				first := read(conn)
+				if second := read(conn); second != first {
+					t.Errorf("second run gave %s; want the stored %s", second, first)
+				}
+				tx, err := conn.Begin(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if in := read(tx); in == first {
+					t.Errorf("inside a transaction the stored result %s came back; want the query to run", in)
+				}
+				tx.Rollback(ctx)
+				var one int
+				if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
+					t.Errorf("after: %d, %v", one, err)
+				}
+			})
+		}
+	}
+}

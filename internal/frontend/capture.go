@@ -1,0 +1,185 @@
+package frontend
+
+import (
+	"encoding/binary"
+
+	"github.com/sluicepg/sluice/internal/wire"
+	"github.com/sluicepg/sluice/plugin"
+)
+
+// A plugin may answer a query from a stored result (Action.Wire) and ask for a statement's result
+// to store (Action.Capture): what a cache needs. Both work outside transaction blocks only.
+
+// captureReq is a plugin's request to see one statement's result.
+type captureReq struct {
+	token any
+	limit int
+}
+
+// capture collects a statement's result while it streams to the client. The goroutine reading
+// the server owns it.
+type capture struct {
+	req      *captureReq
+	buf      []byte
+	commands int
+	failed   bool
+}
+
+// defaultCaptureLimit bounds a capture when the plugin gave no limit.
+const defaultCaptureLimit = 1 << 20
+
+// newCaptureReq returns the capture a plugin's action asks for, or nil.
+func newCaptureReq(act *plugin.Action) *captureReq {
+	if act.Capture == nil {
+		return nil
+	}
+	limit := act.CaptureLimit
+	if limit <= 0 {
+		limit = defaultCaptureLimit
+	}
+	return &captureReq{token: act.Capture, limit: limit}
+}
+
+// add appends one message of the result.
+func (c *capture) add(msg []byte) {
+	if c.failed {
+		return
+	}
+	if len(c.buf)+len(msg) > c.req.limit {
+		c.failed, c.buf = true, nil
+		return
+	}
+	c.buf = append(c.buf, msg...)
+}
+
+// captureMsgLocked feeds a server message (other than a DataRow, see captureRow) to the capture
+// of the statement it belongs to. s.mu is held; hk and hc are the kind and capture of the head
+// entry before the message was handled.
+func (s *ClientSession) captureMsgLocked(hk entryKind, hc *captureReq, typ byte, msg []byte) {
+	switch typ {
+	case wire.RowDescription, wire.CommandComplete:
+		if s.cap == nil {
+			if hc == nil {
+				return
+			}
+			s.cap = &capture{req: hc}
+		}
+		s.cap.add(msg)
+		if typ == wire.CommandComplete {
+			s.cap.commands++
+			if hk == kExecute {
+				s.finishCaptureLocked()
+			}
+		}
+	case wire.ErrorResponse, wire.PortalSuspended, wire.CopyInResponse, wire.CopyOutResponse:
+		if s.cap != nil {
+			s.cap.failed = true
+		}
+	case wire.ReadyForQuery:
+		if s.cap != nil {
+			s.finishCaptureLocked() // a simple Query's statement ends at ReadyForQuery
+		}
+		// Results count only when the statement ran outside a transaction block, which
+		// ReadyForQuery 'I' after it proves.
+		if len(msg) > wire.HeaderLen && msg[wire.HeaderLen] == 'I' {
+			s.results = append(s.results, s.captured...)
+		}
+		s.captured = s.captured[:0]
+		if s.q.empty() {
+			s.capOut.Store(false)
+		}
+	}
+}
+
+// captureRow feeds a DataRow to the capture of its statement. Only the goroutine reading the
+// server calls it, before the row is forwarded.
+func (s *ClientSession) captureRow(msg []byte) {
+	if s.cap == nil {
+		s.mu.Lock()
+		if h := s.q.head(); h != nil && h.capture != nil {
+			s.cap = &capture{req: h.capture}
+		}
+		s.mu.Unlock()
+		if s.cap == nil {
+			return
+		}
+	}
+	s.cap.add(msg)
+}
+
+// wireFromRows builds a stored-result answer from a plugin's rows.
+func wireFromRows(act *plugin.Action) []byte {
+	var b []byte
+	if len(act.Columns) > 0 {
+		b = wire.AppendRowDescription(b, act.Columns...)
+		for _, row := range act.Rows {
+			b = wire.AppendDataRowNullable(b, row)
+		}
+	}
+	tag := act.Tag
+	if tag == "" {
+		tag = "SELECT " + itoa(len(act.Rows))
+	}
+	return wire.AppendCommandComplete(b, tag)
+}
+
+// finishCaptureLocked ends the capture in progress: one statement's complete result is kept for
+// the result hooks.
+func (s *ClientSession) finishCaptureLocked() {
+	c := s.cap
+	s.cap = nil
+	if c.failed || c.commands != 1 {
+		return
+	}
+	s.captured = append(s.captured, plugin.Result{Client: s.client, Capture: c.req.token, Wire: c.buf,
+		Tag: string(wire.CommandTag(lastMessage(c.buf)))})
+}
+
+// lastMessage returns the last protocol message in b.
+func lastMessage(b []byte) []byte {
+	var last []byte
+	for len(b) >= 5 {
+		n := 1 + int(binary.BigEndian.Uint32(b[1:5]))
+		if n > len(b) {
+			break
+		}
+		last, b = b[:n], b[n:]
+	}
+	return last
+}
+
+// splitRowDescription splits a stored result into its RowDescription (nil when it has none) and
+// the rest.
+func splitRowDescription(w []byte) (desc, rest []byte) {
+	if len(w) >= 5 && w[0] == wire.RowDescription {
+		n := 1 + int(binary.BigEndian.Uint32(w[1:5]))
+		if n <= len(w) {
+			return w[:n], w[n:]
+		}
+	}
+	return nil, w
+}
+
+// wireAnswer is a plugin's answer to an extended-protocol query, given at its Bind: sluice
+// answers the Describe of the portal and the Execute from it.
+type wireAnswer struct {
+	desc, rest []byte
+}
+
+// answerExtended handles a Describe of the unnamed portal or an Execute while a plugin's answer
+// stands in for the portal. It reports whether it did.
+func (s *ClientSession) answerExtended(typ byte, body []byte) (bool, error) {
+	a := s.answering
+	switch {
+	case typ == wire.Describe && len(body) >= 2 && body[0] == 'P' && body[1] == 0:
+		d := a.desc
+		if d == nil {
+			d = []byte{wire.NoData, 0, 0, 0, 4}
+		}
+		return true, s.synth(entry{kind: kRawSynth, msg: d})
+	case typ == wire.Execute && len(body) >= 1 && body[0] == 0:
+		s.answering = nil
+		return true, s.synth(entry{kind: kRawSynth, msg: a.rest})
+	}
+	return false, nil
+}
