@@ -15,9 +15,18 @@ import (
 )
 
 // SCRAM-SHA-256 server side (RFC 5802, RFC 7677) as PostgreSQL runs it in auth-scram.c: the
-// mechanism name is "SCRAM-SHA-256", the username in the client-first-message is ignored (the
-// startup packet names the role), and channel binding is not offered, so only the gs2 flags 'n'
-// and 'y' are accepted.
+// mechanisms are "SCRAM-SHA-256" and, over TLS, "SCRAM-SHA-256-PLUS" with the channel binding
+// type tls-server-end-point (RFC 5929); the username in the client-first-message is ignored (the
+// startup packet names the role).
+
+// The SASL mechanism names.
+const (
+	MechSCRAM     = "SCRAM-SHA-256"
+	MechSCRAMPlus = "SCRAM-SHA-256-PLUS"
+)
+
+// cbindType is the only channel binding type Postgres and sluice know.
+const cbindType = "tls-server-end-point"
 
 const (
 	scramPrefix = "SCRAM-SHA-256"
@@ -156,8 +165,9 @@ type scramState int
 const (
 	scramWantFirst scramState = iota
 	scramWantFinal
-	scramDone   // Final succeeded
-	scramFailed // any error; the conversation accepts nothing more
+	scramWantVerify // client side: Final sent, the server-final-message is next
+	scramDone       // Final (server) or Verify (client) succeeded
+	scramFailed     // any error; the conversation accepts nothing more
 )
 
 // ServerConversation runs one SCRAM-SHA-256 exchange for one client: First with the
@@ -171,7 +181,13 @@ type ServerConversation struct {
 	// serverNonce overrides the random nonce; tests set it to replay RFC 7677's example.
 	serverNonce string
 
+	// cbindData is the tls-server-end-point data of the connection when the server offered
+	// SCRAM-SHA-256-PLUS (nil otherwise); plus is set when the client selected it.
+	cbindData []byte
+	plus      bool
+
 	gs2Flag         byte
+	gs2Header       string // the client's gs2 header, echoed base64 in its client-final-message
 	nonce           string // client nonce + server nonce
 	clientFirstBare string
 	serverFirst     string
@@ -182,6 +198,14 @@ type ServerConversation struct {
 // nonce's random bytes: crypto/rand.Reader in production.
 func NewServerConversation(v *Verifier, nonceSource io.Reader) *ServerConversation {
 	return &ServerConversation{v: v, nonceSource: nonceSource}
+}
+
+// SetChannelBinding says what the server offered and the client chose, before First: data is
+// the connection's tls-server-end-point hash (see TLSServerEndPoint) when the server advertised
+// SCRAM-SHA-256-PLUS, nil when it did not; plus is set when the client selected
+// SCRAM-SHA-256-PLUS. The caller owns data; it must not change during the exchange.
+func (c *ServerConversation) SetChannelBinding(data []byte, plus bool) {
+	c.cbindData, c.plus = data, plus
 }
 
 // First takes the client-first-message and returns the server-first-message. A malformed message
@@ -199,11 +223,28 @@ func (c *ServerConversation) First(clientFirst []byte) (serverFirst []byte, err 
 
 	// gs2-header: gs2-cbind-flag "," [authzid] ","
 	switch {
+	case p.peek('p'):
+		// "p=" cb-name: the client binds to the channel, which only the PLUS mechanism does.
+		if !c.plus {
+			return nil, protocolErrorf("client requires SCRAM channel binding, but it was not negotiated")
+		}
+		p.s = p.s[1:]
+		if !strings.HasPrefix(p.s, "="+cbindType+",") {
+			return nil, protocolErrorf("unsupported SCRAM channel-binding type (only %s)", cbindType)
+		}
+		p.s = p.s[1+len(cbindType):]
+		c.gs2Flag = 'p'
 	case p.peek('n'), p.peek('y'):
 		c.gs2Flag = p.s[0]
 		p.s = p.s[1:]
-	case p.peek('p'):
-		return nil, protocolErrorf("client requires SCRAM channel binding, which is not offered")
+		if c.plus {
+			return nil, protocolErrorf("channel binding is required by SCRAM-SHA-256-PLUS, but the client did not send it")
+		}
+		if c.gs2Flag == 'y' && c.cbindData != nil {
+			// The client can bind and thinks the server cannot, yet the server offered PLUS:
+			// someone removed it from the list on the way (RFC 5802 section 6).
+			return nil, protocolErrorf("SCRAM channel binding negotiation error: the client supports channel binding but thinks the server does not")
+		}
 	default:
 		return nil, protocolErrorf("unexpected channel-binding flag")
 	}
@@ -216,6 +257,7 @@ func (c *ServerConversation) First(clientFirst []byte) (serverFirst []byte, err 
 	if !p.comma() {
 		return nil, protocolErrorf("comma expected after gs2 header")
 	}
+	c.gs2Header = string(clientFirst[:len(clientFirst)-len(p.s)])
 
 	c.clientFirstBare = p.s
 	if p.peek('m') {
@@ -278,8 +320,15 @@ func (c *ServerConversation) Final(clientFinal []byte) (serverFinal []byte, err 
 	if err != nil {
 		return nil, err
 	}
-	// Like Postgres, accept the base64 of either "n,," or "y,,", whichever flag was sent.
-	if cbind != "biws" && cbind != "eSws" {
+	// c= is the gs2 header the client sent, followed by the channel's binding data with 'p'.
+	want := []byte(c.gs2Header)
+	if c.gs2Flag == 'p' {
+		want = append(want, c.cbindData...)
+	}
+	if subtle.ConstantTimeCompare([]byte(cbind), []byte(base64.StdEncoding.EncodeToString(want))) != 1 {
+		if c.gs2Flag == 'p' {
+			return nil, protocolErrorf("SCRAM channel binding check failed")
+		}
 		return nil, protocolErrorf("unexpected SCRAM channel-binding attribute in client-final-message")
 	}
 	if !p.comma() {
