@@ -13,8 +13,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/sluicepg/sluice/internal/netio"
 	"github.com/sluicepg/sluice/internal/wire"
 )
 
@@ -37,6 +35,10 @@ type Params struct {
 	TLS         *tls.Config
 	VerifyHost  bool
 	TLSOptional bool
+	// Credentials, when not nil, supply the secret to log in with when Password is empty or
+	// is a SCRAM verifier (see Dial). The pool's Params share it with the client logins that
+	// fill it.
+	Credentials *Credentials
 }
 
 // Addr is host:port.
@@ -76,83 +78,6 @@ type ServerConn struct {
 	LastUsed time.Time
 	// Broken is set when the server must not be reused (I/O error, protocol desync).
 	Broken bool
-}
-
-// Dial connects and logs in (trust, md5 or SCRAM-SHA-256, as the server asks) with pgconn, then
-// takes the raw connection over. ctx bounds the whole login.
-func Dial(ctx context.Context, p *Params) (*ServerConn, error) {
-	cfg, err := pgconn.ParseConfig("")
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", p.Addr(), err)
-	}
-	cfg.Host, cfg.Port = p.Host, uint16(p.Port)
-	cfg.Database, cfg.User, cfg.Password = p.Database, p.User, p.Password
-	cfg.TLSConfig = nil
-	cfg.Fallbacks = nil
-	if p.TLS != nil {
-		tc := p.TLS.Clone()
-		if p.VerifyHost {
-			tc.ServerName = p.Host
-		}
-		cfg.TLSConfig = tc
-		if p.TLSOptional {
-			cfg.Fallbacks = []*pgconn.FallbackConfig{{Host: p.Host, Port: uint16(p.Port)}}
-		}
-	}
-	cfg.ConnectTimeout = p.ConnectTimeout
-	cfg.ValidateConnect = nil
-	cfg.AfterConnect = nil
-	cfg.KerberosSrvName, cfg.KerberosSpn = "", ""
-	cfg.RuntimeParams = make(map[string]string, len(p.Startup))
-	for k, v := range p.Startup {
-		cfg.RuntimeParams[k] = v
-	}
-	dialer := &net.Dialer{KeepAliveConfig: p.KeepAlive}
-	cfg.DialFunc = dialer.DialContext
-	if p.ConnectTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, p.ConnectTimeout)
-		defer cancel()
-	}
-	pc, err := pgconn.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s database %q as %q: %w", p.Addr(), p.Database, p.User, err)
-	}
-	if err := pc.SyncConn(ctx); err != nil {
-		pc.Close(context.Background())
-		return nil, fmt.Errorf("connect to %s: %w", p.Addr(), err)
-	}
-	hc, err := pc.Hijack()
-	if err != nil {
-		pc.Close(context.Background())
-		return nil, fmt.Errorf("connect to %s: %w", p.Addr(), err)
-	}
-	now := time.Now()
-	s := &ServerConn{
-		conn:     netio.Wrap(hc.Conn),
-		addr:     p.Addr(),
-		pid:      hc.PID,
-		secret:   hc.SecretKey,
-		Params:   hc.ParameterStatuses,
-		Prepared: NewStatementCache(defaultStatementCacheSize),
-		Created:  now,
-		LastUsed: now,
-	}
-	if s.Params == nil {
-		s.Params = map[string]string{}
-	}
-	for k, v := range p.Startup {
-		if _, ok := s.Params[k]; !ok {
-			s.Params[k] = v
-		}
-	}
-	s.Initial = make(map[string]string, len(s.Params))
-	for k, v := range s.Params {
-		s.Initial[k] = v
-	}
-	s.R = wire.NewReader(s.conn, p.MaxMessageSize)
-	s.W = bufio.NewWriterSize(s.conn, 16<<10)
-	return s, nil
 }
 
 const defaultStatementCacheSize = 1024
