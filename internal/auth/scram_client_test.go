@@ -138,7 +138,9 @@ func TestSCRAMClientRejectsMalformedServerMessages(t *testing.T) {
 		{"iterations signed", func(n string) string { return "r=" + n + "x,s=c2FsdA==,i=+5" }},
 		{"mandatory extension", func(n string) string { return "m=x,r=" + n + "x,s=c2FsdA==,i=4096" }},
 		{"garbage at end", func(n string) string { return "r=" + n + "x,s=c2FsdA==,i=4096,," }},
-		{"oversized", func(n string) string { return "r=" + n + "x,s=c2FsdA==,i=4096,x=" + strings.Repeat("a", scramMaxMessage) }},
+		{"oversized", func(n string) string {
+			return "r=" + n + "x,s=c2FsdA==,i=4096,x=" + strings.Repeat("a", scramMaxMessage)
+		}},
 	}
 	for _, tt := range firsts {
 		t.Run("server-first "+tt.name, func(t *testing.T) {
