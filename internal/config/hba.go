@@ -16,7 +16,7 @@ type HBARule struct {
 	Databases []string // names, or "all"
 	Users     []string // names, or "all"
 	Net       *net.IPNet
-	Method    string // AuthTrust, AuthMD5, AuthSCRAM or "reject"
+	Method    string // AuthTrust, AuthMD5, AuthSCRAM, AuthCert (hostssl only) or "reject"
 }
 
 // HBAReject is the method of a rule that refuses the connection.
@@ -121,8 +121,13 @@ func parseHBARule(f []string) (HBARule, error) {
 	switch rest[0] {
 	case AuthTrust, AuthMD5, AuthSCRAM, HBAReject:
 		r.Method = rest[0]
+	case AuthCert:
+		if r.ConnType != "hostssl" {
+			return r, fmt.Errorf("cert authentication is only supported on hostssl rules")
+		}
+		r.Method = rest[0]
 	default:
-		return r, fmt.Errorf("unsupported authentication method %q (want trust, md5, scram-sha-256 or reject)", rest[0])
+		return r, fmt.Errorf("unsupported authentication method %q (want trust, md5, scram-sha-256, cert or reject)", rest[0])
 	}
 	if len(rest) > 1 {
 		return r, fmt.Errorf("authentication options are not supported: %q", strings.Join(rest[1:], " "))

@@ -97,8 +97,10 @@ type loader struct {
 	errs  []*Error
 	warns []Warning
 
+	// general is the [general] section decoded so far: pools inherit its auth_query keys.
 	// generalAuthQuery is set when [general] has pgcat's auth_query, which lets users go
 	// without a password.
+	general          *General
 	generalAuthQuery bool
 }
 
@@ -271,8 +273,11 @@ func (l *loader) unknownKey(n *node, known []string) {
 // config decodes the whole file.
 func (l *loader) config(root *node) *Config {
 	cfg := &Config{General: defaultGeneral(), Pools: map[string]*Pool{}}
+	l.general = &cfg.General
+	var generalNode *node
 	if g, ok := root.kids["general"]; ok {
 		l.generalAuthQuery = hasKey(g, "auth_query")
+		generalNode = g
 	}
 	for _, kid := range root.sortedKids() {
 		switch name := kid.key[0]; name {
@@ -281,6 +286,7 @@ func (l *loader) config(root *node) *Config {
 				decodeKeys(l, kid, &cfg.General, generalKeys, nil, pgcatGeneral)
 				l.clientTLS(kid, &cfg.General)
 				l.serverTLS(kid, &cfg.General)
+				l.checkAuthQuery(kid, cfg.General.AuthQuery, cfg.General.AuthQueryUser)
 				if f := cfg.General.HBAFile; f != "" {
 					if !filepath.IsAbs(f) {
 						f = filepath.Join(filepath.Dir(l.file), f)
@@ -318,6 +324,7 @@ func (l *loader) config(root *node) *Config {
 		l.errs = append(l.errs, &Error{File: l.file, Key: "pools", Msg: "no [pools.<db>] section: there is nothing to serve"})
 	}
 	l.admin(root, cfg)
+	l.checkCert(cfg, generalNode)
 	return cfg
 }
 
@@ -341,6 +348,61 @@ func (l *loader) plugins(n *node) []PluginBlock {
 	return out
 }
 
+// checkCert refuses the cert method where no client certificate can be verified: it needs a
+// TLS certificate of sluice's and tls_ca_file.
+func (l *loader) checkCert(cfg *Config, gn *node) {
+	g := &cfg.General
+	uses := g.AuthType == AuthCert
+	for _, r := range g.HBA {
+		uses = uses || r.Method == AuthCert
+	}
+	for _, p := range cfg.Pools {
+		for _, u := range p.Users {
+			uses = uses || u.AuthType == AuthCert
+		}
+	}
+	if !uses || (g.TLS != nil && g.TLS.ClientCAs != nil) {
+		return
+	}
+	n := gn
+	if n == nil {
+		n = &node{key: toml.Key{"general"}, line: -1}
+	}
+	l.errorAt(n, "tls_ca_file", "the cert authentication method needs tls_certificate, tls_private_key and tls_ca_file, to verify client certificates")
+}
+
+// authQuery settles a pool's auth_query keys: its own, else [general]'s; and checks them.
+func (l *loader) authQuery(n *node, p *Pool) {
+	g := l.general
+	if !hasKey(n, "auth_query") {
+		p.AuthQuery = g.AuthQuery
+	}
+	if !hasKey(n, "auth_query_user") {
+		p.AuthQueryUser = g.AuthQueryUser
+	}
+	if !hasKey(n, "auth_query_password") {
+		p.AuthQueryPassword = g.AuthQueryPassword
+	}
+	if p.AuthQuery == "" && p.AuthQueryAnyUser {
+		l.errorAt(n, "auth_query_any_user", "auth_query_any_user needs auth_query")
+	}
+	// An inherited problem is reported once, at [general].
+	if hasKey(n, "auth_query") || hasKey(n, "auth_query_user") {
+		l.checkAuthQuery(n, p.AuthQuery, p.AuthQueryUser)
+	}
+}
+
+// checkAuthQuery checks the auth_query and auth_query_user of the table n.
+func (l *loader) checkAuthQuery(n *node, query, user string) {
+	switch {
+	case query == "":
+	case user == "":
+		l.errorAt(n, "auth_query", "auth_query needs auth_query_user, the user sluice runs it as")
+	case !strings.Contains(query, "$1"):
+		l.errorAt(n, "auth_query", "auth_query must use $1 for the user name, e.g. SELECT usename, passwd FROM pg_shadow WHERE usename = $1")
+	}
+}
+
 // pool decodes one [pools.<db>] section. It returns nil when the section is not a table.
 func (l *loader) pool(n *node) *Pool {
 	name := n.key[len(n.key)-1]
@@ -356,6 +418,7 @@ func (l *loader) pool(n *node) *Pool {
 		p.HasPlugins = true
 		p.Plugins = l.plugins(pn)
 	}
+	l.authQuery(n, p)
 
 	if un, ok := n.kids["users"]; !ok {
 		l.errorAt(n, "users", "the pool has no users; add a [%s.users.0] section", n.path())
@@ -413,8 +476,7 @@ func (l *loader) users(pn, un *node, p *Pool) {
 			if !authQuery {
 				l.errorAt(n, "password", "a user needs a password (pgcat allows none only with auth_query)")
 			}
-			// auth_query is not implemented yet: without a password this user cannot log in,
-			// rather than logging in without one.
+			// The secret comes from auth_query at login.
 			u.NoPassword = true
 		}
 		if u.AuthType == AuthSCRAM && len(u.Password) == 35 && strings.HasPrefix(u.Password, "md5") {
@@ -585,11 +647,12 @@ func (l *loader) clientTLS(n *node, g *General) {
 		return
 	}
 	g.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if g.TLSMode == TLSVerifyCA || g.TLSMode == TLSVerifyFull {
-		if g.TLSCAFile == "" {
-			l.errorAt(n, "tls_mode", "tls_mode %q needs tls_ca_file to check client certificates", g.TLSMode)
-			return
-		}
+	verify := g.TLSMode == TLSVerifyCA || g.TLSMode == TLSVerifyFull
+	if verify && g.TLSCAFile == "" {
+		l.errorAt(n, "tls_mode", "tls_mode %q needs tls_ca_file to check client certificates", g.TLSMode)
+		return
+	}
+	if g.TLSCAFile != "" {
 		pem, err := os.ReadFile(rel(g.TLSCAFile))
 		if err != nil {
 			l.errorAt(n, "tls_ca_file", "%v", err)
@@ -601,7 +664,12 @@ func (l *loader) clientTLS(n *node, g *General) {
 			return
 		}
 		g.TLS.ClientCAs = pool
-		g.TLS.ClientAuth = tls.RequireAndVerifyClientCert
+		// Under the other modes a certificate is optional, and checked when a client sends
+		// one, as Postgres does with ssl_ca_file: the cert method relies on that.
+		g.TLS.ClientAuth = tls.VerifyClientCertIfGiven
+		if verify {
+			g.TLS.ClientAuth = tls.RequireAndVerifyClientCert
+		}
 	}
 }
 

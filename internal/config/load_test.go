@@ -101,6 +101,9 @@ func render(cfg *Config, warns []Warning, err error) string {
 	for _, name := range names {
 		p := cfg.Pools[name]
 		fmt.Fprintf(&b, "pool %q mode=%s\n", p.Name, p.PoolMode)
+		if p.AuthQuery != "" {
+			fmt.Fprintf(&b, "  auth_query=%q user=%q password=%q any_user=%v\n", p.AuthQuery, p.AuthQueryUser, p.AuthQueryPassword, p.AuthQueryAnyUser)
+		}
 		for i, u := range p.Users {
 			fmt.Fprintf(&b, "  user %d %+v effective_mode=%s server_user=%s server_pass=%s\n",
 				i, *u, u.EffectivePoolMode(p), u.ServerUser(), u.ServerPass())
@@ -161,6 +164,7 @@ func TestDefaults(t *testing.T) {
 		MaxClientConn:                  10000,
 		MaxMessageSize:                 268435456,
 		ServerResetQuery:               "DISCARD ALL",
+		AuthQueryCacheTTL:              5 * time.Minute,
 	}
 	if !reflect.DeepEqual(cfg.General, want) {
 		t.Errorf("general defaults:\n got %+v\nwant %+v", cfg.General, want)
@@ -334,8 +338,6 @@ func TestWarnings(t *testing.T) {
 			[]string{"test.toml:12: pools.app.users.1.idle_timeout: pgcat key not implemented by sluice yet; ignored"}},
 		{"pgcat shard key", minimal + "mirrors = [[\"m\", 5432, 0]]\n",
 			[]string{"test.toml:9: pools.app.shards.0.mirrors: pgcat key not implemented by sluice yet; ignored"}},
-		{"auth_query lets a user go without a password", "[general]\nauth_query = \"SELECT $1\"\n" + strings.Replace(minimal, `password = "x"`, "", 1),
-			[]string{"test.toml:2: general.auth_query: pgcat key not implemented by sluice yet; ignored"}},
 		{"same server in two roles", strings.Replace(minimal, `[["db1", 5432, "primary"]]`, `[["a", 1, "primary"], ["a", 1, "replica"]]`, 1),
 			[]string{"test.toml:8: pools.app.shards.0.servers: entry 1: server a:1 is also entry 0, in another role"}},
 	}
@@ -351,6 +353,47 @@ func TestWarnings(t *testing.T) {
 			}
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("warnings:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(tt.want, "\n  "))
+			}
+		})
+	}
+}
+
+// TestAuthQueryKeys checks that pools inherit [general]'s auth_query keys unless they set their
+// own, that a user may then go without a password, and what is refused.
+func TestAuthQueryKeys(t *testing.T) {
+	noPassword := strings.Replace(minimal, `password = "x"`, "", 1)
+	general := "[general]\nauth_query = \"SELECT usename, passwd FROM pg_shadow WHERE usename = $1\"\nauth_query_user = \"pgbouncer\"\nauth_query_password = \"pw\"\n"
+	t.Run("inherited from general", func(t *testing.T) {
+		cfg, _, err := load(t, general+noPassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := cfg.Pool("app")
+		if p.AuthQuery != cfg.General.AuthQuery || p.AuthQueryUser != "pgbouncer" || p.AuthQueryPassword != "pw" || !p.Users[0].NoPassword {
+			t.Fatalf("pool %+v, user %+v", p, p.Users[0])
+		}
+	})
+	t.Run("the pool's own", func(t *testing.T) {
+		cfg, _, err := load(t, general+"[pools.app]\nauth_query = \"SELECT * FROM lookup('$1')\"\nauth_query_user = \"other\"\nauth_query_any_user = true\n"+noPassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := cfg.Pool("app")
+		if p.AuthQuery != "SELECT * FROM lookup('$1')" || p.AuthQueryUser != "other" || p.AuthQueryPassword != "pw" || !p.AuthQueryAnyUser {
+			t.Fatalf("pool %+v", p)
+		}
+	})
+	for _, tt := range []struct{ name, text, want string }{
+		{"no auth_query_user", "[general]\nauth_query = \"SELECT $1\"\n" + minimal, "test.toml:2: general.auth_query: auth_query needs auth_query_user"},
+		{"no $1", "[pools.app]\nauth_query = \"SELECT 1\"\nauth_query_user = \"u\"\n" + minimal, "test.toml:2: pools.app.auth_query: auth_query must use $1"},
+		{"any user without auth_query", "[pools.app]\nauth_query_any_user = true\n" + minimal, "test.toml:2: pools.app.auth_query_any_user: auth_query_any_user needs auth_query"},
+		{"cert without tls_ca_file", "[general]\nauth_type = \"cert\"\n" + minimal, "test.toml:1: general.tls_ca_file: the cert authentication method needs"},
+		{"cert on a host rule", "[general]\nhba = [\"host all all all cert\"]\n" + minimal, "cert authentication is only supported on hostssl rules"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := load(t, tt.text)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Load: %v, want %q", err, tt.want)
 			}
 		})
 	}

@@ -62,7 +62,9 @@ func PoolsEqual(a, b *Pool) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	if a.Name != b.Name || a.PoolMode != b.PoolMode || len(a.Users) != len(b.Users) {
+	if a.Name != b.Name || a.PoolMode != b.PoolMode || len(a.Users) != len(b.Users) ||
+		a.AuthQuery != b.AuthQuery || a.AuthQueryUser != b.AuthQueryUser ||
+		a.AuthQueryPassword != b.AuthQueryPassword || a.AuthQueryAnyUser != b.AuthQueryAnyUser {
 		return false
 	}
 	for _, ua := range a.Users {
@@ -74,4 +76,17 @@ func PoolsEqual(a, b *Pool) bool {
 	return slices.EqualFunc(a.Shards, b.Shards, func(x, y *Shard) bool {
 		return x.Database == y.Database && slices.Equal(x.Servers, y.Servers)
 	})
+}
+
+// DynamicUser returns the settings of a user who is not in the file and logs in through the
+// pool's auth_query (auth_query_any_user): those of the pool's user named by auth_query_user when
+// the pool lists it (pool_size, min_pool_size, pool_mode, statement_timeout, auth_type), else
+// sluice's defaults. The user logs in to the servers as itself, with the secret auth_query gave.
+func (p *Pool) DynamicUser(name string) *User {
+	u := &User{Username: name, PoolSize: defaultPoolSize, NoPassword: true}
+	if t := p.User(p.AuthQueryUser); t != nil {
+		u.PoolSize, u.MinPoolSize, u.PoolMode = t.PoolSize, t.MinPoolSize, t.PoolMode
+		u.StatementTimeout, u.AuthType = t.StatementTimeout, t.AuthType
+	}
+	return u
 }

@@ -49,6 +49,7 @@ func defaultGeneral() General {
 		MaxClientConn:                  10000,
 		MaxMessageSize:                 defaultMessageSize,
 		ServerResetQuery:               "DISCARD ALL",
+		AuthQueryCacheTTL:              5 * time.Minute,
 	}
 }
 
@@ -86,8 +87,12 @@ var (
 
 		"server_reset_query": stringKey(func(g *General) *string { return &g.ServerResetQuery }),
 
-		"auth_type": authTypeKey(func(g *General) *string { return &g.AuthType }),
-		"hba_file":  stringKey(func(g *General) *string { return &g.HBAFile }),
+		"auth_type":            clientAuthTypeKey(func(g *General) *string { return &g.AuthType }),
+		"hba_file":             stringKey(func(g *General) *string { return &g.HBAFile }),
+		"auth_query":           stringKey(func(g *General) *string { return &g.AuthQuery }),
+		"auth_query_user":      stringKey(func(g *General) *string { return &g.AuthQueryUser }),
+		"auth_query_password":  stringKey(func(g *General) *string { return &g.AuthQueryPassword }),
+		"auth_query_cache_ttl": durationKey(time.Millisecond, 0, func(g *General) *time.Duration { return &g.AuthQueryCacheTTL }),
 
 		"tls_certificate": stringKey(func(g *General) *string { return &g.TLSCertificate }),
 		"tls_private_key": stringKey(func(g *General) *string { return &g.TLSPrivateKey }),
@@ -109,7 +114,11 @@ var (
 	}
 
 	poolKeys = map[string]setter[Pool]{
-		"pool_mode": poolModeKey(func(p *Pool) *string { return &p.PoolMode }),
+		"pool_mode":           poolModeKey(func(p *Pool) *string { return &p.PoolMode }),
+		"auth_query":          stringKey(func(p *Pool) *string { return &p.AuthQuery }),
+		"auth_query_user":     stringKey(func(p *Pool) *string { return &p.AuthQueryUser }),
+		"auth_query_password": stringKey(func(p *Pool) *string { return &p.AuthQueryPassword }),
+		"auth_query_any_user": boolKey(func(p *Pool) *bool { return &p.AuthQueryAnyUser }),
 
 		"load_balancing_mode":               enumKey(map[string]string{"random": BalanceRandom, "round_robin": BalanceRoundRobin, "loc": BalanceLOC}, func(p *Pool) *string { return &p.LoadBalancingMode }),
 		"default_role":                      enumKey(map[string]string{"any": RoleAny, "primary": RolePrimary, "replica": RoleReplica}, func(p *Pool) *string { return &p.DefaultRole }),
@@ -135,7 +144,7 @@ var (
 		"statement_timeout": durationKey(time.Millisecond, 0, func(u *User) *time.Duration { return &u.StatementTimeout }),
 		"server_username":   stringKey(func(u *User) *string { return &u.ServerUsername }),
 		"server_password":   stringKey(func(u *User) *string { return &u.ServerPassword }),
-		"auth_type":         authTypeKey(func(u *User) *string { return &u.AuthType }),
+		"auth_type":         clientAuthTypeKey(func(u *User) *string { return &u.AuthType }),
 	}
 
 	shardKeys = map[string]setter[Shard]{
@@ -194,9 +203,6 @@ var (
 		"autoreload":                     nil,
 		"validate_config":                nil,
 		"verify_config":                  nil, // the name CONFIG.md uses for validate_config
-		"auth_query":                     nil,
-		"auth_query_user":                nil,
-		"auth_query_password":            nil,
 		"prepared_statements":            nil,
 		"prepared_statements_cache_size": nil,
 	}
@@ -212,9 +218,6 @@ var (
 		"shard_id_regex":                      nil,
 		"regex_search_limit":                  nil,
 		"default_shard":                       nil,
-		"auth_query":                          nil,
-		"auth_query_user":                     nil,
-		"auth_query_password":                 nil,
 		"cleanup_server_connections":          nil,
 		"log_client_parameter_status_changes": nil,
 		"prepared_statements_cache_size":      nil,
@@ -409,6 +412,8 @@ const (
 	AuthMD5   = "md5"
 	AuthSCRAM = "scram-sha-256"
 	AuthTrust = "trust"
+	// AuthCert logs in a client whose verified TLS certificate's common name is the user name.
+	AuthCert = "cert"
 )
 
 func authTypeKey[T any](field func(*T) *string) setter[T] {
@@ -423,6 +428,22 @@ func authTypeKey[T any](field func(*T) *string) setter[T] {
 			return nil
 		}
 		return fmt.Errorf(`must be "md5", "scram-sha-256" or "trust", got %q`, s)
+	}
+}
+
+// clientAuthTypeKey is authTypeKey for clients of pools, who may also log in with a certificate.
+func clientAuthTypeKey[T any](field func(*T) *string) setter[T] {
+	return func(dst *T, v any) error {
+		s, ok := v.(string)
+		if !ok {
+			return wantGot(`"md5", "scram-sha-256", "cert" or "trust"`, v)
+		}
+		switch s {
+		case AuthMD5, AuthSCRAM, AuthTrust, AuthCert:
+			*field(dst) = s
+			return nil
+		}
+		return fmt.Errorf(`must be "md5", "scram-sha-256", "cert" or "trust", got %q`, s)
 	}
 }
 

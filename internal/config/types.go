@@ -61,8 +61,16 @@ type General struct {
 	ServerResetQuery string // default "DISCARD ALL", session mode only
 
 	// AuthType is how clients log in unless their user says otherwise: "md5" (default),
-	// "scram-sha-256" or "trust".
+	// "scram-sha-256", "cert" or "trust".
 	AuthType string
+
+	// AuthQuery, AuthQueryUser and AuthQueryPassword (pgcat's keys) are the defaults of the
+	// pools' own; see Pool. AuthQueryCacheTTL (sluice's) is how long a fetched secret is used
+	// before it is fetched again; default 5 minutes.
+	AuthQuery         string
+	AuthQueryUser     string
+	AuthQueryPassword string
+	AuthQueryCacheTTL time.Duration
 	// HBAFile names a pg_hba.conf-format file (relative to this file). HBA are the rules: the
 	// inline list (key "hba", lines in pg_hba.conf format) first, then the file's. With rules, a
 	// connection no rule matches is refused and a rule's method replaces auth_type.
@@ -106,6 +114,17 @@ type Pool struct {
 	// Name is the database name clients connect with (the section name).
 	Name     string
 	PoolMode string // "transaction" (default) or "session"
+
+	// AuthQuery is the query that fetches a user's secret (md5 hash or SCRAM verifier) from the
+	// pool's primary of shard 0, logged in as AuthQueryUser with AuthQueryPassword; "" for none.
+	// $1 (or pgcat's '$1') in it is the user name, sent as a bound parameter. Load fills these
+	// from [general] when the pool does not set them.
+	AuthQuery         string
+	AuthQueryUser     string
+	AuthQueryPassword string
+	// AuthQueryAnyUser lets users that are not in the file log in through AuthQuery, with the
+	// settings DynamicUser gives them.
+	AuthQueryAnyUser bool
 	// Users in the order of their section keys ("0", "1", ...).
 	Users []*User
 	// Shards in shard-number order: Shards[0] is [pools.<db>.shards.0].
@@ -159,7 +178,8 @@ type User struct {
 	// AuthType overrides General.AuthType for this user ("" = the general one).
 	AuthType string
 	// NoPassword is set when the file gives no password at all (pgcat allows that with
-	// auth_query). Such a user is refused; an explicit password = "" means trust.
+	// auth_query): the secret comes from the pool's auth_query. An explicit password = ""
+	// means trust.
 	NoPassword bool
 }
 
