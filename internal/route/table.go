@@ -43,6 +43,15 @@ type Table struct {
 	// Plugins are the configuration's plugins, set up by the caller of Build before the table
 	// is published.
 	Plugins *hooks.Set
+	// authq are the pools' auth_query fetchers and caches, by database.
+	authq map[string]*AuthQuery
+
+	// mu guards dyn and next. dyn holds the targets of users who are not in the file and
+	// logged in through auth_query (auth_query_any_user), created on demand; next is the Table
+	// that replaced this one at a reload, where such targets are created from then on.
+	mu   sync.Mutex
+	dyn  map[string]map[string]*Target
+	next *Table
 }
 
 // Classifier returns the query classifier of database db's pool.
@@ -60,6 +69,10 @@ type Target struct {
 	scramOnce sync.Once
 	scram     *auth.Verifier
 	scramErr  error
+	// Creds are what client logins learned to log in to the servers as this user without a
+	// password in the file (auth_query's secret, a SCRAM ClientKey); every server pool of the
+	// target dials with them. A reload that rebuilds the target carries them over.
+	Creds *backend.Credentials
 	// Statements are the transaction-mode statements known to prepare on this target's servers.
 	Statements StatementSet
 	closed     bool
@@ -107,18 +120,74 @@ type Server struct {
 // ErrNoServer is returned when a shard has no server to take a query.
 var ErrNoServer = errors.New("no server available")
 
-// Lookup returns the target for database db and user, or nil.
+// Lookup returns the target for database db and user, or nil. Users who logged in through
+// auth_query without being in the file are found too, once DynamicTarget made theirs.
 func (t *Table) Lookup(db, user string) *Target {
-	return t.dbs[db][user]
+	if tg := t.dbs[db][user]; tg != nil {
+		return tg
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.dyn[db][user]
 }
 
-// Targets calls fn for every target.
+// Targets calls fn for every target, those of the file's users and those made by
+// DynamicTarget. fn must not call DynamicTarget.
 func (t *Table) Targets(fn func(db, user string, tg *Target)) {
 	for db, us := range t.dbs {
 		for u, tg := range us {
 			fn(db, u, tg)
 		}
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for db, us := range t.dyn {
+		for u, tg := range us {
+			fn(db, u, tg)
+		}
+	}
+}
+
+// AuthQuery returns the auth_query of pool db, or nil when it has none.
+func (t *Table) AuthQuery(db string) *AuthQuery { return t.authq[db] }
+
+// DynamicTarget returns the target of a user who is not in the file and has just logged in to
+// pool db through its auth_query, creating it the first time, with the settings of
+// config.Pool.DynamicUser. It returns nil when the pool does not allow such users (any more:
+// after a reload, the newest Table decides). Call it only after the client's login succeeded, so
+// that failed logins create nothing.
+func (t *Table) DynamicTarget(db, user string) *Target {
+	t.mu.Lock()
+	if n := t.next; n != nil {
+		t.mu.Unlock()
+		return n.DynamicTarget(db, user)
+	}
+	defer t.mu.Unlock()
+	pc := t.Config.Pools[db]
+	if pc == nil || !pc.AuthQueryAnyUser || pc.User(user) != nil {
+		return nil
+	}
+	if tg := t.dyn[db][user]; tg != nil {
+		return tg
+	}
+	tg := newTarget(&t.Config.General, pc, pc.DynamicUser(user), t.existingNode, &backend.Credentials{})
+	if t.dyn == nil {
+		t.dyn = map[string]map[string]*Target{}
+	}
+	if t.dyn[db] == nil {
+		t.dyn[db] = map[string]*Target{}
+	}
+	t.dyn[db][user] = tg
+	return tg
+}
+
+// existingNode returns the Node Build made for a server. Every server of a pool has one, made
+// for the pool's users in the file; the map is only read after Build.
+func (t *Table) existingNode(host string, port int, db, role string) *Node {
+	if n := t.nodes[nodeKey(host, port, db)]; n != nil {
+		return n
+	}
+	return &Node{Host: host, Port: port, Database: db, Configured: role}
 }
 
 // Primary returns the server that takes writes on shard 0.
@@ -129,7 +198,7 @@ func (tg *Target) Primary() (*Server, error) { return tg.Pick(0, Primary, nil) }
 // close once clients have moved on.
 func Build(cfg *config.Config, prev *Table) (t *Table, retired []*Target) {
 	t = &Table{Config: cfg, dbs: map[string]map[string]*Target{}, nodes: map[string]*Node{},
-		classifiers: map[string]*classify.Classifier{}}
+		classifiers: map[string]*classify.Classifier{}, authq: map[string]*AuthQuery{}}
 	if prev != nil {
 		t.Generation = prev.Generation + 1
 		t.checks = prev.checks
@@ -153,6 +222,7 @@ func Build(cfg *config.Config, prev *Table) (t *Table, retired []*Target) {
 	}
 	g := &cfg.General
 	kept := map[*Target]bool{}
+	reused := map[string]bool{}
 	for db, pc := range cfg.Pools {
 		var old *config.Pool
 		if prev != nil {
@@ -160,6 +230,13 @@ func Build(cfg *config.Config, prev *Table) (t *Table, retired []*Target) {
 		}
 		t.classifiers[db] = classifierFor(pc, old, prev)
 		reuse := old != nil && config.PoolsEqual(old, pc) && generalPoolKeysEqual(&prev.Config.General, g)
+		reused[db] = reuse
+		if aq := newAuthQuery(g, pc); aq != nil {
+			if prev != nil && prev.authq[db] != nil && prev.authq[db].key == aq.key {
+				aq = prev.authq[db] // keep its cache
+			}
+			t.authq[db] = aq
+		}
 		users := map[string]*Target{}
 		for _, u := range pc.Users {
 			if reuse {
@@ -176,11 +253,44 @@ func Build(cfg *config.Config, prev *Table) (t *Table, retired []*Target) {
 					continue
 				}
 			}
-			users[u.Username] = newTarget(g, pc, u, node)
+			creds := &backend.Credentials{}
+			if prev != nil {
+				if tg := prev.dbs[db][u.Username]; tg != nil && tg.User.NoPassword && u.NoPassword {
+					creds = tg.Creds // what logins learned still logs in
+				}
+			}
+			users[u.Username] = newTarget(g, pc, u, node, creds)
 		}
 		t.dbs[db] = users
 	}
 	if prev != nil {
+		// Users who logged in through auth_query keep their targets where the pool still lets
+		// them in: the same target when the pool is unchanged, else a new one with what their
+		// logins learned. New ones are made in t from now on.
+		prev.mu.Lock()
+		prev.next = t
+		for db, us := range prev.dyn {
+			pc := cfg.Pools[db]
+			for name, tg := range us {
+				if pc == nil || !pc.AuthQueryAnyUser || pc.User(name) != nil {
+					continue
+				}
+				if t.dyn == nil {
+					t.dyn = map[string]map[string]*Target{}
+				}
+				if t.dyn[db] == nil {
+					t.dyn[db] = map[string]*Target{}
+				}
+				if reused[db] {
+					tg.settings.Store(pc)
+					t.dyn[db][name] = tg
+					kept[tg] = true
+					continue
+				}
+				t.dyn[db][name] = newTarget(g, pc, pc.DynamicUser(name), t.existingNode, tg.Creds)
+			}
+		}
+		prev.mu.Unlock()
 		prev.Targets(func(_, _ string, tg *Target) {
 			if !kept[tg] {
 				retired = append(retired, tg)
@@ -222,7 +332,7 @@ func generalPoolKeysEqual(a, b *config.General) bool {
 		a.ServerTLSMode == b.ServerTLSMode && a.ServerTLSCAFile == b.ServerTLSCAFile
 }
 
-func newTarget(g *config.General, pc *config.Pool, u *config.User, node func(host string, port int, db, role string) *Node) *Target {
+func newTarget(g *config.General, pc *config.Pool, u *config.User, node func(host string, port int, db, role string) *Node, creds *backend.Credentials) *Target {
 	mode := u.PoolMode
 	if mode == "" {
 		mode = pc.PoolMode
@@ -230,7 +340,7 @@ func newTarget(g *config.General, pc *config.Pool, u *config.User, node func(hos
 	if mode == "" {
 		mode = "transaction"
 	}
-	tg := &Target{Pool: pc, User: u, Mode: mode}
+	tg := &Target{Pool: pc, User: u, Mode: mode, Creds: creds}
 	tg.settings.Store(pc)
 	serverUser, serverPass := u.ServerUsername, u.ServerPassword
 	if serverUser == "" {
@@ -254,6 +364,7 @@ func newTarget(g *config.General, pc *config.Pool, u *config.User, node func(hos
 				TLS:            serverTLS(g),
 				VerifyHost:     g.ServerTLSMode == config.ServerTLSVerifyFull,
 				TLSOptional:    g.ServerTLSMode == config.ServerTLSPrefer,
+				Credentials:    creds,
 				// Server messages stream through whatever their size: max_message_size guards
 				// against clients.
 			}, pool.Options{

@@ -324,6 +324,10 @@ func TestTargetServerParams(t *testing.T) {
 				t.Errorf("keepalive %+v, want enabled, idle 5s (the default), count 5", got.KeepAlive)
 			}
 			got.KeepAlive = tc.want.KeepAlive
+			if got.Credentials == nil || got.Credentials != tbl.Lookup("app", tc.user).Creds {
+				t.Errorf("the pool's Credentials are not the target's")
+			}
+			got.Credentials = nil
 			if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", tc.want) {
 				t.Errorf("params\n%+v\nwant\n%+v", got, tc.want)
 			}
