@@ -3,8 +3,6 @@ package frontend
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -17,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sluicepg/sluice/internal/auth"
 	"github.com/sluicepg/sluice/internal/backend"
 	"github.com/sluicepg/sluice/internal/classify"
 	"github.com/sluicepg/sluice/internal/config"
@@ -318,7 +315,8 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 	if tg == nil && tbl.Config.Pool(s.db) == nil {
 		return s.fatal("3D000", fmt.Sprintf("database %q does not exist", s.db))
 	}
-	if err := s.authenticate(tg, &tbl.Config.General, hbaMethod); err != nil {
+	tg, err := s.authenticate(tbl, tg, hbaMethod)
+	if err != nil {
 		return err
 	}
 	if err := s.authHooks(tbl); err != nil {
@@ -369,175 +367,6 @@ func (s *ClientSession) setParam(name, value string) {
 	s.params = append(s.params, param{name, value})
 }
 
-// authenticate runs the user's login method: md5 or SCRAM-SHA-256 with the password in the file,
-// or trust. An unknown user goes through the same exchange as a known one (the general method)
-// and gets the same error as a wrong password, so user names cannot be probed.
-//
-// hbaMethod, when not "", is the method an hba rule chose; it replaces the configured one.
-func (s *ClientSession) authenticate(tg *route.Target, g *config.General, hbaMethod string) error {
-	method := config.AuthMD5
-	if g.AuthType != "" {
-		method = g.AuthType
-	}
-	if tg != nil {
-		switch {
-		case tg.User.NoPassword:
-			s.l.log.Warn("login refused: the user has no password and auth_query is not implemented yet",
-				"user", s.user, "db", s.db)
-			tg = nil // refused exactly like an unknown user
-		case tg.User.Password == "" && tg.User.AuthType == "" && hbaMethod == "":
-			return nil // password = "" in the file: trust
-		default:
-			method = tg.User.ClientAuth(g)
-		}
-	}
-	if hbaMethod != "" {
-		method = hbaMethod
-		if method == config.AuthMD5 && tg != nil && auth.IsSCRAMVerifier(tg.User.Password) {
-			method = config.AuthSCRAM // as Postgres does: md5 in hba allows SCRAM for SCRAM secrets
-		}
-	}
-	var ok bool
-	var err error
-	switch method {
-	case config.AuthTrust:
-		ok = tg != nil
-	case config.AuthSCRAM:
-		ok, err = s.scram(tg)
-	default:
-		ok, err = s.md5(tg)
-	}
-	if err != nil {
-		return err
-	}
-	if !ok {
-		failedLoginDelay()
-		return s.fatal("28P01", fmt.Sprintf("password authentication failed for user %q", s.user))
-	}
-	return nil
-}
-
-// failedLoginDelay waits a short random time before a failed login is answered, so password
-// guessing is slower and the answer's timing says nothing about why it failed.
-func failedLoginDelay() {
-	var b [1]byte
-	_, _ = rand.Read(b[:])
-	time.Sleep(50*time.Millisecond + time.Duration(b[0])*time.Millisecond/2)
-}
-
-// md5 runs the md5 exchange; tg is nil for a user that must fail.
-func (s *ClientSession) md5(tg *route.Target) (bool, error) {
-	var salt [4]byte
-	_, _ = rand.Read(salt[:])
-	req := []byte{wire.Authentication, 0, 0, 0, 12, 0, 0, 0, 5, salt[0], salt[1], salt[2], salt[3]}
-	if err := s.out.send(req); err != nil {
-		return false, err
-	}
-	msg, err := s.passwordMessage()
-	if err != nil {
-		return false, err
-	}
-	got, _, _ := wire.CString(wire.Body(msg))
-	ok := tg != nil && subtle.ConstantTimeCompare(got,
-		[]byte(auth.MD5Response(auth.MD5Secret(tg.User.Password, s.user), salt))) == 1
-	s.r.Discard(len(msg))
-	return ok, nil
-}
-
-// scram runs SCRAM-SHA-256 (without channel binding); tg is nil for a user that must fail, whose
-// exchange runs against a verifier nobody knows the password of.
-func (s *ClientSession) scram(tg *route.Target) (bool, error) {
-	v := s.l.fakeVerifier
-	if tg != nil {
-		var err error
-		if v, err = tg.SCRAMVerifier(); err != nil {
-			s.l.log.Error("login refused: the user's SCRAM secret is invalid", "user", s.user, "err", err)
-			v, tg = s.l.fakeVerifier, nil
-		}
-	}
-	conv := auth.NewServerConversation(v, rand.Reader)
-	b, off := wire.Begin(nil, wire.Authentication)
-	b = append(b, 0, 0, 0, 10) // AuthenticationSASL
-	b = wire.AppendCString(b, "SCRAM-SHA-256")
-	b = append(b, 0)
-	if err := s.out.send(wire.Finish(b, off)); err != nil {
-		return false, err
-	}
-	msg, err := s.passwordMessage()
-	if err != nil {
-		return false, err
-	}
-	mech, rest, ok := wire.CString(wire.Body(msg))
-	if !ok || len(rest) < 4 {
-		return false, s.fatal("08P01", "malformed SASLInitialResponse message")
-	}
-	if string(mech) != "SCRAM-SHA-256" {
-		return false, s.fatal("08P01", "client selected an invalid SASL authentication mechanism")
-	}
-	n := int(int32(uint32(rest[0])<<24 | uint32(rest[1])<<16 | uint32(rest[2])<<8 | uint32(rest[3])))
-	if n < 0 || n != len(rest)-4 {
-		return false, s.fatal("08P01", "malformed SASLInitialResponse message")
-	}
-	first, err := conv.First(rest[4:])
-	s.r.Discard(len(msg))
-	if err != nil {
-		return false, s.scramError(err)
-	}
-	b, off = wire.Begin(nil, wire.Authentication)
-	b = append(b, 0, 0, 0, 11) // AuthenticationSASLContinue
-	b = append(b, first...)
-	if err := s.out.send(wire.Finish(b, off)); err != nil {
-		return false, err
-	}
-	msg, err = s.passwordMessage()
-	if err != nil {
-		return false, err
-	}
-	final, err := conv.Final(wire.Body(msg))
-	s.r.Discard(len(msg))
-	if err != nil {
-		return false, s.scramError(err)
-	}
-	if tg == nil {
-		return false, nil
-	}
-	b, off = wire.Begin(nil, wire.Authentication)
-	b = append(b, 0, 0, 0, 12) // AuthenticationSASLFinal
-	b = append(b, final...)
-	return true, s.out.send(wire.Finish(b, off))
-}
-
-// scramError answers a failed SCRAM step: a wrong proof is a wrong password, anything else a
-// protocol violation.
-func (s *ClientSession) scramError(err error) error {
-	if errors.Is(err, auth.ErrAuthFailed) {
-		failedLoginDelay()
-		return s.fatal("28P01", fmt.Sprintf("password authentication failed for user %q", s.user))
-	}
-	var pe *auth.ProtocolError
-	if errors.As(err, &pe) {
-		return s.fatal("08P01", "invalid SCRAM message: "+pe.Msg)
-	}
-	return s.fatal("08P01", "SCRAM authentication failed")
-}
-
-// passwordMessage reads the client's next authentication message, refusing anything else and
-// anything longer than an authentication message can be. The message stays buffered: the
-// caller discards it.
-func (s *ClientSession) passwordMessage() ([]byte, error) {
-	typ, size, err := s.r.Peek()
-	if err != nil {
-		return nil, err
-	}
-	if typ != wire.Password {
-		return nil, s.fatal("08P01", fmt.Sprintf("expected a password message, got %q", typ))
-	}
-	if size > maxPasswordMessage {
-		return nil, s.fatal("08P01", "invalid password message length")
-	}
-	return s.r.Message()
-}
-
 // serverParameters returns the settings a server reports at login, for the client's own login:
 // from the primary when it answers, else from any other server of shard 0.
 func serverParameters(ctx context.Context, tg *route.Target) (map[string]string, error) {
@@ -560,9 +389,6 @@ func serverParameters(ctx context.Context, tg *route.Target) (map[string]string,
 	return nil, err
 }
 
-// maxPasswordMessage bounds what an unauthenticated client can make sluice buffer, like
-// Postgres' own limit on authentication messages.
-const maxPasswordMessage = 64 << 10
 
 // run is the reader loop. It returns when the client leaves or must be disconnected.
 func (s *ClientSession) run() error {
