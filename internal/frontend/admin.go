@@ -53,15 +53,24 @@ func (s *ClientSession) adminLogin(tbl *route.Table, hbaMethod string) error {
 	if s.user != g.AdminUsername {
 		tg = nil
 	}
+	sec := userSecret{known: tg != nil}
+	if tg != nil {
+		sec.password = g.AdminPassword
+	}
 	var ok bool
 	var err error
 	switch method {
 	case config.AuthTrust:
 		ok = tg != nil
+	case config.AuthCert: // an hba cert rule
+		if tg == nil || !s.certNamesUser() {
+			return s.certFailed()
+		}
+		ok = true
 	case config.AuthSCRAM:
-		ok, err = s.scram(tg)
+		ok, _, err = s.scram(g, tg, &sec)
 	default:
-		ok, err = s.md5(tg)
+		ok, err = s.md5(&sec)
 	}
 	if err != nil {
 		return err

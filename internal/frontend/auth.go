@@ -74,6 +74,10 @@ func (s *ClientSession) authenticate(tbl *route.Table, tg *route.Target, hbaMeth
 	if method == config.AuthMD5 && auth.IsSCRAMVerifier(sec.password) {
 		method = config.AuthSCRAM // as Postgres does: md5 allows SCRAM for SCRAM secrets
 	}
+	if aq := tbl.AuthQuery(s.db); method == config.AuthMD5 && !sec.known && aq != nil && aq.PrefersSCRAM() {
+		// A user auth_query does not know gets the exchange the users it knows get.
+		method = config.AuthSCRAM
+	}
 
 	var ok bool
 	var keys *backend.Secret
@@ -183,27 +187,40 @@ func failedLoginDelay() {
 // handshake, names the user in its common name. Anything else is refused with 28000, the same
 // way for a user that does not exist.
 func (s *ClientSession) certLogin(tbl *route.Table, tg *route.Target, sec userSecret, fromQuery bool) (*route.Target, error) {
-	cn := ""
-	if tc, ok := s.conn.(*tls.Conn); ok {
-		if st := tc.ConnectionState(); len(st.VerifiedChains) > 0 && len(st.PeerCertificates) > 0 {
-			cn = st.PeerCertificates[0].Subject.CommonName
-		}
-	}
 	known := (tg != nil && !fromQuery) || sec.known
-	if cn == "" || subtle.ConstantTimeCompare([]byte(cn), []byte(s.user)) != 1 || !known {
-		failedLoginDelay()
-		return nil, s.fatal("28000", fmt.Sprintf("certificate authentication failed for user %q", s.user))
+	if !s.certNamesUser() || !known {
+		return nil, s.certFailed()
 	}
 	if tg == nil {
 		if tg = tbl.DynamicTarget(s.db, s.user); tg == nil {
-			failedLoginDelay()
-			return nil, s.fatal("28000", fmt.Sprintf("certificate authentication failed for user %q", s.user))
+			return nil, s.certFailed()
 		}
 	}
 	if fromQuery && sec.known && tg.User.ServerPassword == "" && !auth.IsSCRAMVerifier(sec.password) {
 		tg.Creds.Store(&backend.Secret{Password: sec.password})
 	}
 	return tg, nil
+}
+
+// certNamesUser reports whether the client sent a TLS certificate that the handshake verified
+// against tls_ca_file and whose common name is the user name.
+func (s *ClientSession) certNamesUser() bool {
+	tc, ok := s.conn.(*tls.Conn)
+	if !ok {
+		return false
+	}
+	st := tc.ConnectionState()
+	if len(st.VerifiedChains) == 0 || len(st.PeerCertificates) == 0 {
+		return false
+	}
+	cn := st.PeerCertificates[0].Subject.CommonName
+	return cn != "" && subtle.ConstantTimeCompare([]byte(cn), []byte(s.user)) == 1
+}
+
+// certFailed answers a failed cert login, after the failed-login delay.
+func (s *ClientSession) certFailed() error {
+	failedLoginDelay()
+	return s.fatal("28000", fmt.Sprintf("certificate authentication failed for user %q", s.user))
 }
 
 // md5 runs the md5 exchange. A login that fails against a cached auth_query secret is checked

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicepg/sluice/internal/backend"
@@ -24,6 +25,10 @@ type AuthQuery struct {
 
 	mu    sync.Mutex
 	cache map[string]*authEntry
+
+	// md5Seen is set when the last secret found was an md5 hash, clear when it was a SCRAM
+	// verifier (or none was found yet): see PrefersSCRAM.
+	md5Seen atomic.Bool
 }
 
 type authEntry struct {
@@ -90,6 +95,12 @@ func (a *AuthQuery) Secret(ctx context.Context, user string) (UserSecret, error)
 	return a.get(ctx, user, false)
 }
 
+// PrefersSCRAM reports whether the secrets this query finds are SCRAM verifiers, as far as the
+// last one found shows (and before any, as Postgres stores passwords by default). A user it does
+// not find goes through the exchange real users get, so the method says nothing about who
+// exists, as Postgres does with its password_encryption.
+func (a *AuthQuery) PrefersSCRAM() bool { return !a.md5Seen.Load() }
+
 // Refetch fetches the user's secret again after a failed login, unless the cached one is less
 // than a second old; ok is false when it did not fetch.
 func (a *AuthQuery) Refetch(ctx context.Context, user string) (s UserSecret, ok bool, err error) {
@@ -148,6 +159,9 @@ func (a *AuthQuery) get(ctx context.Context, user string, refresh bool) (UserSec
 
 	e.secret, e.err = a.fetch(ctx, user)
 	e.fetched = time.Now()
+	if e.secret.Found {
+		a.md5Seen.Store(strings.HasPrefix(e.secret.Value, "md5"))
+	}
 	if e.err != nil {
 		a.mu.Lock()
 		if a.cache[user] == e {

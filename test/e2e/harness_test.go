@@ -79,6 +79,8 @@ type poolConfig struct {
 	Pool string
 	// Admin replaces the [general] lines admin_username = "admin", admin_password = "admin-secret".
 	Admin string
+	// Pools, when set, replaces everything after [general]: the test writes its own pools.
+	Pools string
 }
 
 func (pc poolConfig) toml(port int, socketDir string) string {
@@ -93,6 +95,17 @@ func (pc poolConfig) toml(port int, socketDir string) string {
 	}
 	if pc.Servers == "" {
 		pc.Servers = fmt.Sprintf(`[["127.0.0.1", %d, "primary"]]`, pc.ServerPort)
+	}
+	if pc.Pools != "" {
+		return fmt.Sprintf(`[general]
+host = "127.0.0.1"
+port = %d
+unix_socket_dir = %q
+admin_username = "admin"
+admin_password = "admin-secret"
+%s
+
+%s`, port, socketDir, pc.General, pc.Pools)
 	}
 	password := appPass
 	if pc.PasswordOverride != "" {
