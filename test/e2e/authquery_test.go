@@ -203,6 +203,21 @@ func TestAuthQuerySCRAMPassThrough(t *testing.T) {
 		}
 	})
 
+	t.Run("a verifier in the file and no server password", func(t *testing.T) {
+		// No auth_query: the verifier is the server's own, so the ClientKey logs in there too.
+		s := startSluice(t, poolConfig{Pools: fmt.Sprintf(`[pools.app]
+[pools.app.users.0]
+username = "alice"
+password = %q
+[pools.app.shards.0]
+database = %q
+servers = [["127.0.0.1", %d, "primary"]]
+`, storedSecret(t, srv, "alice"), appDB, srv.Port)})
+		if got := currentUser(t, s, "alice", "alice-pw"); got != "alice" {
+			t.Fatalf("current_user %q, want alice", got)
+		}
+	})
+
 	t.Run("a changed password", func(t *testing.T) {
 		s := startSluice(t, poolConfig{Pools: authQueryPools(srv.Port, query, true)})
 		if got := currentUser(t, s, "carol", "carol-pw"); got != "carol" {
@@ -261,6 +276,20 @@ func TestAuthQueryMD5PassThrough(t *testing.T) {
 	if _, err := loginAs(s, "alice", "wrong", ""); codeOf(err) != "28P01" {
 		t.Fatalf("wrong password: %v", err)
 	}
+
+	// An md5 hash in the file and no server password: the hash logs in to the server too.
+	hashed := startSluice(t, poolConfig{Pools: fmt.Sprintf(`[pools.app]
+[pools.app.users.0]
+username = "carol"
+password = %q
+[pools.app.shards.0]
+database = %q
+servers = [["127.0.0.1", %d, "primary"]]
+`, storedSecret(t, srv, "carol"), appDB, srv.Port)})
+	if got := currentUser(t, hashed, "carol", "carol-pw"); got != "carol" {
+		t.Fatalf("current_user %q, want carol", got)
+	}
+
 	if err := srv.CreateUser(ctx, "alice", "alice-new"); err != nil {
 		t.Fatal(err)
 	}
@@ -268,4 +297,20 @@ func TestAuthQueryMD5PassThrough(t *testing.T) {
 	if got := currentUser(t, s, "alice", "alice-new"); got != "alice" {
 		t.Fatal(got)
 	}
+}
+
+// storedSecret returns the user's secret as the server stores it (pg_authid.rolpassword).
+func storedSecret(t *testing.T, srv *pgtest.Postgres, user string) string {
+	t.Helper()
+	ctx := context.Background()
+	c, err := srv.Connect(ctx, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var secret string
+	if err := c.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = $1", user).Scan(&secret); err != nil {
+		t.Fatal(err)
+	}
+	return secret
 }

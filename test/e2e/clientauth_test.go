@@ -2,15 +2,24 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/sluicepg/sluice/internal/auth"
 )
@@ -73,27 +82,112 @@ func TestClientSCRAM(t *testing.T) {
 	}
 }
 
-// TestClientSCRAMWithNodePostgres logs node-postgres in with SCRAM.
-func TestClientSCRAMWithNodePostgres(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node is not installed: run make deps")
+// TestClientLoginMatrix is the login matrix of issue 3: psql (libpq), pgx and node-postgres
+// each log in with md5 and with SCRAM, in plaintext and over TLS (SCRAM over TLS with channel
+// binding required, so SCRAM-SHA-256-PLUS), and each gets 28P01 with a wrong password.
+func TestClientLoginMatrix(t *testing.T) {
+	node, nodeErr := exec.LookPath("node")
+	if nodeErr == nil {
+		ensureNodeModules(t)
 	}
-	s := startSluice(t, poolConfig{General: `auth_type = "scram-sha-256"`})
-	script := `const { Client } = require('pg');
+	ca, cert, key := testCerts(t)
+	type attempt struct {
+		Name     string `json:"name"`
+		TLS      bool   `json:"tls"`
+		Bind     bool   `json:"bind"`
+		Password string `json:"password"`
+		want     string // "ok" or "28P01"
+	}
+	for _, method := range []string{"md5", "scram-sha-256"} {
+		t.Run(method, func(t *testing.T) {
+			s := startSluice(t, poolConfig{General: tlsGeneral(cert, key, "prefer", fmt.Sprintf("auth_type = %q", method))})
+			var attempts []attempt
+			for _, tls := range []bool{false, true} {
+				for _, pw := range []string{appPass, "wrong"} {
+					a := attempt{TLS: tls, Bind: tls && method == "scram-sha-256", Password: pw, want: "ok"}
+					if pw != appPass {
+						a.want = "28P01"
+					}
+					a.Name = fmt.Sprintf("tls=%v bind=%v password=%s", a.TLS, a.Bind, pw)
+					attempts = append(attempts, a)
+				}
+			}
+			for _, a := range attempts {
+				t.Run("pgx "+a.Name, func(t *testing.T) {
+					u := fmt.Sprintf("postgres://%s:%s@localhost:%d/%s?sslmode=disable", appUser, a.Password, s.Port, appDB)
+					if a.TLS {
+						u = fmt.Sprintf("postgres://%s:%s@localhost:%d/%s?sslmode=verify-full&sslrootcert=%s", appUser, a.Password, s.Port, appDB, ca)
+					}
+					if a.Bind {
+						u += "&channel_binding=require"
+					}
+					c, err := pgx.Connect(context.Background(), u)
+					got := "ok"
+					if err != nil {
+						got = codeOf(err)
+					} else {
+						c.Close(context.Background())
+					}
+					if got != a.want {
+						t.Fatalf("got %q (%v), want %s", got, err, a.want)
+					}
+				})
+				t.Run("psql "+a.Name, func(t *testing.T) {
+					dsn := fmt.Sprintf("host=localhost port=%d user=%s password=%s dbname=%s sslmode=disable", s.Port, appUser, a.Password, appDB)
+					if a.TLS {
+						dsn = fmt.Sprintf("host=localhost port=%d user=%s password=%s dbname=%s sslmode=verify-full sslrootcert=%s", s.Port, appUser, a.Password, appDB, ca)
+					}
+					if a.Bind {
+						dsn += " channel_binding=require"
+					}
+					out, err := exec.Command(tool(t, "psql"), "-X", "-A", "-t", "-c", "SELECT current_user", dsn).CombinedOutput()
+					switch {
+					case a.want == "ok" && (err != nil || strings.TrimSpace(string(out)) != appUser):
+						t.Fatalf("psql: %s, %v", out, err)
+					case a.want != "ok" && (err == nil || !strings.Contains(string(out), "password authentication failed")):
+						t.Fatalf("psql with a wrong password: %s, %v", out, err)
+					}
+				})
+			}
+			t.Run("node-postgres", func(t *testing.T) {
+				if nodeErr != nil {
+					t.Skip("node is not installed: run make deps")
+				}
+				script := `const { Client } = require('pg');
+const fs = require('fs');
 (async () => {
-  const c = new Client({ connectionString: process.env.DATABASE_URL });
-  await c.connect();
-  const r = await c.query('SELECT current_user AS u');
-  console.log(r.rows[0].u);
-  await c.end();
-})().catch((e) => { console.error(e.code || e.message); process.exit(1); });`
-	cmd := exec.Command(node, "-e", script)
-	cmd.Dir = "../node"
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+s.URL())
-	out, err := cmd.CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != appUser {
-		t.Fatalf("node-postgres over SCRAM: %s, %v", out, err)
+  for (const a of JSON.parse(process.env.ATTEMPTS)) {
+    const c = new Client({ host: 'localhost', port: +process.env.PORT, user: process.env.PGU, database: process.env.PGD,
+      password: a.password, enableChannelBinding: a.bind,
+      ssl: a.tls ? { ca: fs.readFileSync(process.env.CA) } : false });
+    try {
+      await c.connect();
+      const r = await c.query('SELECT current_user AS u');
+      console.log(a.name + ': ' + (r.rows[0].u === process.env.PGU ? 'ok' : 'user ' + r.rows[0].u));
+      await c.end();
+    } catch (e) {
+      console.log(a.name + ': ' + (e.code || e.message));
+    }
+  }
+})();`
+				list, _ := json.Marshal(attempts)
+				cmd := exec.Command(node, "-e", script)
+				cmd.Dir = nodeDir
+				cmd.Env = append(os.Environ(), "ATTEMPTS="+string(list), "PORT="+strconv.Itoa(s.Port),
+					"PGU="+appUser, "PGD="+appDB, "CA="+ca)
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					t.Fatalf("node: %v\n%s", err, out)
+				}
+				var want []string
+				for _, a := range attempts {
+					want = append(want, a.Name+": "+a.want)
+				}
+				if got := strings.TrimSpace(string(out)); got != strings.Join(want, "\n") {
+					t.Fatalf("node-postgres printed:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+				}
+			})
+		})
 	}
 }
 
@@ -122,6 +216,32 @@ func TestClientSCRAMBadInput(t *testing.T) {
 			}
 			c.send(&pgproto3.SASLResponse{Data: []byte("c=biws,r=not-the-nonce,p=AAAA")})
 		}, "08P01"},
+		{"PLUS without TLS", func(c *rawClient) {
+			c.send(&pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256-PLUS", Data: []byte("p=tls-server-end-point,,n=,r=abc")})
+		}, "08P01"},
+		{"SASLInitialResponse data shorter than its length", func(c *rawClient) {
+			body := joinBytes([]byte("SCRAM-SHA-256\x00"), be32(100), []byte("n,,n=,r=abc"))
+			c.write(joinBytes([]byte{'p'}, be32(uint32(4+len(body))), body))
+		}, "08P01"},
+		{"SASLInitialResponse without its length", func(c *rawClient) {
+			c.write(joinBytes([]byte{'p'}, be32(4+14), []byte("SCRAM-SHA-256\x00")))
+		}, "08P01"},
+		{"oversized client-first", func(c *rawClient) {
+			c.send(&pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: []byte("n,,n=,r=" + strings.Repeat("a", 4000))})
+		}, "08P01"},
+		{"oversized client-final", func(c *rawClient) {
+			c.send(&pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: []byte("n,,n=,r=abcdef")})
+			if _, err := c.receive(5 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			c.send(&pgproto3.SASLResponse{Data: []byte("c=biws,r=abcdef,x=" + strings.Repeat("a", 4000) + ",p=AAAA")})
+		}, "08P01"},
+		{"a message larger than any password message", func(c *rawClient) {
+			c.write(joinBytes([]byte{'p'}, be32(1<<20)))
+		}, "08P01"},
+		{"a query instead of the SASL response", func(c *rawClient) {
+			c.send(&pgproto3.Query{String: "SELECT 1"})
+		}, "08P01"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -140,10 +260,143 @@ func TestClientSCRAMBadInput(t *testing.T) {
 			}
 		})
 	}
+	// Clients that stop half-way: after the initial response, and after the client-final
+	// message, by leaving or by going silent until client_login_timeout.
+	for _, stop := range []int{1, 2} {
+		c := dialRaw(t, s)
+		c.startup("user", appUser, "database", appDB)
+		if _, err := c.receive(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		c.send(&pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: []byte("n,,n=,r=abcdef")})
+		if stop == 2 {
+			if _, err := c.receive(5 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.conn.Close()
+	}
 	conn := connect(t, s)
 	if _, err := conn.Exec(context.Background(), "SELECT 1"); err != nil {
 		t.Fatalf("sluice after bad SCRAM input: %v", err)
 	}
+	quiet := startSluice(t, poolConfig{General: "auth_type = \"scram-sha-256\"\nclient_login_timeout = 300"})
+	c := dialRaw(t, quiet)
+	c.startup("user", appUser, "database", appDB)
+	if _, err := c.receive(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.send(&pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: []byte("n,,n=,r=abcdef")})
+	if _, err := c.receive(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.expectClosed(5 * time.Second) // silent after server-first: the login timeout ends it
+	selectOne(t, quiet)
+}
+
+// TestClientSCRAMPlusBadInput sends SCRAM-SHA-256-PLUS exchanges over TLS that must fail: binding
+// data of another certificate, and a client that claims the server cannot bind (a downgrade,
+// since sluice offered PLUS). A real PLUS exchange works on the same connection setup.
+func TestClientSCRAMPlusBadInput(t *testing.T) {
+	ca, cert, key := testCerts(t)
+	s := startSluice(t, poolConfig{General: tlsGeneral(cert, key, "require", `auth_type = "scram-sha-256"`)})
+	run := func(t *testing.T, cbind []byte, canBind bool) error {
+		c := dialRawTLS(t, s, ca)
+		c.startup("user", appUser, "database", appDB)
+		m, err := c.receive(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sasl, ok := m.(*pgproto3.AuthenticationSASL); !ok || !slices.Equal(sasl.AuthMechanisms, []string{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"}) {
+			t.Fatalf("over TLS sluice asked for %T %+v, want SCRAM-SHA-256-PLUS and SCRAM-SHA-256", m, m)
+		}
+		conv := auth.NewClientConversation(auth.ClientSecret{Password: appPass}, rand.Reader)
+		conv.SetChannelBinding(cbind, canBind)
+		first, _ := conv.First()
+		c.send(&pgproto3.SASLInitialResponse{AuthMechanism: conv.Mechanism(), Data: first})
+		m, err = c.receive(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e, ok := m.(*pgproto3.ErrorResponse); ok {
+			return &pgconn.PgError{Severity: e.Severity, Code: e.Code, Message: e.Message}
+		}
+		final, err := conv.Final(m.(*pgproto3.AuthenticationSASLContinue).Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.send(&pgproto3.SASLResponse{Data: final})
+		m, err = c.receive(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.ErrorResponse:
+			return &pgconn.PgError{Severity: m.Severity, Code: m.Code, Message: m.Message}
+		case *pgproto3.AuthenticationSASLFinal:
+			return conv.Verify(m.Data)
+		}
+		t.Fatalf("got %T", m)
+		return nil
+	}
+	right := serverEndPoint(t, cert)
+	if err := run(t, right, true); err != nil {
+		t.Fatalf("PLUS with the right binding: %v", err)
+	}
+	if err := run(t, make([]byte, len(right)), true); codeOf(err) != "08P01" {
+		t.Fatalf("PLUS with another certificate's binding: %v, want 08P01", err)
+	}
+	if err := run(t, nil, true); codeOf(err) != "08P01" {
+		t.Fatalf("client says the server cannot bind: %v, want 08P01", err)
+	}
+	if err := run(t, nil, false); err != nil {
+		t.Fatalf("plain SCRAM over TLS from a client that cannot bind: %v", err)
+	}
+	if err := run(t, right, true); err != nil {
+		t.Fatalf("sluice after bad PLUS exchanges: %v", err)
+	}
+}
+
+// dialRawTLS is dialRaw over TLS, trusting the CA at caPath.
+func dialRawTLS(t testing.TB, s *Sluice, caPath string) *rawClient {
+	t.Helper()
+	c := dialRaw(t, s)
+	c.write(joinBytes(be32(8), be32(80877103)))
+	var b [1]byte
+	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c.conn, b[:]); err != nil || b[0] != 'S' {
+		t.Fatalf("SSLRequest: %q, %v", b[0], err)
+	}
+	pem, err := os.ReadFile(caPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	tc := tls.Client(c.conn, &tls.Config{RootCAs: roots, ServerName: "localhost"})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	return &rawClient{t: t, conn: tc, fe: pgproto3.NewFrontend(tc, tc)}
+}
+
+// serverEndPoint is the tls-server-end-point binding of the certificate in the PEM file.
+func serverEndPoint(t testing.TB, certPath string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(certPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := auth.TLSServerEndPoint(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cb
 }
 
 // TestFailedLoginIsDelayed checks that a wrong password is answered only after a delay, for md5

@@ -280,3 +280,74 @@ func TestClientCertificates(t *testing.T) {
 		})
 	}
 }
+
+// TestCertAuth logs a client in with the cert method: a certificate from tls_ca_file naming the
+// user is all it needs; no certificate, one naming another user, a plaintext connection, or a
+// user not in the file (under an hba cert rule) get 28000. Under an hba cert rule, plaintext clients still log in with a
+// password through the next rule.
+func TestCertAuth(t *testing.T) {
+	ctx := context.Background()
+	ca := newTestCA(t)
+	srvCert, srvKey := ca.issue("localhost", true)
+	appCert, appKey := ca.issue(appUser, false)
+	otherCert, otherKey := ca.issue("someone-else", false)
+	nobodyCert, nobodyKey := ca.issue("nobody", false)
+	url := func(s *Sluice, user, password, sslmode, cert, key string) string {
+		u := fmt.Sprintf("postgres://%s:%s@localhost:%d/%s?sslmode=%s&sslrootcert=%s", user, password, s.Port, appDB, sslmode, ca.Path)
+		if cert != "" {
+			u += "&sslcert=" + cert + "&sslkey=" + key
+		}
+		return u
+	}
+	caFile := fmt.Sprintf("tls_ca_file = %q", ca.Path)
+	for _, c := range []struct {
+		name string
+		pc   poolConfig
+	}{
+		{"auth_type", poolConfig{General: tlsGeneral(srvCert, srvKey, "prefer", caFile), User: `auth_type = "cert"`}},
+		{"hba", poolConfig{General: tlsGeneral(srvCert, srvKey, "prefer", caFile,
+			`hba = ["hostssl all all 127.0.0.1/32 cert", "host all all 127.0.0.1/32 md5"]`)}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := startSluice(t, c.pc)
+			conn, err := pgx.Connect(ctx, url(s, appUser, "not-asked", "verify-full", appCert, appKey))
+			if err != nil {
+				t.Fatalf("certificate naming the user: %v", err)
+			}
+			var user string
+			if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil || user != appUser {
+				t.Fatalf("current_user %q, %v", user, err)
+			}
+			conn.Close(ctx)
+			out, err := exec.Command(tool(t, "psql"), "-X", "-A", "-t", "-c", "SELECT 42",
+				fmt.Sprintf("host=localhost port=%d user=%s dbname=%s sslmode=verify-full sslrootcert=%s sslcert=%s sslkey=%s",
+					s.Port, appUser, appDB, ca.Path, appCert, appKey)).CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != "42" {
+				t.Fatalf("psql with a certificate: %s, %v", out, err)
+			}
+			// A user not in the file has no auth_type of its own: under the general method it
+			// fails like any unknown user (28P01); under the hba rule, the cert way (28000).
+			nobody := map[string]string{"auth_type": "28P01", "hba": "28000"}[c.name]
+			for _, bad := range []struct{ name, user, cert, key, code string }{
+				{"no certificate", appUser, "", "", "28000"},
+				{"another user's certificate", appUser, otherCert, otherKey, "28000"},
+				{"a user not in the file", "nobody", nobodyCert, nobodyKey, nobody},
+			} {
+				if _, err := pgx.Connect(ctx, url(s, bad.user, appPass, "verify-full", bad.cert, bad.key)); codeOf(err) != bad.code {
+					t.Errorf("%s: %v, want %s", bad.name, err, bad.code)
+				}
+			}
+			_, err = pgx.Connect(ctx, url(s, appUser, appPass, "disable", "", ""))
+			switch c.name {
+			case "auth_type":
+				if codeOf(err) != "28000" {
+					t.Errorf("plaintext under auth_type cert: %v, want 28000", err)
+				}
+			case "hba":
+				if err != nil {
+					t.Errorf("plaintext with a password under the host md5 rule: %v", err)
+				}
+			}
+		})
+	}
+}
