@@ -212,3 +212,13 @@ func secretFromRows(rows [][][]byte, user string) (UserSecret, error) {
 	}
 	return UserSecret{Value: string(v), Found: true}, nil
 }
+
+// checkParams returns how the health checker logs in to a server: as the pool's first user, or,
+// when that user's secret comes from auth_query (nothing to log in with until a client has), as
+// auth_query_user.
+func checkParams(pc *config.Pool, p backend.Params) backend.Params {
+	if p.Password == "" && pc.AuthQuery != "" {
+		p.User, p.Password, p.Credentials = pc.AuthQueryUser, pc.AuthQueryPassword, nil
+	}
+	return p
+}

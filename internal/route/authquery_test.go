@@ -130,3 +130,15 @@ func containsTarget(list []*Target, tg *Target) bool {
 	}
 	return false
 }
+
+func TestHealthChecksOfAuthQueryUsersLogInAsAuthQueryUser(t *testing.T) {
+	pc := &config.Pool{AuthQuery: "SELECT $1", AuthQueryUser: "pgbouncer", AuthQueryPassword: "pw"}
+	creds := &backend.Credentials{}
+	got := checkParams(pc, backend.Params{User: "alice", Credentials: creds})
+	if got.User != "pgbouncer" || got.Password != "pw" || got.Credentials != nil {
+		t.Fatalf("a user without a password in the file: checks log in with %+v", got)
+	}
+	if got := checkParams(pc, backend.Params{User: "bob", Password: "b"}); got.User != "bob" || got.Password != "b" {
+		t.Fatalf("a user with a password: checks log in with %+v", got)
+	}
+}

@@ -171,7 +171,7 @@ func (t *Table) StartChecks(log *slog.Logger) {
 			for i, s := range servers {
 				keys[i] = s.Node.Name()
 				grp.nodes = append(grp.nodes, s.Node)
-				grp.params = append(grp.params, *s.Pool.Params())
+				grp.params = append(grp.params, checkParams(pc, *s.Pool.Params()))
 			}
 			grp.key = strings.Join(keys, ",") + checkSettingsKey(pc, &t.Config.General)
 			if _, dup := want[grp.key]; !dup {
