@@ -53,6 +53,10 @@ type options struct {
 	modes     []string // simple, extended, prepared
 	sluiceBin string
 	out       string // BENCHMARKS.md, or "" to leave it alone
+	// connect lists the client auth methods of the connection-setup runs
+	// (pgbench -C), md5 and scram-sha-256; connClients is their pgbench -c.
+	connect     []string
+	connClients int
 }
 
 // target is one address pgbench can be pointed at.
@@ -105,6 +109,9 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&modes, "modes", "simple,extended,prepared", "comma-separated pgbench -M modes")
 	fs.StringVar(&o.sluiceBin, "sluice", "bin/sluice", "sluice binary")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", `file to write results into ("" to skip)`)
+	var connect string
+	fs.StringVar(&connect, "connect", "md5,scram-sha-256", `auth methods of the connection-setup runs, pgbench -C ("" skips them)`)
+	fs.IntVar(&o.connClients, "connect-c", 8, "pgbench clients of the connection-setup runs")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -113,6 +120,12 @@ func parseFlags(args []string) (options, error) {
 	}
 	o.targets = splitList(targets)
 	o.modes = splitList(modes)
+	o.connect = splitList(connect)
+	for _, a := range o.connect {
+		if a != authMD5 && a != authSCRAM {
+			return o, fmt.Errorf("unknown auth method %q in -connect (want md5, scram-sha-256)", a)
+		}
+	}
 	for _, t := range o.targets {
 		if t != targetDirect && t != targetPgBouncer && t != targetSluice && t != targetSluiceParser {
 			return o, fmt.Errorf("unknown target %q (want direct, pgbouncer, sluice, sluice-parser)", t)
@@ -174,7 +187,7 @@ func bench(ctx context.Context, o options) error {
 		targets = append(targets, target{name: targetDirect, host: pg.Host, port: pg.Port})
 	}
 	if has(o.targets, targetPgBouncer) {
-		pb, err := startPgBouncer(ctx, pg, o)
+		pb, err := startPgBouncer(ctx, pg, o, authMD5)
 		if err != nil {
 			return err
 		}
@@ -185,7 +198,7 @@ func bench(ctx context.Context, o options) error {
 		if !has(o.targets, name) {
 			continue
 		}
-		sl, err := startSluice(ctx, pg, o, name)
+		sl, err := startSluice(ctx, pg, o, name, authMD5)
 		if err != nil {
 			return err
 		}
@@ -216,11 +229,16 @@ func bench(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	conn, err := runConnect(ctx, pg, o)
+	if err != nil {
+		return err
+	}
 
 	rep := report{
 		opts:     o,
 		started:  started,
 		tps:      tps,
+		conn:     conn,
 		mem:      mem,
 		machine:  describeMachine(),
 		command:  commandLine(),

@@ -92,7 +92,8 @@ func (r pgbenchResult) spread() float64 {
 }
 
 var (
-	tpsRE     = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+	// Under -C pgbench counts each transaction's connection: "including reconnection times".
+	tpsRE     = regexp.MustCompile(`tps = ([0-9.]+) \((?:without initial connection time|including reconnection times)\)`)
 	latencyRE = regexp.MustCompile(`latency average = ([0-9.]+) ms`)
 	failedRE  = regexp.MustCompile(`number of failed transactions: ([0-9]+)`)
 )
@@ -102,11 +103,16 @@ var (
 // do with -M prepared in transaction mode), reports failed transactions, or
 // prints no tps.
 func runPgbench(ctx context.Context, t target, mode string, o options) pgbenchResult {
+	return runPgbenchArgs(ctx, t, mode, o)
+}
+
+// runPgbenchArgs is runPgbench with extra pgbench arguments.
+func runPgbenchArgs(ctx context.Context, t target, mode string, o options, extra ...string) pgbenchResult {
 	r := pgbenchResult{target: t.name, mode: mode}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(o.seconds)*time.Second+time.Minute)
 	defer cancel()
-	args := append(connArgs(t),
-		"-n", "-S", "-M", mode,
+	args := append(connArgs(t), extra...)
+	args = append(args, "-n", "-S", "-M", mode,
 		"-c", strconv.Itoa(o.clients), "-j", strconv.Itoa(o.threads), "-T", strconv.Itoa(o.seconds),
 		benchDB)
 	out, err := pgbenchCommand(ctx, args...).CombinedOutput()

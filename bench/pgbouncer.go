@@ -20,15 +20,15 @@ import (
 const pgbouncerBin = "/usr/sbin/pgbouncer"
 
 // startPgBouncer runs PgBouncer in transaction mode in front of pg, with the
-// same pool size sluice gets, md5 client auth from an auth_file, and room for
-// the idle clients of the memory measurement.
+// same pool size sluice gets, client auth (md5 or scram-sha-256) from an
+// auth_file, and room for the idle clients of the memory measurement.
 //
 // PgBouncer refuses to run as root. When the bench is root, PgBouncer runs as
 // the postgres OS user, set directly as the child's credentials rather than
 // through runuser: runuser forks under a PAM session, so its pid would not be
 // PgBouncer's (whose memory is measured), and pam_limits could lower the
 // RLIMIT_NOFILE the idle clients need.
-func startPgBouncer(ctx context.Context, pg *pgtest.Postgres, o options) (*process, error) {
+func startPgBouncer(ctx context.Context, pg *pgtest.Postgres, o options, auth string) (*process, error) {
 	port, err := pgtest.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("pgbouncer port: %w", err)
@@ -45,6 +45,11 @@ func startPgBouncer(ctx context.Context, pg *pgtest.Postgres, o options) (*proce
 
 	sum := md5.Sum([]byte(benchPassword + benchUser))
 	userlist := fmt.Sprintf("%q %q\n", benchUser, "md5"+hex.EncodeToString(sum[:]))
+	if auth == authSCRAM {
+		// SCRAM with clients needs the password itself (or a verifier, which could not log in
+		// to this md5 Postgres): the same plain password sluice has.
+		userlist = fmt.Sprintf("%q %q\n", benchUser, benchPassword)
+	}
 	ini := fmt.Sprintf(`[databases]
 %s = host=%s port=%d dbname=%s
 
@@ -52,7 +57,7 @@ func startPgBouncer(ctx context.Context, pg *pgtest.Postgres, o options) (*proce
 listen_addr = 127.0.0.1
 listen_port = %d
 unix_socket_dir =
-auth_type = md5
+auth_type = %s
 auth_file = %s
 pool_mode = transaction
 default_pool_size = %d
@@ -64,7 +69,7 @@ log_disconnections = 0
 logfile = %s
 pidfile = %s
 `, benchDB, pg.Host, pg.Port, benchDB,
-		port, filepath.Join(dir, "userlist.txt"), o.poolSize, o.idle+1000,
+		port, auth, filepath.Join(dir, "userlist.txt"), o.poolSize, o.idle+1000,
 		filepath.Join(dir, "pgbouncer.log"), filepath.Join(dir, "pgbouncer.pid"))
 
 	iniPath := filepath.Join(dir, "pgbouncer.ini")

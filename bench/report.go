@@ -24,6 +24,7 @@ type report struct {
 	started  time.Time
 	duration time.Duration
 	tps      []pgbenchResult
+	conn     []pgbenchResult // connection setup: mode is the auth method
 	mem      []memResult
 	machine  machine
 	command  string
@@ -178,6 +179,11 @@ func (rep report) failures() []string {
 			out = append(out, fmt.Sprintf("%s -M %s: %s", r.target, r.mode, r.reason))
 		}
 	}
+	for _, r := range rep.conn {
+		if r.failed {
+			out = append(out, fmt.Sprintf("%s -C with %s: %s", r.target, r.mode, r.reason))
+		}
+	}
 	for _, m := range rep.mem {
 		if m.err != "" {
 			out = append(out, fmt.Sprintf("%s idle clients: %s", m.target, m.err))
@@ -192,6 +198,11 @@ func (rep report) text() string {
 	fmt.Fprintf(&b, "pgbench -S -c %d -j %d -T %d, scale %d, pool size %d\n\n",
 		rep.opts.clients, rep.opts.threads, rep.opts.seconds, rep.opts.scale, rep.opts.poolSize)
 	writeAligned(&b, rep.tpsHeader(), rep.tpsRows())
+	if len(rep.conn) > 0 {
+		fmt.Fprintf(&b, "\npgbench -C -S -c %d -j %d -T %d: a new connection and login per transaction\n\n",
+			rep.opts.connClients, rep.opts.threads, rep.opts.seconds)
+		writeAligned(&b, connHeader, rep.connRows())
+	}
 	if len(rep.mem) > 0 {
 		b.WriteString("\n")
 		writeAligned(&b, memHeader, rep.memRows())
@@ -262,6 +273,12 @@ func (rep report) markdown() string {
 	}
 	writeMarkdownTable(&b, rep.tpsHeader(), rep.tpsRows())
 
+	if len(rep.conn) > 0 {
+		fmt.Fprintf(&b, "\n### Connection setup: `pgbench -C -S -c %d -j %d -T %d`\n\n", o.connClients, o.threads, o.seconds)
+		b.WriteString("Every transaction opens a new connection and logs in (the auth column) before its SELECT; " +
+			"the server connections stay pooled.\n\n")
+		writeMarkdownTable(&b, connHeader, rep.connRows())
+	}
 	if len(rep.mem) > 0 {
 		fmt.Fprintf(&b, "\n### Memory: %d idle clients, logged in with md5\n\n", o.idle)
 		writeMarkdownTable(&b, memHeader, rep.memRows())
@@ -332,6 +349,16 @@ func (rep report) note() string {
 			"server where another client already prepared the same name (\"already exists\"), or its " +
 			"Bind on a server that never saw the Parse (\"does not exist\"). That row is a failure, " +
 			"not a slow result.\n")
+	}
+	for _, r := range rep.conn {
+		if r.mode == authSCRAM {
+			b.WriteString("- Connection setup with SCRAM: the client (libpq, in pgbench) derives its keys with " +
+				"4096 rounds of PBKDF2 at every login, on the same CPUs. PgBouncer, given the plain password " +
+				"in its auth_file as here, derives the server side's keys at every login too; sluice derives " +
+				"a verifier from a plain password once and keeps it. With a SCRAM verifier in the file " +
+				"instead, neither pooler runs PBKDF2 for a client login.\n")
+			break
+		}
 	}
 	if len(rep.mem) > 0 {
 		b.WriteString("- Memory per client is the growth of the pooler's resident set (VmRSS) from one " +

@@ -25,10 +25,11 @@ func sluiceBinary(o options) (string, error) {
 
 // sluiceConfig is the pgcat.toml sluice runs with: listening on port, one
 // transaction-mode pool of o.poolSize servers on pgHost:pgPort for the bench
-// user, who logs in to sluice with md5, and room for the idle clients.
+// user, who logs in to sluice with auth (md5 or scram-sha-256), and room for
+// the idle clients.
 //
 // With parser set, the pool has read/write splitting on, so every query is classified.
-func sluiceConfig(port int, pgHost string, pgPort int, o options, parser bool) string {
+func sluiceConfig(port int, pgHost string, pgPort int, o options, parser bool, auth string) string {
 	split := ""
 	if parser {
 		split = "query_parser_enabled = true\nquery_parser_read_write_splitting = true\n"
@@ -37,6 +38,7 @@ func sluiceConfig(port int, pgHost string, pgPort int, o options, parser bool) s
 host = "127.0.0.1"
 port = %d
 max_client_conn = %d
+auth_type = %q
 
 [pools.%s]
 pool_mode = "transaction"
@@ -49,13 +51,14 @@ pool_size = %d
 [pools.%s.shards.0]
 database = %q
 servers = [[%q, %d, "primary"]]
-`, port, o.idle+1000,
+`, port, o.idle+1000, auth,
 		benchDB, split, benchDB, benchUser, benchPassword, o.poolSize,
 		benchDB, benchDB, pgHost, pgPort)
 }
 
-// startSluice runs the sluice binary in front of pg with sluiceConfig, as target name.
-func startSluice(ctx context.Context, pg *pgtest.Postgres, o options, name string) (*process, error) {
+// startSluice runs the sluice binary in front of pg with sluiceConfig, as target name, for
+// clients that log in with auth.
+func startSluice(ctx context.Context, pg *pgtest.Postgres, o options, name, auth string) (*process, error) {
 	bin, err := sluiceBinary(o)
 	if err != nil {
 		return nil, err
@@ -69,7 +72,7 @@ func startSluice(ctx context.Context, pg *pgtest.Postgres, o options, name strin
 		return nil, err
 	}
 	confPath := filepath.Join(dir, "sluice.toml")
-	if err := os.WriteFile(confPath, []byte(sluiceConfig(port, pg.Host, pg.Port, o, name == targetSluiceParser)), 0o600); err != nil {
+	if err := os.WriteFile(confPath, []byte(sluiceConfig(port, pg.Host, pg.Port, o, name == targetSluiceParser, auth)), 0o600); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}

@@ -16,18 +16,23 @@ func TestSluiceConfigLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, parser := range []bool{false, true} {
-		checkSluiceConfig(t, o, parser)
+		for _, auth := range []string{authMD5, authSCRAM} {
+			checkSluiceConfig(t, o, parser, auth)
+		}
 	}
 }
 
-func checkSluiceConfig(t *testing.T, o options, parser bool) {
+func checkSluiceConfig(t *testing.T, o options, parser bool, auth string) {
 	path := filepath.Join(t.TempDir(), "sluice.toml")
-	if err := os.WriteFile(path, []byte(sluiceConfig(16432, "127.0.0.1", 15432, o, parser)), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(sluiceConfig(16432, "127.0.0.1", 15432, o, parser, auth)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, warnings, err := config.Load(path)
 	if err != nil {
 		t.Fatalf("sluice rejects the bench config: %v", err)
+	}
+	if cfg.General.AuthType != auth {
+		t.Errorf("auth_type %q, want %q", cfg.General.AuthType, auth)
 	}
 	for _, w := range warnings {
 		t.Errorf("warning: %v", w)
