@@ -389,7 +389,6 @@ func serverParameters(ctx context.Context, tg *route.Target) (map[string]string,
 	return nil, err
 }
 
-
 // run is the reader loop. It returns when the client leaves or must be disconnected.
 func (s *ClientSession) run() error {
 	for {
