@@ -64,6 +64,15 @@ var generalSettings = []setting{
 	{"max_message_size", integer(func(g *config.General) int { return g.MaxMessageSize }), true},
 	{"server_reset_query", str(func(g *config.General) string { return g.ServerResetQuery }), true},
 	{"auth_type", str(func(g *config.General) string { return cmp.Or(g.AuthType, config.AuthMD5) }), true},
+	{"auth_query", str(func(g *config.General) string { return g.AuthQuery }), true},
+	{"auth_query_user", str(func(g *config.General) string { return g.AuthQueryUser }), true},
+	{"auth_query_password", str(func(g *config.General) string {
+		if g.AuthQueryPassword == "" {
+			return ""
+		}
+		return masked
+	}), true},
+	{"auth_query_cache_ttl", ms(func(g *config.General) time.Duration { return g.AuthQueryCacheTTL }), true},
 	{"tls_certificate", str(func(g *config.General) string { return g.TLSCertificate }), true},
 	{"tls_private_key", str(func(g *config.General) string { return g.TLSPrivateKey }), true},
 	{"tls_mode", str(func(g *config.General) string { return cmp.Or(g.TLSMode, config.TLSDisable) }), true},
@@ -119,6 +128,9 @@ func (c *Console) showConfig(res *result) error {
 			{"read_your_writes_ms", strconv.FormatInt(p.ReadYourWrites.Milliseconds(), 10), "0"},
 			{"write_functions", strings.Join(p.WriteFunctions, ", "), ""},
 			{"strict_functions", strconv.FormatBool(p.StrictFunctions), "false"},
+			{"auth_query", p.AuthQuery, ""},
+			{"auth_query_user", p.AuthQueryUser, ""},
+			{"auth_query_any_user", strconv.FormatBool(p.AuthQueryAnyUser), "false"},
 		} {
 			res.row(prefix+kv[0], kv[1], kv[2], "yes")
 		}
