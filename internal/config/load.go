@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -328,6 +329,38 @@ func (l *loader) config(root *node) *Config {
 	return cfg
 }
 
+// sharding checks a pool's sharding keys against each other and its shards.
+func (l *loader) sharding(n *node, p *Pool) {
+	for _, k := range []struct{ key, re string }{{"sharding_key_regex", p.ShardingKeyRegex}, {"shard_id_regex", p.ShardIDRegex}} {
+		if k.re == "" {
+			continue
+		}
+		re, err := regexp.Compile(k.re)
+		if err != nil {
+			l.errorAt(n, k.key, "not a regular expression: %v", err)
+		} else if re.NumSubexp() < 1 {
+			l.errorAt(n, k.key, "needs a capture group around the value, like '/\\* %s: (\\d+) \\*/'", strings.TrimSuffix(k.key, "_regex"))
+		}
+	}
+	if k := p.AutomaticShardingKey; k != "" {
+		if t, c, ok := strings.Cut(k, "."); !ok || t == "" || c == "" || strings.Contains(c, ".") {
+			l.errorAt(n, "automatic_sharding_key", `must be "table.column" or "*.column", got %q`, k)
+		}
+	}
+	switch d := p.DefaultShard; {
+	case d == "random" || d == "random_healthy":
+	case strings.HasPrefix(d, "shard_"):
+		i, err := strconv.Atoi(strings.TrimPrefix(d, "shard_"))
+		if err != nil || i < 0 {
+			l.errorAt(n, "default_shard", `must be "shard_<n>", "random" or "random_healthy", got %q`, d)
+		} else if len(p.Shards) > 0 && i >= len(p.Shards) {
+			l.errorAt(n, "default_shard", "shard %d does not exist: the pool has %d shards", i, len(p.Shards))
+		}
+	default:
+		l.errorAt(n, "default_shard", `must be "shard_<n>", "random" or "random_healthy", got %q`, d)
+	}
+}
+
 // plugins reads a plugins table: one block per plugin, in the order of the file. The blocks'
 // contents are checked by the plugins themselves when they are set up.
 func (l *loader) plugins(n *node) []PluginBlock {
@@ -409,7 +442,8 @@ func (l *loader) pool(n *node) *Pool {
 	if !l.table(n, "a table ([pools."+name+"])") {
 		return nil
 	}
-	p := &Pool{Name: name, PoolMode: defaultPoolMode, LoadBalancingMode: BalanceRandom, DefaultRole: RoleAny, RoleDiscovery: true}
+	p := &Pool{Name: name, PoolMode: defaultPoolMode, LoadBalancingMode: BalanceRandom, DefaultRole: RoleAny, RoleDiscovery: true,
+		ShardingFunction: "pg_bigint_hash", ShardingKeyType: "bigint", RegexSearchLimit: 1000, DefaultShard: "shard_0"}
 	if name == "" {
 		l.errorf(n, "the database name must not be empty")
 	}
@@ -431,6 +465,7 @@ func (l *loader) pool(n *node) *Pool {
 	} else if l.table(sn, "a table of [shards.<n>] sections") {
 		l.shards(sn, p)
 	}
+	l.sharding(n, p)
 	return p
 }
 

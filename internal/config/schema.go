@@ -132,6 +132,14 @@ var (
 		"read_your_writes_ms":               durationKey(time.Millisecond, 0, func(p *Pool) *time.Duration { return &p.ReadYourWrites }),
 		"write_functions":                   stringListKey(func(p *Pool) *[]string { return &p.WriteFunctions }),
 		"strict_functions":                  boolKey(func(p *Pool) *bool { return &p.StrictFunctions }),
+
+		"sharding_function":      enumKey(map[string]string{"pg_bigint_hash": "pg_bigint_hash", "sha1": "sha1"}, func(p *Pool) *string { return &p.ShardingFunction }),
+		"sharding_key_type":      enumKey(map[string]string{"bigint": "bigint", "uuid": "uuid", "text": "text", "varchar": "text"}, func(p *Pool) *string { return &p.ShardingKeyType }),
+		"automatic_sharding_key": stringKey(func(p *Pool) *string { return &p.AutomaticShardingKey }),
+		"sharding_key_regex":     stringKey(func(p *Pool) *string { return &p.ShardingKeyRegex }),
+		"shard_id_regex":         stringKey(func(p *Pool) *string { return &p.ShardIDRegex }),
+		"regex_search_limit":     intKey(1, math.MaxInt32, func(p *Pool) *int { return &p.RegexSearchLimit }),
+		"default_shard":          stringKey(func(p *Pool) *string { return &p.DefaultShard }),
 	}
 	poolTables = []string{"users", "shards", "plugins"}
 
@@ -212,12 +220,6 @@ var (
 		"idle_timeout":                        nil,
 		"server_lifetime":                     nil,
 		"checkout_failure_limit":              nil,
-		"sharding_function":                   nil,
-		"automatic_sharding_key":              nil,
-		"sharding_key_regex":                  nil,
-		"shard_id_regex":                      nil,
-		"regex_search_limit":                  nil,
-		"default_shard":                       nil,
 		"cleanup_server_connections":          nil,
 		"log_client_parameter_status_changes": nil,
 		"prepared_statements_cache_size":      nil,

@@ -154,6 +154,17 @@ type Pool struct {
 	// read-only a write.
 	WriteFunctions  []string
 	StrictFunctions bool
+
+	// Sharding, with pgcat's keys and meanings plus sharding_key_type.
+	ShardingFunction     string // "pg_bigint_hash" (default) or "sha1"
+	ShardingKeyType      string // "bigint" (default), "uuid" or "text"
+	AutomaticShardingKey string // "table.column" or "*.column"; "" = off
+	ShardingKeyRegex     string
+	ShardIDRegex         string
+	RegexSearchLimit     int // default 1000
+	// DefaultShard is where a query without a shard goes: "shard_<n>" (default shard_0),
+	// "random" or "random_healthy".
+	DefaultShard string
 }
 
 // Values of Pool.LoadBalancingMode and Pool.DefaultRole.

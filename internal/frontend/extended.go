@@ -58,6 +58,13 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 			if len(name) > 0 {
 				return s.parseNamed(string(name), query, ptypes)
 			}
+			if s.deferParse() {
+				// Kept and sent in front of the Bind, on the shard the Bind's parameters
+				// choose; see deferParse.
+				s.unnamed = append(s.unnamed[:0], msg...)
+				s.unnamedSeq++
+				return s.synth(entry{kind: kParseSynth})
+			}
 		case wire.Bind:
 			name, ok := wire.BindStatement(body)
 			if !ok {
@@ -83,7 +90,12 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 			}
 		}
 	}
-	srv, err := s.attach(s.classify(s.routingText(typ, body)))
+	rt := s.routingText(typ, body)
+	var bind, shardText []byte
+	if typ == wire.Bind {
+		bind, shardText = body, rt // only a Bind has the parameters that may name the shard
+	}
+	srv, err := s.attach(s.classify(rt), shardText, bind)
 	if err != nil {
 		if fatal := s.attachFatal(err); fatal != nil {
 			return fatal
@@ -199,7 +211,7 @@ func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
 	}
 	sname := serverStatementName(query, ptypes)
 	st := &statement{server: sname, parse: wire.AppendParse(nil, sname, query, ptypes)}
-	if s.target.Statements.Has(sname) && !s.attached() {
+	if (s.target.Statements.Has(sname) || s.deferParse()) && !s.attached() {
 		s.mu.Lock()
 		if s.stmts == nil {
 			s.stmts = map[string]*statement{}
@@ -208,7 +220,7 @@ func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
 		s.mu.Unlock()
 		return s.synth(entry{kind: kParseSynth, client: name})
 	}
-	srv, err := s.attach(s.classify(query))
+	srv, err := s.attach(s.classify(query), nil, nil)
 	if err != nil {
 		if fatal := s.attachFatal(err); fatal != nil {
 			return fatal
@@ -261,7 +273,11 @@ func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
 	if st == nil {
 		return s.failBatch("26000", fmt.Sprintf("prepared statement %q does not exist", name))
 	}
-	srv, err := s.attach(s.classify(st.query()))
+	var bind, shardText []byte
+	if typ == wire.Bind {
+		bind, shardText = body, st.query()
+	}
+	srv, err := s.attach(s.classify(st.query()), shardText, bind)
 	if err != nil {
 		if fatal := s.attachFatal(err); fatal != nil {
 			return fatal

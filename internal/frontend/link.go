@@ -24,11 +24,17 @@ var errTargetGone = errors.New("the client's pool was removed from the configura
 // what keeps the pump from releasing the server in between. On error s.mu is not held. Only the
 // reader calls it.
 //
-// r classifies the query that begins the transaction (nil when not parsed), for the choice of
-// server.
-func (s *ClientSession) attach(r *classify.Result) (*backend.ServerConn, error) {
+// r classifies the query that begins the transaction (nil when not parsed), text is its text and
+// bind the body of its Bind (nil for none), for the choice of shard and server.
+func (s *ClientSession) attach(r *classify.Result, text, bind []byte) (*backend.ServerConn, error) {
 	s.mu.Lock()
 	if s.srv != nil {
+		if sh := s.sharding; sh != nil && sh.Extractor != nil && text != nil && !s.pinned {
+			if err := s.sameShard(text, bind); err != nil {
+				s.mu.Unlock()
+				return nil, err
+			}
+		}
 		return s.srv, nil
 	}
 	s.mu.Unlock()
@@ -39,8 +45,13 @@ func (s *ClientSession) attach(r *classify.Result) (*backend.ServerConn, error) 
 		if tg == nil {
 			return nil, errTargetGone
 		}
-		s.target, s.gen, s.cls = tg, tbl.Generation, tbl.Classifier(s.db)
+		s.target, s.gen, s.cls, s.sharding = tg, tbl.Generation, tbl.Classifier(s.db), tbl.Sharding(s.db)
 	}
+	sh, err := s.shardFor(text, bind)
+	if err != nil {
+		return nil, err
+	}
+	s.shard = sh
 	role := s.roleFor(r)
 	if s.hookRole != "" {
 		role, s.hookRole = route.ParseRole(s.hookRole), ""

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/sluicepg/sluice/internal/backend"
@@ -12,6 +13,7 @@ import (
 	"github.com/sluicepg/sluice/internal/config"
 	"github.com/sluicepg/sluice/internal/pool"
 	"github.com/sluicepg/sluice/internal/route"
+	"github.com/sluicepg/sluice/internal/shard"
 	"github.com/sluicepg/sluice/internal/wire"
 )
 
@@ -39,6 +41,75 @@ type routing struct {
 	readOnly bool
 	// wrote maps a table the client wrote to when read_your_writes_ms ends for it (unix ns).
 	wrote map[string]int64
+
+	// sharding is the pool's (kept with target); shard is the shard of the attached server.
+	// pinned is set by SET SHARD and SET SHARDING KEY: pinnedShard then serves every
+	// transaction, as in pgcat.
+	sharding    *route.Sharding
+	shard       int
+	pinned      bool
+	pinnedShard int
+	rnd         uint32
+}
+
+// codedError is an error with the SQLSTATE the client gets.
+type codedError struct {
+	code, msg string
+}
+
+func (e *codedError) Error() string { return e.msg }
+
+// shardFor decides the shard of the transaction that text (with Bind body bind, or nil) begins:
+// SET SHARD / SET SHARDING KEY, else a comment hint, else the sharding key the parser finds,
+// else default_shard.
+func (s *ClientSession) shardFor(text, bind []byte) (int, error) {
+	sh := s.sharding
+	if sh == nil || sh.Shards < 2 {
+		return 0, nil
+	}
+	if s.pinned {
+		return s.pinnedShard, nil
+	}
+	if h := sh.Hints.Find(text, sh.Sharder); h.Kind != shard.NoHint {
+		if h.Shard < 0 || h.Shard >= sh.Shards {
+			return 0, &codedError{"22023", fmt.Sprintf("shard %d does not exist: the pool has %d shards", h.Shard, sh.Shards)}
+		}
+		return h.Shard, nil
+	}
+	if sh.Extractor != nil && text != nil {
+		var p shard.Params
+		if bind != nil {
+			vals, bin, ok := wire.BindParams(bind)
+			if ok {
+				p.Values = vals
+				p.Formats = make([]int16, len(bin))
+				for i, b := range bin {
+					if b {
+						p.Formats[i] = 1
+					}
+				}
+			}
+		}
+		set, err := sh.Extractor.Shards(text, p)
+		if err != nil {
+			return 0, &codedError{"0A000", err.Error()}
+		}
+		if one, ok := set.Single(); ok {
+			return one, nil
+		}
+		// More than one shard, or no key. A write there would land on one shard only: refuse
+		// it. A read of several named shards would miss rows: refuse it too, until sluice
+		// merges results from several shards. A read without a key goes to default_shard,
+		// as in pgcat.
+		if s.cls != nil && s.cls.Classify(text).Write {
+			return 0, &codedError{"0A000", fmt.Sprintf("this write touches %s; sluice sends a write to one shard only: add the sharding key to it, or choose a shard with SET SHARD", describeSet(set))}
+		}
+		if !set.All() {
+			return 0, &codedError{"0A000", fmt.Sprintf("this query reads %s; sluice does not merge results from several shards yet: query one shard at a time", describeSet(set))}
+		}
+	}
+	s.rnd++
+	return sh.Default(s.target, uint32(s.pid)+s.rnd), nil
 }
 
 // maxReplay bounds the request kept for a retry; a larger one is not retried.
@@ -198,14 +269,14 @@ func (st *statement) query() []byte {
 // timer when there is one, else waiting up to wait. A server that cannot be reached is banned and
 // the next candidate tried once.
 func (s *ClientSession) checkout(tg *route.Target, role route.Role, wait time.Duration) (*backend.ServerConn, *pool.Pool, *route.Server, error) {
-	rs, err := tg.Pick(0, role, s.avoid)
+	rs, err := tg.Pick(s.shard, role, s.avoid)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	srv, err := s.checkoutFrom(rs.Pool, wait)
-	if err != nil && unreachable(err) && len(tg.Shards[0]) > 1 {
+	if err != nil && unreachable(err) && len(tg.Shards[s.shard]) > 1 {
 		s.ban(rs, err)
-		if next, perr := tg.Pick(0, role, rs); perr == nil {
+		if next, perr := tg.Pick(s.shard, role, rs); perr == nil {
 			rs = next
 			srv, err = s.checkoutFrom(rs.Pool, wait)
 		}
@@ -249,7 +320,7 @@ func unreachable(err error) bool {
 
 // ban keeps a failed server out of rotation for ban_time, when there is another to go to.
 func (s *ClientSession) ban(rs *route.Server, err error) {
-	if rs == nil || len(s.target.Shards[0]) < 2 {
+	if rs == nil || len(s.target.Shards[s.shard]) < 2 {
 		return
 	}
 	bt := s.l.table().Config.General.BanTime
@@ -265,7 +336,7 @@ func (s *ClientSession) ban(rs *route.Server, err error) {
 func (s *ClientSession) startRecording(rs *route.Server, role route.Role) {
 	s.replay = s.replay[:0]
 	s.recording = false
-	if !s.txMode || s.retrying || len(s.target.Shards[0]) < 2 {
+	if !s.txMode || s.retrying || len(s.target.Shards[s.shard]) < 2 {
 		return
 	}
 	s.recording = role == route.Replica || !rs.Node.Primary(s.target.Settings().RoleDiscovery)
@@ -368,10 +439,35 @@ func (s *ClientSession) command(cmd *classify.Command, cerr error) error {
 		if s.primaryReads > 0 || (s.primaryReads == 0 && pc.PrimaryReadsEnabled) {
 			val = "on"
 		}
+	case classify.SetShard:
+		n := s.shardCount()
+		if cmd.Value == "any" {
+			s.rnd++
+			s.pinned, s.pinnedShard = true, int((uint32(s.pid)+s.rnd)%uint32(n))
+			break
+		}
+		i, err := strconv.Atoi(cmd.Value)
+		if err != nil || i < 0 || i >= n {
+			return s.queryError("22023", fmt.Sprintf("shard %s does not exist: the pool has %d shards", cmd.Value, n))
+		}
+		s.pinned, s.pinnedShard = true, i
+	case classify.SetShardingKey:
+		sh := s.sharding
+		if sh == nil {
+			return s.queryError("22023", "the pool has no sharding")
+		}
+		i, err := sh.Sharder.Shard([]byte(cmd.Value))
+		if err != nil {
+			return s.queryError("22P02", err.Error())
+		}
+		s.pinned, s.pinnedShard = true, i
 	case classify.ShowShard:
 		col, val = "shard", "unset"
+		if s.pinned {
+			val = strconv.Itoa(s.pinnedShard)
+		}
 	default:
-		return s.queryError("0A000", cmd.Kind.String()+" is not supported yet: sharding comes in a later version")
+		return s.queryError("0A000", cmd.Kind.String()+" is not supported")
 	}
 	return s.commandReply(col, val)
 }
@@ -402,4 +498,49 @@ func (s *ClientSession) commandReply(col, val string) error {
 		b = wire.AppendCommandComplete(b, "SHOW")
 	}
 	return s.emit(wire.AppendReadyForQuery(b, 'I'))
+}
+
+// shardCount returns the number of shards of the client's pool.
+func (s *ClientSession) shardCount() int { return len(s.target.Shards) }
+
+func describeSet(set shard.Set) string {
+	if set.All() {
+		return "every shard (no sharding key found)"
+	}
+	return "shards " + set.String()
+}
+
+// sameShard checks that a statement inside a transaction belongs to the transaction's shard: a
+// transaction cannot move, and running the statement there would put or look for its rows on the
+// wrong shard.
+func (s *ClientSession) sameShard(text, bind []byte) error {
+	var p shard.Params
+	if bind != nil {
+		if vals, bin, ok := wire.BindParams(bind); ok {
+			p.Values, p.Formats = vals, make([]int16, len(bin))
+			for i, b := range bin {
+				if b {
+					p.Formats[i] = 1
+				}
+			}
+		}
+	}
+	set, err := s.sharding.Extractor.Shards(text, p)
+	if err != nil {
+		return &codedError{"0A000", err.Error()}
+	}
+	if one, ok := set.Single(); ok && one != s.shard {
+		return &codedError{"0A000", fmt.Sprintf("this statement belongs to shard %d but its transaction runs on shard %d; choose the shard before BEGIN with SET SHARDING KEY or SET SHARD", one, s.shard)}
+	}
+	return nil
+}
+
+// deferParse reports whether a Parse outside a transaction is answered without a server and
+// sent later in front of the Bind that uses it: in a sharded pool that reads keys from queries,
+// only the Bind's parameters say which shard the statement runs on, and a Parse sent at once
+// would tie the batch to the default shard. A statement that fails to prepare then reports its
+// error at the Bind.
+func (s *ClientSession) deferParse() bool {
+	sh := s.sharding
+	return sh != nil && sh.Extractor != nil && !s.pinned
 }

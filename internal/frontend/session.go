@@ -322,7 +322,7 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 	if err := s.authHooks(tbl); err != nil {
 		return err
 	}
-	s.target, s.gen, s.cls = tg, tbl.Generation, tbl.Classifier(s.db)
+	s.target, s.gen, s.cls, s.sharding = tg, tbl.Generation, tbl.Classifier(s.db), tbl.Sharding(s.db)
 	s.txMode = tg.Mode != "session"
 	ctx, cancel := context.WithTimeout(context.Background(), tbl.Config.General.ConnectTimeout+time.Second)
 	defer cancel()
@@ -643,7 +643,7 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 			capReq = newCaptureReq(&act)
 		}
 	}
-	srv, err := s.attach(s.classify(body))
+	srv, err := s.attach(s.classify(body), text, nil)
 	if err != nil {
 		if fatal := s.attachFatal(err); fatal != nil {
 			return fatal
@@ -740,6 +740,10 @@ func checkoutCode(err error) string {
 		return "53300"
 	case errors.Is(err, pool.ErrClosed):
 		return "57P01"
+	}
+	var ce *codedError
+	if errors.As(err, &ce) {
+		return ce.code
 	}
 	return "08006"
 }

@@ -40,6 +40,7 @@ type Table struct {
 	// classifiers hold each pool's query classifier (and its cache), kept across reloads that
 	// leave the pool's function lists alone.
 	classifiers map[string]*classify.Classifier
+	sharding    map[string]*Sharding
 	// Plugins are the configuration's plugins, set up by the caller of Build before the table
 	// is published.
 	Plugins *hooks.Set
@@ -198,7 +199,7 @@ func (tg *Target) Primary() (*Server, error) { return tg.Pick(0, Primary, nil) }
 // close once clients have moved on.
 func Build(cfg *config.Config, prev *Table) (t *Table, retired []*Target) {
 	t = &Table{Config: cfg, dbs: map[string]map[string]*Target{}, nodes: map[string]*Node{},
-		classifiers: map[string]*classify.Classifier{}, authq: map[string]*AuthQuery{}}
+		classifiers: map[string]*classify.Classifier{}, authq: map[string]*AuthQuery{}, sharding: map[string]*Sharding{}}
 	if prev != nil {
 		t.Generation = prev.Generation + 1
 		t.checks = prev.checks
@@ -229,6 +230,7 @@ func Build(cfg *config.Config, prev *Table) (t *Table, retired []*Target) {
 			old = prev.Config.Pools[db]
 		}
 		t.classifiers[db] = classifierFor(pc, old, prev)
+		t.sharding[db] = newSharding(pc)
 		reuse := old != nil && config.PoolsEqual(old, pc) && generalPoolKeysEqual(&prev.Config.General, g)
 		reused[db] = reuse
 		if aq := newAuthQuery(g, pc); aq != nil {

@@ -77,6 +77,8 @@ type poolConfig struct {
 	Servers string
 	// Pool holds extra [pools.app] lines.
 	Pool string
+	// Shards, when set, replaces the [pools.app.shards.0] section (for sharding tests).
+	Shards string
 	// Admin replaces the [general] lines admin_username = "admin", admin_password = "admin-secret".
 	Admin string
 	// Pools, when set, replaces everything after [general]: the test writes its own pools.
@@ -132,10 +134,14 @@ password = %q
 pool_size = %d
 %s
 
-[pools.app.shards.0]
-database = %q
-servers = %s
-`, port, socketDir, admin, pc.General, pc.Mode, pc.Pool, appUser, password, pc.PoolSize, pc.User, appDB, pc.Servers)
+%s`, port, socketDir, admin, pc.General, pc.Mode, pc.Pool, appUser, password, pc.PoolSize, pc.User, pc.shards())
+}
+
+func (pc poolConfig) shards() string {
+	if pc.Shards != "" {
+		return pc.Shards
+	}
+	return fmt.Sprintf("[pools.app.shards.0]\ndatabase = %q\nservers = %s\n", appDB, pc.Servers)
 }
 
 // Sluice is a running sluice, in this process or as a child process.

@@ -354,16 +354,20 @@ func TestFailoverToPromotedReplica(t *testing.T) {
 		t.Fatalf("the write after the failover ran on %d; want the promoted replica %d", port, newPrimary.Port)
 	}
 	t.Logf("writes resumed %s after the promotion", time.Since(promoted).Round(time.Millisecond))
-	// The console shows the roles as they are now: the promoted replica is the primary.
+	// The console shows the roles as they are now: the promoted replica is the primary (once
+	// the checker has seen it: a write may find the promoted server first).
 	admin := connectAdmin(t, s, "pgcat")
-	cols, rows := adminQuery(t, admin, "SHOW DATABASES")
-	roles := map[string]string{}
-	for _, row := range rows {
-		roles[column(t, cols, row, "port")] = column(t, cols, row, "role")
-	}
-	if got := roles[fmt.Sprint(newPrimary.Port)]; got != "primary" {
-		t.Errorf("SHOW DATABASES gives the promoted replica role %q; want primary (roles by port: %v)", got, roles)
-	}
+	checkFor(t, 5*time.Second, func() error {
+		cols, rows := adminQuery(t, admin, "SHOW DATABASES")
+		roles := map[string]string{}
+		for _, row := range rows {
+			roles[column(t, cols, row, "port")] = column(t, cols, row, "role")
+		}
+		if got := roles[fmt.Sprint(newPrimary.Port)]; got != "primary" {
+			return fmt.Errorf("SHOW DATABASES gives the promoted replica role %q; want primary (roles by port: %v)", got, roles)
+		}
+		return nil
+	})
 	// Reads go on: the other replica still follows the dead primary, which is fine for reads.
 	if _, err := serverPort(ctx, conn, "SELECT inet_server_port()"); err != nil {
 		t.Fatal(err)
