@@ -209,15 +209,24 @@ var errZeroByte = errors.New("query text contains a zero byte")
 // rejects (or that is longer than Options.MaxLength) is a write with ParseErr set.
 func (c *Classifier) Classify(query []byte) *Result {
 	cacheable := c.cache != nil && len(query) <= c.maxLength
-	if cacheable {
-		if r := c.cache.get(query); r != nil {
-			return r
-		}
+	if !cacheable {
+		return c.classify(query)
 	}
-	r := c.classify(query)
-	if cacheable {
+	bp := shapeBufs.Get().(*[]byte)
+	sh, shaped := shape((*bp)[:0], query)
+	var r *Result
+	if shaped {
+		// Kept apart from query, which must not escape (a hit does not allocate).
+		if r = c.cache.get(sh); r == nil {
+			r = c.classify(query)
+			c.cache.put(string(sh), r)
+		}
+		*bp = sh[:0]
+	} else if r = c.cache.get(query); r == nil {
+		r = c.classify(query)
 		c.cache.put(string(query), r)
 	}
+	shapeBufs.Put(bp)
 	return r
 }
 

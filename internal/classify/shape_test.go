@@ -1,0 +1,47 @@
+package classify
+
+import "testing"
+
+// TestShape: texts that differ only in literal values share a shape; anything else that differs
+// keeps them apart, and texts where a literal can change the classification are not shaped.
+func TestShape(t *testing.T) {
+	same := [][2]string{
+		{"SELECT v FROM t WHERE id = 1", "SELECT v FROM t WHERE id = 12345"},
+		{"select * from t where a = 'x' and b = 2.5e-3", "select * from t where a = 'it''s' and b = 7"},
+		{"INSERT INTO t VALUES (1, E'a\\'b', $$x$$)", "INSERT INTO t VALUES (2, E'zz', $$yyy$$)"},
+		{"UPDATE t SET v = 'a' WHERE id = 3;", "UPDATE t SET v = 'bcd' WHERE id = 4;"},
+		{"WITH x AS (SELECT 1) SELECT * FROM x", "WITH x AS (SELECT 2) SELECT * FROM x"},
+	}
+	for _, p := range same {
+		a, oka := shape(nil, []byte(p[0]))
+		b, okb := shape(nil, []byte(p[1]))
+		if !oka || !okb || string(a) != string(b) {
+			t.Errorf("%q and %q: shapes %q (%v) and %q (%v); want equal", p[0], p[1], a, oka, b, okb)
+		}
+	}
+	different := [][2]string{
+		{"SELECT v FROM t1 WHERE id = 1", "SELECT v FROM t2 WHERE id = 1"},
+		{`SELECT "1" FROM t`, `SELECT "2" FROM t`},
+		{"SELECT * FROM t WHERE id = $1", "SELECT * FROM t WHERE id = $2"},
+		{"SELECT 1 -- a\n", "SELECT 1 -- b\n"},
+		{"SELECT nextval('a')", "SELECT currval('a')"},
+	}
+	for _, p := range different {
+		a, _ := shape(nil, []byte(p[0]))
+		b, _ := shape(nil, []byte(p[1]))
+		if string(a) == string(b) {
+			t.Errorf("%q and %q share the shape %q", p[0], p[1], a)
+		}
+	}
+	for _, q := range []string{
+		"SET default_transaction_read_only = 'on'",
+		"EXPLAIN (ANALYZE 0) DELETE FROM t",
+		"SELECT 1; SET transaction_read_only = 'on'",
+		"SELECT 'unterminated",
+		"BEGIN",
+	} {
+		if _, ok := shape(nil, []byte(q)); ok {
+			t.Errorf("%q was shaped; a literal can decide its classification", q)
+		}
+	}
+}
