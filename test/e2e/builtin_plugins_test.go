@@ -439,7 +439,7 @@ timeout = 1000
 	ln.Close()
 	late := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
-		case <-time.After(2 * time.Second):
+		case <-time.After(time.Second):
 		case <-r.Context().Done():
 		}
 	}))
