@@ -58,7 +58,10 @@ type Query struct {
 }
 
 type rule struct {
-	key     string // the normalized query
+	key string // the normalized query
+	// words are names any text that normalizes to key contains (case aside): its tables and
+	// unqualified functions. A text lacking one is not parsed.
+	words   []string
 	columns []string
 	rows    [][]string
 	subst   bool // some value has ${USER} or ${DATABASE}
@@ -81,6 +84,17 @@ func (p *Intercept) Provision(plugin.Context) error {
 			return fmt.Errorf("queries.%s: query %q does not parse as one SQL statement", k, q.Query)
 		}
 		r := rule{key: key}
+		f := sqlfacts.Parse(q.Query, p.maxLength)
+		for _, t := range f.Tables {
+			r.words = append(r.words, t[strings.LastIndexByte(t, '.')+1:])
+		}
+		for _, fn := range f.Functions {
+			// A qualified name may come from SQL syntax (TRIM is pg_catalog.btrim) that
+			// the text does not spell out.
+			if !strings.Contains(fn, ".") {
+				r.words = append(r.words, fn)
+			}
+		}
 		for i, col := range q.Schema {
 			if len(col) == 0 || col[0] == "" {
 				return fmt.Errorf("queries.%s: schema[%d] needs a column name: [\"name\", \"type\"]", k, i)
@@ -108,6 +122,9 @@ func (p *Intercept) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action
 	if !p.Enabled || len(p.rules) == 0 || q.Protocol != plugin.Simple {
 		return plugin.ContinueQuery(), nil
 	}
+	if !p.maybe(q.Text) {
+		return plugin.ContinueQuery(), nil
+	}
 	i := p.match.Get(q.Text, p.find)
 	if i < 0 {
 		return plugin.ContinueQuery(), nil
@@ -128,6 +145,34 @@ func (p *Intercept) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action
 		}
 	}
 	return plugin.AnswerQuery(r.columns, rows, "SELECT "+strconv.Itoa(len(rows))), nil
+}
+
+// maybe reports whether text could match some rule: it holds every word of the rule. It spares
+// the parse of most texts that match no rule.
+func (p *Intercept) maybe(text string) bool {
+	for i := range p.rules {
+		ok := true
+		for _, w := range p.rules[i].words {
+			if !containsFold(text, w) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFold reports whether s contains the lower-case ASCII word w, ignoring case.
+func containsFold(s, w string) bool {
+	for i := 0; i+len(w) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(w)], w) {
+			return true
+		}
+	}
+	return false
 }
 
 // find returns the index of the rule text matches, or -1. A text of several statements

@@ -107,3 +107,26 @@ func TestInterceptConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestInterceptSkipsTextsWithoutTheRulesWords(t *testing.T) {
+	p := new(Intercept)
+	if err := plugintest.Setup(p, pgcatBlock+"\n[queries.2]\nquery = \"select trim(both ' ' from name) from pg_namespace\"\nschema = [[\"t\", \"text\"]]\nresult = [[\"x\"]]\n", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		text  string
+		maybe bool
+	}{
+		{"SELECT abalance FROM pgbench_accounts WHERE aid = 1", false},
+		{"select CURRENT_DATABASE() as a, current_schemas(false) as b", true},
+		{"SELECT TRIM(BOTH ' ' FROM name) FROM PG_NAMESPACE", true},
+	} {
+		if got := p.maybe(tc.text); got != tc.maybe {
+			t.Errorf("maybe(%q) = %v", tc.text, got)
+		}
+	}
+	act, _ := p.OnQuery(context.Background(), plugintest.Query("SELECT TRIM(BOTH ' ' FROM name) FROM PG_NAMESPACE;"))
+	if act.Kind != plugin.Answer {
+		t.Errorf("trim query: %s", plugintest.Describe(act))
+	}
+}
