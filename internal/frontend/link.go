@@ -48,6 +48,12 @@ func (s *ClientSession) attach(r *classify.Result, text, bind []byte) (*backend.
 		s.target, s.gen, s.cls, s.sharding = tg, tbl.Generation, tbl.Classifier(s.db), tbl.Sharding(s.db)
 	}
 	sh, err := s.shardFor(text, bind)
+	if s.hookShardSet {
+		sh, err, s.hookShardSet = s.hookShard, nil, false
+		if sh < 0 || sh >= len(s.target.Shards) {
+			return nil, &codedError{"22023", fmt.Sprintf("a plugin chose shard %d; the pool has %d shards", sh, len(s.target.Shards))}
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -21,8 +21,10 @@ type pluginState struct {
 	// stmts maps the client's statement names to their text while some plugin has a query
 	// hook, so a Bind's hook sees what it binds (in session mode too).
 	hookStmts map[string]string
-	// hookRole is a role a query hook chose for the transaction the query begins.
-	hookRole string
+	// hookRole and hookShard are a query hook's choice for the transaction the query begins.
+	hookRole     string
+	hookShard    int
+	hookShardSet bool
 	// results and txEnds are outcomes the pump saw, for the result and transaction-end hooks,
 	// which run once the locks are let go. Guarded by s.mu.
 	results []plugin.Result
@@ -107,8 +109,10 @@ func (s *ClientSession) queryHooks(ch *hooks.Chain, proto plugin.Protocol, text 
 		})
 	}
 	act = ch.Query(context.Background(), q)
-	if act.Role != "" {
+	if (act.Role != "" || act.ShardSet) && !q.InTransaction && !s.attached() {
+		// Routing applies to the transaction the query begins; inside one it is too late.
 		s.hookRole = act.Role
+		s.hookShard, s.hookShardSet = act.Shard, act.ShardSet
 	}
 	return act
 }
