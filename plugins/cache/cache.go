@@ -1,0 +1,699 @@
+// Package cache is sluice's read-through result cache in Redis (the plugin "cache"): eligible
+// SELECTs are answered from Redis, keyed by everything their result depends on, including a
+// generation counter per table read; writes through sluice (and, with wal_invalidation,
+// writes anywhere, seen in the WAL) increment those counters, so an entry filled before a
+// write is never found again after it. docs/cache.md is the user's guide; the reasoning about
+// when a generation must be bumped, and what happens when Redis is down, is written there.
+package cache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicepg/sluice/plugin"
+)
+
+func init() {
+	plugin.Register(plugin.Info{Name: "cache", New: func() plugin.Plugin { return new(Cache) }})
+}
+
+// Duration is a duration written as a string ("60s", "1m30s") in the configuration.
+type Duration time.Duration
+
+// UnmarshalText reads a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration back (the configuration is re-encoded before decoding).
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Addrs is one Redis address or a list of them.
+type Addrs []string
+
+// UnmarshalTOML accepts a string or an array of strings.
+func (a *Addrs) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case string:
+		*a = Addrs{x}
+	case []any:
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return fmt.Errorf("redis: want addresses as strings, got %T", e)
+			}
+			*a = append(*a, s)
+		}
+	default:
+		return fmt.Errorf("redis: want an address or a list of addresses, got %T", v)
+	}
+	return nil
+}
+
+// Mirror is a [plugins.cache.mirror.<table>] block: the row mirror, which is not built yet.
+// The block is accepted so configurations can be written ahead; Provision logs that it is
+// ignored.
+type Mirror struct {
+	Key     []string `toml:"key"`
+	Columns []string `toml:"columns"`
+	Format  string   `toml:"format"`
+}
+
+// Cache is the plugin, decoded from [plugins.cache].
+type Cache struct {
+	Enabled       *bool               `toml:"enabled"`
+	Redis         Addrs               `toml:"redis"`
+	Prefix        string              `toml:"prefix"`
+	TTL           Duration            `toml:"ttl"`
+	Tables        []string            `toml:"tables"`
+	ExcludeTables []string            `toml:"exclude_tables"`
+	MaxEntrySize  int                 `toml:"max_entry_size"`
+	L1Size        int                 `toml:"l1_size"`
+	TableTTL      map[string]Duration `toml:"table_ttl"`
+	Mirror        map[string]Mirror   `toml:"mirror"`
+	RedisTimeout  Duration            `toml:"redis_timeout"`
+
+	// The catalog (pg_class, pg_proc ...) of each database is read through sluice's own pool
+	// as CatalogUser, or as the first client's user when empty, every CatalogRefresh.
+	CatalogUser    string   `toml:"catalog_user"`
+	CatalogRefresh Duration `toml:"catalog_refresh"`
+
+	// WAL catch-up: a logical replication connection to WALDSN (a libpq URL or key=value
+	// string; replication=database is added), on publication WALPublication (created FOR ALL
+	// TABLES when missing), through a temporary slot named WALSlot.
+	WALInvalidation *bool  `toml:"wal_invalidation"`
+	WALDSN          string `toml:"wal_dsn"`
+	WALPublication  string `toml:"wal_publication"`
+	WALSlot         string `toml:"wal_slot"`
+
+	log      *slog.Logger
+	host     plugin.Host
+	an       *analyzer
+	st       *store
+	wal      *walListener
+	tables   map[relName]bool
+	excluded map[relName]bool
+	ttls     map[relName]time.Duration
+
+	cmu      sync.Mutex
+	catalogs map[string]*dbCatalog
+
+	startups sync.Map // net.Addr (a pointer) -> startupRec
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	stats counters
+}
+
+type counters struct {
+	hits, misses, fills, fillsSkipped, bumps, epochBumps atomic.Int64
+	bmu                                                   sync.Mutex
+	bypass                                                map[string]int64
+}
+
+// Stats are the cache's counters since it started.
+type Stats struct {
+	Hits, Misses, Fills, FillsSkipped int64
+	Bumps, EpochBumps                 int64
+	RedisErrors, BumpFailures         int64
+	WALEvents                         int64
+	Serving                           bool
+	NotServingWhy                     string
+	Bypass                            map[string]int64 // reason -> queries
+}
+
+// Stats returns the cache's counters.
+func (p *Cache) Stats() Stats {
+	s := Stats{Hits: p.stats.hits.Load(), Misses: p.stats.misses.Load(), Fills: p.stats.fills.Load(),
+		FillsSkipped: p.stats.fillsSkipped.Load(), Bumps: p.stats.bumps.Load(),
+		EpochBumps: p.stats.epochBumps.Load(), Bypass: map[string]int64{}}
+	if p.st != nil {
+		s.RedisErrors, s.BumpFailures = p.st.errs.Load(), p.st.bumpFailures.Load()
+		_, s.Serving = p.st.serving()
+		if !s.Serving {
+			s.NotServingWhy, _ = p.st.why.Load().(string)
+		}
+	}
+	if p.wal != nil {
+		s.WALEvents = p.wal.events.Load()
+		if !p.wal.ready.Load() {
+			s.Serving, s.NotServingWhy = false, "WAL listener not streaming"
+		}
+	}
+	p.stats.bmu.Lock()
+	for k, v := range p.stats.bypass {
+		s.Bypass[k] = v
+	}
+	p.stats.bmu.Unlock()
+	return s
+}
+
+func (p *Cache) bypass(why string) {
+	p.stats.bmu.Lock()
+	if p.stats.bypass == nil {
+		p.stats.bypass = map[string]int64{}
+	}
+	p.stats.bypass[why]++
+	p.stats.bmu.Unlock()
+}
+
+func (p *Cache) enabled() bool { return p.Enabled == nil || *p.Enabled }
+
+// Provision applies defaults, connects to Redis (in the background: a Redis that is down
+// makes the cache serve nothing, it does not stop sluice) and starts the WAL listener.
+func (p *Cache) Provision(ctx plugin.Context) error {
+	p.log, p.host = ctx.Logger, ctx.Host
+	if p.log == nil {
+		p.log = slog.Default()
+	}
+	if p.Prefix == "" {
+		p.Prefix = "sluice:"
+	}
+	if p.TTL <= 0 {
+		p.TTL = Duration(60 * time.Second)
+	}
+	if p.MaxEntrySize <= 0 {
+		p.MaxEntrySize = 1 << 20
+	}
+	if p.RedisTimeout <= 0 {
+		p.RedisTimeout = Duration(100 * time.Millisecond)
+	}
+	if p.CatalogRefresh <= 0 {
+		p.CatalogRefresh = Duration(30 * time.Second)
+	}
+	if p.WALPublication == "" {
+		p.WALPublication = "sluice_cache"
+	}
+	if len(p.Mirror) > 0 {
+		p.log.Warn("the row mirror ([plugins.cache.mirror.*]) is not built yet; its blocks are ignored")
+	}
+	p.tables, p.excluded, p.ttls = nameSet(p.Tables), nameSet(p.ExcludeTables), map[relName]time.Duration{}
+	for name, d := range p.TableTTL {
+		p.ttls[splitName(name)] = time.Duration(d)
+	}
+	p.catalogs = map[string]*dbCatalog{}
+	p.stop = make(chan struct{})
+	if !p.enabled() {
+		return nil
+	}
+	if len(p.Redis) == 0 {
+		return fmt.Errorf("cache: redis: no address")
+	}
+	p.an = newAnalyzer(10_000)
+	p.st = newStore(p.Redis, p.Prefix, time.Duration(p.RedisTimeout), p.L1Size)
+	if p.walEnabled() {
+		p.wal = newWALListener(p.WALDSN, p.WALPublication, p.WALSlot, p.st, p.log, &p.stats)
+		p.wg.Add(1)
+		go func() { defer p.wg.Done(); p.wal.run(p.stop) }()
+	}
+	p.wg.Add(1)
+	go func() { defer p.wg.Done(); p.sweepStartups() }()
+	return nil
+}
+
+func (p *Cache) walEnabled() bool {
+	if p.WALInvalidation != nil {
+		return *p.WALInvalidation
+	}
+	return p.WALDSN != ""
+}
+
+// Validate checks the configuration.
+func (p *Cache) Validate() error {
+	if p.walEnabled() && p.WALDSN == "" {
+		return fmt.Errorf("cache: wal_invalidation needs wal_dsn, a replication connection to the database")
+	}
+	for name, d := range p.TableTTL {
+		if d <= 0 {
+			return fmt.Errorf("cache: table_ttl %q: want a positive duration", name)
+		}
+	}
+	return nil
+}
+
+// Cleanup stops the WAL listener and closes Redis.
+func (p *Cache) Cleanup() error {
+	if p.stop != nil {
+		close(p.stop)
+	}
+	p.wg.Wait()
+	if p.st != nil {
+		p.st.close()
+	}
+	return nil
+}
+
+func nameSet(names []string) map[relName]bool {
+	m := map[relName]bool{}
+	for _, n := range names {
+		m[splitName(n)] = true
+	}
+	return m
+}
+
+// startupRec is what a client's startup packet said that may change results: every parameter
+// but application_name.
+type startupRec struct {
+	settings string
+	at       time.Time
+}
+
+// OnStartup remembers the client's startup parameters until its AuthHook, which sees the same
+// net.Addr value (sluice passes the connection's RemoteAddr, the same pointer, to both).
+func (p *Cache) OnStartup(ctx context.Context, s *plugin.Startup) error {
+	if !p.enabled() || !pointerAddr(s.Addr) {
+		return nil
+	}
+	keys := make([]string, 0, len(s.Params))
+	for k := range s.Params {
+		switch k {
+		case "application_name", "fallback_application_name":
+			continue
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k + "=" + s.Params[k] + "\x00")
+	}
+	p.startups.Store(s.Addr, startupRec{settings: b.String(), at: time.Now()})
+	return nil
+}
+
+func pointerAddr(a net.Addr) bool {
+	return a != nil && reflect.ValueOf(a).Kind() == reflect.Pointer && !reflect.ValueOf(a).IsNil()
+}
+
+// OnAuth gives the client its session state, with the settings of its startup packet.
+func (p *Cache) OnAuth(ctx context.Context, c *plugin.Client) error {
+	if !p.enabled() {
+		return nil
+	}
+	ss := &session{}
+	if pointerAddr(c.Addr) {
+		if v, ok := p.startups.LoadAndDelete(c.Addr); ok {
+			ss.settings, ss.known = v.(startupRec).settings, true
+		}
+	}
+	if c.Values == nil {
+		c.Values = map[string]any{}
+	}
+	c.Values["cache"] = ss
+	return nil
+}
+
+// sweepStartups forgets startup packets whose client never logged in.
+func (p *Cache) sweepStartups() {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		p.startups.Range(func(k, v any) bool {
+			if time.Since(v.(startupRec).at) > time.Minute {
+				p.startups.Delete(k)
+			}
+			return true
+		})
+	}
+}
+
+// session is the cache's state for one client, in Client.Values["cache"]. Only the client's
+// own goroutine runs its hooks.
+type session struct {
+	settings string
+	known    bool   // settings came from the startup packet
+	taint    string // why this session is no longer cached
+
+	// pending are writes outside a transaction block whose statement has run: bumped when
+	// their result arrives and once more at the client's next query (an extended-protocol
+	// statement commits at Sync, after its CommandComplete). tx are the writes of the open
+	// transaction block, bumped when it ends.
+	pending, tx writeSet
+}
+
+// writeSet is the generations a statement or transaction must bump.
+type writeSet struct {
+	ident   string
+	oids    map[uint32]bool
+	epoch   bool
+	refresh string // a database whose catalog the writes changed (DDL)
+	user    string
+}
+
+func (w *writeSet) empty() bool { return !w.epoch && len(w.oids) == 0 }
+
+func (w *writeSet) add(o writeSet) {
+	if w.oids == nil {
+		w.oids = map[uint32]bool{}
+	}
+	if w.ident != "" && o.ident != "" && w.ident != o.ident {
+		w.epoch = true // two databases in one session's record: cannot happen; be safe
+	}
+	if o.ident != "" {
+		w.ident = o.ident
+	}
+	for k := range o.oids {
+		w.oids[k] = true
+	}
+	w.epoch = w.epoch || o.epoch
+	if o.refresh != "" {
+		w.refresh, w.user = o.refresh, o.user
+	}
+}
+
+func (p *Cache) session(c *plugin.Client) *session {
+	if c == nil {
+		return &session{}
+	}
+	if ss, ok := c.Values["cache"].(*session); ok {
+		return ss
+	}
+	// A client that logged in before this plugin instance existed (a reload).
+	ss := &session{}
+	if c.Values == nil {
+		c.Values = map[string]any{}
+	}
+	c.Values["cache"] = ss
+	return ss
+}
+
+// apply bumps the generations of w.
+func (p *Cache) apply(w writeSet) {
+	if w.empty() {
+		return
+	}
+	if w.epoch || w.ident == "" {
+		p.stats.epochBumps.Add(1)
+		p.st.bumpEpoch("write to unknown tables")
+	} else {
+		oids := make([]uint32, 0, len(w.oids))
+		for o := range w.oids {
+			oids = append(oids, o)
+		}
+		p.stats.bumps.Add(int64(len(oids)))
+		p.st.bump(w.ident, oids)
+	}
+	if w.refresh != "" {
+		p.refreshCatalog(w.refresh, w.user)
+	}
+}
+
+// fill is what a miss hands to its own result: where to store it.
+type fill struct {
+	key string
+	ttl time.Duration
+	seq uint64
+}
+
+// OnQuery answers eligible SELECTs from the cache, asks for the result of misses, and records
+// writes.
+func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, error) {
+	if !p.enabled() {
+		return plugin.ContinueQuery(), nil
+	}
+	ss := p.session(q.Client)
+	if !ss.pending.empty() {
+		if q.InTransaction {
+			ss.tx.add(ss.pending)
+		} else {
+			p.apply(ss.pending)
+		}
+		ss.pending = writeSet{}
+	}
+	an := p.an.analyze(q.Text)
+	if an.taint != "" && q.Protocol != plugin.Bind && ss.taint == "" {
+		ss.taint = an.taint
+	}
+	if an.write && q.Protocol != plugin.Parse {
+		w := p.writes(q.Client, an)
+		if q.InTransaction {
+			ss.tx.add(w)
+		} else {
+			ss.pending.add(w)
+			if q.Protocol == plugin.Bind {
+				// Committed at Sync, after the result: bump again shortly after.
+				time.AfterFunc(50*time.Millisecond, func() { p.apply(w) })
+			}
+		}
+		return plugin.ContinueQuery(), nil
+	}
+	if q.Protocol == plugin.Parse {
+		return plugin.ContinueQuery(), nil
+	}
+	key, ttl, seq, why := p.lookupKey(ctx, q, ss, an)
+	if why != "" {
+		p.bypass(why)
+		return plugin.ContinueQuery(), nil
+	}
+	gctx, cancel := context.WithTimeout(ctx, time.Duration(p.RedisTimeout))
+	v, err := p.st.get(gctx, key, ttl)
+	cancel()
+	if err != nil {
+		p.bypass("redis error")
+		return plugin.ContinueQuery(), nil
+	}
+	if v != nil {
+		if _, ok := p.st.serving(); !ok {
+			p.bypass("not serving")
+			return plugin.ContinueQuery(), nil
+		}
+		p.stats.hits.Add(1)
+		return plugin.AnswerWire(v), nil
+	}
+	p.stats.misses.Add(1)
+	return plugin.Action{Capture: &fill{key: key, ttl: ttl, seq: seq}, CaptureLimit: p.MaxEntrySize}, nil
+}
+
+// lookupKey decides whether q may be cached and, if so, returns its key. why is the reason
+// when it may not.
+func (p *Cache) lookupKey(ctx context.Context, q *plugin.Query, ss *session, an *analysis) (key string, ttl time.Duration, seq uint64, why string) {
+	switch {
+	case an.nocache:
+		return "", 0, 0, "nocache hint"
+	case q.InTransaction:
+		return "", 0, 0, "in a transaction"
+	case q.Protocol != plugin.Simple:
+		// The plugin API does not show a Bind's result formats, which the key needs.
+		return "", 0, 0, "extended protocol"
+	case ss.taint != "":
+		return "", 0, 0, "session ran " + ss.taint
+	case !ss.known:
+		return "", 0, 0, "startup settings unknown"
+	case an.why != "":
+		return "", 0, 0, an.why
+	}
+	for _, prm := range q.Params {
+		if !prm.Binary && timeWord(string(prm.Value)) {
+			return "", 0, 0, "volatile parameter"
+		}
+	}
+	c := p.catalog(q.Client.Database, q.Client.User)
+	if c == nil {
+		return "", 0, 0, "catalog not loaded"
+	}
+	if f, ok := c.funcsFit(an.funcs); !ok {
+		return "", 0, 0, "function " + f + " is not immutable"
+	}
+	deps := map[uint32]bool{}
+	ttl = time.Duration(p.TTL)
+	for _, name := range an.reads {
+		r, why := c.resolveRead(name, q.Client.User)
+		if why != "" {
+			return "", 0, 0, why
+		}
+		rn := relName{r.schema, r.name}
+		if p.excluded[rn] || p.excluded[relName{Name: r.name}] {
+			return "", 0, 0, "excluded table"
+		}
+		if len(p.tables) > 0 && !an.hint && !p.tables[rn] && !p.tables[relName{Name: r.name}] {
+			return "", 0, 0, "table not listed"
+		}
+		if why := c.readSet(r, deps); why != "" {
+			return "", 0, 0, why
+		}
+		for _, k := range []relName{rn, {Name: r.name}} {
+			if d, ok := p.ttls[k]; ok && d < ttl {
+				ttl = d
+			}
+		}
+	}
+	if an.hintTTL > 0 {
+		ttl = an.hintTTL
+	}
+	seq, ok := p.st.serving()
+	if !ok {
+		return "", 0, 0, "redis unavailable or invalidation pending"
+	}
+	if p.wal != nil && !p.wal.ready.Load() {
+		return "", 0, 0, "WAL listener not streaming"
+	}
+	oids := make([]uint32, 0, len(deps))
+	for o := range deps {
+		oids = append(oids, o)
+	}
+	slices.Sort(oids)
+	vctx, cancel := context.WithTimeout(ctx, time.Duration(p.RedisTimeout))
+	epoch, gens, err := p.st.versions(vctx, c.ident, oids)
+	cancel()
+	if err != nil {
+		return "", 0, 0, "redis error"
+	}
+	return p.st.entryKey(deriveKey(c.ident, q, ss.settings, epoch, oids, gens)), ttl, seq, ""
+}
+
+// deriveKey hashes everything a result depends on: the database, the user (roles see
+// different rows and columns), the startup settings, the protocol, the exact text, the
+// parameters (value, NULL, format), the epoch and the generation of every table read.
+func deriveKey(ident string, q *plugin.Query, settings, epoch string, oids []uint32, gens []int64) []byte {
+	h := sha256.New()
+	var n [8]byte
+	str := func(s string) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	num := func(v uint64) {
+		binary.BigEndian.PutUint64(n[:], v)
+		h.Write(n[:])
+	}
+	str("sluice-cache-v1")
+	str(ident)
+	str(q.Client.Database)
+	str(q.Client.User)
+	str(settings)
+	num(uint64(q.Protocol))
+	str(q.Text)
+	num(uint64(len(q.Params)))
+	for _, prm := range q.Params {
+		switch {
+		case prm.Value == nil:
+			num(0)
+		case prm.Binary:
+			num(2)
+		default:
+			num(1)
+		}
+		str(string(prm.Value))
+	}
+	str(epoch)
+	num(uint64(len(oids)))
+	for i, o := range oids {
+		num(uint64(o))
+		num(uint64(gens[i]))
+	}
+	return h.Sum(nil)
+}
+
+// writes returns what a writing statement must bump.
+func (p *Cache) writes(c *plugin.Client, an *analysis) writeSet {
+	var w writeSet
+	if an.epoch {
+		w.epoch = true
+		if c != nil {
+			w.refresh, w.user = c.Database, c.User
+		}
+		return w
+	}
+	if c == nil {
+		w.epoch = true
+		return w
+	}
+	cat := p.catalog(c.Database, c.User)
+	if cat == nil {
+		w.epoch = true
+		return w
+	}
+	w.ident, w.oids = cat.ident, map[uint32]bool{}
+	for _, name := range an.writes {
+		if cat.writeSet(name, w.oids) {
+			w.epoch = true
+		}
+	}
+	if len(an.userFuncs) > 0 && !cat.funcsHarmless(an.userFuncs) {
+		w.epoch = true
+	}
+	return w
+}
+
+// OnResult stores a miss's result, and bumps the generations of writes that have run.
+func (p *Cache) OnResult(ctx context.Context, r *plugin.Result) {
+	if !p.enabled() {
+		return
+	}
+	ss := p.session(r.Client)
+	if !ss.pending.empty() {
+		p.apply(ss.pending)
+	}
+	f, ok := r.Capture.(*fill)
+	if !ok {
+		return
+	}
+	seq, serving := p.st.serving()
+	if r.Error != nil || r.Wire == nil || len(r.Wire) > p.MaxEntrySize || !serving || seq != f.seq {
+		p.stats.fillsSkipped.Add(1)
+		return
+	}
+	ttl := f.ttl + time.Duration(rand.Int64N(int64(f.ttl)/10+1))
+	pctx, cancel := context.WithTimeout(ctx, time.Duration(p.RedisTimeout))
+	defer cancel()
+	if err := p.st.put(pctx, f.key, r.Wire, ttl); err == nil {
+		p.stats.fills.Add(1)
+	}
+}
+
+// OnTxEnd bumps what the transaction wrote. A rollback bumps too: it costs a few misses and
+// covers PREPARE TRANSACTION, which ends the block without committing it yet.
+func (p *Cache) OnTxEnd(ctx context.Context, c *plugin.Client, committed bool) {
+	if !p.enabled() {
+		return
+	}
+	ss := p.session(c)
+	ss.tx.add(ss.pending)
+	p.apply(ss.tx)
+	ss.tx, ss.pending = writeSet{}, writeSet{}
+}
+
+// OnDisconnect bumps anything the client left pending.
+func (p *Cache) OnDisconnect(ctx context.Context, c *plugin.Client) {
+	if !p.enabled() {
+		return
+	}
+	ss := p.session(c)
+	ss.tx.add(ss.pending)
+	p.apply(ss.tx)
+}
+
+var (
+	_ plugin.Provisioner    = (*Cache)(nil)
+	_ plugin.Validator      = (*Cache)(nil)
+	_ plugin.CleanerUpper   = (*Cache)(nil)
+	_ plugin.StartupHook    = (*Cache)(nil)
+	_ plugin.AuthHook       = (*Cache)(nil)
+	_ plugin.QueryHook      = (*Cache)(nil)
+	_ plugin.ResultHook     = (*Cache)(nil)
+	_ plugin.TxEndHook      = (*Cache)(nil)
+	_ plugin.DisconnectHook = (*Cache)(nil)
+)

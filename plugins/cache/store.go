@@ -1,0 +1,325 @@
+package cache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// store is the cache's Redis: entries, per-table generation counters and the global epoch.
+//
+// Every Redis error is a miss: the query goes to Postgres. An invalidation that could not be
+// written is different: the counters in Redis are then behind the data, so an entry that looks
+// fresh may not be. The store then turns dirty: it serves and fills nothing until it has
+// written a new random epoch (which every key includes, so every entry written before is out
+// of reach) — see docs/cache.md, "When Redis is slow or down".
+type store struct {
+	prefix  string
+	timeout time.Duration // per Redis call
+	genTTL  time.Duration // how long a generation stays in the client-side cache
+	l1      bool
+	opt     rueidis.ClientOption
+
+	client atomic.Pointer[rueidis.Client] // nil until connected
+
+	mu    sync.Mutex // orders dirty and seq changes against the recovery
+	dirty atomic.Bool
+	seq   atomic.Uint64 // counts the times the store turned dirty
+	why   atomic.Value  // string: why it is dirty
+
+	breakerUntil atomic.Int64 // unix nanos before which Redis is not tried
+	breakerFor   time.Duration
+
+	floors sync.Map // generation key -> int64: the highest value this process wrote
+	runID  atomic.Value
+
+	stop chan struct{}
+	done chan struct{}
+
+	errs, bumpFailures atomic.Int64
+}
+
+func newStore(addrs []string, prefix string, timeout time.Duration, l1Bytes int) *store {
+	st := &store{prefix: prefix, timeout: timeout, genTTL: time.Minute, l1: l1Bytes > 0,
+		breakerFor: time.Second, stop: make(chan struct{}), done: make(chan struct{})}
+	st.opt = rueidis.ClientOption{
+		InitAddress:      addrs,
+		ConnWriteTimeout: max(timeout, 200*time.Millisecond),
+		Dialer:           net.Dialer{Timeout: max(timeout, 200*time.Millisecond)},
+		DisableRetry:     true,
+		ClientName:       "sluice-cache",
+	}
+	if l1Bytes > 0 {
+		st.opt.CacheSizeEachConn = l1Bytes
+	}
+	st.runID.Store("")
+	// Until it has connected and written a new epoch, the store serves nothing: entries
+	// written before this process started may have missed invalidations it cannot know of.
+	st.markDirty("starting")
+	go st.health()
+	return st
+}
+
+// close stops the health loop and the client.
+func (st *store) close() {
+	close(st.stop)
+	<-st.done
+	if c := st.client.Load(); c != nil {
+		(*c).Close()
+	}
+}
+
+// markDirty records that an invalidation may be missing from Redis.
+func (st *store) markDirty(why string) {
+	st.mu.Lock()
+	st.why.Store(why)
+	st.dirty.Store(true)
+	st.seq.Add(1)
+	st.mu.Unlock()
+}
+
+// serving reports whether entries may be read and written now, and the sequence number a
+// fill must still see when it stores its result.
+func (st *store) serving() (uint64, bool) {
+	seq := st.seq.Load()
+	if st.dirty.Load() || time.Now().UnixNano() < st.breakerUntil.Load() || st.client.Load() == nil {
+		return 0, false
+	}
+	return seq, true
+}
+
+// failed opens the breaker after a Redis error.
+func (st *store) failed(err error) {
+	if err == nil || rueidis.IsRedisNil(err) {
+		return
+	}
+	st.errs.Add(1)
+	st.breakerUntil.Store(time.Now().Add(st.breakerFor).UnixNano())
+}
+
+// health connects, renews the epoch while dirty, and watches for a restarted Redis (a new
+// run_id: it may have come back from an older snapshot, with counters behind its entries).
+func (st *store) health() {
+	defer close(st.done)
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		st.check()
+		select {
+		case <-st.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (st *store) check() {
+	c := st.client.Load()
+	if c == nil {
+		nc, err := rueidis.NewClient(st.opt)
+		if err != nil {
+			st.failed(err)
+			return
+		}
+		st.client.Store(&nc)
+		c = &nc
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*st.timeout+100*time.Millisecond)
+	defer cancel()
+	info, err := (*c).Do(ctx, (*c).B().Info().Section("server").Build()).ToString()
+	if err != nil {
+		st.failed(err)
+		return
+	}
+	id := runID(info)
+	if old := st.runID.Load().(string); old != "" && old != id {
+		st.markDirty("redis restarted")
+	}
+	st.runID.Store(id)
+	if !st.dirty.Load() {
+		st.breakerUntil.Store(0)
+		return
+	}
+	st.mu.Lock()
+	seq := st.seq.Load()
+	st.mu.Unlock()
+	if err := st.renewEpoch(ctx, *c); err != nil {
+		st.failed(err)
+		return
+	}
+	st.mu.Lock()
+	if st.seq.Load() == seq {
+		st.dirty.Store(false)
+	}
+	st.mu.Unlock()
+	st.breakerUntil.Store(0)
+}
+
+func runID(info string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(line, "run_id:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func (st *store) epochKey() string { return st.prefix + "epoch" }
+
+func (st *store) genKey(ident string, oid uint32) string {
+	return st.prefix + "g:" + ident + ":" + strconv.FormatUint(uint64(oid), 10)
+}
+
+func (st *store) entryKey(sum []byte) string { return st.prefix + "e:" + hex.EncodeToString(sum) }
+
+// renewEpoch writes a new random epoch: every key made before is out of reach.
+func (st *store) renewEpoch(ctx context.Context, c rueidis.Client) error {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return c.Do(ctx, c.B().Set().Key(st.epochKey()).Value(hex.EncodeToString(b[:])).Build()).Error()
+}
+
+// bumpEpoch renews the epoch for a change the cache cannot pin to tables (DDL ...). On failure
+// the store turns dirty, which renews it later.
+func (st *store) bumpEpoch(why string) {
+	c := st.client.Load()
+	if c == nil || time.Now().UnixNano() < st.breakerUntil.Load() {
+		st.bumpFailures.Add(1)
+		st.markDirty("epoch not written: " + why)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), st.timeout)
+	defer cancel()
+	if err := st.renewEpoch(ctx, *c); err != nil {
+		st.failed(err)
+		st.bumpFailures.Add(1)
+		st.markDirty("epoch not written: " + why)
+	}
+}
+
+// bump increments the generations of oids in database ident. On failure the store turns
+// dirty.
+func (st *store) bump(ident string, oids []uint32) {
+	if len(oids) == 0 {
+		return
+	}
+	c := st.client.Load()
+	if c == nil || time.Now().UnixNano() < st.breakerUntil.Load() {
+		st.bumpFailures.Add(1)
+		st.markDirty("invalidation not written")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), st.timeout)
+	defer cancel()
+	cmds := make(rueidis.Commands, len(oids))
+	keys := make([]string, len(oids))
+	for i, o := range oids {
+		keys[i] = st.genKey(ident, o)
+		cmds[i] = (*c).B().Incr().Key(keys[i]).Build()
+	}
+	for i, r := range (*c).DoMulti(ctx, cmds...) {
+		n, err := r.AsInt64()
+		if err != nil {
+			st.failed(err)
+			st.bumpFailures.Add(1)
+			st.markDirty("invalidation not written")
+			return
+		}
+		st.raiseFloor(keys[i], n)
+	}
+}
+
+// raiseFloor remembers n as the lowest value this process may read for key: the client-side
+// cache may still hold an older one until Redis's invalidation message arrives.
+func (st *store) raiseFloor(key string, n int64) {
+	for {
+		old, loaded := st.floors.LoadOrStore(key, n)
+		if !loaded || old.(int64) >= n || st.floors.CompareAndSwap(key, old, n) {
+			return
+		}
+	}
+}
+
+var errNotServing = errors.New("cache: not serving")
+
+// versions reads the epoch and the generations of oids (in that order), through the
+// client-side cache.
+func (st *store) versions(ctx context.Context, ident string, oids []uint32) (string, []int64, error) {
+	c := st.client.Load()
+	if c == nil {
+		return "", nil, errNotServing
+	}
+	cmds := make([]rueidis.CacheableTTL, 0, len(oids)+1)
+	cmds = append(cmds, rueidis.CT((*c).B().Get().Key(st.epochKey()).Cache(), st.genTTL))
+	keys := make([]string, len(oids))
+	for i, o := range oids {
+		keys[i] = st.genKey(ident, o)
+		cmds = append(cmds, rueidis.CT((*c).B().Get().Key(keys[i]).Cache(), st.genTTL))
+	}
+	res := (*c).DoMultiCache(ctx, cmds...)
+	epoch, err := res[0].ToString()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		st.failed(err)
+		return "", nil, err
+	}
+	gens := make([]int64, len(oids))
+	for i := range oids {
+		n, err := res[i+1].AsInt64()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			st.failed(err)
+			return "", nil, err
+		}
+		if f, ok := st.floors.Load(keys[i]); ok && f.(int64) > n {
+			n = f.(int64)
+		}
+		gens[i] = n
+	}
+	return epoch, gens, nil
+}
+
+// get returns the entry under key, or nil.
+func (st *store) get(ctx context.Context, key string, ttl time.Duration) ([]byte, error) {
+	c := st.client.Load()
+	if c == nil {
+		return nil, errNotServing
+	}
+	var r rueidis.RedisResult
+	if st.l1 {
+		r = (*c).DoCache(ctx, (*c).B().Get().Key(key).Cache(), ttl)
+	} else {
+		r = (*c).Do(ctx, (*c).B().Get().Key(key).Build())
+	}
+	b, err := r.AsBytes()
+	if rueidis.IsRedisNil(err) {
+		return nil, nil
+	}
+	if err != nil {
+		st.failed(err)
+		return nil, err
+	}
+	return b, nil
+}
+
+// put stores value under key for ttl.
+func (st *store) put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	c := st.client.Load()
+	if c == nil {
+		return errNotServing
+	}
+	err := (*c).Do(ctx, (*c).B().Set().Key(key).Value(rueidis.BinaryString(value)).Px(ttl).Build()).Error()
+	if err != nil {
+		st.failed(err)
+		return fmt.Errorf("cache: store an entry: %w", err)
+	}
+	return nil
+}
