@@ -1,0 +1,115 @@
+package cache
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/sluicepg/sluice/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m, func() error { return nil }) }
+
+func waitServing(t *testing.T, st *store, want bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, ok := st.serving(); ok == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serving did not become %v (why: %v)", want, st.why.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestStoreGenerations: bumps are seen by the next read in this process at once, entries
+// round-trip, and the epoch is renewed when the store starts.
+func TestStoreGenerations(t *testing.T) {
+	r, err := pgtest.StartRedis()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	st := newStore([]string{r.Addr}, "t:", 200*time.Millisecond, 1<<20)
+	defer st.close()
+	waitServing(t, st, true)
+	ctx := context.Background()
+	epoch, gens, err := st.versions(ctx, "db", []uint32{1, 2})
+	if err != nil || epoch == "" || gens[0] != 0 || gens[1] != 0 {
+		t.Fatalf("versions: %q %v %v; want a renewed epoch and zeros", epoch, gens, err)
+	}
+	for i := 1; i <= 3; i++ {
+		st.bump("db", []uint32{2})
+		_, gens, err = st.versions(ctx, "db", []uint32{1, 2})
+		if err != nil || gens[0] != 0 || gens[1] != int64(i) {
+			t.Fatalf("after bump %d: %v %v", i, gens, err)
+		}
+	}
+	if _, gens, _ = st.versions(ctx, "other", []uint32{2}); gens[0] != 0 {
+		t.Errorf("a bump in one database moved another's generation: %v", gens)
+	}
+	st.bumpEpoch("test")
+	e2, _, _ := st.versions(ctx, "db", nil)
+	if e2 == epoch {
+		t.Errorf("bumpEpoch left the epoch at %q", e2)
+	}
+	key := st.entryKey([]byte{1, 2, 3})
+	if v, err := st.get(ctx, key, time.Minute); v != nil || err != nil {
+		t.Fatalf("empty entry: %q %v", v, err)
+	}
+	if err := st.put(ctx, key, []byte("wire\x00bytes"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := st.get(ctx, key, time.Minute); string(v) != "wire\x00bytes" || err != nil {
+		t.Fatalf("entry: %q %v", v, err)
+	}
+}
+
+// TestStoreRedisDown: with nothing listening, the store serves nothing and a bump marks it
+// dirty; once Redis answers, it renews the epoch and serves again, and a Redis restart (a new
+// run_id) renews it too.
+func TestStoreRedisDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // a closed port
+	st := newStore([]string{addr}, "t:", 50*time.Millisecond, 0)
+	defer st.close()
+	time.Sleep(300 * time.Millisecond)
+	if _, ok := st.serving(); ok {
+		t.Fatal("serving with Redis down")
+	}
+	st.bump("db", []uint32{1})
+	if !st.dirty.Load() || st.bumpFailures.Load() == 0 {
+		t.Fatal("a failed bump did not make the store dirty")
+	}
+
+	r, err := pgtest.StartRedis()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	st2 := newStore([]string{r.Addr}, "t:", 100*time.Millisecond, 0)
+	defer st2.close()
+	waitServing(t, st2, true)
+	ctx := context.Background()
+	e1, _, _ := st2.versions(ctx, "db", nil)
+	if err := r.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	st2.bump("db", []uint32{1}) // fails: Redis is gone
+	waitServing(t, st2, false)
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitServing(t, st2, true)
+	e2, _, err := st2.versions(ctx, "db", nil)
+	if err != nil || e2 == "" || e2 == e1 {
+		t.Fatalf("after Redis came back: epoch %q (was %q), %v; want a new one", e2, e1, err)
+	}
+}
