@@ -243,7 +243,7 @@ func (e *ServerError) Error() string { return e.Message + " (SQLSTATE " + e.Code
 // returns the columns, the rows as text (nil for NULL) and the command tag. It is for sluice's own
 // queries made for plugins, not for the client path.
 func (s *ServerConn) QueryParams(sql string, args []*string) (cols []string, rows [][]*string, tag string, err error) {
-	b := wire.AppendParse(nil, "", []byte(sql), nil)
+	b := wire.AppendParse(nil, "", []byte(sql), []byte{0, 0}) // no parameter types
 	b, off := wire.Begin(b, wire.Bind)
 	b = append(b, 0, 0, 0, 0) // unnamed portal and statement, no parameter formats (all text)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(args)))

@@ -77,7 +77,7 @@ func loadCatalog(ctx context.Context, host plugin.Host, db, user string) (*catal
 	q := func(sql string) ([][]*string, error) {
 		rows, err := host.Query(ctx, db, user, sql)
 		if err != nil {
-			return nil, fmt.Errorf("cache: read the catalog of %s as %s: %w", db, user, err)
+			return nil, fmt.Errorf("cache: read the catalog of %s as %s (%.40s...): %w", db, user, strings.Join(strings.Fields(sql), " "), err)
 		}
 		return rows.Rows, nil
 	}
