@@ -1,0 +1,286 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/sluicepg/sluice/internal/pgtest"
+)
+
+// The cache tests share a Postgres with wal_level=logical (for the WAL listener) and
+// pg_stat_statements (to count the statements that reached the server), and a redis-server.
+var (
+	cacheOnce  sync.Once
+	cachePG    *pgtest.Postgres
+	cacheRedis *pgtest.Redis
+	cacheErr   error
+)
+
+func cacheServers(t *testing.T) (*pgtest.Postgres, *pgtest.Redis) {
+	t.Helper()
+	cacheOnce.Do(func() {
+		cachePG, cacheErr = pgtest.StartPostgres(pgtest.Options{Name: "cache", Auth: "md5", Conf: map[string]string{
+			"wal_level": "logical", "shared_preload_libraries": "pg_stat_statements", "max_connections": "100"}})
+		if cacheErr != nil {
+			return
+		}
+		ctx := context.Background()
+		if cacheErr = cachePG.CreateUser(ctx, appUser, appPass); cacheErr != nil {
+			return
+		}
+		if cacheErr = cachePG.CreateDatabase(ctx, appDB, appUser); cacheErr != nil {
+			return
+		}
+		if cacheErr = cachePG.Exec(ctx, appDB, "CREATE EXTENSION pg_stat_statements"); cacheErr != nil {
+			return
+		}
+		cacheRedis, cacheErr = pgtest.StartRedis()
+	})
+	if cacheErr != nil {
+		t.Fatal(cacheErr)
+	}
+	return cachePG, cacheRedis
+}
+
+// startCachedSluice runs sluice with the cache in front of the cache tests' Postgres.
+func startCachedSluice(t *testing.T) (*Sluice, *pgx.Conn) {
+	pgc, r := cacheServers(t)
+	general := fmt.Sprintf(`
+[plugins.cache]
+redis = %q
+prefix = %q
+ttl = "60s"
+wal_dsn = %q
+`, r.Addr, "e2e:"+t.Name()+":", pgc.DSN(appDB, pgtest.SuperUser, pgtest.SuperPassword))
+	s := startSluice(t, poolConfig{ServerPort: pgc.Port, General: general})
+	ctx := context.Background()
+	direct, err := pgx.Connect(ctx, pgc.DSN(appDB, pgtest.SuperUser, pgtest.SuperPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { direct.Close(context.Background()) })
+	return s, direct
+}
+
+func simpleConn(t *testing.T, s *Sluice) *pgx.Conn {
+	return connectConfig(t, s, func(c *pgx.ConnConfig) { c.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol })
+}
+
+// rowsText runs q and returns its rows as one string.
+func rowsText(ctx context.Context, c *pgx.Conn, q string) (string, error) {
+	rows, err := c.Query(ctx, q)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintln(&b, vals...)
+	}
+	return b.String(), rows.Err()
+}
+
+// serverCalls is how many times q reached Postgres (pg_stat_statements).
+func serverCalls(t *testing.T, direct *pgx.Conn, q string) int64 {
+	t.Helper()
+	var n int64
+	err := direct.QueryRow(context.Background(),
+		"SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements WHERE query = $1 AND userid = (SELECT oid FROM pg_roles WHERE rolname = 'app')", q).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// waitCached runs q through conn until a run no longer reaches Postgres: the catalog is
+// loaded, the WAL listener streams and the entry is stored.
+func waitCached(t *testing.T, conn, direct *pgx.Conn, q string) {
+	t.Helper()
+	ctx := context.Background()
+	checkFor(t, 15*time.Second, func() error {
+		if _, err := rowsText(ctx, conn, q); err != nil {
+			return err
+		}
+		before := serverCalls(t, direct, q)
+		if _, err := rowsText(ctx, conn, q); err != nil {
+			return err
+		}
+		if after := serverCalls(t, direct, q); after != before {
+			return fmt.Errorf("%q still reaches the server (%d calls)", q, after)
+		}
+		return nil
+	})
+}
+
+// sameAsTruth checks that q through sluice returns what Postgres returns now.
+func sameAsTruth(t *testing.T, conn, direct *pgx.Conn, q, when string) {
+	t.Helper()
+	ctx := context.Background()
+	got, err := rowsText(ctx, conn, q)
+	if err != nil {
+		t.Fatalf("%s: %v", when, err)
+	}
+	want, err := rowsText(ctx, direct, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("%s: stale result through sluice:\n%s\nPostgres says:\n%s", when, got, want)
+	}
+}
+
+// TestCacheReadsAndWrites: a SELECT is answered from Redis without reaching Postgres, and
+// multi-row INSERT, UPDATE and DELETE with range WHEREs through sluice invalidate it at once;
+// inside a transaction, only the COMMIT does, and a rollback leaves nothing stale.
+func TestCacheReadsAndWrites(t *testing.T) {
+	s, direct := startCachedSluice(t)
+	ctx := context.Background()
+	if _, err := direct.Exec(ctx, `CREATE TABLE cache_rw (id int PRIMARY KEY, v text);
+		ALTER TABLE cache_rw OWNER TO app;
+		INSERT INTO cache_rw SELECT g, 'v' || g FROM generate_series(1, 10) g`); err != nil {
+		t.Fatal(err)
+	}
+	conn, other := simpleConn(t, s), simpleConn(t, s)
+	const q = "SELECT id, v FROM cache_rw ORDER BY id" // no constant: pg_stat_statements keeps the text as is
+	waitCached(t, conn, direct, q)
+	before := serverCalls(t, direct, q)
+	for i := 0; i < 20; i++ {
+		sameAsTruth(t, conn, direct, q, "cached")
+	}
+	// The truth queries run as the superuser; only app's calls are counted.
+	if after := serverCalls(t, direct, q); after != before {
+		t.Fatalf("20 cached reads reached Postgres %d times", after-before)
+	}
+
+	for _, w := range []string{
+		"INSERT INTO cache_rw SELECT g, 'new' || g FROM generate_series(11, 15) g",
+		"UPDATE cache_rw SET v = v || '!' WHERE id BETWEEN 3 AND 12",
+		"DELETE FROM cache_rw WHERE id % 3 = 0",
+		"INSERT INTO cache_rw VALUES (3, 'upsert') ON CONFLICT (id) DO UPDATE SET v = 'upserted'",
+		"TRUNCATE cache_rw",
+	} {
+		if _, err := other.Exec(ctx, w); err != nil {
+			t.Fatalf("%s: %v", w, err)
+		}
+		sameAsTruth(t, conn, direct, q, "after "+w)
+		waitCached(t, conn, direct, q)
+	}
+
+	// In a transaction: readers keep the old rows until COMMIT, and see the new ones after.
+	if _, err := other.Exec(ctx, "INSERT INTO cache_rw VALUES (20, 'a')"); err != nil {
+		t.Fatal(err)
+	}
+	waitCached(t, conn, direct, q)
+	tx, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "UPDATE cache_rw SET v = 'in tx' WHERE id >= 20"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		sameAsTruth(t, conn, direct, q, "during the transaction")
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sameAsTruth(t, conn, direct, q, "after COMMIT")
+
+	waitCached(t, conn, direct, q)
+	tx, err = other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "UPDATE cache_rw SET v = 'rolled back' WHERE id >= 20"); err != nil {
+		t.Fatal(err)
+	}
+	sameAsTruth(t, conn, direct, q, "during the rolled-back transaction")
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		sameAsTruth(t, conn, direct, q, "after ROLLBACK")
+	}
+}
+
+// TestCacheWALInvalidation: a write made directly on Postgres, bypassing sluice, invalidates
+// through the WAL listener within a second.
+func TestCacheWALInvalidation(t *testing.T) {
+	s, direct := startCachedSluice(t)
+	ctx := context.Background()
+	if _, err := direct.Exec(ctx, `CREATE TABLE cache_wal (id int PRIMARY KEY, v int);
+		ALTER TABLE cache_wal OWNER TO app;
+		INSERT INTO cache_wal SELECT g, g FROM generate_series(1, 5) g`); err != nil {
+		t.Fatal(err)
+	}
+	conn := simpleConn(t, s)
+	const q = "SELECT sum(v) FROM cache_wal"
+	for _, w := range []string{"UPDATE cache_wal SET v = v + 100 WHERE id < 4", "DELETE FROM cache_wal WHERE id = 5",
+		"INSERT INTO cache_wal VALUES (7, 1000)"} {
+		waitCached(t, conn, direct, q)
+		if _, err := direct.Exec(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		want, _ := rowsText(ctx, direct, q)
+		checkFor(t, 2*time.Second, func() error {
+			got, err := rowsText(ctx, conn, q)
+			if err != nil || got != want {
+				return fmt.Errorf("after %s: %q, %v; want %q", w, got, err, want)
+			}
+			return nil
+		})
+		t.Logf("%s: visible through sluice after %s", w, time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// TestCacheRedisKilled: with Redis killed mid-run, every query still succeeds with the right
+// rows, writes included; when Redis is back, hits resume and nothing stale is served.
+func TestCacheRedisKilled(t *testing.T) {
+	s, direct := startCachedSluice(t)
+	_, r := cacheServers(t)
+	ctx := context.Background()
+	if _, err := direct.Exec(ctx, `CREATE TABLE cache_kill (id int PRIMARY KEY, v int);
+		ALTER TABLE cache_kill OWNER TO app;
+		INSERT INTO cache_kill SELECT g, g FROM generate_series(1, 5) g`); err != nil {
+		t.Fatal(err)
+	}
+	conn := simpleConn(t, s)
+	const q = "SELECT id, v FROM cache_kill ORDER BY id"
+	waitCached(t, conn, direct, q)
+	if err := r.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := false
+	defer func() {
+		if !restarted {
+			r.Start()
+		}
+	}()
+	for i := 0; i < 10; i++ {
+		sameAsTruth(t, conn, direct, q, "Redis down")
+		if _, err := conn.Exec(ctx, fmt.Sprintf("UPDATE cache_kill SET v = v + 1 WHERE id <= %d", i%5+1)); err != nil {
+			t.Fatalf("a write with Redis down failed: %v", err)
+		}
+		sameAsTruth(t, conn, direct, q, "Redis down, after a write")
+	}
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	sameAsTruth(t, conn, direct, q, "Redis back")
+	waitCached(t, conn, direct, q)
+	if _, err := conn.Exec(ctx, "UPDATE cache_kill SET v = 0"); err != nil {
+		t.Fatal(err)
+	}
+	sameAsTruth(t, conn, direct, q, "Redis back, after a write")
+}
