@@ -125,8 +125,8 @@ type Cache struct {
 
 type counters struct {
 	hits, misses, fills, fillsSkipped, bumps, epochBumps atomic.Int64
-	bmu                                                   sync.Mutex
-	bypass                                                map[string]int64
+	bmu                                                  sync.Mutex
+	bypass                                               map[string]int64
 }
 
 // Stats are the cache's counters since it started.
