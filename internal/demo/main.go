@@ -100,6 +100,11 @@ func run(ctx context.Context, s settings) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	shard1, err := pgtest.StartPostgres(pgtest.Options{Name: "demo-shard1"})
+	if err != nil {
+		return err
+	}
+	say("second shard on %s:%d", shard1.Host, shard1.Port)
 	redis, err := pgtest.StartRedis()
 	if err != nil {
 		return err
@@ -112,6 +117,19 @@ func run(ctx context.Context, s settings) error {
 	}
 	if err := primary.CreateDatabase(ctx, "demo", "demo"); err != nil {
 		return err
+	}
+	// The sharded pool: database "orders" on the primary (shard 0) and on the second server
+	// (shard 1), the same table on both.
+	if err := shard1.CreateUser(ctx, "demo", password); err != nil {
+		return err
+	}
+	for _, pg := range []*pgtest.Postgres{primary, shard1} {
+		if err := pg.CreateDatabase(ctx, "orders", "demo"); err != nil {
+			return err
+		}
+		if err := pg.Exec(ctx, "orders", "CREATE TABLE orders (id bigint PRIMARY KEY, item text); ALTER TABLE orders OWNER TO demo"); err != nil {
+			return err
+		}
 	}
 	say("pgbench -i -s %d on the primary", s.scale)
 	if err := runPgbench(ctx, pgbench, primary.Host, primary.Port, password,
@@ -127,7 +145,7 @@ func run(ctx context.Context, s settings) error {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		sl, err = startSluice(ctx, s.sluiceBin, dir, primary, replica, password)
+		sl, err = startSluice(ctx, s.sluiceBin, dir, primary, replica, shard1, password)
 		if err != nil {
 			return err
 		}
@@ -146,13 +164,22 @@ func run(ctx context.Context, s settings) error {
 		return err
 	}
 
+	if sl != nil {
+		if err := shardDemo(ctx, host, port, password); err != nil {
+			return err
+		}
+	}
+
 	fmt.Printf(`
 Try it yourself:
 
-    PGPASSWORD=%s psql -h %s -p %d -U demo demo
+    PGPASSWORD=%s psql -h %s -p %d -U demo demo      reads go to the replica, writes to the primary
+    PGPASSWORD=%s psql -h %s -p %d -U demo orders    two shards: try SELECT * FROM orders WHERE id = 7
+    PGPASSWORD=%s psql -h %s -p %d -U admin pgcat    the admin console: SHOW DATABASES; SHOW POOLS;
 
-primary %s:%d, replica %s:%d, redis %s. Press Ctrl-C to stop everything.
-`, password, host, port, primary.Host, primary.Port, replica.Host, replica.Port, redis.Addr)
+primary %s:%d, replica %s:%d, second shard %s:%d, redis %s. Press Ctrl-C to stop everything.
+`, password, host, port, password, host, port, sl.adminPassword, host, port,
+		primary.Host, primary.Port, replica.Host, replica.Port, shard1.Host, shard1.Port, redis.Addr)
 	<-ctx.Done()
 	return nil
 }
@@ -160,24 +187,26 @@ primary %s:%d, replica %s:%d, redis %s. Press Ctrl-C to stop everything.
 // sluice is a running bin/sluice process.
 type sluice struct {
 	port       int
-	configFile string
-	logFile    string
-	cmd        *exec.Cmd
+	configFile    string
+	logFile       string
+	adminPassword string
+	cmd           *exec.Cmd
 	exited     chan struct{} // closed when cmd has exited
 }
 
 // startSluice writes a pgcat.toml-style configuration for one transaction-mode pool in front of
 // the primary and the replica, checks it with -check, starts sluice on a free port, and waits
 // until a client gets through it to Postgres.
-func startSluice(ctx context.Context, bin, dir string, primary, replica *pgtest.Postgres, password string) (*sluice, error) {
+func startSluice(ctx context.Context, bin, dir string, primary, replica, shard1 *pgtest.Postgres, password string) (*sluice, error) {
 	port, err := pgtest.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	sl := &sluice{
-		port:       port,
-		configFile: filepath.Join(dir, "sluice.toml"),
-		logFile:    filepath.Join(dir, "sluice.log"),
+		port:          port,
+		configFile:    filepath.Join(dir, "sluice.toml"),
+		logFile:       filepath.Join(dir, "sluice.log"),
+		adminPassword: randomPassword(),
 	}
 	config := fmt.Sprintf(`# Written by internal/demo.
 [general]
@@ -188,17 +217,37 @@ admin_password = %s
 
 [pools.demo]
 pool_mode = "transaction"
+query_parser_enabled = true              # read/write splitting with the Postgres parser
+query_parser_read_write_splitting = true
+load_balancing_mode = "round_robin"
 
 [pools.demo.users.0]
 username = "demo"
-password = %s
+password = %[3]s
 pool_size = 10
 
 [pools.demo.shards.0]
 database = "demo"
-servers = [["%s", %d, "primary"], ["%s", %d, "replica"]]
-`, port, tomlString(randomPassword()), tomlString(password),
-		primary.Host, primary.Port, replica.Host, replica.Port)
+servers = [["%[4]s", %[5]d, "primary"], ["%[6]s", %[7]d, "replica"]]
+
+[pools.orders]
+pool_mode = "transaction"
+automatic_sharding_key = "orders.id"     # each row goes to the shard its id hashes to
+
+[pools.orders.users.0]
+username = "demo"
+password = %[3]s
+pool_size = 5
+
+[pools.orders.shards.0]
+database = "orders"
+servers = [["%[4]s", %[5]d, "primary"]]
+
+[pools.orders.shards.1]
+database = "orders"
+servers = [["%[8]s", %[9]d, "primary"]]
+`, port, tomlString(sl.adminPassword), tomlString(password),
+		primary.Host, primary.Port, replica.Host, replica.Port, shard1.Host, shard1.Port)
 	if err := os.WriteFile(sl.configFile, []byte(config), 0o600); err != nil {
 		return nil, err
 	}
@@ -244,6 +293,24 @@ servers = [["%s", %d, "primary"], ["%s", %d, "replica"]]
 			return nil, fmt.Errorf("no connection through sluice on port %d within 30s: %w\n%s", port, err, tail(sl.logFile))
 		}
 	}
+}
+
+// shardDemo writes a few rows through the sharded pool, each to the shard of its key.
+func shardDemo(ctx context.Context, host string, port int, password string) error {
+	dsn := fmt.Sprintf("host=%s port=%d user=demo password=%s dbname=orders sslmode=disable", host, port, password)
+	conn, err := pgconn.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("connect to the sharded pool: %w", err)
+	}
+	defer conn.Close(ctx)
+	for id := 1; id <= 20; id++ {
+		sql := fmt.Sprintf("INSERT INTO orders (id, item) VALUES (%d, 'item %d') ON CONFLICT (id) DO NOTHING", id, id)
+		if _, err := conn.Exec(ctx, sql).ReadAll(); err != nil {
+			return fmt.Errorf("%s: %w", sql, err)
+		}
+	}
+	say("20 orders written through the sharded pool, each to the shard its id hashes to")
+	return nil
 }
 
 // stop sends SIGTERM and waits for sluice to shut down, killing it after 10 seconds.
