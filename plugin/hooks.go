@@ -77,6 +77,10 @@ type Query struct {
 	Protocol Protocol
 	Text     string
 	Params   []Param
+	// ResultFormats are a Bind's result-column format codes as the client sent them: none
+	// means every column in text, one applies to every column, else one per column (0 text,
+	// 1 binary). A stored result may answer only a Bind that asks for the same formats.
+	ResultFormats []int16
 	// InTransaction is set when the query runs inside a transaction block.
 	InTransaction bool
 	// Write is set when the statement writes (as routing sees it: DML, DDL, locks, write

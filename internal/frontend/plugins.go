@@ -95,8 +95,9 @@ func (s *ClientSession) authHooks(tbl *route.Table) error {
 // queryHooks runs the query hooks over a query about to be sent. text is the query (without a
 // NUL); vals and binFmt are a Bind's parameters. A Reject or Answer in the result means the query
 // must not be sent.
-func (s *ClientSession) queryHooks(ch *hooks.Chain, proto plugin.Protocol, text []byte, vals [][]byte, binFmt []bool) (act plugin.Action) {
-	q := &plugin.Query{Client: s.client, Protocol: proto, Text: string(text), InTransaction: s.inTransaction()}
+func (s *ClientSession) queryHooks(ch *hooks.Chain, proto plugin.Protocol, text []byte, vals [][]byte, binFmt []bool, resFmts []int16) (act plugin.Action) {
+	q := &plugin.Query{Client: s.client, Protocol: proto, Text: string(text), InTransaction: s.inTransaction(),
+		ResultFormats: resFmts}
 	for i, v := range vals {
 		q.Params = append(q.Params, plugin.Param{Value: v, Binary: binFmt[i]})
 	}

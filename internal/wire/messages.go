@@ -355,3 +355,49 @@ func AppendDataRowNullable(dst []byte, vals []*string) []byte {
 	}
 	return Finish(dst, off)
 }
+
+// BindResultFormats returns the result-column format codes of a Bind body as sent (none: all
+// text; one: for every column). ok is false for a malformed body.
+func BindResultFormats(body []byte) (fmts []int16, ok bool) {
+	_, rest, ok := CString(body)
+	if !ok {
+		return nil, false
+	}
+	if _, rest, ok = CString(rest); !ok || len(rest) < 2 {
+		return nil, false
+	}
+	nf := int(binary.BigEndian.Uint16(rest))
+	rest = rest[2:]
+	if len(rest) < 2*nf+2 {
+		return nil, false
+	}
+	rest = rest[2*nf:]
+	np := int(binary.BigEndian.Uint16(rest))
+	rest = rest[2:]
+	for i := 0; i < np; i++ {
+		if len(rest) < 4 {
+			return nil, false
+		}
+		l := int32(binary.BigEndian.Uint32(rest))
+		rest = rest[4:]
+		if l > 0 {
+			if int(l) > len(rest) {
+				return nil, false
+			}
+			rest = rest[l:]
+		}
+	}
+	if len(rest) < 2 {
+		return nil, false
+	}
+	nr := int(binary.BigEndian.Uint16(rest))
+	rest = rest[2:]
+	if len(rest) < 2*nr {
+		return nil, false
+	}
+	fmts = make([]int16, nr)
+	for i := range fmts {
+		fmts[i] = int16(binary.BigEndian.Uint16(rest[2*i:]))
+	}
+	return fmts, true
+}
