@@ -68,6 +68,12 @@ func (s *ClientSession) captureMsgLocked(hk entryKind, hc *captureReq, typ byte,
 		if typ == wire.CommandComplete {
 			s.cap.commands++
 			if hk == kExecute {
+				if len(s.cap.buf) == 0 || s.cap.buf[0] != wire.RowDescription {
+					// The client did not Describe the portal, so the result has no row
+					// description, and a stored result must be able to answer a client
+					// that does.
+					s.cap.failed = true
+				}
 				s.finishCaptureLocked()
 			}
 		}

@@ -495,9 +495,10 @@ func (p *Cache) lookupKey(ctx context.Context, q *plugin.Query, ss *session, an 
 		return "", 0, 0, "nocache hint"
 	case q.InTransaction:
 		return "", 0, 0, "in a transaction"
-	case q.Protocol != plugin.Simple:
-		// The plugin API does not show a Bind's result formats, which the key needs.
-		return "", 0, 0, "extended protocol"
+	case q.Protocol == plugin.Parse:
+		// The extended protocol is cached at the Bind, which has the parameters and the
+		// result formats.
+		return "", 0, 0, "extended protocol: parse"
 	case ss.taint != "":
 		return "", 0, 0, "session ran " + ss.taint
 	case !ss.known:
@@ -586,6 +587,10 @@ func deriveKey(ident string, q *plugin.Query, settings, epoch string, oids []uin
 	str(settings)
 	num(uint64(q.Protocol))
 	str(q.Text)
+	num(uint64(len(q.ResultFormats)))
+	for _, f := range q.ResultFormats {
+		num(uint64(uint16(f)))
+	}
 	num(uint64(len(q.Params)))
 	for _, prm := range q.Params {
 		switch {

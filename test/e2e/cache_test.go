@@ -152,6 +152,10 @@ func TestCacheReadsAndWrites(t *testing.T) {
 	conn, other := simpleConn(t, s), simpleConn(t, s)
 	const q = "SELECT id, v FROM cache_rw ORDER BY id" // no constant: pg_stat_statements keeps the text as is
 	waitCached(t, conn, direct, q)
+	// The table was filled directly on Postgres: the WAL listener's invalidation of it may
+	// still be on its way. Let it arrive, then fill again.
+	time.Sleep(500 * time.Millisecond)
+	waitCached(t, conn, direct, q)
 	before := serverCalls(t, direct, q)
 	for i := 0; i < 20; i++ {
 		sameAsTruth(t, conn, direct, q, "cached")
@@ -283,4 +287,89 @@ func TestCacheRedisKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameAsTruth(t, conn, direct, q, "Redis back, after a write")
+}
+
+// TestCacheExtendedProtocol: prepared statements are cached per parameters and result formats:
+// a client that describes its portal fills the cache, one that does not (pgx's statement cache)
+// is answered from it, and a write invalidates both.
+func TestCacheExtendedProtocol(t *testing.T) {
+	s, direct := startCachedSluice(t)
+	ctx := context.Background()
+	if _, err := direct.Exec(ctx, `CREATE TABLE cache_ext (id int PRIMARY KEY, v text);
+		ALTER TABLE cache_ext OWNER TO app;
+		INSERT INTO cache_ext SELECT g, 'v' || g FROM generate_series(1, 10) g`); err != nil {
+		t.Fatal(err)
+	}
+	const q = "SELECT id, v FROM cache_ext WHERE id <= $1 ORDER BY id"
+	filler := connect(t, s)
+	reader := connect(t, s)
+	run := func(c *pgx.Conn, limit string) string {
+		t.Helper()
+		// ExecParams describes the portal (Parse, Bind, Describe, Execute, Sync).
+		res := c.PgConn().ExecParams(ctx, q, [][]byte{[]byte(limit)}, nil, nil, nil).Read()
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		var b strings.Builder
+		for _, row := range res.Rows {
+			fmt.Fprintf(&b, "%s=%s;", row[0], row[1])
+		}
+		return b.String()
+	}
+	read := func(c *pgx.Conn, limit int) string {
+		t.Helper()
+		rows, err := c.Query(ctx, q, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		for rows.Next() {
+			var id int
+			var v string
+			if err := rows.Scan(&id, &v); err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "%d=%s;", id, v)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	want := run(filler, "5")
+	checkFor(t, 15*time.Second, func() error {
+		run(filler, "5")
+		before := serverCalls(t, direct, q)
+		if got := run(filler, "5"); got != want {
+			return fmt.Errorf("got %s; want %s", got, want)
+		}
+		if after := serverCalls(t, direct, q); after != before {
+			return fmt.Errorf("the described read still reaches the server")
+		}
+		return nil
+	})
+	// pgx asks for int columns in binary: another key, so its read runs (and, as pgx does
+	// not describe its portal, does not fill). Another parameter is another key too.
+	before := serverCalls(t, direct, q)
+	if got := read(reader, 5); got != want {
+		t.Fatalf("pgx read: %s; want %s", got, want)
+	}
+	if got := run(filler, "6"); !strings.Contains(got, "6=v6") {
+		t.Fatalf("another parameter: %s", got)
+	}
+	if after := serverCalls(t, direct, q); after != before+2 {
+		t.Errorf("%d calls reached the server; want 2 (pgx's binary read, the new parameter)", after-before)
+	}
+	if got := run(filler, "5"); got != want {
+		t.Fatalf("the described read again: %s; want %s", got, want)
+	}
+	if _, err := reader.Exec(ctx, "UPDATE cache_ext SET v = 'changed' WHERE id = 2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(reader, 5); !strings.Contains(got, "2=changed") {
+		t.Fatalf("after the write: %s", got)
+	}
+	if got := run(filler, "5"); !strings.Contains(got, "2=changed") {
+		t.Fatalf("the described read after the write: %s", got)
+	}
 }
