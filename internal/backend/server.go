@@ -158,6 +158,7 @@ func (s *ServerConn) QueryRow(sql string) (cols []string, null []bool, err error
 }
 
 func (s *ServerConn) exec(sql string, onParam func(body []byte), onRow func(body []byte)) (status byte, err error) {
+	s.UnnamedOwner = nil // a simple Query destroys the unnamed statement
 	if _, err := s.W.Write(wire.AppendQuery(nil, sql)); err != nil {
 		s.Broken = true
 		return 0, err
@@ -243,6 +244,8 @@ func (e *ServerError) Error() string { return e.Message + " (SQLSTATE " + e.Code
 // returns the columns, the rows as text (nil for NULL) and the command tag. It is for sluice's own
 // queries made for plugins, not for the client path.
 func (s *ServerConn) QueryParams(sql string, args []*string) (cols []string, rows [][]*string, tag string, err error) {
+	// The Parse replaces whichever client's unnamed statement the server held.
+	s.UnnamedOwner = nil
 	b := wire.AppendParse(nil, "", []byte(sql), []byte{0, 0}) // no parameter types
 	b, off := wire.Begin(b, wire.Bind)
 	b = append(b, 0, 0, 0, 0) // unnamed portal and statement, no parameter formats (all text)

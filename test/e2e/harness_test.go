@@ -206,9 +206,16 @@ func startSluice(t testing.TB, pc poolConfig) *Sluice {
 // startSluiceProcess runs the sluice binary as a child process.
 func startSluiceProcess(t testing.TB, pc poolConfig) *Sluice {
 	t.Helper()
+	return startBinary(t, sluiceBin, pc)
+}
+
+// startBinary runs bin, a build of sluice (or of a custom binary that calls sluice.Main), as a
+// child process.
+func startBinary(t testing.TB, bin string, pc poolConfig) *Sluice {
+	t.Helper()
 	s := newSluice(t, pc)
 	s.Log = &syncLog{}
-	s.cmd = exec.Command(sluiceBin, "-c", s.CfgPath)
+	s.cmd = exec.Command(bin, "-c", s.CfgPath)
 	s.cmd.Stdout, s.cmd.Stderr = s.Log, s.Log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
