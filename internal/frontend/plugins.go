@@ -29,7 +29,11 @@ type pluginState struct {
 	// which run once the locks are let go. Guarded by s.mu.
 	results []plugin.Result
 	txEnds  []bool
-	lastTag string
+	// inBlock is set while the client is inside a transaction block as far as the replies
+	// read so far tell: from a BEGIN's tag (a simple Query may hold BEGIN ... COMMIT, with no
+	// ReadyForQuery in between) or a ReadyForQuery with status T or E, to the COMMIT or
+	// ROLLBACK that ends it. Guarded by s.mu.
+	inBlock bool
 
 	// Plugins' answers and captures (capture.go). answering and pendingCapture belong to the
 	// reader; cap to the goroutine reading the server; captured is guarded by s.mu; capOut is
@@ -206,25 +210,59 @@ func itoa(n int) string {
 }
 
 // noteOutcomeLocked records, for the result and transaction-end hooks, what a server message
-// says. s.mu is held.
+// says. s.mu is held; the synthetic replies due before msg have been written.
 func (s *ClientSession) noteOutcomeLocked(typ byte, msg []byte) {
 	ch := s.chain
 	switch typ {
 	case wire.CommandComplete:
-		s.lastTag = string(wire.CommandTag(msg))
+		tag := wire.CommandTag(msg)
 		if ch.HasResult() {
-			s.results = append(s.results, plugin.Result{Client: s.client, Tag: s.lastTag})
+			s.results = append(s.results, plugin.Result{Client: s.client, Tag: string(tag)})
+		}
+		switch string(tag) {
+		case "BEGIN", "START TRANSACTION":
+			s.inBlock = true
+		case "COMMIT", "ROLLBACK", "PREPARE TRANSACTION":
+			// COMMIT of a failed transaction answers ROLLBACK; COMMIT or ROLLBACK outside a
+			// block (a warning) ends nothing.
+			if s.inBlock && ch.HasTxEnd() {
+				s.txEnds = append(s.txEnds, string(tag) == "COMMIT")
+			}
+			s.inBlock = false
 		}
 	case wire.ErrorResponse:
+		if s.abortErrorLocked() {
+			return // the error of the Parse sent to abort a batch: the client never sees it
+		}
 		if ch.HasResult() {
 			code, m := wire.ErrorFields(wire.Body(msg))
 			s.results = append(s.results, plugin.Result{Client: s.client, Error: &plugin.Error{Code: code, Message: m}})
 		}
 	case wire.ReadyForQuery:
-		if len(msg) > wire.HeaderLen && msg[wire.HeaderLen] == 'I' && s.tx != 'I' && ch.HasTxEnd() {
-			s.txEnds = append(s.txEnds, s.tx == 'T' && s.lastTag == "COMMIT")
+		if len(msg) > wire.HeaderLen {
+			// T after COMMIT AND CHAIN; I after a transaction that ended without a tag of
+			// its own (the server rolled it back as the connection's session ended).
+			if st := msg[wire.HeaderLen]; st == 'I' && s.inBlock && ch.HasTxEnd() {
+				s.txEnds = append(s.txEnds, false)
+			} else if st != 'I' {
+				s.inBlock = true
+				break
+			}
+			s.inBlock = false
 		}
 	}
+}
+
+// abortErrorLocked reports whether the ErrorResponse being read answers the Parse that
+// failBatch sent to abort a batch: the first entry of the queue that the server answers, past
+// the synthetic replies due before it, is that Parse's. s.mu is held.
+func (s *ClientSession) abortErrorLocked() bool {
+	for i := s.q.h; i < len(s.q.e); i++ {
+		if e := &s.q.e[i]; !e.synthetic() {
+			return e.kind == kAbortSwallow
+		}
+	}
+	return false
 }
 
 // runOutcomeHooks runs the result and transaction-end hooks for what the pump recorded. It runs
@@ -243,14 +281,19 @@ func (s *ClientSession) runOutcomeHooks() {
 	}
 }
 
-// disconnectHooks runs when the client has gone.
+// disconnectHooks runs when the client has gone. A transaction it left open was rolled back
+// (or its server closed): the transaction-end hooks hear of it first.
 func (s *ClientSession) disconnectHooks() {
 	if s.client == nil {
 		return
 	}
 	s.mu.Lock()
-	ch := s.chain
+	ch, open := s.chain, s.inBlock
+	s.inBlock = false
 	s.mu.Unlock()
+	if open && ch.HasTxEnd() {
+		ch.TxEnd(context.Background(), s.client, false)
+	}
 	if ch.HasDisconnect() {
 		ch.Disconnect(context.Background(), s.client)
 	}
