@@ -30,6 +30,7 @@ func init() {
 		"USERS":     (*Console).showUsers,
 		"LISTS":     (*Console).showLists,
 		"BANS":      (*Console).showBans,
+		"PLUGINS":   (*Console).showPlugins,
 	}
 }
 
@@ -40,6 +41,7 @@ var helpText = strings.Join([]string{
 	"SHOW LISTS",
 	"SHOW STATS",
 	"SHOW BANS",
+	"SHOW PLUGINS",
 	"BAN host[:port] [seconds]",
 	"UNBAN host[:port]",
 	"SET key = arg (accepted and ignored)",
@@ -459,5 +461,25 @@ func (c *Console) shutdown(res *result) error {
 	c.logInfo("admin: SHUTDOWN")
 	c.Shutdown()
 	res.complete("SHUTDOWN")
+	return nil
+}
+
+// showPlugins lists the configured plugins, top-level first, then each pool's in the order of
+// the file, with their counters since they were loaded (a reload that keeps a plugin's block
+// still makes a new instance, with new counters). pool is NULL for a top-level plugin, which
+// serves every pool without a plugins block of its own; total_time is in microseconds.
+func (c *Console) showPlugins(res *result) error {
+	res.header(text("name"), text("pool"), text("kind"), text("hooks"), num("calls"), num("rejects"),
+		num("errors"), num("total_time"))
+	for _, in := range c.Table().Plugins.Instances() {
+		st := in.Stats()
+		var pool any = st.Pool
+		if st.Pool == "" {
+			pool = null
+		}
+		res.row(st.Name, pool, st.Kind, strings.Join(st.Hooks, ","), st.Calls, st.Rejects, st.Errors,
+			st.Total.Microseconds())
+	}
+	res.complete("SHOW")
 	return nil
 }

@@ -28,6 +28,9 @@ const Timeout = 5 * time.Second
 type Instance struct {
 	Name string
 	Pool string // "" for a top-level plugin
+	// Kind is how the plugin runs, for the admin console: "go" for a compiled-in plugin, or
+	// what its value's PluginKind method says ("wasm", "webhook").
+	Kind string
 	P    plugin.Plugin
 
 	startup plugin.StartupHook
@@ -41,10 +44,19 @@ type Instance struct {
 	calls, rejects, errs, nanos atomic.Int64
 }
 
+// Kinder is implemented by plugin values that are not plain compiled-in Go plugins: the Wasm
+// host's and the webhook's plugin values say "wasm" and "webhook".
+type Kinder interface {
+	PluginKind() string
+}
+
 // Stats are an instance's counters, for the admin console's SHOW PLUGINS.
 type Stats struct {
-	Name, Pool     string
-	Hooks          []string
+	Name, Pool, Kind string
+	Hooks            []string
+	// Calls counts hook calls of every kind; Rejects the calls that refused a client or a
+	// query; Errors the calls that panicked, failed with an error that is not a
+	// *plugin.Error, or overran their time. Total is the time spent in the plugin's hooks.
 	Calls, Rejects int64
 	Errors         int64
 	Total          time.Duration
@@ -52,7 +64,7 @@ type Stats struct {
 
 // Stats returns the instance's counters.
 func (in *Instance) Stats() Stats {
-	return Stats{Name: in.Name, Pool: in.Pool, Hooks: in.hooks(), Calls: in.calls.Load(),
+	return Stats{Name: in.Name, Pool: in.Pool, Kind: in.Kind, Hooks: in.hooks(), Calls: in.calls.Load(),
 		Rejects: in.rejects.Load(), Errors: in.errs.Load(), Total: time.Duration(in.nanos.Load())}
 }
 
@@ -209,7 +221,10 @@ func setup(b *config.PluginBlock, pool string, host plugin.Host, log *slog.Logge
 	if err := b.Decode(p); err != nil {
 		return nil, err
 	}
-	in := &Instance{Name: b.Name, Pool: pool, P: p}
+	in := &Instance{Name: b.Name, Pool: pool, Kind: "go", P: p}
+	if k, ok := p.(Kinder); ok {
+		in.Kind = k.PluginKind()
+	}
 	if log == nil {
 		log = slog.Default()
 	}
