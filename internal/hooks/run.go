@@ -13,7 +13,7 @@ func (c *Chain) Startup(ctx context.Context, s *plugin.Startup) *plugin.Error {
 		return nil
 	}
 	for _, in := range c.startup {
-		if err := call(in, func() error { return in.startup.OnStartup(ctx, s) }); err != nil {
+		if _, err := call(in, mono(), func() error { return in.startup.OnStartup(ctx, s) }); err != nil {
 			in.rejects.Add(1)
 			return asError(err, "28000")
 		}
@@ -27,7 +27,7 @@ func (c *Chain) Auth(ctx context.Context, cl *plugin.Client) *plugin.Error {
 		return nil
 	}
 	for _, in := range c.auth {
-		if err := call(in, func() error { return in.auth.OnAuth(ctx, cl) }); err != nil {
+		if _, err := call(in, mono(), func() error { return in.auth.OnAuth(ctx, cl) }); err != nil {
 			in.rejects.Add(1)
 			return asError(err, "28000")
 		}
@@ -45,9 +45,11 @@ func (c *Chain) Query(ctx context.Context, q *plugin.Query) plugin.Action {
 		return out
 	}
 	rewritten := false
+	t := mono()
 	for _, in := range c.query {
 		var act plugin.Action
-		err := call(in, func() error {
+		var err error
+		t, err = call(in, t, func() error {
 			var err error
 			act, err = in.query.OnQuery(ctx, q)
 			return err
@@ -91,7 +93,7 @@ func (c *Chain) Result(ctx context.Context, r *plugin.Result) {
 		return
 	}
 	for _, in := range c.result {
-		_ = call(in, func() error { in.result.OnResult(ctx, r); return nil })
+		_, _ = call(in, mono(), func() error { in.result.OnResult(ctx, r); return nil })
 	}
 }
 
@@ -101,7 +103,7 @@ func (c *Chain) TxEnd(ctx context.Context, cl *plugin.Client, committed bool) {
 		return
 	}
 	for _, in := range c.txEnd {
-		_ = call(in, func() error { in.txEnd.OnTxEnd(ctx, cl, committed); return nil })
+		_, _ = call(in, mono(), func() error { in.txEnd.OnTxEnd(ctx, cl, committed); return nil })
 	}
 }
 
@@ -112,7 +114,7 @@ func (c *Chain) ServerConnect(ctx context.Context, s *plugin.Server) error {
 		return nil
 	}
 	for _, in := range c.connect {
-		if err := call(in, func() error { return in.connect.OnServerConnect(ctx, s) }); err != nil {
+		if _, err := call(in, mono(), func() error { return in.connect.OnServerConnect(ctx, s) }); err != nil {
 			return err
 		}
 	}
@@ -125,7 +127,7 @@ func (c *Chain) Disconnect(ctx context.Context, cl *plugin.Client) {
 		return
 	}
 	for _, in := range c.disc {
-		_ = call(in, func() error { in.disconn.OnDisconnect(ctx, cl); return nil })
+		_, _ = call(in, mono(), func() error { in.disconn.OnDisconnect(ctx, cl); return nil })
 	}
 }
 
