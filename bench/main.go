@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -38,7 +39,13 @@ const (
 	// targetSluiceParser is sluice with read/write splitting on: every query is classified
 	// with the Postgres parser (cached), to measure what that costs against targetSluice.
 	targetSluiceParser = "sluice-parser"
+	// targetSluicePlugins is sluice built with three compiled-in plugins that each have a
+	// cheap query hook (bench/benchplugins), to measure the hook path against targetSluice.
+	targetSluicePlugins = "sluice-plugins"
 )
+
+// sluiceTargets are the targets that run a sluice binary.
+var sluiceTargets = []string{targetSluice, targetSluiceParser, targetSluicePlugins}
 
 // options are the command-line settings of one bench run.
 type options struct {
@@ -52,7 +59,10 @@ type options struct {
 	targets   []string // direct, pgbouncer, sluice
 	modes     []string // simple, extended, prepared
 	sluiceBin string
-	out       string // BENCHMARKS.md, or "" to leave it alone
+	// pluginsBin is the build of bench/sluiceplugins for targetSluicePlugins, made by the
+	// bench itself.
+	pluginsBin string
+	out        string // BENCHMARKS.md, or "" to leave it alone
 	// connect lists the client auth methods of the connection-setup runs
 	// (pgbench -C), md5 and scram-sha-256; connClients is their pgbench -c.
 	connect     []string
@@ -105,7 +115,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.runs, "runs", 1, "pgbench runs per target and mode (median reported)")
 	fs.IntVar(&o.poolSize, "pool-size", 32, "server connections per pool in PgBouncer and sluice")
 	fs.IntVar(&o.idle, "clients", 10000, "idle clients for the memory measurement (0 skips it)")
-	fs.StringVar(&targets, "targets", "direct,pgbouncer,sluice,sluice-parser", "comma-separated targets")
+	fs.StringVar(&targets, "targets", "direct,pgbouncer,sluice,sluice-parser,sluice-plugins", "comma-separated targets")
 	fs.StringVar(&modes, "modes", "simple,extended,prepared", "comma-separated pgbench -M modes")
 	fs.StringVar(&o.sluiceBin, "sluice", "bin/sluice", "sluice binary")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", `file to write results into ("" to skip)`)
@@ -127,8 +137,8 @@ func parseFlags(args []string) (options, error) {
 		}
 	}
 	for _, t := range o.targets {
-		if t != targetDirect && t != targetPgBouncer && t != targetSluice && t != targetSluiceParser {
-			return o, fmt.Errorf("unknown target %q (want direct, pgbouncer, sluice, sluice-parser)", t)
+		if t != targetDirect && t != targetPgBouncer && !has(sluiceTargets, t) {
+			return o, fmt.Errorf("unknown target %q (want direct, pgbouncer, sluice, sluice-parser, sluice-plugins)", t)
 		}
 	}
 	for _, m := range o.modes {
@@ -175,6 +185,14 @@ func bench(ctx context.Context, o options) error {
 			return err // before minutes of setup, not after
 		}
 	}
+	if has(o.targets, targetSluicePlugins) {
+		bin, err := buildPluginsBinary(ctx)
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(filepath.Dir(bin))
+		o.pluginsBin = bin
+	}
 
 	pg, err := startPostgres(ctx, o)
 	if err != nil {
@@ -194,7 +212,7 @@ func bench(ctx context.Context, o options) error {
 		defer pb.stop()
 		targets = append(targets, pb.target)
 	}
-	for _, name := range []string{targetSluice, targetSluiceParser} {
+	for _, name := range sluiceTargets {
 		if !has(o.targets, name) {
 			continue
 		}

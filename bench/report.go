@@ -116,13 +116,19 @@ func (rep report) ratio(r pgbenchResult, base string) string {
 // it shows their range too.
 func (rep report) tpsHeader() []string {
 	h := []string{"target", "mode", "tps", "latency ms", "vs direct", "vs PgBouncer"}
-	if has(rep.opts.targets, targetSluiceParser) {
+	if rep.vsSluice() {
 		h = append(h, "vs sluice")
 	}
 	if rep.opts.runs > 1 {
 		h = append(h, "range of runs")
 	}
 	return h
+}
+
+// vsSluice reports whether the throughput table compares variants of sluice (the parser on,
+// plugins on) with plain sluice.
+func (rep report) vsSluice() bool {
+	return has(rep.opts.targets, targetSluiceParser) || has(rep.opts.targets, targetSluicePlugins)
 }
 
 func (rep report) tpsRows() [][]string {
@@ -135,9 +141,9 @@ func (rep report) tpsRows() [][]string {
 			span = fmt.Sprintf("%.0f-%.0f", r.lowTPS, r.highTPS)
 		}
 		row := []string{r.target, r.mode, tps, lat, rep.ratio(r, targetDirect), rep.ratio(r, targetPgBouncer)}
-		if has(rep.opts.targets, targetSluiceParser) {
+		if rep.vsSluice() {
 			vs := "-"
-			if r.target == targetSluiceParser {
+			if r.target == targetSluiceParser || r.target == targetSluicePlugins {
 				vs = rep.ratio(r, targetSluice)
 			}
 			row = append(row, vs)
