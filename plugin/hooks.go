@@ -67,8 +67,10 @@ func (p Protocol) String() string {
 
 // Param is one parameter value of a Bind.
 type Param struct {
-	Value  []byte // nil for NULL
-	Binary bool   // format 1; text otherwise
+	// Value is nil for NULL. It points into sluice's read buffer: it is valid only until the
+	// hook returns, so copy what you keep.
+	Value  []byte
+	Binary bool // format 1; text otherwise
 }
 
 // Query is what a QueryHook sees.
@@ -84,8 +86,10 @@ type Query struct {
 	// InTransaction is set when the query runs inside a transaction block.
 	InTransaction bool
 	// Write is set when the statement writes (as routing sees it: DML, DDL, locks, write
-	// functions); Reads and Writes are the tables it names. They are filled when the pool
-	// parses queries or a plugin asked for them with Parsed.
+	// functions); Reads and Writes are the tables it names, schema-qualified as written.
+	// sluice fills them for every query a QueryHook sees, from the pool's classifier (parsed
+	// once per distinct text, then cached); a text that does not parse, or is longer than the
+	// pool's query_parser_max_length, counts as a write with no tables.
 	Write         bool
 	Reads, Writes []string
 	// Kind is the first statement's kind, as the parser names it ("SelectStmt",

@@ -34,7 +34,8 @@ type Plugin any
 type Info struct {
 	// Name is the plugin's name in the configuration: [plugins.<Name>].
 	Name string
-	// New returns a new, unconfigured instance: its configuration is decoded into it.
+	// New returns a new, unconfigured instance, a pointer: its configuration block is decoded
+	// into it.
 	New func() Plugin
 }
 
