@@ -230,12 +230,10 @@ func TestGoPluginHooks(t *testing.T) {
 						t.Errorf("after the panic: %d, %v", one, err)
 					}
 				}
-				if proto.mode == pgx.QueryExecModeSimpleProtocol {
-					if err := conn.QueryRow(ctx, "SELECT sluice_answer").Scan(&got); err != nil || got != "42" {
-						t.Errorf("answer: %q, %v; want 42", got, err)
-					}
-				} else if err := conn.QueryRow(ctx, "SELECT sluice_answer").Scan(&got); sqlstateOf(err) != "0A000" {
-					t.Errorf("answer in the extended protocol: %v; want 0A000", err)
+				// In the extended protocol the Parse still goes to the server (the answer is
+				// given at the Bind), so the text must be valid SQL.
+				if err := conn.QueryRow(ctx, "SELECT 'sluice_answer'::text").Scan(&got); err != nil || got != "42" {
+					t.Errorf("answer: %q, %v; want 42", got, err)
 				}
 				tx, err := conn.Begin(ctx)
 				if err != nil {
