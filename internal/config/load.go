@@ -443,7 +443,8 @@ func (l *loader) pool(n *node) *Pool {
 		return nil
 	}
 	p := &Pool{Name: name, PoolMode: defaultPoolMode, LoadBalancingMode: BalanceRandom, DefaultRole: RoleAny, RoleDiscovery: true,
-		ShardingFunction: "pg_bigint_hash", ShardingKeyType: "bigint", RegexSearchLimit: 1000, DefaultShard: "shard_0"}
+		ShardingFunction: "pg_bigint_hash", ShardingKeyType: "bigint", RegexSearchLimit: 1000, DefaultShard: "shard_0",
+		CrossShardReads: CrossShardDefault, CrossShardWrites: CrossShardReject}
 	if name == "" {
 		l.errorf(n, "the database name must not be empty")
 	}

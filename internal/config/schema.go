@@ -140,6 +140,8 @@ var (
 		"shard_id_regex":         stringKey(func(p *Pool) *string { return &p.ShardIDRegex }),
 		"regex_search_limit":     intKey(1, math.MaxInt32, func(p *Pool) *int { return &p.RegexSearchLimit }),
 		"default_shard":          stringKey(func(p *Pool) *string { return &p.DefaultShard }),
+		"cross_shard_reads":      enumKey(map[string]string{"default_shard": CrossShardDefault, "all": CrossShardAll}, func(p *Pool) *string { return &p.CrossShardReads }),
+		"cross_shard_writes":     enumKey(map[string]string{"reject": CrossShardReject, "all": CrossShardAll}, func(p *Pool) *string { return &p.CrossShardWrites }),
 	}
 	poolTables = []string{"users", "shards", "plugins"}
 

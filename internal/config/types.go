@@ -165,7 +165,20 @@ type Pool struct {
 	// DefaultShard is where a query without a shard goes: "shard_<n>" (default shard_0),
 	// "random" or "random_healthy".
 	DefaultShard string
+	// CrossShardReads is what a read without a sharding key does: "default_shard" (pgcat's:
+	// it runs on default_shard) or "all" (it runs on every shard, results merged).
+	CrossShardReads string
+	// CrossShardWrites is what a write without a key, or with keys on several shards, does:
+	// "reject" (an error) or "all" (it runs on each shard it may touch).
+	CrossShardWrites string
 }
+
+// Values of Pool.CrossShardReads and Pool.CrossShardWrites.
+const (
+	CrossShardDefault = "default_shard"
+	CrossShardAll     = "all"
+	CrossShardReject  = "reject"
+)
 
 // Values of Pool.LoadBalancingMode and Pool.DefaultRole.
 const (

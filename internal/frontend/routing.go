@@ -97,15 +97,18 @@ func (s *ClientSession) shardFor(text, bind []byte) (int, error) {
 		if one, ok := set.Single(); ok {
 			return one, nil
 		}
-		// More than one shard, or no key. A write there would land on one shard only: refuse
-		// it. A read of several named shards would miss rows: refuse it too, until sluice
-		// merges results from several shards. A read without a key goes to default_shard,
-		// as in pgcat.
+		// More than one shard, or no key: a simple query may run on several shards (see
+		// fanout.go). Otherwise a write there would land on one shard only: refuse it. A read
+		// of several named shards would miss rows: refuse it too. A read without a key goes
+		// to default_shard, as in pgcat.
+		if err := s.crossShardFor(text, bind, set); err != nil {
+			return 0, err
+		}
 		if s.cls != nil && s.cls.Classify(text).Write {
-			return 0, &codedError{"0A000", fmt.Sprintf("this write touches %s; sluice sends a write to one shard only: add the sharding key to it, or choose a shard with SET SHARD", describeSet(set))}
+			return 0, &codedError{"0A000", fmt.Sprintf("this write touches %s; sluice sends it to one shard only: add the sharding key to it, choose a shard with SET SHARD, or set cross_shard_writes = \"all\" (simple protocol, outside a transaction block)", describeSet(set))}
 		}
 		if !set.All() {
-			return 0, &codedError{"0A000", fmt.Sprintf("this query reads %s; sluice does not merge results from several shards yet: query one shard at a time", describeSet(set))}
+			return 0, &codedError{"0A000", fmt.Sprintf("this query reads %s; sluice merges results from several shards only for simple-protocol queries outside a transaction block: query one shard at a time", describeSet(set))}
 		}
 	}
 	s.rnd++
@@ -531,6 +534,9 @@ func (s *ClientSession) sameShard(text, bind []byte) error {
 	}
 	if one, ok := set.Single(); ok && one != s.shard {
 		return &codedError{"0A000", fmt.Sprintf("this statement belongs to shard %d but its transaction runs on shard %d; choose the shard before BEGIN with SET SHARDING KEY or SET SHARD", one, s.shard)}
+	}
+	if !set.All() && set.Len() > 1 {
+		return &codedError{"0A000", fmt.Sprintf("this statement touches shards %s but its transaction runs on shard %d only; inside a transaction block every statement must stay on one shard: run it outside the transaction block", set, s.shard)}
 	}
 	return nil
 }

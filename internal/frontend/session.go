@@ -645,6 +645,10 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 	}
 	srv, err := s.attach(s.classify(body), text, nil)
 	if err != nil {
+		var cs *crossShard
+		if errors.As(err, &cs) {
+			return s.fanout(cs)
+		}
 		if fatal := s.attachFatal(err); fatal != nil {
 			return fatal
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluicepg/sluice/internal/config"
+	"github.com/sluicepg/sluice/internal/merge"
 	"github.com/sluicepg/sluice/internal/shard"
 )
 
@@ -16,6 +17,8 @@ type Sharding struct {
 	Sharder   shard.Sharder
 	Extractor *shard.Extractor // nil without automatic_sharding_key
 	Hints     *shard.Hints     // nil without shard_id_regex and sharding_key_regex
+	// Planner plans queries that run on several shards (nil without automatic_sharding_key).
+	Planner *merge.Planner
 	// def is default_shard: a shard number, or defRandom / defRandomHealthy.
 	def int
 }
@@ -44,6 +47,7 @@ func newSharding(pc *config.Pool) *Sharding {
 	if pc.AutomaticShardingKey != "" {
 		sh.Extractor, _ = shard.New(shard.Options{Key: pc.AutomaticShardingKey, Sharder: sh.Sharder,
 			MaxLength: min(pc.QueryParserMaxLength, maxParsedLength)})
+		sh.Planner = merge.NewPlanner(merge.Options{MaxLength: min(pc.QueryParserMaxLength, maxParsedLength)})
 	}
 	sh.Hints, _ = shard.NewHints(pc.ShardIDRegex, pc.ShardingKeyRegex, pc.RegexSearchLimit)
 	return sh

@@ -1,0 +1,359 @@
+package frontend
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sluicepg/sluice/internal/backend"
+	"github.com/sluicepg/sluice/internal/config"
+	"github.com/sluicepg/sluice/internal/merge"
+	"github.com/sluicepg/sluice/internal/pool"
+	"github.com/sluicepg/sluice/internal/route"
+	"github.com/sluicepg/sluice/internal/shard"
+	"github.com/sluicepg/sluice/internal/wire"
+)
+
+// crossShard is returned, as an error, by shardFor for a simple Query outside a transaction
+// block that runs on several shards; queryMsg then runs it with fanout instead of attaching one
+// server.
+type crossShard struct {
+	shards  []int    // in increasing order
+	queries []string // the text each shard runs
+	// plan merges a read's results; nil for a write, whose rows are concatenated and whose
+	// command tags are summed.
+	plan *merge.Plan
+	// wrap runs each shard's statement inside BEGIN, committed only when every shard
+	// succeeded: a write that fails on one shard is rolled back on all.
+	wrap bool
+}
+
+func (c *crossShard) Error() string { return "the statement runs on several shards" }
+
+// crossShardFor decides what a simple Query whose shards are set (several, or unknown) does
+// instead of going to default_shard or being refused: it returns nil to go on as before, a
+// *crossShard to run it on several shards, or a *codedError to refuse it.
+//
+// Reads of several named shards always fan out; reads with no key only with cross_shard_reads
+// = "all", and only when they read the sharded table (SELECT 1 still goes to default_shard).
+// A multi-row INSERT is split by its rows' shards. Other writes fan out with cross_shard_writes
+// = "all".
+func (s *ClientSession) crossShardFor(text, bind []byte, set shard.Set) error {
+	sh := s.sharding
+	if bind != nil || !s.txMode || sh.Planner == nil || text == nil {
+		return nil // the extended protocol and session mode keep one server per transaction
+	}
+	pc := s.target.Settings()
+	pl := sh.Planner.Plan(text)
+	shards := set.Shards(nil, sh.Shards)
+	if s.cls.Classify(text).Write {
+		st := sh.Extractor.Analyze(text)
+		if parts, err := st.SplitInsert(shard.Params{}); err == nil && len(parts) > 1 {
+			cs := &crossShard{wrap: true}
+			for _, p := range parts {
+				q, _, err := st.InsertSubset(p.Rows)
+				if err != nil {
+					return &codedError{"0A000", "this INSERT has rows on several shards and could not be split: " + err.Error()}
+				}
+				cs.shards, cs.queries = append(cs.shards, p.Shard), append(cs.queries, q)
+			}
+			return cs
+		}
+		if pc.CrossShardWrites != config.CrossShardAll {
+			return nil
+		}
+		switch pl.Kind {
+		case merge.Multi:
+			return &codedError{"0A000", fmt.Sprintf("this write touches %s and has several statements; with cross_shard_writes = \"all\" send one statement at a time", describeSet(set))}
+		case merge.Invalid:
+			return nil
+		}
+		cs := &crossShard{shards: shards, wrap: pl.Kind == merge.DML}
+		for range shards {
+			cs.queries = append(cs.queries, string(text))
+		}
+		return cs
+	}
+	if set.All() {
+		if pc.CrossShardReads != config.CrossShardAll {
+			return nil // pgcat's: default_shard
+		}
+		if errors.Is(pl.ParseErr, merge.ErrTooLong) {
+			return &codedError{"0A000", "this query has no sharding key and is too long to plan for every shard (query_parser_max_length); add the sharding key or choose a shard with SET SHARD"}
+		}
+		if !readsKeyTable(pl, pc.AutomaticShardingKey) {
+			return nil // it does not read the sharded table: any shard answers it
+		}
+		if pl.Kind == merge.Multi {
+			return &codedError{"0A000", "this query reads every shard and has several statements; send one statement at a time"}
+		}
+	}
+	switch {
+	case pl.Kind != merge.Select:
+		return nil
+	case pl.Refused != nil:
+		return &codedError{"0A000", "this query reads " + describeSet(set) + ", and " + pl.Refused.Error()}
+	}
+	cs := &crossShard{shards: shards, plan: pl}
+	for range shards {
+		cs.queries = append(cs.queries, pl.Query)
+	}
+	return cs
+}
+
+// readsKeyTable reports whether a statement names the sharding key's table ("table.column"),
+// or any table for "*.column".
+func readsKeyTable(pl *merge.Plan, key string) bool {
+	table, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(key)), ".")
+	if table == "*" {
+		return len(pl.Tables) > 0
+	}
+	for _, t := range pl.Tables {
+		if t == table {
+			return true
+		}
+	}
+	return false
+}
+
+// fanConn is one shard's server during a fan-out, and what it answered.
+type fanConn struct {
+	shard  int
+	srv    *backend.ServerConn
+	pl     *pool.Pool
+	reply  []byte // RowDescription, DataRows, CommandComplete, back to back
+	notes  [][]byte
+	errMsg []byte // the first ErrorResponse
+	status byte   // of the last ReadyForQuery
+	err    error  // the server failed, or the replies were too large
+}
+
+// errFanoutTooLarge is a fan-out whose replies, all shards together, passed max_message_size.
+var errFanoutTooLarge = errors.New("too large")
+
+// fanout runs cs on its shards, one server connection from each shard's pool, concurrently,
+// and answers the client with the merged result and ReadyForQuery 'I'. The replies are held
+// in memory, at most max_message_size bytes for all shards together. When a shard reports an
+// error the client gets it (the lowest shard's) and the other shards' results are dropped; a
+// wrapped write is then rolled back everywhere.
+func (s *ClientSession) fanout(cs *crossShard) error {
+	g := &s.l.table().Config.General
+	role := route.Primary
+	if cs.plan != nil {
+		pc := s.target.Settings()
+		if s.parserOn(pc) {
+			role = s.roleFor(s.cls.Classify([]byte(cs.queries[0])))
+		} else {
+			role = s.roleFor(nil)
+		}
+	}
+	if s.hookRole != "" {
+		role, s.hookRole = route.ParseRole(s.hookRole), ""
+	}
+	s.unnamed = s.unnamed[:0] // a simple Query drops the unnamed statement
+	conns := make([]*fanConn, 0, len(cs.shards))
+	defer func() {
+		for _, c := range conns {
+			if c.err != nil || c.status != 'I' {
+				c.srv.Broken = true
+			}
+			c.pl.Release(c.srv)
+		}
+	}()
+	// Servers are taken in shard order, so that two clients fanning out never wait for each
+	// other's servers in a cycle.
+	for _, sh := range cs.shards {
+		rs, err := s.target.Pick(sh, role, nil)
+		if err != nil {
+			return s.queryError("08006", fmt.Sprintf("shard %d: %v", sh, err))
+		}
+		srv, err := s.checkoutFrom(rs.Pool, g.QueryWaitTimeout)
+		if err != nil {
+			if errors.Is(err, errClientGone) {
+				return err
+			}
+			return s.queryError(checkoutCode(err), fmt.Sprintf("shard %d: %v", sh, err))
+		}
+		c := &fanConn{shard: sh, srv: srv, pl: rs.Pool, status: 'I'}
+		conns = append(conns, c)
+		srv.UnnamedOwner = nil
+		if err := s.syncParams(srv); err != nil {
+			if fatal := s.attachFatal(err); fatal != nil {
+				return fatal
+			}
+			c.err = err
+			return s.queryError("08006", fmt.Sprintf("shard %d: %v", sh, err))
+		}
+	}
+	for i, c := range conns {
+		q := cs.queries[i]
+		if cs.wrap {
+			q = "BEGIN;" + q
+		}
+		if _, err := c.srv.W.Write(wire.AppendQuery(nil, q)); err == nil {
+			err = c.srv.W.Flush()
+			if err != nil {
+				c.err = err
+			}
+		} else {
+			c.err = err
+		}
+	}
+	var budget atomic.Int64
+	budget.Store(int64(g.MaxMessageSize))
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		if c.err != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.read(&budget, cs.wrap)
+		}()
+	}
+	wg.Wait()
+	failed := false
+	for _, c := range conns {
+		failed = failed || c.err != nil || c.errMsg != nil
+	}
+	if cs.wrap {
+		s.finishWrite(conns, failed)
+	}
+	var out []byte
+	for _, c := range conns {
+		for _, n := range c.notes {
+			if !bytes.Contains(out, n) {
+				out = append(out, n...)
+			}
+		}
+	}
+	for _, c := range conns {
+		switch {
+		case errors.Is(c.err, errFanoutTooLarge):
+			return s.fanoutError(out, "54000", fmt.Sprintf("the shards' results passed max_message_size (%d bytes) together; add a LIMIT or query one shard at a time", g.MaxMessageSize))
+		case c.err != nil:
+			return s.fanoutError(out, "08006", fmt.Sprintf("shard %d (server %s): %v", c.shard, c.srv.Addr(), c.err))
+		}
+	}
+	for _, c := range conns {
+		if c.errMsg != nil {
+			out = append(out, c.errMsg...)
+			return s.emit(wire.AppendReadyForQuery(out, 'I'))
+		}
+	}
+	replies := make([][]byte, len(conns))
+	for i, c := range conns {
+		replies[i] = c.reply
+	}
+	var err error
+	if cs.plan != nil {
+		out, err = cs.plan.Merge(out, replies)
+	} else {
+		out, err = merge.Concat(out, replies)
+	}
+	if err != nil {
+		code := "XX000"
+		var ue *merge.UnsupportedError
+		if errors.As(err, &ue) {
+			code = "0A000"
+		}
+		return s.fanoutError(nil, code, "merging the shards' results: "+err.Error())
+	}
+	return s.emit(wire.AppendReadyForQuery(out, 'I'))
+}
+
+func (s *ClientSession) fanoutError(out []byte, code, msg string) error {
+	out = wire.AppendError(out, "ERROR", code, msg)
+	return s.emit(wire.AppendReadyForQuery(out, 'I'))
+}
+
+// read reads one shard's reply up to ReadyForQuery. The BEGIN of a wrapped statement has its
+// CommandComplete skipped.
+func (c *fanConn) read(budget *atomic.Int64, wrapped bool) {
+	skipTag := wrapped
+	r := c.srv.R
+	for {
+		msg, err := r.Message()
+		if err != nil {
+			c.err = fmt.Errorf("read: %w", err)
+			return
+		}
+		if budget.Add(-int64(len(msg))) < 0 {
+			c.err = errFanoutTooLarge
+			return
+		}
+		switch msg[0] {
+		case wire.RowDescription, wire.DataRow:
+			if c.errMsg == nil {
+				c.reply = append(c.reply, msg...)
+			}
+		case wire.CommandComplete:
+			if skipTag {
+				skipTag = false
+			} else if c.errMsg == nil {
+				c.reply = append(c.reply, msg...)
+			}
+		case wire.ErrorResponse:
+			if c.errMsg == nil {
+				c.errMsg = bytes.Clone(msg)
+			}
+		case wire.NoticeResponse:
+			c.notes = append(c.notes, bytes.Clone(msg))
+		case wire.ParameterStatus:
+			c.srv.NoteParameter(wire.Body(msg))
+		case wire.CopyInResponse:
+			// COPY FROM STDIN is not fanned out: end it, the server reports the failure.
+			_, _ = c.srv.W.Write([]byte{wire.CopyFail, 0, 0, 0, 5, 0})
+			if err := c.srv.W.Flush(); err != nil {
+				r.Discard(len(msg))
+				c.err = err
+				return
+			}
+		case wire.ReadyForQuery:
+			if len(msg) > wire.HeaderLen {
+				c.status = msg[wire.HeaderLen]
+			}
+			r.Discard(len(msg))
+			return
+		}
+		r.Discard(len(msg))
+	}
+}
+
+// finishWrite commits a wrapped write on every shard when all succeeded, else rolls it back
+// on every shard. A COMMIT that fails after others succeeded is reported to the client, with
+// the shards that committed.
+func (s *ClientSession) finishWrite(conns []*fanConn, failed bool) {
+	end := "COMMIT"
+	if failed {
+		end = "ROLLBACK"
+	}
+	var committed []int
+	for _, c := range conns {
+		if c.err != nil {
+			continue
+		}
+		st, err := c.srv.Exec(end)
+		c.status = st
+		var se *backend.ServerError
+		switch {
+		case errors.As(err, &se):
+			if c.errMsg == nil {
+				msg := se.Message
+				if len(committed) > 0 {
+					msg = fmt.Sprintf("%s (the write committed on shards %v and failed on shard %d)", msg, committed, c.shard)
+				}
+				c.errMsg = wire.AppendError(nil, "ERROR", se.Code, msg)
+				c.reply = nil
+			}
+		case err != nil:
+			c.err = err
+		case !failed:
+			committed = append(committed, c.shard)
+		}
+	}
+}
