@@ -66,6 +66,17 @@ func (s *ClientSession) crossShardFor(text, bind []byte, set shard.Set) error {
 			return nil
 		}
 		switch pl.Kind {
+		case merge.Select:
+			// A SELECT that writes (nextval(), a locking clause): its results are merged as
+			// a read's, or it is refused.
+			if pl.Refused != nil {
+				return &codedError{"0A000", "this query runs on " + describeSet(set) + ", and " + pl.Refused.Error()}
+			}
+			cs := &crossShard{shards: shards, plan: pl}
+			for range shards {
+				cs.queries = append(cs.queries, pl.Query)
+			}
+			return cs
 		case merge.Multi:
 			return &codedError{"0A000", fmt.Sprintf("this write touches %s and has several statements; with cross_shard_writes = \"all\" send one statement at a time", describeSet(set))}
 		case merge.Invalid:
