@@ -49,7 +49,7 @@ func (s *ClientSession) crossShardFor(text, bind []byte, set shard.Set) error {
 	pc := s.target.Settings()
 	pl := sh.Planner.Plan(text)
 	shards := set.Shards(nil, sh.Shards)
-	if s.cls.Classify(text).Write {
+	if s.cls != nil && s.cls.Classify(text).Write {
 		st := sh.Extractor.Analyze(text)
 		if parts, err := st.SplitInsert(shard.Params{}); err == nil && len(parts) > 1 {
 			cs := &crossShard{wrap: true}
@@ -155,7 +155,7 @@ func (s *ClientSession) fanout(cs *crossShard) error {
 	role := route.Primary
 	if cs.plan != nil {
 		pc := s.target.Settings()
-		if s.parserOn(pc) {
+		if s.parserOn(pc) && s.cls != nil {
 			role = s.roleFor(s.cls.Classify([]byte(cs.queries[0])))
 		} else {
 			role = s.roleFor(nil)
