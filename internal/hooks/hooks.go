@@ -32,6 +32,7 @@ type Instance struct {
 	// what its value's PluginKind method says ("wasm", "webhook").
 	Kind string
 	P    plugin.Plugin
+	log  *slog.Logger // sluice's, for panics
 
 	startup plugin.StartupHook
 	auth    plugin.AuthHook
@@ -221,7 +222,7 @@ func setup(b *config.PluginBlock, pool string, host plugin.Host, log *slog.Logge
 	if err := b.Decode(p); err != nil {
 		return nil, err
 	}
-	in := &Instance{Name: b.Name, Pool: pool, Kind: "go", P: p}
+	in := &Instance{Name: b.Name, Pool: pool, Kind: "go", P: p, log: log}
 	if k, ok := p.(Kinder); ok {
 		in.Kind = k.PluginKind()
 	}
@@ -259,7 +260,11 @@ func safeCall(in *Instance, f func() error) (err error) {
 		if r := recover(); r != nil {
 			in.errs.Add(1)
 			err = &plugin.Error{Code: "XX000", Message: fmt.Sprintf("plugin %q failed: %v", in.Name, r)}
-			slog.Error("plugin panicked", "plugin", in.Name, "panic", r, "stack", string(debug.Stack()))
+			log := in.log
+			if log == nil {
+				log = slog.Default()
+			}
+			log.Error("plugin panicked", "plugin", in.Name, "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
 	return f()
