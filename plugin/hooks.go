@@ -205,8 +205,10 @@ type Result struct {
 	Wire    []byte
 }
 
-// ResultHook observes each statement's outcome. It runs on the path that sends the result to
-// the client: keep it quick.
+// ResultHook observes each statement's outcome. Outcomes are delivered at the ReadyForQuery that
+// follows the statement: outside a transaction block the statement is then committed (the
+// extended protocol commits at Sync), and the client has not seen the ReadyForQuery yet. It runs
+// on the path that sends results to the client: keep it quick.
 type ResultHook interface {
 	OnResult(ctx context.Context, r *Result)
 }

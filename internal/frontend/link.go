@@ -454,7 +454,10 @@ func (s *ClientSession) pumpLoop(srv *backend.ServerConn, drain bool) (res pumpR
 			return pumpFailed, err
 		}
 		res := s.serverMessage(srv, typ, msg, drain)
-		if s.results != nil || s.txEnds != nil {
+		// Outcomes reach the hooks at ReadyForQuery: only then is a statement outside a
+		// transaction block committed (the extended protocol commits at Sync), and the
+		// client has not yet seen it (the hooks run before the flush).
+		if typ == wire.ReadyForQuery && (s.results != nil || s.txEnds != nil) {
 			s.runOutcomeHooks()
 		}
 		if o.err != nil {
