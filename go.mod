@@ -8,6 +8,7 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/pganalyze/pg_query_go/v6 v6.2.5
 	github.com/redis/rueidis v1.0.79
+	github.com/tetratelabs/wazero v1.12.0
 	google.golang.org/protobuf v1.33.0
 )
 
