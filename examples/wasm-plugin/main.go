@@ -27,26 +27,29 @@ import (
 )
 
 type config struct {
-	// Rename maps table names (lower case) to the names to use instead.
+	// Rename maps table names to the names to use instead.
 	Rename map[string]string `json:"rename"`
 }
 
-var cfg config
+// rename is the config's Rename as a list: with a few names, comparing each word's length
+// first is cheaper than lower-casing it for a map lookup.
+type renaming struct{ from, to string }
+
+var renames []renaming
 
 func init() {
+	var cfg config
 	if err := wasmguest.DecodeConfig(&cfg); err != nil {
 		wasmguest.Log(wasmguest.LevelError, "wasm-plugin: bad config: "+err.Error())
 	}
-	rename := make(map[string]string, len(cfg.Rename))
 	for k, v := range cfg.Rename {
-		rename[strings.ToLower(k)] = v
+		renames = append(renames, renaming{k, v})
 	}
-	cfg.Rename = rename
 	wasmguest.OnQuery(onQuery)
 }
 
 func onQuery(q *wasmguest.Query) wasmguest.Action {
-	out, execute, changed := scan(q.Text(), cfg.Rename)
+	out, execute, changed := scan(q.Text(), renames)
 	if execute {
 		return wasmguest.Reject("0A000", "EXECUTE is not allowed through sluice: use the extended protocol's Bind/Execute (prepared statements in your driver)")
 	}
@@ -58,7 +61,7 @@ func onQuery(q *wasmguest.Query) wasmguest.Action {
 
 // scan walks text once. It reports whether some statement begins with EXECUTE, and returns the
 // text with the identifiers in rename replaced (changed says whether any was).
-func scan(text string, rename map[string]string) (out string, execute, changed bool) {
+func scan(text string, renames []renaming) (out string, execute, changed bool) {
 	var b strings.Builder
 	stmtStart := true // no word seen yet in this statement
 	last := 0         // text[last:i] not yet copied to b
@@ -92,7 +95,7 @@ func scan(text string, rename map[string]string) (out string, execute, changed b
 				execute = true
 			}
 			stmtStart = false
-			if to, ok := rename[strings.ToLower(word)]; ok && (i == 0 || text[i-1] != '$') {
+			if to, ok := lookup(renames, word); ok && (i == 0 || text[i-1] != '$') {
 				b.WriteString(text[last:i])
 				b.WriteString(to)
 				last, changed = j, true
@@ -107,6 +110,16 @@ func scan(text string, rename map[string]string) (out string, execute, changed b
 	}
 	b.WriteString(text[last:])
 	return b.String(), execute, true
+}
+
+// lookup finds word among the names to rename, ignoring case.
+func lookup(renames []renaming, word string) (string, bool) {
+	for _, r := range renames {
+		if len(r.from) == len(word) && strings.EqualFold(r.from, word) {
+			return r.to, true
+		}
+	}
+	return "", false
 }
 
 // skipQuoted returns the index after the literal or quoted identifier that starts at i; a

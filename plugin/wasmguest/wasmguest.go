@@ -96,18 +96,24 @@ func features() int32 {
 	return f
 }
 
+// current is the Query of the call in progress, reused from call to call: an allocation costs
+// a guest more than it would cost native code.
+var current Query
+
 func runQuery() int32 {
 	if queryHook == nil {
 		return int32(actionContinue)
 	}
-	return int32(queryHook(&Query{}))
+	current = Query{}
+	return int32(queryHook(&current))
 }
 
 func runStartup() int32 {
 	if startupHook == nil {
 		return int32(actionContinue)
 	}
-	return int32(startupHook(&Startup{}))
+	var s Startup
+	return int32(startupHook(&s))
 }
 
 func runAuth() int32 {
@@ -129,8 +135,8 @@ const (
 	Bind Protocol = 2
 )
 
-// Query is the query an OnQuery hook was called for. Its methods ask sluice; Text is asked once
-// and remembered.
+// Query is the query an OnQuery hook was called for, valid during that call only. Its methods
+// ask sluice; Text is asked once and remembered.
 type Query struct {
 	text    string
 	hasText bool
