@@ -347,7 +347,7 @@ func (m *module) run(ctx context.Context, in *instance, fn api.Function, hook st
 		return api.DecodeI32(in.stack[0]), nil
 	}
 	pe := m.failure(err, in, hook)
-	m.log.Warn("wasm call failed; instance discarded", "hook", hook, "err", pe.Message)
+	m.log.Warn("wasm call failed; instance discarded", "hook", hook, "err", pe.Message, "trap", firstLine(err.Error()))
 	m.discard(in)
 	return 0, pe
 }
@@ -369,11 +369,12 @@ func (m *module) failure(err error, in *instance, hook string) *plugin.Error {
 		}
 		return &plugin.Error{Code: "XX000", Message: msg}
 	}
-	msg := err.Error()
-	if i := strings.IndexByte(msg, '\n'); i >= 0 { // drop wazero's stack trace
-		msg = msg[:i]
+	// What the guest printed (a Go guest's panic message) says more than the trap it ended
+	// with ("unreachable"); the trap is logged.
+	if t := in.stderr.tail(); t != "" {
+		return plugin.Errorf("XX000", "wasm module %q: %s failed%s", m.name, hook, t)
 	}
-	return plugin.Errorf("XX000", "wasm module %q: %s failed: %s%s", m.name, hook, msg, in.stderr.tail())
+	return plugin.Errorf("XX000", "wasm module %q: %s failed: %s", m.name, hook, firstLine(err.Error())) // without wazero's stack trace
 }
 
 // close retires the module: calls still running finish, then the instances and the runtime
@@ -390,6 +391,13 @@ func (m *module) close() {
 		_ = m.rt.Close(ctx) // closes the instances too
 		_ = m.compiled.Close(ctx)
 	}()
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
 }
 
 // limitedBuffer keeps the first 4 KiB a guest writes to stdout and stderr during one call (a Go

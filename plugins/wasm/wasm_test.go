@@ -163,7 +163,7 @@ func TestGuestFailures(t *testing.T) {
 		{"SELECT guest_sleep", "57014", "timeout", true},
 		{"SELECT guest_alloc", "XX000", "out of memory", true},
 		{"SELECT guest_alloc", "XX000", "out of memory", true}, // a second time, on a fresh instance
-		{"SELECT guest_panic", "XX000", "the guest was told to panic", true},
+		{"SELECT guest_panic", "XX000", `"tg": on_query failed: panic: the guest was told to panic`, true},
 		{"SELECT guest_badaction", "XX000", "returned 7, which is no action", false},
 		{"SELECT guest_badcode", "XX000", `rejected with "nope", which is no SQLSTATE`, false},
 		{"SELECT guest_reject", "42501", "the guest rejects guest_reject", false},

@@ -16,7 +16,15 @@ var version = "1"
 
 var hoard [][]byte
 
+// prefix starts the words the guest acts on; its config may change it, so that two modules
+// built from this guest act on different words.
+var prefix = "guest_"
+
 func init() {
+	var cfg struct{ Prefix string }
+	if err := wasmguest.DecodeConfig(&cfg); err == nil && cfg.Prefix != "" {
+		prefix = cfg.Prefix
+	}
 	wasmguest.OnQuery(onQuery)
 	wasmguest.OnStartup(func(s *wasmguest.Startup) wasmguest.Action {
 		switch s.User() {
@@ -41,28 +49,28 @@ func onQuery(q *wasmguest.Query) wasmguest.Action {
 	}
 	text := q.Text()
 	switch {
-	case strings.Contains(text, "guest_loop"):
+	case strings.Contains(text, prefix+"loop"):
 		for {
 		}
-	case strings.Contains(text, "guest_alloc"):
+	case strings.Contains(text, prefix+"alloc"):
 		for {
 			hoard = append(hoard, make([]byte, 1<<20))
 		}
-	case strings.Contains(text, "guest_sleep"):
+	case strings.Contains(text, prefix+"sleep"):
 		time.Sleep(time.Hour)
-	case strings.Contains(text, "guest_panic"):
+	case strings.Contains(text, prefix+"panic"):
 		panic("the guest was told to panic")
-	case strings.Contains(text, "guest_badaction"):
+	case strings.Contains(text, prefix+"badaction"):
 		return wasmguest.Action(7)
-	case strings.Contains(text, "guest_badcode"):
+	case strings.Contains(text, prefix+"badcode"):
 		return wasmguest.Reject("nope", "x")
-	case strings.Contains(text, "guest_reject"):
+	case strings.Contains(text, prefix+"reject"):
 		return wasmguest.Reject("42501", "the guest rejects guest_reject")
-	case strings.Contains(text, "guest_version"):
+	case strings.Contains(text, prefix+"version"):
 		return wasmguest.Rewrite("SELECT 'guest v" + version + "'")
-	case strings.Contains(text, "guest_big"):
+	case strings.Contains(text, prefix+"big"):
 		return wasmguest.Rewrite("SELECT '" + strings.Repeat("x", 100000) + "'")
-	case strings.Contains(text, "guest_echo"):
+	case strings.Contains(text, prefix+"echo"):
 		var params []string
 		for i := 0; i < q.NumParams(); i++ {
 			v, ok := q.Param(i)
