@@ -58,10 +58,10 @@ type instance struct {
 	mod               api.Module
 	onQuery           api.Function
 	onStartup, onAuth api.Function
+	features          uint32
 	stack             [1]uint64
 	stderr            limitedBuffer
 	call              call
-	cctx              callCtx
 }
 
 // call is the state of one hook call, which the host functions read and write. It lives in
@@ -177,6 +177,7 @@ func loadModule(ctx context.Context, o moduleOptions) (*module, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.features = first.features
 	m.slots <- first
 	for i := 1; i < m.size; i++ {
 		m.slots <- nil
@@ -268,9 +269,7 @@ func (m *module) instantiate(ctx context.Context) (*instance, error) {
 			in.onAuth = f
 		}
 	}
-	if m.features == 0 {
-		m.features = features
-	}
+	in.features = features
 	in.stderr.reset()
 	m.created.Add(1)
 	return in, nil
