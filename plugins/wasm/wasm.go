@@ -81,6 +81,9 @@ const (
 	defaultInstances = 4
 )
 
+// PluginKind is the plugin's kind in the admin console's SHOW PLUGINS.
+func (w *Wasm) PluginKind() string { return "wasm" }
+
 // Provision loads every module: read, compile (or find in the cache), validate its imports and
 // exports, and create its first instance.
 func (w *Wasm) Provision(ctx plugin.Context) error {
