@@ -18,6 +18,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/sluicepg/sluice/internal/config"
+	"github.com/sluicepg/sluice/internal/hooks"
 	"github.com/sluicepg/sluice/plugin"
 )
 
@@ -450,6 +451,32 @@ func BenchmarkOnQuery(b *testing.B) {
 			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
+}
+
+// BenchmarkQueryChainWasm is the hook chain of internal/hooks with one wasm plugin (the no-op
+// guest), set up from a configuration block as sluice does: the per-query cost of a Wasm plugin,
+// beside internal/hooks' BenchmarkQueryChain (no plugins, three Go plugins).
+func BenchmarkQueryChainWasm(b *testing.B) {
+	set, err := hooks.Load(&config.Config{Plugins: []config.PluginBlock{{Name: "wasm", Raw: map[string]any{
+		"modules": []map[string]any{{"path": guest(b, testGuest, "-ldflags=-X main.version=noop"), "instances": 1}},
+	}}}}, nil, quietLog())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer set.Cleanup(nil)
+	ch := set.Chain("app")
+	ctx := context.Background()
+	q := &plugin.Query{Text: "SELECT abalance FROM pgbench_accounts WHERE aid = $1"}
+	b.ReportAllocs()
+	cpu := cpuTime()
+	for b.Loop() {
+		if ch.HasQuery() {
+			if act := ch.Query(ctx, q); act.Kind != plugin.Continue {
+				b.Fatal(act)
+			}
+		}
+	}
+	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 }
 
 // cpuTime is the process's user and system CPU time so far.
