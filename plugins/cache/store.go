@@ -41,7 +41,10 @@ type store struct {
 	breakerFor   time.Duration
 
 	floors sync.Map // generation key -> int64: the highest value this process wrote
-	runID  atomic.Value
+	// epochPin is the epoch this process wrote last, until the client-side cache shows it:
+	// until Redis's invalidation message arrives, the cache may still hold the one before.
+	epochPin atomic.Pointer[string]
+	runID    atomic.Value
 
 	stop chan struct{}
 	done chan struct{}
@@ -186,7 +189,12 @@ func (st *store) entryKey(sum []byte) string { return st.prefix + "e:" + hex.Enc
 func (st *store) renewEpoch(ctx context.Context, c rueidis.Client) error {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	return c.Do(ctx, c.B().Set().Key(st.epochKey()).Value(hex.EncodeToString(b[:])).Build()).Error()
+	e := hex.EncodeToString(b[:])
+	if err := c.Do(ctx, c.B().Set().Key(st.epochKey()).Value(e).Build()).Error(); err != nil {
+		return err
+	}
+	st.epochPin.Store(&e)
+	return nil
 }
 
 // bumpEpoch renews the epoch for a change the cache cannot pin to tables (DDL ...). On failure
@@ -271,6 +279,19 @@ func (st *store) versions(ctx context.Context, ident string, oids []uint32) (str
 	if err != nil && !rueidis.IsRedisNil(err) {
 		st.failed(err)
 		return "", nil, err
+	}
+	if pin := st.epochPin.Load(); pin != nil {
+		if epoch == *pin {
+			st.epochPin.CompareAndSwap(pin, nil) // the cache has caught up
+		} else {
+			// This process renewed the epoch and the cache may not know yet: ask Redis
+			// itself, which has ours or a later one.
+			epoch, err = (*c).Do(ctx, (*c).B().Get().Key(st.epochKey()).Build()).ToString()
+			if err != nil && !rueidis.IsRedisNil(err) {
+				st.failed(err)
+				return "", nil, err
+			}
+		}
 	}
 	gens := make([]int64, len(oids))
 	for i := range oids {
