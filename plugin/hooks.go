@@ -73,7 +73,9 @@ type Param struct {
 	Binary bool // format 1; text otherwise
 }
 
-// Query is what a QueryHook sees.
+// Query is what a QueryHook sees. It is valid during the call only: sluice reuses it (and its
+// Params slice, whose values point into sluice's buffers). Text and the other strings and slices
+// of the parse may be kept.
 type Query struct {
 	Client   *Client
 	Protocol Protocol
@@ -96,10 +98,10 @@ type Query struct {
 	// "InsertStmt", "ExecuteStmt" ...), or "" when the text did not parse.
 	Kind string
 
-	parsed func() ParsedQuery
+	parsed ParsedQuery
 }
 
-// ParsedQuery is the parse of a query's text, on demand.
+// ParsedQuery is what the parse of a query's text says.
 type ParsedQuery struct {
 	Kinds         []string // every statement's kind
 	Write         bool
@@ -107,17 +109,11 @@ type ParsedQuery struct {
 	Err           error // the parser's error, when the text does not parse
 }
 
-// Parsed returns the parse of the query's text (cached by text: the second call for the same text
-// costs a map lookup).
-func (q *Query) Parsed() ParsedQuery {
-	if q.parsed == nil {
-		return ParsedQuery{}
-	}
-	return q.parsed()
-}
+// Parsed returns the parse of the query's text (parsed once per distinct text, then cached).
+func (q *Query) Parsed() ParsedQuery { return q.parsed }
 
-// SetParser is for sluice: it installs the function behind Parsed.
-func (q *Query) SetParser(f func() ParsedQuery) { q.parsed = f }
+// SetParsed is for sluice: it records what Parsed returns.
+func (q *Query) SetParsed(p ParsedQuery) { q.parsed = p }
 
 // ActionKind says what a QueryHook decided.
 type ActionKind uint8

@@ -327,7 +327,7 @@ func (s *ClientSession) extendedHooks(ch *hooks.Chain, typ byte, msg []byte) (ou
 		if !ok {
 			return msg, false, nil // the usual path reports it
 		}
-		act = s.queryHooks(ch, plugin.Parse, query, nil, nil, nil)
+		act = s.queryHooks(ch, plugin.Parse, query, "", nil, nil, nil)
 		if act.Rewrite != "" && act.Kind == plugin.Continue {
 			query = []byte(act.Rewrite)
 			msg = wire.AppendParse(nil, string(name), query, ptypes)
@@ -346,7 +346,7 @@ func (s *ClientSession) extendedHooks(ch *hooks.Chain, typ byte, msg []byte) (ou
 		if !ok || !ok2 || !ok3 {
 			return msg, false, nil
 		}
-		act = s.queryHooks(ch, plugin.Bind, []byte(s.hookStmts[string(name)]), vals, bin, rf)
+		act = s.queryHooks(ch, plugin.Bind, nil, s.hookStmts[string(name)], vals, bin, rf)
 		unnamedPortal := len(body) > 0 && body[0] == 0
 		if act.Kind == plugin.Answer && unnamedPortal && !s.inTransaction() {
 			// The plugin's result stands in for the portal: sluice answers the Bind now,

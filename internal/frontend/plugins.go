@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/sluicepg/sluice/internal/classify"
 	"github.com/sluicepg/sluice/internal/hooks"
@@ -21,6 +22,8 @@ type pluginState struct {
 	// stmts maps the client's statement names to their text while some plugin has a query
 	// hook, so a Bind's hook sees what it binds (in session mode too).
 	hookStmts map[string]string
+	// hookQuery is the Query the query hooks see, reused.
+	hookQuery *plugin.Query
 	// hookRole and hookShard are a query hook's choice for the transaction the query begins.
 	hookRole     string
 	hookShard    int
@@ -99,19 +102,33 @@ func (s *ClientSession) authHooks(tbl *route.Table) error {
 // queryHooks runs the query hooks over a query about to be sent. text is the query (without a
 // NUL); vals and binFmt are a Bind's parameters. A Reject or Answer in the result means the query
 // must not be sent.
-func (s *ClientSession) queryHooks(ch *hooks.Chain, proto plugin.Protocol, text []byte, vals [][]byte, binFmt []bool, resFmts []int16) (act plugin.Action) {
-	q := &plugin.Query{Client: s.client, Protocol: proto, Text: string(text), InTransaction: s.inTransaction(),
+func (s *ClientSession) queryHooks(ch *hooks.Chain, proto plugin.Protocol, text []byte, textStr string, vals [][]byte, binFmt []bool, resFmts []int16) (act plugin.Action) {
+	// One Query per session, reused: a plugin may keep what it holds (Text, the slices), not
+	// the *Query itself, which the API documents as valid during the call.
+	q := s.hookQuery
+	if q == nil {
+		q = new(plugin.Query)
+		s.hookQuery = q
+	}
+	params := q.Params[:0]
+	if textStr == "" && len(text) > 0 {
+		textStr = string(text)
+	}
+	*q = plugin.Query{Client: s.client, Protocol: proto, Text: textStr, InTransaction: s.inTransaction(),
 		ResultFormats: resFmts}
 	for i, v := range vals {
-		q.Params = append(q.Params, plugin.Param{Value: v, Binary: binFmt[i]})
+		params = append(params, plugin.Param{Value: v, Binary: binFmt[i]})
 	}
+	q.Params = params
 	if s.cls != nil {
-		r := s.cls.Classify(text)
+		var r *classify.Result
+		if text != nil {
+			r = s.cls.Classify(text)
+		} else {
+			r = s.cls.Classify(unsafe.Slice(unsafe.StringData(textStr), len(textStr))) // read only
+		}
 		q.Write, q.Reads, q.Writes, q.Kind = r.Write, r.Reads, r.Writes, statementKind(r)
-		q.SetParser(func() plugin.ParsedQuery {
-			return plugin.ParsedQuery{Write: r.Write, Reads: r.Reads, Writes: r.Writes, Err: r.ParseErr,
-				Kinds: r.Kinds}
-		})
+		q.SetParsed(plugin.ParsedQuery{Write: r.Write, Reads: r.Reads, Writes: r.Writes, Err: r.ParseErr, Kinds: r.Kinds})
 	}
 	act = ch.Query(context.Background(), q)
 	if (act.Role != "" || act.ShardSet) && !q.InTransaction && !s.attached() {

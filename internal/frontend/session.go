@@ -627,7 +627,7 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 	}
 	var capReq *captureReq
 	if ch := s.hookChain(); ch.HasQuery() {
-		act := s.queryHooks(ch, plugin.Simple, text, nil, nil, nil)
+		act := s.queryHooks(ch, plugin.Simple, text, "", nil, nil, nil)
 		switch {
 		case act.Kind == plugin.Reject:
 			return s.queryError(act.Code, act.Message)
