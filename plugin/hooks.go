@@ -196,7 +196,9 @@ type Result struct {
 	Error *Error
 	// Capture is the value a QueryHook set in Action.Capture for this statement, and Wire
 	// the statement's result as raw protocol messages (nil when the capture failed or was
-	// over its limit). Wire is the hook's to keep.
+	// over its limit). Wire is the hook's to keep. Every capture asked for is answered once,
+	// with a Wire or without (an error before any row, a Bind never executed), so a plugin
+	// may make others wait for it.
 	Capture any
 	Wire    []byte
 }

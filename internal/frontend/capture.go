@@ -14,6 +14,10 @@ import (
 type captureReq struct {
 	token any
 	limit int
+	done  bool // its result was handed over (guarded by s.mu)
+	// queued is set once the request's statement was sent (or its batch ended without it):
+	// from then on a ReadyForQuery that finds it in no queued entry ends it. Guarded by s.mu.
+	queued bool
 }
 
 // capture collects a statement's result while it streams to the client. The goroutine reading
@@ -28,8 +32,9 @@ type capture struct {
 // defaultCaptureLimit bounds a capture when the plugin gave no limit.
 const defaultCaptureLimit = 1 << 20
 
-// newCaptureReq returns the capture a plugin's action asks for, or nil.
-func newCaptureReq(act *plugin.Action) *captureReq {
+// newCaptureReq returns the capture a plugin's action asks for, or nil, and keeps it among the
+// pending ones until its result is handed over.
+func (s *ClientSession) newCaptureReq(act *plugin.Action) *captureReq {
 	if act.Capture == nil {
 		return nil
 	}
@@ -37,7 +42,11 @@ func newCaptureReq(act *plugin.Action) *captureReq {
 	if limit <= 0 {
 		limit = defaultCaptureLimit
 	}
-	return &captureReq{token: act.Capture, limit: limit}
+	r := &captureReq{token: act.Capture, limit: limit}
+	s.mu.Lock()
+	s.capPending = append(s.capPending, r)
+	s.mu.Unlock()
+	return r
 }
 
 // add appends one message of the result.
@@ -86,15 +95,39 @@ func (s *ClientSession) captureMsgLocked(hk entryKind, hc *captureReq, typ byte,
 			s.finishCaptureLocked() // a simple Query's statement ends at ReadyForQuery
 		}
 		// Results count only when the statement ran outside a transaction block, which
-		// ReadyForQuery 'I' after it proves.
-		if len(msg) > wire.HeaderLen && msg[wire.HeaderLen] == 'I' {
-			s.results = append(s.results, s.captured...)
+		// ReadyForQuery 'I' after it proves; otherwise the plugin hears the capture failed.
+		idle := len(msg) > wire.HeaderLen && msg[wire.HeaderLen] == 'I'
+		for _, r := range s.captured {
+			if !idle {
+				r.Wire = nil
+			}
+			s.results = append(s.results, r)
 		}
 		s.captured = s.captured[:0]
+		s.abandonCapturesLocked()
 		if s.q.empty() {
 			s.capOut.Store(false)
 		}
 	}
+}
+
+// abandonCapturesLocked tells the plugins about requested captures whose statement ended
+// without a result to hand over (an error before any row, a Bind never executed): a plugin
+// waiting on one (a cache holding other clients back from the same miss) must hear it.
+func (s *ClientSession) abandonCapturesLocked() {
+	keep := s.capPending[:0]
+	for _, r := range s.capPending {
+		switch {
+		case r.done:
+		case !r.queued || s.q.holdsCapture(r):
+			keep = append(keep, r)
+		default:
+			r.done = true
+			s.results = append(s.results, plugin.Result{Client: s.client, Capture: r.token})
+		}
+	}
+	clear(s.capPending[len(keep):])
+	s.capPending = keep
 }
 
 // captureRow feeds a DataRow to the capture of its statement. Only the goroutine reading the
@@ -134,11 +167,15 @@ func wireFromRows(act *plugin.Action) []byte {
 func (s *ClientSession) finishCaptureLocked() {
 	c := s.cap
 	s.cap = nil
-	if c.failed || c.commands != 1 {
+	if c.req.done {
 		return
 	}
-	s.captured = append(s.captured, plugin.Result{Client: s.client, Capture: c.req.token, Wire: c.buf,
-		Tag: string(wire.CommandTag(lastMessage(c.buf)))})
+	c.req.done = true
+	r := plugin.Result{Client: s.client, Capture: c.req.token}
+	if !c.failed && c.commands == 1 {
+		r.Wire, r.Tag = c.buf, string(wire.CommandTag(lastMessage(c.buf)))
+	}
+	s.captured = append(s.captured, r)
 }
 
 // lastMessage returns the last protocol message in b.

@@ -115,6 +115,7 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 	e := entry{kind: passKinds[typ]}
 	if s.pendingCapture != nil && (typ == wire.Execute || (typ == wire.Describe && body[0] == 'P')) {
 		e.capture = s.pendingCapture
+		e.capture.queued = true // s.mu is held
 		s.capOut.Store(true)
 		if typ == wire.Execute {
 			s.pendingCapture = nil
@@ -339,6 +340,11 @@ func (s *ClientSession) extendedHooks(ch *hooks.Chain, typ byte, msg []byte) (ou
 			s.hookStmts[string(name)] = string(query)
 		}
 	case wire.Bind:
+		if pc := s.pendingCapture; pc != nil {
+			s.mu.Lock()
+			pc.queued = true // replaced before it was executed
+			s.mu.Unlock()
+		}
 		s.answering, s.pendingCapture = nil, nil
 		name, ok := wire.BindStatement(body)
 		vals, bin, ok2 := wire.BindParams(body)
@@ -360,7 +366,7 @@ func (s *ClientSession) extendedHooks(ch *hooks.Chain, typ byte, msg []byte) (ou
 			return nil, true, s.synth(entry{kind: kRawSynth, msg: []byte{wire.BindComplete, 0, 0, 0, 4}})
 		}
 		if act.Kind == plugin.Continue && unnamedPortal {
-			s.pendingCapture = newCaptureReq(&act)
+			s.pendingCapture = s.newCaptureReq(&act)
 		}
 	}
 	switch act.Kind {

@@ -45,6 +45,7 @@ type pluginState struct {
 	pendingCapture *captureReq
 	cap            *capture
 	captured       []plugin.Result
+	capPending     []*captureReq // requested captures not handed over yet; guarded by s.mu
 	capOut         atomic.Bool
 }
 

@@ -93,3 +93,13 @@ func (q *queue) reset() {
 	clear(q.e)
 	q.e, q.h = q.e[:0], 0
 }
+
+// holdsCapture reports whether an entry still queued carries capture r.
+func (q *queue) holdsCapture(r *captureReq) bool {
+	for i := q.h; i < len(q.e); i++ {
+		if q.e[i].capture == r {
+			return true
+		}
+	}
+	return false
+}

@@ -550,6 +550,11 @@ var syncMsg = []byte{wire.Sync, 0, 0, 0, 4}
 // sync handles the client's Sync: the end of an extended-protocol batch.
 func (s *ClientSession) sync() error {
 	s.failing = false
+	if pc := s.pendingCapture; pc != nil {
+		s.mu.Lock()
+		pc.queued = true // never executed: the batch's ReadyForQuery ends it
+		s.mu.Unlock()
+	}
 	s.answering, s.pendingCapture = nil, nil
 	s.mu.Lock()
 	srv := s.srv
@@ -640,7 +645,7 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 			body = wire.Body(msg)
 		}
 		if act.Kind == plugin.Continue {
-			capReq = newCaptureReq(&act)
+			capReq = s.newCaptureReq(&act)
 		}
 	}
 	srv, err := s.attach(s.classify(body), text, nil)
@@ -656,6 +661,7 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 	}
 	s.q.push(entry{kind: kQuery, capture: capReq})
 	if capReq != nil {
+		capReq.queued = true
 		s.capOut.Store(true)
 	}
 	if srv.UnnamedOwner == s {

@@ -103,6 +103,10 @@ type Cache struct {
 	WALPublication  string `toml:"wal_publication"`
 	WALSlot         string `toml:"wal_slot"`
 
+	// StampedeWait is how long a miss waits for another client of this sluice that is
+	// already filling the same key, instead of running the same query too (default 1s).
+	StampedeWait Duration `toml:"stampede_wait"`
+
 	log      *slog.Logger
 	host     plugin.Host
 	an       *analyzer
@@ -114,6 +118,8 @@ type Cache struct {
 
 	cmu      sync.Mutex
 	catalogs map[string]*dbCatalog
+
+	flights sync.Map // entry key -> *flight: a miss being filled
 
 	startups sync.Map // net.Addr (a pointer) -> startupRec
 
@@ -198,6 +204,9 @@ func (p *Cache) Provision(ctx plugin.Context) error {
 	}
 	if p.CatalogRefresh <= 0 {
 		p.CatalogRefresh = Duration(30 * time.Second)
+	}
+	if p.StampedeWait <= 0 {
+		p.StampedeWait = Duration(time.Second)
 	}
 	if p.WALPublication == "" {
 		p.WALPublication = "sluice_cache"
@@ -423,9 +432,17 @@ func (p *Cache) apply(w writeSet) {
 
 // fill is what a miss hands to its own result: where to store it.
 type fill struct {
-	key string
-	ttl time.Duration
-	seq uint64
+	key    string
+	ttl    time.Duration
+	seq    uint64
+	flight *flight
+}
+
+// flight is one client's fill of a key that others missed too: they wait for it rather than
+// all run the query (100 concurrent misses make one query on Postgres).
+type flight struct {
+	done  chan struct{}
+	start time.Time
 }
 
 // OnQuery answers eligible SELECTs from the cache, asks for the result of misses, and records
@@ -484,7 +501,56 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 		return plugin.AnswerWire(v), nil
 	}
 	p.stats.misses.Add(1)
-	return plugin.Action{Capture: &fill{key: key, ttl: ttl, seq: seq}, CaptureLimit: p.MaxEntrySize}, nil
+	f, waited := p.joinFlight(ctx, key)
+	if waited {
+		gctx, cancel := context.WithTimeout(ctx, time.Duration(p.RedisTimeout))
+		v, err := p.st.get(gctx, key, ttl)
+		cancel()
+		if _, ok := p.st.serving(); err == nil && v != nil && ok {
+			p.stats.hits.Add(1)
+			return plugin.AnswerWire(v), nil
+		}
+		return plugin.ContinueQuery(), nil // the fill failed: run it, without filling again
+	}
+	return plugin.Action{Capture: &fill{key: key, ttl: ttl, seq: seq, flight: f}, CaptureLimit: p.MaxEntrySize}, nil
+}
+
+// joinFlight makes this miss the one that fills key, or, when another client already fills it,
+// waits for that fill (up to stampede_wait) and reports waited. A fill older than the wait is
+// taken over: its client may have gone.
+func (p *Cache) joinFlight(ctx context.Context, key string) (f *flight, waited bool) {
+	wait := time.Duration(p.StampedeWait)
+	mine := &flight{done: make(chan struct{}), start: time.Now()}
+	for {
+		v, loaded := p.flights.LoadOrStore(key, mine)
+		if !loaded {
+			return mine, false
+		}
+		other := v.(*flight)
+		if time.Since(other.start) > wait {
+			if p.flights.CompareAndSwap(key, other, mine) {
+				return mine, false
+			}
+			continue
+		}
+		t := time.NewTimer(wait - time.Since(other.start))
+		select {
+		case <-other.done:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		return nil, true
+	}
+}
+
+// land ends a fill: the clients waiting for it read the entry (or run the query).
+func (p *Cache) land(f *fill) {
+	if f.flight == nil {
+		return
+	}
+	p.flights.CompareAndDelete(f.key, f.flight)
+	close(f.flight.done)
 }
 
 // lookupKey decides whether q may be cached and, if so, returns its key. why is the reason
@@ -656,6 +722,7 @@ func (p *Cache) OnResult(ctx context.Context, r *plugin.Result) {
 	if !ok {
 		return
 	}
+	defer p.land(f)
 	seq, serving := p.st.serving()
 	if r.Error != nil || r.Wire == nil || len(r.Wire) > p.MaxEntrySize || !serving || seq != f.seq {
 		p.stats.fillsSkipped.Add(1)

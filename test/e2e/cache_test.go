@@ -373,3 +373,49 @@ func TestCacheExtendedProtocol(t *testing.T) {
 		t.Fatalf("the described read after the write: %s", got)
 	}
 }
+
+// TestCacheStampede: 100 clients missing the same key at once make one query on Postgres; the
+// others wait for its fill and are answered from it.
+func TestCacheStampede(t *testing.T) {
+	s, direct := startCachedSluice(t)
+	ctx := context.Background()
+	if _, err := direct.Exec(ctx, `CREATE TABLE cache_stampede (id int, pad text);
+		ALTER TABLE cache_stampede OWNER TO app;
+		INSERT INTO cache_stampede SELECT g, repeat('x', 50) FROM generate_series(1, 300000) g`); err != nil {
+		t.Fatal(err)
+	}
+	const warm = "SELECT count(*) FROM cache_stampede WHERE id < 0"
+	const q = "SELECT count(*) FROM cache_stampede"
+	conns := make([]*pgx.Conn, 100)
+	for i := range conns {
+		conns[i] = simpleConn(t, s)
+	}
+	// The catalog loads at the first query: warm it with another key of the same table.
+	waitCached(t, conns[0], direct, warm)
+	time.Sleep(500 * time.Millisecond) // the WAL's invalidation of the table's fill
+	waitCached(t, conns[0], direct, warm)
+	before := serverCalls(t, direct, q)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, len(conns))
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			var n int64
+			if err := c.QueryRow(ctx, q).Scan(&n); err != nil || n != 300000 {
+				errs <- fmt.Errorf("count %d, %v", n, err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if calls := serverCalls(t, direct, q) - before; calls != 1 {
+		t.Errorf("100 concurrent misses made %d queries on Postgres; want 1", calls)
+	}
+}
