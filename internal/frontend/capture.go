@@ -15,6 +15,11 @@ type captureReq struct {
 	token any
 	limit int
 	done  bool // its result was handed over (guarded by s.mu)
+	// stmt and resFmts are, for a Bind, the client's statement name and the result formats:
+	// a result without a row description (the client did not describe the portal) gets the
+	// statement's, with these formats.
+	stmt    string
+	resFmts []int16
 	// queued is set once the request's statement was sent (or its batch ended without it):
 	// from then on a ReadyForQuery that finds it in no queued entry ends it. Guarded by s.mu.
 	queued bool
@@ -80,8 +85,12 @@ func (s *ClientSession) captureMsgLocked(hk entryKind, hc *captureReq, typ byte,
 				if len(s.cap.buf) == 0 || s.cap.buf[0] != wire.RowDescription {
 					// The client did not Describe the portal, so the result has no row
 					// description, and a stored result must be able to answer a client
-					// that does.
-					s.cap.failed = true
+					// that does: take the statement's, as a Describe of it gave it.
+					if d := s.portalDescLocked(s.cap.req); d != nil && !s.cap.failed {
+						s.cap.buf = append(d, s.cap.buf...)
+					} else {
+						s.cap.failed = true
+					}
 				}
 				s.finishCaptureLocked()
 			}
@@ -225,4 +234,62 @@ func (s *ClientSession) answerExtended(typ byte, body []byte) (bool, error) {
 		return true, s.synth(entry{kind: kRawSynth, msg: a.rest})
 	}
 	return false, nil
+}
+
+// maxStatementDescs bounds the row descriptions kept per client.
+const maxStatementDescs = 1000
+
+// keepStatementDescLocked keeps the row description a Describe of the client's statement name
+// returned. s.mu is held.
+func (s *ClientSession) keepStatementDescLocked(name string, msg []byte) {
+	if s.stmtDescs == nil {
+		s.stmtDescs = map[string][]byte{}
+	}
+	if len(s.stmtDescs) >= maxStatementDescs {
+		clear(s.stmtDescs)
+	}
+	s.stmtDescs[name] = append([]byte(nil), msg...)
+}
+
+// portalDescLocked returns the row description of a captured Bind's portal: its statement's,
+// with the Bind's result formats, or nil when the statement was not described.
+func (s *ClientSession) portalDescLocked(r *captureReq) []byte {
+	d := s.stmtDescs[r.stmt]
+	if d == nil {
+		return nil
+	}
+	out := append([]byte(nil), d...)
+	body := out[wire.HeaderLen:]
+	if len(body) < 2 {
+		return nil
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	p := 2
+	for i := 0; i < n; i++ {
+		z := p
+		for z < len(body) && body[z] != 0 {
+			z++
+		}
+		p = z + 1 + 18
+		if p > len(body) {
+			return nil
+		}
+		var f int16
+		switch {
+		case len(r.resFmts) == 1:
+			f = r.resFmts[0]
+		case i < len(r.resFmts):
+			f = r.resFmts[i]
+		}
+		binary.BigEndian.PutUint16(body[p-2:], uint16(f))
+	}
+	return out
+}
+
+// forgetStatementDesc drops the row description kept for a statement the client replaces or
+// closes.
+func (s *ClientSession) forgetStatementDesc(name string) {
+	s.mu.Lock()
+	delete(s.stmtDescs, name)
+	s.mu.Unlock()
 }

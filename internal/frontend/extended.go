@@ -113,6 +113,9 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 		}
 	}
 	e := entry{kind: passKinds[typ]}
+	if typ == wire.Describe && body[0] == 'S' && s.chain != nil {
+		e.desc = "S" + string(body[1:len(body)-1])
+	}
 	if s.pendingCapture != nil && (typ == wire.Execute || (typ == wire.Describe && body[0] == 'P')) {
 		e.capture = s.pendingCapture
 		e.capture.queued = true // s.mu is held
@@ -293,7 +296,11 @@ func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
 		s.q.push(entry{kind: kBind})
 		send = wire.AppendBindRenamed(send, body, st.server)
 	} else {
-		s.q.push(entry{kind: kDescribe})
+		e := entry{kind: kDescribe}
+		if s.chain != nil {
+			e.desc = "S" + string(name)
+		}
+		s.q.push(e)
 		send = wire.AppendStatementMsg(send, wire.Describe, 'S', st.server)
 	}
 	s.open = true
@@ -321,6 +328,7 @@ func (s *ClientSession) extendedHooks(ch *hooks.Chain, typ byte, msg []byte) (ou
 	case wire.Close:
 		if kind, name, ok := wire.StatementRef(typ, body); ok && kind == 'S' {
 			delete(s.hookStmts, string(name))
+			s.forgetStatementDesc(string(name))
 		}
 		return msg, false, nil
 	case wire.Parse:
@@ -328,6 +336,8 @@ func (s *ClientSession) extendedHooks(ch *hooks.Chain, typ byte, msg []byte) (ou
 		if !ok {
 			return msg, false, nil // the usual path reports it
 		}
+		// A new statement under the name: its row description is not the old one's.
+		s.forgetStatementDesc(string(name))
 		act = s.queryHooks(ch, plugin.Parse, query, "", nil, nil, nil)
 		if act.Rewrite != "" && act.Kind == plugin.Continue {
 			query = []byte(act.Rewrite)
@@ -366,7 +376,9 @@ func (s *ClientSession) extendedHooks(ch *hooks.Chain, typ byte, msg []byte) (ou
 			return nil, true, s.synth(entry{kind: kRawSynth, msg: []byte{wire.BindComplete, 0, 0, 0, 4}})
 		}
 		if act.Kind == plugin.Continue && unnamedPortal {
-			s.pendingCapture = s.newCaptureReq(&act)
+			if s.pendingCapture = s.newCaptureReq(&act); s.pendingCapture != nil {
+				s.pendingCapture.stmt, s.pendingCapture.resFmts = string(name), rf
+			}
 		}
 	}
 	switch act.Kind {

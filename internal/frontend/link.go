@@ -502,6 +502,9 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 	case wire.BindComplete, wire.NoData, wire.EmptyQuery, wire.PortalSuspended:
 		s.popIf(kBind, kDescribe, kExecute)
 	case wire.RowDescription:
+		if h := s.q.head(); h != nil && h.kind == kDescribe && h.desc != "" {
+			s.keepStatementDescLocked(h.desc[1:], msg)
+		}
 		s.popIf(kDescribe)
 	case wire.CloseComplete:
 		if h := s.q.head(); h != nil && (h.kind == kClose || h.kind == kCloseSwallow) {

@@ -45,7 +45,8 @@ type pluginState struct {
 	pendingCapture *captureReq
 	cap            *capture
 	captured       []plugin.Result
-	capPending     []*captureReq // requested captures not handed over yet; guarded by s.mu
+	capPending     []*captureReq     // requested captures not handed over yet; guarded by s.mu
+	stmtDescs      map[string][]byte // row descriptions of the client's statements; s.mu
 	capOut         atomic.Bool
 }
 

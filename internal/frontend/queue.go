@@ -30,6 +30,9 @@ type entry struct {
 	// capture is a plugin's Action.Capture for the statement this entry's reply belongs to
 	// (kQuery, kDescribe or kExecute).
 	capture *captureReq
+	// desc, on a Describe of a statement, is the client's name for it ("" unnamed) with a
+	// leading 'S': its row description is kept for captures (capture.go).
+	desc string
 }
 
 func (e *entry) synthetic() bool {

@@ -348,8 +348,9 @@ func TestCacheExtendedProtocol(t *testing.T) {
 		}
 		return nil
 	})
-	// pgx asks for int columns in binary: another key, so its read runs (and, as pgx does
-	// not describe its portal, does not fill). Another parameter is another key too.
+	// pgx asks for int columns in binary: another key, so its first read runs. pgx does not
+	// describe its portal; the statement's description (from its prepare) goes with the
+	// result, so the read fills the cache too, and the next one is answered from it.
 	before := serverCalls(t, direct, q)
 	if got := read(reader, 5); got != want {
 		t.Fatalf("pgx read: %s; want %s", got, want)
@@ -359,6 +360,15 @@ func TestCacheExtendedProtocol(t *testing.T) {
 	}
 	if after := serverCalls(t, direct, q); after != before+2 {
 		t.Errorf("%d calls reached the server; want 2 (pgx's binary read, the new parameter)", after-before)
+	}
+	before = serverCalls(t, direct, q)
+	for range 3 {
+		if got := read(reader, 5); got != want {
+			t.Fatalf("pgx read from the cache: %s; want %s", got, want)
+		}
+	}
+	if after := serverCalls(t, direct, q); after != before {
+		t.Errorf("pgx's reads reached the server %d times after its first; want 0", after-before)
 	}
 	if got := run(filler, "5"); got != want {
 		t.Fatalf("the described read again: %s; want %s", got, want)
