@@ -47,8 +47,9 @@ func cacheServers(t *testing.T) (*pgtest.Postgres, *pgtest.Redis) {
 	return cachePG, cacheRedis
 }
 
-// startCachedSluice runs sluice with the cache in front of the cache tests' Postgres.
-func startCachedSluice(t *testing.T) (*Sluice, *pgx.Conn) {
+// startCachedSluice runs sluice with the cache in front of the cache tests' Postgres. extra are
+// more [pools.app.users.<n>] sections.
+func startCachedSluice(t *testing.T, extra ...string) (*Sluice, *pgx.Conn) {
 	pgc, r := cacheServers(t)
 	general := fmt.Sprintf(`
 [plugins.cache]
@@ -57,7 +58,11 @@ prefix = %q
 ttl = "60s"
 wal_dsn = %q
 `, r.Addr, "e2e:"+t.Name()+":", pgc.DSN(appDB, pgtest.SuperUser, pgtest.SuperPassword))
-	s := startSluice(t, poolConfig{ServerPort: pgc.Port, General: general})
+	pc := poolConfig{ServerPort: pgc.Port, General: general}
+	if len(extra) > 0 {
+		pc.Shards = strings.Join(extra, "\n") + fmt.Sprintf("\n[pools.app.shards.0]\ndatabase = %q\nservers = [[\"127.0.0.1\", %d, \"primary\"]]\n", appDB, pgc.Port)
+	}
+	s := startSluice(t, pc)
 	ctx := context.Background()
 	direct, err := pgx.Connect(ctx, pgc.DSN(appDB, pgtest.SuperUser, pgtest.SuperPassword))
 	if err != nil {
@@ -427,5 +432,69 @@ func TestCacheStampede(t *testing.T) {
 	}
 	if calls := serverCalls(t, direct, q) - before; calls != 1 {
 		t.Errorf("100 concurrent misses made %d queries on Postgres; want 1", calls)
+	}
+}
+
+// TestCacheRoles: results never cross roles. Two users with different grants each get what
+// their own grants allow, and a table with row level security is never cached: each user sees
+// only its rows, every time from Postgres.
+func TestCacheRoles(t *testing.T) {
+	ctx := context.Background()
+	pgc, _ := cacheServers(t)
+	const other, otherPass = "cache_other", "other-secret"
+	if err := pgc.Exec(ctx, appDB, fmt.Sprintf(`DO $$ BEGIN
+		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '%s') THEN CREATE ROLE %s LOGIN PASSWORD '%s'; END IF; END $$`, other, other, otherPass)); err != nil {
+		t.Fatal(err)
+	}
+	s, direct := startCachedSluice(t, fmt.Sprintf("[pools.app.users.1]\nusername = %q\npassword = %q\npool_size = 3\n", other, otherPass))
+	if _, err := direct.Exec(ctx, `
+		CREATE TABLE cache_grants (id int, v text); ALTER TABLE cache_grants OWNER TO app;
+		INSERT INTO cache_grants VALUES (1, 'for app only');
+		CREATE TABLE cache_rls (id int, owner text, v text); ALTER TABLE cache_rls OWNER TO app;
+		INSERT INTO cache_rls VALUES (1, 'app', 'app row'), (2, 'cache_other', 'other row');
+		ALTER TABLE cache_rls ENABLE ROW LEVEL SECURITY; ALTER TABLE cache_rls FORCE ROW LEVEL SECURITY;
+		CREATE POLICY own ON cache_rls USING (owner = current_user);
+		GRANT SELECT ON cache_rls TO cache_other`); err != nil {
+		t.Fatal(err)
+	}
+	app := simpleConn(t, s)
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/%s?sslmode=disable", other, otherPass, s.Port, appDB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	oc, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oc.Close(ctx)
+
+	const grants = "SELECT id, v FROM cache_grants ORDER BY id"
+	waitCached(t, app, direct, grants)
+	for range 3 {
+		if _, err := rowsText(ctx, oc, grants); sqlstateOf(err) != "42501" {
+			t.Fatalf("the other role read a table it has no grant on: %v", err)
+		}
+	}
+
+	const rls = "SELECT v FROM cache_rls ORDER BY id"
+	for range 3 {
+		got, err := rowsText(ctx, app, rls)
+		if err != nil || strings.TrimSpace(got) != "app row" {
+			t.Fatalf("app through sluice: %q, %v", got, err)
+		}
+		got, err = rowsText(ctx, oc, rls)
+		if err != nil || strings.TrimSpace(got) != "other row" {
+			t.Fatalf("the other role through sluice: %q, %v", got, err)
+		}
+	}
+	before := serverCalls(t, direct, rls)
+	for range 3 {
+		if _, err := rowsText(ctx, app, rls); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := serverCalls(t, direct, rls); after != before+3 {
+		t.Errorf("reads of a table with row level security reached Postgres %d times of 3; it must never be cached", after-before)
 	}
 }
