@@ -3,8 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -496,5 +499,168 @@ func TestCacheRoles(t *testing.T) {
 	}
 	if after := serverCalls(t, direct, rls); after != before+3 {
 		t.Errorf("reads of a table with row level security reached Postgres %d times of 3; it must never be cached", after-before)
+	}
+}
+
+// TestCacheStaleness runs 8 clients through sluice for a minute, mixing cached reads with
+// multi-row INSERT, UPSERT, range UPDATE, DELETE, COPY and rolled-back transactions, while a
+// ninth client writes to Postgres directly. Every write through sluice bumps a version row in
+// the same transaction: a read that began after a commit must see that commit's version or a
+// later one. Writes that bypass sluice must be seen within a second (p99).
+func TestCacheStaleness(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a minute of load")
+	}
+	s, direct := startCachedSluice(t)
+	ctx := context.Background()
+	if _, err := direct.Exec(ctx, `CREATE TABLE stale_items (id int PRIMARY KEY, v int);
+		ALTER TABLE stale_items OWNER TO app;
+		CREATE TABLE stale_meta (k int PRIMARY KEY, version bigint); ALTER TABLE stale_meta OWNER TO app;
+		INSERT INTO stale_meta VALUES (1, 0), (2, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	const duration = 60 * time.Second
+	deadline := time.Now().Add(duration)
+	var committed atomic.Int64 // the highest version of k = 1 known committed
+	type directWrite struct {
+		version int64
+		at      time.Time
+	}
+	var dmu sync.Mutex
+	var directWrites []directWrite
+	var stale, reads, writes atomic.Int64
+	var lagMu sync.Mutex
+	var lags []time.Duration
+	var wg sync.WaitGroup
+	fail := make(chan error, 16)
+
+	writer := func(id int) {
+		defer wg.Done()
+		c := connect(t, s)
+		rng := rand.New(rand.NewPCG(uint64(id), 7))
+		for time.Now().Before(deadline) {
+			tx, err := c.Begin(ctx)
+			if err != nil {
+				fail <- err
+				return
+			}
+			lo := rng.IntN(500)
+			var stmt string
+			switch rng.IntN(5) {
+			case 0:
+				stmt = fmt.Sprintf("INSERT INTO stale_items SELECT g, 0 FROM generate_series(%d, %d) g ON CONFLICT (id) DO UPDATE SET v = stale_items.v + 1", lo, lo+5)
+			case 1:
+				stmt = fmt.Sprintf("UPDATE stale_items SET v = v + 1 WHERE id BETWEEN %d AND %d", lo, lo+20)
+			case 2:
+				stmt = fmt.Sprintf("DELETE FROM stale_items WHERE id > %d AND id < %d", lo, lo+3)
+			case 3:
+				rows := [][]any{{lo + 1000 + rng.IntN(100000), 1}}
+				if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stale_items"}, []string{"id", "v"}, pgx.CopyFromRows(rows)); err != nil && sqlstateOf(err) != "23505" {
+					fail <- err
+					return
+				}
+			case 4:
+				stmt = fmt.Sprintf("INSERT INTO stale_items VALUES (%d, 1) ON CONFLICT (id) DO NOTHING", lo)
+			}
+			if stmt != "" {
+				if _, err := tx.Exec(ctx, stmt); err != nil {
+					tx.Rollback(ctx)
+					continue
+				}
+			}
+			var v int64
+			if err := tx.QueryRow(ctx, "UPDATE stale_meta SET version = version + 1 WHERE k = 1 RETURNING version").Scan(&v); err != nil {
+				tx.Rollback(ctx)
+				continue
+			}
+			if rng.IntN(6) == 0 {
+				tx.Rollback(ctx) // nothing of it may be seen
+				continue
+			}
+			if err := tx.Commit(ctx); err != nil {
+				continue
+			}
+			for old := committed.Load(); v > old && !committed.CompareAndSwap(old, v); old = committed.Load() {
+			}
+			writes.Add(1)
+		}
+	}
+	reader := func(id int) {
+		defer wg.Done()
+		c := simpleConn(t, s)
+		for time.Now().Before(deadline) {
+			floor := committed.Load()
+			var v, n int64
+			if err := c.QueryRow(ctx, "SELECT m.version, (SELECT count(*) FROM stale_items) FROM stale_meta m WHERE m.k = 1").Scan(&v, &n); err != nil {
+				fail <- err
+				return
+			}
+			reads.Add(1)
+			if v < floor {
+				stale.Add(1)
+			}
+			start := time.Now()
+			var dv int64
+			if err := c.QueryRow(ctx, "SELECT version FROM stale_meta WHERE k = 2").Scan(&dv); err != nil {
+				fail <- err
+				return
+			}
+			// How long ago was the first direct write this read does not show committed?
+			dmu.Lock()
+			for _, w := range directWrites {
+				if w.version > dv {
+					if lag := start.Sub(w.at); lag > 0 {
+						lagMu.Lock()
+						lags = append(lags, lag)
+						lagMu.Unlock()
+					}
+					break
+				}
+			}
+			dmu.Unlock()
+		}
+	}
+	for i := range 4 {
+		wg.Add(2)
+		go writer(i)
+		go reader(i)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		dc, err := pgx.Connect(ctx, cachePG.DSN(appDB, pgtest.SuperUser, pgtest.SuperPassword))
+		if err != nil {
+			fail <- err
+			return
+		}
+		defer dc.Close(ctx)
+		for time.Now().Before(deadline) {
+			var v int64
+			if err := dc.QueryRow(ctx, "UPDATE stale_meta SET version = version + 1 WHERE k = 2 RETURNING version").Scan(&v); err != nil {
+				fail <- err
+				return
+			}
+			dmu.Lock()
+			directWrites = append(directWrites, directWrite{v, time.Now()})
+			dmu.Unlock()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	wg.Wait()
+	close(fail)
+	for err := range fail {
+		t.Fatal(err)
+	}
+	slices.Sort(lags)
+	p99 := time.Duration(0)
+	if len(lags) > 0 {
+		p99 = lags[len(lags)*99/100]
+	}
+	t.Logf("%d reads, %d commits through sluice, %d stale; bypass writes seen late %d times, p99 %s", reads.Load(), writes.Load(), stale.Load(), len(lags), p99)
+	if stale.Load() != 0 {
+		t.Errorf("%d reads returned data older than a commit that finished before they began", stale.Load())
+	}
+	if p99 > time.Second {
+		t.Errorf("writes that bypassed sluice were seen %s late at p99; want within 1s", p99)
 	}
 }
