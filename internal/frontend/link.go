@@ -72,6 +72,7 @@ func (s *ClientSession) attach(r *classify.Result, text, bind []byte) (*backend.
 	}
 	s.rsrv = rs
 	s.startRecording(rs, role)
+	s.fresh = s.txMode
 	s.mu.Lock()
 	s.srv, s.pl, s.tx = srv, pl, 'I'
 	if !s.txMode {
@@ -101,7 +102,7 @@ func (s *ClientSession) settle() error {
 		return nil
 	}
 	if s.open || s.copyOpen {
-		s.recording = false // the pump reads the replies: no retry
+		s.recording, s.fresh = false, false // the pump reads the replies: no retry
 		s.startPumpLocked(srv, pl)
 		s.mu.Unlock()
 		return nil
@@ -121,6 +122,9 @@ func (s *ClientSession) settle() error {
 				return rerr
 			}
 			return s.settle()
+		}
+		if s.fresh && errors.Is(err, errServerGone) {
+			return s.goneBeforeRequest(srv, pl)
 		}
 		s.serverLost(srv, pl, err)
 		return err
@@ -407,7 +411,7 @@ func (s *ClientSession) pumpLoop(srv *backend.ServerConn, drain bool) (res pumpR
 		if err != nil {
 			return pumpFailed, err
 		}
-		if drain && s.recording {
+		if drain && (s.recording || s.fresh) {
 			// A server that is going away says so first, as a WARNING (immediate shutdown) or a
 			// FATAL: then nothing of the request ran and it may go elsewhere. Anything else
 			// begins the reply, and from there the request runs here or fails.
@@ -418,10 +422,11 @@ func (s *ClientSession) pumpLoop(srv *backend.ServerConn, drain bool) (res pumpR
 				}
 				if goneBeforeReply(msg) {
 					srv.Broken = true
+					s.goneCode, _ = wire.ErrorFields(wire.Body(msg))
 					return pumpFailed, errServerGone
 				}
 			}
-			s.recording = false
+			s.recording, s.fresh = false, false
 		}
 		if !locked {
 			o.mu.Lock()

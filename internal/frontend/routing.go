@@ -29,6 +29,10 @@ type routing struct {
 	recording bool
 	retrying  bool
 	replay    []byte
+	// fresh is set from a new server's attach until its first reply: a server found shutting
+	// down then (goneCode) ran nothing of the request.
+	fresh    bool
+	goneCode string
 
 	// cls classifies queries when the parser is on (the pool's, kept with target).
 	cls *classify.Classifier
@@ -285,6 +289,10 @@ func (s *ClientSession) checkout(tg *route.Target, role route.Role, wait time.Du
 		}
 	}
 	if err != nil {
+		if len(tg.Shards) > 1 && !errors.Is(err, errClientGone) {
+			// In a sharded pool, say which shard: the others still work.
+			err = fmt.Errorf("shard %d: %w", s.shard, err)
+		}
 		return nil, nil, nil, err
 	}
 	return srv, rs.Pool, rs, nil
@@ -549,4 +557,32 @@ func (s *ClientSession) sameShard(text, bind []byte) error {
 func (s *ClientSession) deferParse() bool {
 	sh := s.sharding
 	return sh != nil && sh.Extractor != nil && !s.pinned
+}
+
+// goneBeforeRequest handles a server that, at its first word to a request that began a
+// transaction, said it is shutting down (its connection sat in the pool while it stopped) and
+// that no other server could take: nothing of the request ran, so the client gets an ERROR and
+// its session goes on. The pool's other idle connections went with the server.
+func (s *ClientSession) goneBeforeRequest(srv *backend.ServerConn, pl *pool.Pool) error {
+	s.fresh, s.recording = false, false
+	s.mu.Lock()
+	if s.srv == srv {
+		s.srv, s.pl = nil, nil
+		s.q.reset()
+		s.open = false
+	}
+	s.mu.Unlock()
+	srv.Broken = true
+	pl.Release(srv)
+	pl.DiscardIdle()
+	where := "server " + srv.Addr()
+	if len(s.target.Shards) > 1 {
+		where = fmt.Sprintf("shard %d (%s)", s.shard, where)
+	}
+	code := s.goneCode
+	if code == "" {
+		code = "57P01"
+	}
+	b := wire.AppendError(nil, "ERROR", code, where+" is shutting down or restarting; the query did not run")
+	return s.emit(wire.AppendReadyForQuery(b, 'I'))
 }

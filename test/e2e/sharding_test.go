@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"github.com/sluicepg/sluice/internal/pgtest"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -127,4 +129,61 @@ shard_id_regex = '/\* shard_id: (\d+) \*/'
 		t.Errorf("a statement for another shard inside the transaction: %v; want 0A000", err)
 	}
 	tx.Rollback(ctx)
+}
+
+// TestShardDown: with one shard's server stopped, queries for the other shard go on, and those
+// that need the stopped one fail with an error that names it.
+func TestShardDown(t *testing.T) {
+	ctx := context.Background()
+	second, err := pgtest.StartPostgres(pgtest.Options{Name: "shard-down", Auth: "md5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Stop()
+	if err := second.CreateUser(ctx, appUser, appPass); err != nil {
+		t.Fatal(err)
+	}
+	servers := []*pgtest.Postgres{pg, second}
+	for _, p := range servers {
+		if err := p.CreateDatabase(ctx, "shard_down", appUser); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Exec(ctx, "shard_down", "CREATE TABLE items (id bigint PRIMARY KEY, v text); ALTER TABLE items OWNER TO app"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var shards string
+	for i, p := range servers {
+		shards += fmt.Sprintf("[pools.app.shards.%d]\ndatabase = \"shard_down\"\nservers = [[\"127.0.0.1\", %d, \"primary\"]]\n", i, p.Port)
+	}
+	s := startSluice(t, poolConfig{Shards: shards, Pool: "automatic_sharding_key = \"items.id\"\n", General: "connect_timeout = 1000\n"})
+	sharder := shard.Sharder{Func: shard.PgBigintHash, Type: shard.Bigint, Shards: 2}
+	var on0, on1 int64 = -1, -1
+	for k := int64(1); on0 < 0 || on1 < 0; k++ {
+		if sharder.ShardInt64(k) == 0 {
+			on0 = k
+		} else {
+			on1 = k
+		}
+	}
+	conn := connect(t, s)
+	for _, k := range []int64{on0, on1} {
+		if _, err := conn.Exec(ctx, "INSERT INTO items (id, v) VALUES ($1, 'x')", k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := second.StopServer(); err != nil {
+		t.Fatal(err)
+	}
+	defer second.Start()
+	for range 3 {
+		var v string
+		if err := conn.QueryRow(ctx, "SELECT v FROM items WHERE id = $1", on0).Scan(&v); err != nil {
+			t.Fatalf("a read on the shard that is up: %v", err)
+		}
+		_, err := conn.Exec(ctx, "SELECT v FROM items WHERE id = $1", on1)
+		if err == nil || !strings.Contains(err.Error(), "shard 1") {
+			t.Fatalf("a read on the stopped shard: %v; want an error naming shard 1", err)
+		}
+	}
 }
