@@ -186,12 +186,12 @@ primary %s:%d, replica %s:%d, second shard %s:%d, redis %s. Press Ctrl-C to stop
 
 // sluice is a running bin/sluice process.
 type sluice struct {
-	port       int
+	port          int
 	configFile    string
 	logFile       string
 	adminPassword string
 	cmd           *exec.Cmd
-	exited     chan struct{} // closed when cmd has exited
+	exited        chan struct{} // closed when cmd has exited
 }
 
 // startSluice writes a pgcat.toml-style configuration for one transaction-mode pool in front of
