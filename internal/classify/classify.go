@@ -17,6 +17,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/sluicepg/sluice/internal/textcache"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
@@ -82,7 +83,7 @@ type Classifier struct {
 	readFuncs  funcSet
 	strict     bool
 	maxLength  int
-	cache      *cache // nil when caching is off
+	cache      *textcache.Cache[*Result] // nil when caching is off
 }
 
 // New returns a Classifier for o.
@@ -104,7 +105,7 @@ func New(o Options) *Classifier {
 		if budget <= 0 {
 			budget = defaultCacheBytes
 		}
-		c.cache = newCache(size, budget)
+		c.cache = textcache.New[*Result](size, budget)
 	}
 	return c
 }
@@ -217,14 +218,17 @@ func (c *Classifier) Classify(query []byte) *Result {
 	var r *Result
 	if shaped {
 		// Kept apart from query, which must not escape (a hit does not allocate).
-		if r = c.cache.get(sh); r == nil {
+		var ok bool
+		if r, ok = c.cache.Get(sh); !ok {
 			r = c.classify(query)
-			c.cache.put(string(sh), r)
+			c.cache.Put(string(sh), r, entrySize(sh, r))
 		}
 		*bp = sh[:0]
-	} else if r = c.cache.get(query); r == nil {
+	} else if cached, ok := c.cache.Get(query); ok {
+		r = cached
+	} else {
 		r = c.classify(query)
-		c.cache.put(string(query), r)
+		c.cache.Put(string(query), r, entrySize(query, r))
 	}
 	shapeBufs.Put(bp)
 	return r
@@ -262,4 +266,16 @@ func statementKind(n *pg.Node) string {
 		return ""
 	}
 	return string(m.Descriptor().Name())
+}
+
+// entrySize estimates the memory a cache entry holds: its text, its Result and the map slot.
+func entrySize(text []byte, r *Result) int {
+	n := len(text) + 256
+	for _, t := range r.Reads {
+		n += len(t) + 16
+	}
+	for _, t := range r.Writes {
+		n += len(t) + 16
+	}
+	return n
 }

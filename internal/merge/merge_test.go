@@ -424,7 +424,7 @@ func TestCache(t *testing.T) {
 	for i := range 10 {
 		pl.Plan([]byte("SELECT " + strconv.Itoa(i)))
 	}
-	if n := pl.cache.len(); n != 3 {
+	if n := pl.cache.Len(); n != 3 {
 		t.Errorf("cache holds %d plans, want 3", n)
 	}
 	a := pl.Plan([]byte("SELECT 9"))

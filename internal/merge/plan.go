@@ -21,6 +21,7 @@ package merge
 import (
 	"errors"
 	"fmt"
+	"github.com/sluicepg/sluice/internal/textcache"
 	"strconv"
 	"strings"
 
@@ -132,7 +133,7 @@ const DefaultMaxLength = 16 << 10
 // Planner plans query texts, with a bounded cache of plans per text.
 type Planner struct {
 	maxLength int
-	cache     *cache
+	cache     *textcache.Cache[*Plan]
 }
 
 // NewPlanner returns a Planner for o.
@@ -148,7 +149,7 @@ func NewPlanner(o Options) *Planner {
 	if budget <= 0 {
 		budget = 8 << 20
 	}
-	p.cache = newCache(size, budget)
+	p.cache = textcache.New[*Plan](size, budget)
 	return p
 }
 
@@ -158,11 +159,11 @@ func (p *Planner) Plan(text []byte) *Plan {
 	if len(text) > p.maxLength {
 		return &Plan{ParseErr: fmt.Errorf("%w: %d bytes, limit %d", ErrTooLong, len(text), p.maxLength)}
 	}
-	if pl := p.cache.get(text); pl != nil {
+	if pl, ok := p.cache.Get(text); ok {
 		return pl
 	}
 	pl := plan(string(text))
-	p.cache.put(string(text), pl, 2*len(text)+len(pl.Query)+256)
+	p.cache.Put(string(text), pl, 2*len(text)+len(pl.Query)+256)
 	return pl
 }
 

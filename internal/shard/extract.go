@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/sluicepg/sluice/internal/textcache"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -55,7 +56,7 @@ type Extractor struct {
 	table, column string // the key, folded; table is "*" for any table
 	sharder       Sharder
 	maxLength     int
-	cache         *cache
+	cache         *textcache.Cache[*Statement]
 }
 
 // New returns an Extractor for o. It fails when o.Key is not "table.column" or "*.column",
@@ -80,7 +81,7 @@ func New(o Options) (*Extractor, error) {
 		if budget <= 0 {
 			budget = 32 << 20
 		}
-		e.cache = newCache(size, budget)
+		e.cache = textcache.New[*Statement](size, budget)
 	}
 	return e, nil
 }
@@ -128,13 +129,13 @@ type Statement struct {
 func (e *Extractor) Analyze(query []byte) *Statement {
 	cacheable := e.cache != nil && len(query) <= e.maxLength
 	if cacheable {
-		if st := e.cache.get(query); st != nil {
+		if st, ok := e.cache.Get(query); ok {
 			return st
 		}
 	}
 	st, size := e.analyze(query)
 	if cacheable {
-		e.cache.put(string(query), st, size)
+		e.cache.Put(string(query), st, size)
 	}
 	return st
 }

@@ -1,4 +1,7 @@
-package classify
+// Package textcache is a bounded, concurrent map from query texts to what was derived from them
+// (a classification, a sharding analysis, a merge plan): the one cache that keeps sluice from
+// parsing a text twice.
+package textcache
 
 import (
 	"hash/maphash"
@@ -7,7 +10,7 @@ import (
 	"sync/atomic"
 )
 
-// cache maps query texts to their Results. It is built for a read-mostly load from many
+// Cache maps query texts to values of type V. It is built for a read-mostly load from many
 // goroutines, where the same few texts are looked up again and again (pgbench -S: one text,
 // every client):
 //
@@ -20,22 +23,22 @@ import (
 //   - Eviction is CLOCK (second chance) per shard: a hit sets the entry's referenced bit if it
 //     is not set already (so a hot entry costs one read of the bit), and the hand clears bits
 //     until it finds an entry not used since its last pass.
-//   - Both the number of entries and their bytes (the text, the Result) are bounded per
+//   - Both the number of entries and their bytes (as the caller sizes them) are bounded per
 //     shard.
-type cache struct {
+type Cache[V any] struct {
 	seed   maphash.Seed
 	mask   uint64
-	shards []cacheShard
+	shards []cacheShard[V]
 }
 
 // shardEntries is the target number of entries per shard.
 const shardEntries = 128
 
-type cacheShard struct {
-	m atomic.Pointer[map[string]*cacheEntry]
+type cacheShard[V any] struct {
+	m atomic.Pointer[map[string]*cacheEntry[V]]
 
 	mu       sync.Mutex // serialises inserts; guards the fields below
-	ring     []*cacheEntry
+	ring     []*cacheEntry[V]
 	hand     int
 	bytes    int
 	maxCount int
@@ -44,47 +47,50 @@ type cacheShard struct {
 	_ [64]byte // keep neighbouring shards' hot pointers off one cache line
 }
 
-type cacheEntry struct {
+type cacheEntry[V any] struct {
 	key  string
-	res  *Result
+	val  V
 	size int
 	ref  atomic.Bool
 }
 
-func newCache(size, budget int) *cache {
+// New returns a Cache of about size entries and budget bytes in all.
+func New[V any](size, budget int) *Cache[V] {
+	size, budget = max(size, 1), max(budget, 1)
 	n := (size + shardEntries - 1) / shardEntries
 	n = 1 << bits.Len(uint(n-1)) // next power of two
-	c := &cache{seed: maphash.MakeSeed(), mask: uint64(n - 1), shards: make([]cacheShard, n)}
+	c := &Cache[V]{seed: maphash.MakeSeed(), mask: uint64(n - 1), shards: make([]cacheShard[V], n)}
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.maxCount = max(1, (size+n-1)/n)
 		s.maxBytes = max(1, budget/n)
-		empty := map[string]*cacheEntry{}
+		empty := map[string]*cacheEntry[V]{}
 		s.m.Store(&empty)
 	}
 	return c
 }
 
-func (c *cache) shard(b []byte) *cacheShard {
+func (c *Cache[V]) shard(b []byte) *cacheShard[V] {
 	return &c.shards[maphash.Bytes(c.seed, b)&c.mask]
 }
 
-// get returns the Result cached for query, or nil.
-func (c *cache) get(query []byte) *Result {
-	e := (*c.shard(query).m.Load())[string(query)]
+// Get returns the value cached for text. It does not allocate and takes no lock.
+func (c *Cache[V]) Get(text []byte) (v V, ok bool) {
+	e := (*c.shard(text).m.Load())[string(text)]
 	if e == nil {
-		return nil
+		return v, false
 	}
 	if !e.ref.Load() {
 		e.ref.Store(true)
 	}
-	return e.res
+	return e.val, true
 }
 
-// put caches r for text. When another goroutine cached the same text first, its Result
-// stays: both are equal.
-func (c *cache) put(text string, r *Result) {
-	size := entrySize(text, r)
+// Put caches v for text; size is what the entry holds in bytes (text included), as the caller
+// estimates it. When another goroutine cached the same text first, its value stays: values
+// derived from one text are equal. An entry larger than a shard's share of the budget is not
+// cached.
+func (c *Cache[V]) Put(text string, v V, size int) {
 	// maphash.String hashes as maphash.Bytes does, so the text lands in the shard get uses.
 	s := &c.shards[maphash.String(c.seed, text)&c.mask]
 	if size > s.maxBytes {
@@ -96,8 +102,8 @@ func (c *cache) put(text string, r *Result) {
 	if old[text] != nil {
 		return
 	}
-	e := &cacheEntry{key: text, res: r, size: size}
-	var evicted []*cacheEntry
+	e := &cacheEntry[V]{key: text, val: v, size: size}
+	var evicted []*cacheEntry[V]
 	for len(s.ring) > 0 && (len(s.ring) >= s.maxCount || s.bytes+size > s.maxBytes) {
 		victim := s.ring[s.hand]
 		if victim.ref.Load() {
@@ -119,7 +125,7 @@ func (c *cache) put(text string, r *Result) {
 	s.ring = append(s.ring, e)
 	s.bytes += size
 
-	m := make(map[string]*cacheEntry, len(old)+1-len(evicted))
+	m := make(map[string]*cacheEntry[V], len(old)+1-len(evicted))
 	for k, v := range old {
 		m[k] = v
 	}
@@ -130,23 +136,23 @@ func (c *cache) put(text string, r *Result) {
 	s.m.Store(&m)
 }
 
-// entrySize estimates the memory an entry holds: its text, its Result and the map slot.
-func entrySize(text string, r *Result) int {
-	n := len(text) + 256
-	for _, t := range r.Reads {
-		n += len(t) + 16
-	}
-	for _, t := range r.Writes {
-		n += len(t) + 16
+// Len returns the number of cached entries.
+func (c *Cache[V]) Len() int {
+	n := 0
+	for i := range c.shards {
+		n += len(*c.shards[i].m.Load())
 	}
 	return n
 }
 
-// len returns the number of cached entries, for tests.
-func (c *cache) len() int {
+// Bytes returns the bytes the cached entries hold, as their Puts sized them.
+func (c *Cache[V]) Bytes() int {
 	n := 0
 	for i := range c.shards {
-		n += len(*c.shards[i].m.Load())
+		s := &c.shards[i]
+		s.mu.Lock()
+		n += s.bytes
+		s.mu.Unlock()
 	}
 	return n
 }
