@@ -174,7 +174,7 @@ func run(ctx context.Context, s settings) error {
 Try it yourself:
 
     PGPASSWORD=%s psql -h %s -p %d -U demo demo      reads go to the replica, writes to the primary
-    PGPASSWORD=%s psql -h %s -p %d -U demo orders    two shards: try SELECT * FROM orders WHERE id = 7
+    PGPASSWORD=%s psql -h %s -p %d -U demo orders    two shards: SELECT * FROM orders WHERE id = 7; SELECT count(*) FROM orders;
     PGPASSWORD=%s psql -h %s -p %d -U admin pgcat    the admin console: SHOW DATABASES; SHOW POOLS;
 
 primary %s:%d, replica %s:%d, second shard %s:%d, redis %s. Press Ctrl-C to stop everything.
@@ -233,6 +233,7 @@ servers = [["%[4]s", %[5]d, "primary"], ["%[6]s", %[7]d, "replica"]]
 [pools.orders]
 pool_mode = "transaction"
 automatic_sharding_key = "orders.id"     # each row goes to the shard its id hashes to
+cross_shard_reads = "all"                # a read without a key runs on both shards, merged
 
 [pools.orders.users.0]
 username = "demo"
