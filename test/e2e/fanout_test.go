@@ -47,18 +47,8 @@ func TestFanout(t *testing.T) {
 	ctx := context.Background()
 	dbs := []string{"fan_e2e_0", "fan_e2e_1", "fan_e2e_all"}
 	const schema = "CREATE TABLE items (id bigint PRIMARY KEY, v text, n numeric, f float8, d date, grp int); ALTER TABLE items OWNER TO app"
-	for _, db := range dbs {
-		if err := pg.CreateDatabase(ctx, db, appUser); err != nil {
-			t.Fatal(err)
-		}
-		if err := pg.Exec(ctx, db, schema); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var shards string
-	for i, db := range dbs[:2] {
-		shards += fmt.Sprintf("[pools.app.shards.%d]\ndatabase = %q\nservers = [[\"127.0.0.1\", %d, \"primary\"]]\n", i, db, pg.Port)
-	}
+	shards := makeShards(t, schema, shardSpec{pg, dbs[0]}, shardSpec{pg, dbs[1]})
+	createDB(t, pg, dbs[2], schema) // every row, to compare with
 	s := startSluice(t, poolConfig{Shards: shards, Pool: `automatic_sharding_key = "items.id"
 cross_shard_reads = "all"
 cross_shard_writes = "all"
@@ -241,18 +231,7 @@ cross_shard_writes = "all"
 func TestFanoutDefaults(t *testing.T) {
 	ctx := context.Background()
 	dbs := []string{"fan_def_0", "fan_def_1"}
-	for _, db := range dbs {
-		if err := pg.CreateDatabase(ctx, db, appUser); err != nil {
-			t.Fatal(err)
-		}
-		if err := pg.Exec(ctx, db, "CREATE TABLE items (id bigint PRIMARY KEY, v text); ALTER TABLE items OWNER TO app"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var shards string
-	for i, db := range dbs {
-		shards += fmt.Sprintf("[pools.app.shards.%d]\ndatabase = %q\nservers = [[\"127.0.0.1\", %d, \"primary\"]]\n", i, db, pg.Port)
-	}
+	shards := makeShards(t, itemsSchema, shardSpec{pg, dbs[0]}, shardSpec{pg, dbs[1]})
 	s := startSluice(t, poolConfig{Shards: shards, Pool: `automatic_sharding_key = "items.id"` + "\n"})
 	conn := connectConfig(t, s, func(c *pgx.ConnConfig) { c.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol })
 	mustExec(t, conn, "INSERT INTO items (id, v) VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e')")

@@ -17,18 +17,7 @@ import (
 func TestAutomaticSharding(t *testing.T) {
 	ctx := context.Background()
 	dbs := []string{"shard_e2e_0", "shard_e2e_1"}
-	for _, db := range dbs {
-		if err := pg.CreateDatabase(ctx, db, appUser); err != nil {
-			t.Fatal(err)
-		}
-		if err := pg.Exec(ctx, db, "CREATE TABLE items (id bigint PRIMARY KEY, v text); ALTER TABLE items OWNER TO app"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var shards string
-	for i, db := range dbs {
-		shards += fmt.Sprintf("[pools.app.shards.%d]\ndatabase = %q\nservers = [[\"127.0.0.1\", %d, \"primary\"]]\n", i, db, pg.Port)
-	}
+	shards := makeShards(t, itemsSchema, shardSpec{pg, dbs[0]}, shardSpec{pg, dbs[1]})
 	s := startSluice(t, poolConfig{Shards: shards, Pool: `automatic_sharding_key = "items.id"
 shard_id_regex = '/\* shard_id: (\d+) \*/'
 `})
@@ -143,19 +132,7 @@ func TestShardDown(t *testing.T) {
 	if err := second.CreateUser(ctx, appUser, appPass); err != nil {
 		t.Fatal(err)
 	}
-	servers := []*pgtest.Postgres{pg, second}
-	for _, p := range servers {
-		if err := p.CreateDatabase(ctx, "shard_down", appUser); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.Exec(ctx, "shard_down", "CREATE TABLE items (id bigint PRIMARY KEY, v text); ALTER TABLE items OWNER TO app"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var shards string
-	for i, p := range servers {
-		shards += fmt.Sprintf("[pools.app.shards.%d]\ndatabase = \"shard_down\"\nservers = [[\"127.0.0.1\", %d, \"primary\"]]\n", i, p.Port)
-	}
+	shards := makeShards(t, itemsSchema, shardSpec{pg, "shard_down"}, shardSpec{second, "shard_down"})
 	s := startSluice(t, poolConfig{Shards: shards, Pool: "automatic_sharding_key = \"items.id\"\n", General: "connect_timeout = 1000\n"})
 	sharder := shard.Sharder{Func: shard.PgBigintHash, Type: shard.Bigint, Shards: 2}
 	var on0, on1 int64 = -1, -1
@@ -185,5 +162,38 @@ func TestShardDown(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "shard 1") {
 			t.Fatalf("a read on the stopped shard: %v; want an error naming shard 1", err)
 		}
+	}
+}
+
+// itemsSchema is the table the sharding tests shard by id.
+const itemsSchema = "CREATE TABLE items (id bigint PRIMARY KEY, v text); ALTER TABLE items OWNER TO app"
+
+// shardSpec is one shard of a test pool: a database on a server.
+type shardSpec struct {
+	pg *pgtest.Postgres
+	db string
+}
+
+// makeShards creates each shard's database, owned by the app user, with schema, and returns the
+// pool's [pools.app.shards.<n>] sections.
+func makeShards(t *testing.T, schema string, shards ...shardSpec) string {
+	t.Helper()
+	var toml string
+	for i, sh := range shards {
+		createDB(t, sh.pg, sh.db, schema)
+		toml += fmt.Sprintf("[pools.app.shards.%d]\ndatabase = %q\nservers = [[\"127.0.0.1\", %d, \"primary\"]]\n", i, sh.db, sh.pg.Port)
+	}
+	return toml
+}
+
+// createDB creates database db on p, owned by the app user, and runs schema in it.
+func createDB(t *testing.T, p *pgtest.Postgres, db, schema string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := p.CreateDatabase(ctx, db, appUser); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Exec(ctx, db, schema); err != nil {
+		t.Fatal(err)
 	}
 }
