@@ -337,6 +337,28 @@ func TestAccepted(t *testing.T) {
 	}
 }
 
+func TestUnordered(t *testing.T) {
+	pl := NewPlanner(Options{})
+	for _, tc := range []struct {
+		query string
+		want  bool
+	}{
+		{"SELECT * FROM items", true},
+		{"SELECT id, v FROM items i JOIN orders o ON o.item_id = i.id WHERE v > 'a'", true},
+		{"SELECT id FROM items ORDER BY id", false},
+		{"SELECT id FROM items LIMIT 3", false},
+		{"SELECT id FROM items OFFSET 3", false},
+		{"SELECT count(*) FROM items", false},
+		{"SELECT v FROM items GROUP BY v", false},
+		{"SELECT DISTINCT v FROM items", false},
+		{"UPDATE items SET v = 'x'", false},
+	} {
+		if got := pl.Plan([]byte(tc.query)).Unordered(); got != tc.want {
+			t.Errorf("%s: Unordered() = %v, want %v", tc.query, got, tc.want)
+		}
+	}
+}
+
 func TestKinds(t *testing.T) {
 	pl := NewPlanner(Options{MaxLength: 100})
 	for _, tc := range []struct {

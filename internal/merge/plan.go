@@ -90,6 +90,15 @@ type Plan struct {
 	hidden int
 }
 
+// Unordered reports whether the plan is a Select whose answer is the shards' rows in any
+// order, as they come: no ORDER BY, LIMIT, OFFSET, aggregate or GROUP BY to apply, and nothing
+// refused. Such a Select runs on each shard as it is (Query is the original text). COPY
+// (query) TO STDOUT runs across shards only then: its rows are COPY data, which sluice passes
+// on without reading.
+func (p *Plan) Unordered() bool {
+	return p.Kind == Select && p.Refused == nil && len(p.sort) == 0 && p.limit < 0 && p.offset == 0 && !p.agg && p.hidden == 0
+}
+
 // sortKey is one ORDER BY item mapped to a result column: by index, or (col < 0) by name,
 // looked up in the RowDescription when the select list has a star.
 type sortKey struct {

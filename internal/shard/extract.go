@@ -121,6 +121,7 @@ type Statement struct {
 	where   *cond   // the statement's restriction on the key; nil: all shards
 	changes []value // values an UPDATE or ON CONFLICT DO UPDATE assigns to the key
 	insert  *insert // set for a single INSERT ... VALUES into the key's table
+	copy    *Copy   // set for a text that is one COPY
 }
 
 // Analyze returns the Statement for query: the text of a simple Query message or of a Parse
@@ -367,6 +368,15 @@ func (a *analyzer) statement(n *pg.Node, only bool) *cond {
 		return orCond(append([]*cond{andCond(conds)}, a.with(d.GetWithClause())...))
 	case *pg.Node_ExplainStmt:
 		return a.statement(s.ExplainStmt.GetQuery(), false)
+	case *pg.Node_CopyStmt:
+		if only {
+			a.copyStmt(s.CopyStmt)
+		}
+		// COPY (query) TO runs where its query reads; COPY FROM writes wherever its rows'
+		// keys say, which only the data tells.
+		if q := s.CopyStmt.GetQuery(); q != nil {
+			return a.statement(q, false)
+		}
 	}
 	return nil
 }
