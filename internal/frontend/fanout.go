@@ -40,11 +40,14 @@ func (c *crossShard) Error() string { return "the statement runs on several shar
 // Reads of several named shards always fan out; reads with no key only with cross_shard_reads
 // = "all", and only when they read the sharded table (SELECT 1 still goes to default_shard).
 // A multi-row INSERT is split by its rows' shards. Other writes fan out with cross_shard_writes
-// = "all".
+// = "all". A COPY is copyAcross's to decide.
 func (s *ClientSession) crossShardFor(text, bind []byte, set shard.Set) error {
 	sh := s.sharding
 	if bind != nil || !s.txMode || sh.Planner == nil || text == nil {
 		return nil // the extended protocol and session mode keep one server per transaction
+	}
+	if cp := sh.Extractor.Analyze(text).Copy(); cp != nil {
+		return s.copyAcross(cp, text, set)
 	}
 	pc := s.target.Settings()
 	pl := sh.Planner.Plan(text)
@@ -142,6 +145,70 @@ type fanConn struct {
 	err    error  // the server failed, or the replies were too large
 }
 
+// readRole is the role of the servers a read that runs on several shards takes: what the
+// same read on one shard would get.
+func (s *ClientSession) readRole(text []byte) route.Role {
+	if s.parserOn(s.target.Settings()) && s.cls != nil {
+		return s.roleFor(s.cls.Classify(text))
+	}
+	return s.roleFor(nil)
+}
+
+// takeServers checks out one server of each shard, in shard order, so that two clients
+// fanning out never wait for each other's servers in a cycle, and applies the client's
+// settings to each. It returns the servers taken, also on error: the caller gives them back
+// with releaseServers. The error is a *codedError naming the shard, to answer the query
+// with, or one that ends the session (the client left; its own settings are invalid, for which
+// the client has had its FATAL).
+func (s *ClientSession) takeServers(shards []int, role route.Role) ([]*fanConn, error) {
+	wait := s.l.table().Config.General.QueryWaitTimeout
+	conns := make([]*fanConn, 0, len(shards))
+	for _, sh := range shards {
+		rs, err := s.target.Pick(sh, role, nil)
+		if err != nil {
+			return conns, &codedError{"08006", fmt.Sprintf("shard %d: %v", sh, err)}
+		}
+		srv, err := s.checkoutFrom(rs.Pool, wait)
+		if err != nil {
+			if errors.Is(err, errClientGone) {
+				return conns, err
+			}
+			return conns, &codedError{checkoutCode(err), fmt.Sprintf("shard %d: %v", sh, err)}
+		}
+		c := &fanConn{shard: sh, srv: srv, pl: rs.Pool, status: 'I'}
+		conns = append(conns, c)
+		srv.UnnamedOwner = nil
+		if err := s.syncParams(srv); err != nil {
+			c.err = err
+			if fatal := s.attachFatal(err); fatal != nil {
+				return conns, fatal
+			}
+			return conns, &codedError{"08006", fmt.Sprintf("shard %d: %v", sh, err)}
+		}
+	}
+	return conns, nil
+}
+
+// takeServersError answers the query whose takeServers failed, or ends the session.
+func (s *ClientSession) takeServersError(err error) error {
+	var ce *codedError
+	if errors.As(err, &ce) {
+		return s.queryError(ce.code, ce.msg)
+	}
+	return err
+}
+
+// releaseServers gives a fan-out's servers back to their pools. A server that failed, or
+// that is not idle (its reply not read to the end, a transaction left open), is closed.
+func releaseServers(conns []*fanConn) {
+	for _, c := range conns {
+		if c.err != nil || c.status != 'I' {
+			c.srv.Broken = true
+		}
+		c.pl.Release(c.srv)
+	}
+}
+
 // errFanoutTooLarge is a fan-out whose replies, all shards together, passed max_message_size.
 var errFanoutTooLarge = errors.New("too large")
 
@@ -154,50 +221,16 @@ func (s *ClientSession) fanout(cs *crossShard) error {
 	g := &s.l.table().Config.General
 	role := route.Primary
 	if cs.plan != nil {
-		pc := s.target.Settings()
-		if s.parserOn(pc) && s.cls != nil {
-			role = s.roleFor(s.cls.Classify([]byte(cs.queries[0])))
-		} else {
-			role = s.roleFor(nil)
-		}
+		role = s.readRole([]byte(cs.queries[0]))
 	}
 	if s.hookRole != "" {
 		role, s.hookRole = route.ParseRole(s.hookRole), ""
 	}
 	s.unnamed = s.unnamed[:0] // a simple Query drops the unnamed statement
-	conns := make([]*fanConn, 0, len(cs.shards))
-	defer func() {
-		for _, c := range conns {
-			if c.err != nil || c.status != 'I' {
-				c.srv.Broken = true
-			}
-			c.pl.Release(c.srv)
-		}
-	}()
-	// Servers are taken in shard order, so that two clients fanning out never wait for each
-	// other's servers in a cycle.
-	for _, sh := range cs.shards {
-		rs, err := s.target.Pick(sh, role, nil)
-		if err != nil {
-			return s.queryError("08006", fmt.Sprintf("shard %d: %v", sh, err))
-		}
-		srv, err := s.checkoutFrom(rs.Pool, g.QueryWaitTimeout)
-		if err != nil {
-			if errors.Is(err, errClientGone) {
-				return err
-			}
-			return s.queryError(checkoutCode(err), fmt.Sprintf("shard %d: %v", sh, err))
-		}
-		c := &fanConn{shard: sh, srv: srv, pl: rs.Pool, status: 'I'}
-		conns = append(conns, c)
-		srv.UnnamedOwner = nil
-		if err := s.syncParams(srv); err != nil {
-			if fatal := s.attachFatal(err); fatal != nil {
-				return fatal
-			}
-			c.err = err
-			return s.queryError("08006", fmt.Sprintf("shard %d: %v", sh, err))
-		}
+	conns, err := s.takeServers(cs.shards, role)
+	defer releaseServers(conns)
+	if err != nil {
+		return s.takeServersError(err)
 	}
 	for i, c := range conns {
 		q := cs.queries[i]
@@ -260,7 +293,6 @@ func (s *ClientSession) fanout(cs *crossShard) error {
 	for i, c := range conns {
 		replies[i] = c.reply
 	}
-	var err error
 	if cs.plan != nil {
 		out, err = cs.plan.Merge(out, replies)
 	} else {

@@ -54,6 +54,9 @@ type routing struct {
 	pinned      bool
 	pinnedShard int
 	rnd         uint32
+	// copyPending is a COPY FROM STDIN across shards that queryMsg decided on, run by
+	// copyInPending once its Query is consumed.
+	copyPending *crossCopy
 }
 
 // codedError is an error with the SQLSTATE the client gets.
@@ -409,7 +412,10 @@ func (s *ClientSession) retryElsewhere(srv *backend.ServerConn, pl *pool.Pool, c
 func (s *ClientSession) replayMsg(msg []byte) error {
 	switch msg[0] {
 	case wire.Query:
-		return s.queryMsg(msg)
+		if err := s.queryMsg(msg); err != nil {
+			return err
+		}
+		return s.copyInPending()
 	case wire.Sync:
 		return s.sync()
 	}
@@ -536,7 +542,16 @@ func (s *ClientSession) sameShard(text, bind []byte) error {
 			}
 		}
 	}
-	set, err := s.sharding.Extractor.Shards(text, p)
+	st := s.sharding.Extractor.Analyze(text)
+	if cp := st.Copy(); cp != nil && cp.From && cp.KeyTable {
+		// Its rows may belong anywhere; sent whole to this shard, some would be lost there.
+		where := "inside a transaction block"
+		if !s.txMode {
+			where = "in a session-mode pool"
+		}
+		return &codedError{"0A000", fmt.Sprintf("COPY into %s %s runs on one shard only (shard %d), but its rows may belong to others: run it outside a transaction block in a transaction-mode pool, where sluice splits the rows by %s, or choose the shard with SET SHARD first", cp.Table, where, s.shard, cp.Key)}
+	}
+	set, err := st.Shards(p)
 	if err != nil {
 		return &codedError{"0A000", err.Error()}
 	}

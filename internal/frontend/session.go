@@ -618,6 +618,9 @@ func (s *ClientSession) query(size int) error {
 	err = s.queryMsg(msg)
 	s.record(msg)
 	s.r.Discard(size)
+	if err == nil {
+		err = s.copyInPending()
+	}
 	return err
 }
 
@@ -653,6 +656,16 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 		var cs *crossShard
 		if errors.As(err, &cs) {
 			return s.fanout(cs)
+		}
+		var cc *crossCopy
+		if errors.As(err, &cc) {
+			if cc.cp.From {
+				// It reads the client's data, which follows this Query: the caller runs it
+				// once the Query is consumed.
+				s.copyPending = cc
+				return nil
+			}
+			return s.copyOut(cc)
 		}
 		if fatal := s.attachFatal(err); fatal != nil {
 			return fatal
