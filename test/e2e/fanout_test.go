@@ -39,22 +39,23 @@ func simpleText(ctx context.Context, c *pgconn.PgConn, sql string) ([]string, st
 	return rows, res[0].CommandTag.String(), nil
 }
 
-// TestFanout: queries across two shards answer exactly what one database holding every row
-// answers (a third database, "all", holds them); a multi-row INSERT is split so each row lands
+// TestFanout: queries across three shards answer exactly what one database holding every row
+// answers (a fourth database, "all", holds them); a multi-row INSERT is split so each row lands
 // on its shard; writes with cross_shard_writes = "all" run on every shard with their tags
-// summed; what cannot be merged is refused with 0A000.
+// summed (a COPY into a table without the key too: every row to every shard); what cannot be
+// merged is refused with 0A000.
 func TestFanout(t *testing.T) {
 	ctx := context.Background()
-	dbs := []string{"fan_e2e_0", "fan_e2e_1", "fan_e2e_all"}
+	dbs := []string{"fan_e2e_0", "fan_e2e_1", "fan_e2e_2", "fan_e2e_all"}
 	const schema = "CREATE TABLE items (id bigint PRIMARY KEY, v text, n numeric, f float8, d date, grp int); ALTER TABLE items OWNER TO app"
-	shards := makeShards(t, schema, shardSpec{pg, dbs[0]}, shardSpec{pg, dbs[1]})
-	createDB(t, pg, dbs[2], schema) // every row, to compare with
+	shards := makeShards(t, schema, shardSpec{pg, dbs[0]}, shardSpec{pg, dbs[1]}, shardSpec{pg, dbs[2]})
+	createDB(t, pg, dbs[3], schema) // every row, to compare with
 	s := startSluice(t, poolConfig{Shards: shards, Pool: `automatic_sharding_key = "items.id"
 cross_shard_reads = "all"
 cross_shard_writes = "all"
 `})
 	conn := connectConfig(t, s, func(c *pgx.ConnConfig) { c.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol })
-	all, err := pgx.Connect(ctx, pg.URL(dbs[2], appUser, appPass))
+	all, err := pgx.Connect(ctx, pg.URL(dbs[3], appUser, appPass))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,27 +85,8 @@ cross_shard_writes = "all"
 		}
 	}
 	// Each row is on the shard its key hashes to, and only there.
-	sharder := shard.Sharder{Func: shard.PgBigintHash, Type: shard.Bigint, Shards: 2}
-	total := 0
-	for i, db := range dbs[:2] {
-		dc, err := pgx.Connect(ctx, pg.URL(db, appUser, appPass))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rows, _ := dc.Query(ctx, "SELECT id FROM items")
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, id := range ids {
-			if got := sharder.ShardInt64(id); got != i {
-				t.Errorf("key %d is on shard %d; pg_bigint_hash says %d", id, i, got)
-			}
-		}
-		total += len(ids)
-		dc.Close(ctx)
-	}
-	if total != rowsN {
+	sharder := shard.Sharder{Func: shard.PgBigintHash, Type: shard.Bigint, Shards: 3}
+	if total := checkOnShards(t, dbs[:3], sharder, "SELECT id FROM items"); total != rowsN {
 		t.Errorf("the shards hold %d rows, want %d", total, rowsN)
 	}
 
@@ -169,7 +151,11 @@ cross_shard_writes = "all"
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(ctx, "SELECT v FROM items WHERE id = 1"); err != nil {
+	onShard0 := int64(1) // BEGIN went to default_shard, shard 0
+	for sharder.ShardInt64(onShard0) != 0 {
+		onShard0++
+	}
+	if _, err := tx.Exec(ctx, "SELECT v FROM items WHERE id = $1", onShard0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := tx.Exec(ctx, "INSERT INTO items (id, v) VALUES (1001, 'a'), (1002, 'b'), (1003, 'c'), (1004, 'd')"); sqlstateOf(err) != "0A000" {
@@ -214,14 +200,23 @@ cross_shard_writes = "all"
 	if got, _, _ := simpleText(ctx, conn.PgConn(), fmt.Sprintf("SELECT count(*) FROM items WHERE id = %d", fresh)); strings.Join(got, "") != "0" {
 		t.Errorf("the INSERT's other row was kept: count %v", got)
 	}
-	// DDL goes to every shard.
+	// DDL goes to every shard, and so does a COPY into a table without the key: every row.
 	if _, _, err := simpleText(ctx, conn.PgConn(), "CREATE TABLE fan_ddl (id int)"); err != nil {
 		t.Fatal(err)
 	}
-	for _, db := range dbs[:2] {
-		if err := pg.Exec(ctx, db, "SELECT * FROM fan_ddl"); err != nil {
-			t.Errorf("the DDL did not reach %s: %v", db, err)
+	if tag, err := conn.PgConn().CopyFrom(ctx, strings.NewReader("1\n2\n"), "COPY fan_ddl FROM STDIN"); err != nil || tag.String() != "COPY 6" {
+		t.Errorf("COPY into a table without the key: %s, %v; want COPY 6 (two rows on each of three shards)", tag, err)
+	}
+	for _, db := range dbs[:3] {
+		c, err := pgx.Connect(ctx, pg.URL(db, appUser, appPass))
+		if err != nil {
+			t.Fatal(err)
 		}
+		var n int
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM fan_ddl").Scan(&n); err != nil || n != 2 {
+			t.Errorf("the DDL and the COPY did not reach %s: %d rows, %v", db, n, err)
+		}
+		c.Close(ctx)
 	}
 }
 
@@ -230,8 +225,8 @@ cross_shard_writes = "all"
 // several shards is merged.
 func TestFanoutDefaults(t *testing.T) {
 	ctx := context.Background()
-	dbs := []string{"fan_def_0", "fan_def_1"}
-	shards := makeShards(t, itemsSchema, shardSpec{pg, dbs[0]}, shardSpec{pg, dbs[1]})
+	dbs := []string{"fan_def_0", "fan_def_1", "fan_def_2"}
+	shards := makeShards(t, itemsSchema, shardSpec{pg, dbs[0]}, shardSpec{pg, dbs[1]}, shardSpec{pg, dbs[2]})
 	s := startSluice(t, poolConfig{Shards: shards, Pool: `automatic_sharding_key = "items.id"` + "\n"})
 	conn := connectConfig(t, s, func(c *pgx.ConnConfig) { c.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol })
 	mustExec(t, conn, "INSERT INTO items (id, v) VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e')")
