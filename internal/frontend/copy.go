@@ -742,8 +742,12 @@ func (s *ClientSession) copyOut(cc *crossCopy) error {
 				c.err = fmt.Errorf("read: %w", err)
 				break
 			}
+			// Rows stream through; only a message that may need trimming is read whole:
+			// a shard's first (its header) and, in binary, a trailer's size.
+			trim := first && i > 0 && (format.Header || format.Kind == copysplit.Binary) ||
+				format.Kind == copysplit.Binary && !last && size == wire.HeaderLen+2
 			switch {
-			case typ == wire.CopyData && (i == 0 || !first) && format.Kind != copysplit.Binary:
+			case typ == wire.CopyData && !trim:
 				first = false
 				if err := r.Forward(o, size); err != nil {
 					return forwardFailure(err)

@@ -269,6 +269,21 @@ func TestCopyAcrossShards(t *testing.T) {
 		t.Errorf("%d rows of a failed COPY are on the shards", n)
 	}
 
+	// A shard's error ends the COPY at once, before the client's data ends: the rest of the
+	// data is dropped, no row stays on any shard, and the session goes on.
+	var big strings.Builder
+	big.WriteString("1\tdup\t1\n") // key 1 exists
+	for k := 1000; k < 201000; k++ {
+		fmt.Fprintf(&big, "%d\tbig\t1\n", k)
+	}
+	if _, err := conn.PgConn().CopyFrom(ctx, strings.NewReader(big.String()), "COPY items FROM STDIN"); sqlstateOf(err) != "23505" {
+		t.Errorf("a COPY with a duplicate key: %v; want 23505", err)
+	}
+	if n := ts.shardIDs(t, "SELECT id FROM items WHERE id >= 1000"); n != 0 {
+		t.Errorf("%d rows of a failed COPY are on the shards", n)
+	}
+	mustExec(t, conn, "SELECT 1")
+
 	// Inside a transaction block: refused, unless SET SHARD chose the shard.
 	tx, err := conn.Begin(ctx)
 	if err != nil {
