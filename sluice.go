@@ -141,10 +141,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	g := &cfg.General
 	addr := net.JoinHostPort(g.Host, strconv.Itoa(g.Port))
-	// Go would set its own keepalive on each accepted connection; the frontend sets the
-	// configured one (which a reload may change), so Go's would be four wasted system calls
-	// per connection.
-	tcp, err := (&net.ListenConfig{KeepAlive: -1}).Listen(ctx, "tcp", addr)
+	tcp, err := frontend.ListenTCP(ctx, addr, g)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}

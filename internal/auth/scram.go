@@ -75,6 +75,10 @@ type Verifier struct {
 // IsSCRAMVerifier reports whether s parses as a SCRAM-SHA-256 secret, which is how Postgres tells
 // a stored secret from a plain-text password.
 func IsSCRAMVerifier(s string) bool {
+	// Every md5 login asks this of a plain password: answer without parsing.
+	if !strings.HasPrefix(s, scramPrefix+"$") {
+		return false
+	}
 	_, err := ParseVerifier(s)
 	return err == nil
 }

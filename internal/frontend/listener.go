@@ -40,12 +40,35 @@ type Listener struct {
 	clients  atomic.Int64
 	nextPID  atomic.Uint32
 	shutting atomic.Bool
+
+	// logins hands accepted connections to idle login goroutines; quit ends those at Shutdown.
+	logins     chan accepted
+	idleLogins atomic.Int32
+	quit       chan struct{}
 }
+
+// accepted is a connection on its way to a login goroutine, with the keepalive it has from its
+// listener (nil: none).
+type accepted struct {
+	c  net.Conn
+	ka *net.KeepAliveConfig
+}
+
+// Login goroutines are reused. A login's calls go deep (startup, hashing, hooks, formatting), so
+// a new goroutine's stack would grow, and be copied, on every connection; a reused one has room
+// already. At most maxIdleLogins wait, each for loginIdle, so a burst leaves little behind.
+const (
+	maxIdleLogins = 64
+	loginIdle     = 10 * time.Second
+)
 
 // NewListener returns a Listener that reads the current routing table from table on every login
 // and checkout, so a reload takes effect without restarting it.
 func NewListener(table func() *route.Table, log *slog.Logger) *Listener {
-	l := &Listener{table: table, log: log, sessions: map[uint32]*ClientSession{}}
+	l := &Listener{
+		table: table, log: log, sessions: map[uint32]*ClientSession{},
+		logins: make(chan accepted), quit: make(chan struct{}),
+	}
 	fake := make([]byte, 32)
 	_, _ = rand.Read(fake)
 	l.fakeVerifier = auth.NewVerifier(string(fake), fake[:16], 4096)
@@ -65,6 +88,10 @@ func (l *Listener) Serve(ln net.Listener) error {
 	}
 	l.lns = append(l.lns, ln)
 	l.mu.Unlock()
+	var inherited *net.KeepAliveConfig
+	if tl, ok := ln.(*tcpListener); ok {
+		inherited = &tl.ka
+	}
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -84,10 +111,40 @@ func (l *Listener) Serve(ln net.Listener) error {
 		}
 		delay = 0
 		l.conns.Add(1)
-		go func() {
-			defer l.conns.Done()
-			l.serveConn(c)
-		}()
+		a := accepted{c, inherited}
+		select {
+		case l.logins <- a: // an idle login goroutine took it
+		default:
+			go l.loginLoop(a)
+		}
+	}
+}
+
+// loginLoop serves a, then waits as an idle login goroutine for the next connection.
+func (l *Listener) loginLoop(a accepted) {
+	var idle *time.Timer
+	for {
+		l.serveConn(a.c, a.ka)
+		l.conns.Done()
+		if l.idleLogins.Add(1) > maxIdleLogins {
+			l.idleLogins.Add(-1)
+			return
+		}
+		if idle == nil {
+			idle = time.NewTimer(loginIdle)
+		} else {
+			idle.Reset(loginIdle)
+		}
+		select {
+		case a = <-l.logins:
+			l.idleLogins.Add(-1)
+		case <-idle.C:
+			l.idleLogins.Add(-1)
+			return
+		case <-l.quit:
+			l.idleLogins.Add(-1)
+			return
+		}
 	}
 }
 
@@ -135,7 +192,9 @@ func (l *Listener) cancel(pid uint32, secret []byte) {
 // and closes whatever is left when ctx is done. It returns when every client is gone.
 func (l *Listener) Shutdown(ctx context.Context) {
 	l.mu.Lock()
-	l.shutting.Store(true)
+	if !l.shutting.Swap(true) {
+		close(l.quit)
+	}
 	for _, ln := range l.lns {
 		ln.Close()
 	}

@@ -96,9 +96,11 @@ type statement struct {
 	parse  []byte // a Parse message for server, ready to send
 }
 
-func (l *Listener) serveConn(c net.Conn) {
+// serveConn logs c in and starts its session. inherited is the keepalive c has from its
+// listener, or nil.
+func (l *Listener) serveConn(c net.Conn, inherited *net.KeepAliveConfig) {
 	n := l.clients.Add(1)
-	s := l.login(c, n)
+	s := l.login(c, n, inherited)
 	if s == nil {
 		c.Close()
 		l.clients.Add(-1)
@@ -129,13 +131,13 @@ func (l *Listener) serveConn(c net.Conn) {
 // login runs a new connection's startup and authentication. It returns the logged-in session, or
 // nil when the connection is to be closed (after telling the client why, where that is possible).
 // n is the number of connected clients including this one.
-func (l *Listener) login(c net.Conn, n int64) *ClientSession {
+func (l *Listener) login(c net.Conn, n int64, inherited *net.KeepAliveConfig) *ClientSession {
 	tbl := l.table()
 	g := &tbl.Config.General
 	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetKeepAliveConfig(net.KeepAliveConfig{
-			Enable: true, Idle: g.TCPKeepalivesIdle, Interval: g.TCPKeepalivesInterval, Count: g.TCPKeepalivesCount,
-		})
+		if ka := keepAlive(g); inherited == nil || *inherited != ka {
+			_ = tc.SetKeepAliveConfig(ka)
+		}
 	}
 	c = netio.Wrap(c)
 	if g.ClientLoginTimeout > 0 {
