@@ -143,7 +143,7 @@ func (l *Listener) login(c net.Conn, n int64, inherited *net.KeepAliveConfig) *C
 	if g.ClientLoginTimeout > 0 {
 		_ = c.SetDeadline(time.Now().Add(g.ClientLoginTimeout))
 	}
-	sp, c, encrypted, err := l.readStartup(c, g)
+	sp, c, encrypted, pipelined, err := l.readStartup(c, g)
 	if err != nil {
 		if errors.Is(err, errBadStartup) {
 			_, _ = c.Write(wire.AppendError(nil, "FATAL", "08P01", err.Error()))
@@ -184,6 +184,7 @@ func (l *Listener) login(c net.Conn, n int64, inherited *net.KeepAliveConfig) *C
 	s := &ClientSession{l: l, conn: c, tx: 'I', tls: encrypted}
 	s.out.conn = c
 	s.r.Reset(c, g.MaxMessageSize)
+	s.r.Unread(pipelined)
 	if err := s.login(tbl, sp); err != nil {
 		l.log.Debug("login failed", "remote", c.RemoteAddr().String(), "err", err)
 		l.unregister(s)
@@ -199,51 +200,62 @@ func (l *Listener) login(c net.Conn, n int64, inherited *net.KeepAliveConfig) *C
 // readStartup reads packets until a real startup packet. An SSLRequest is answered 'S' and the
 // connection turned into TLS when tls_mode allows it, 'N' otherwise; a GSSENCRequest gets 'N';
 // a CancelRequest is served (then it returns a nil packet). It returns the connection to go on
-// with, which is the TLS one after a handshake.
-func (l *Listener) readStartup(c net.Conn, g *config.General) (*startupPacket, net.Conn, bool, error) {
+// with, which is the TLS one after a handshake, and any bytes the client sent after its startup
+// packet (a client may pipeline its first messages), which the session must read first.
+func (l *Listener) readStartup(c net.Conn, g *config.General) (sp *startupPacket, _ net.Conn, encrypted bool, pipelined []byte, err error) {
 	var buf [256]byte
-	encrypted := false
 	for i := 0; i < 3; i++ {
-		body, err := readStartupPacket(c, buf[:0])
+		body, rest, err := readStartupPacket(c, buf[:0])
 		if err != nil {
-			return nil, c, encrypted, err
+			return nil, c, encrypted, nil, err
 		}
 		sp, err := parseStartup(body)
 		if err != nil {
-			return nil, c, encrypted, err
+			return nil, c, encrypted, nil, err
+		}
+		switch sp.code {
+		case codeSSL, codeGSSENC:
+			// The client must wait for the answer. Bytes sent before it would be taken as
+			// if they came over the encrypted channel (CVE-2021-23214): Postgres refuses them too.
+			if len(rest) > 0 {
+				return nil, c, encrypted, nil, fmt.Errorf("%w: received unencrypted data after SSL request", errBadStartup)
+			}
 		}
 		switch sp.code {
 		case codeSSL:
 			if encrypted {
-				return nil, c, encrypted, fmt.Errorf("%w: SSLRequest inside TLS", errBadStartup)
+				return nil, c, encrypted, nil, fmt.Errorf("%w: SSLRequest inside TLS", errBadStartup)
 			}
 			if g.TLS == nil || g.TLSMode == config.TLSDisable {
 				if _, err := c.Write([]byte{'N'}); err != nil {
-					return nil, c, encrypted, err
+					return nil, c, encrypted, nil, err
 				}
 				continue
 			}
 			if _, err := c.Write([]byte{'S'}); err != nil {
-				return nil, c, encrypted, err
+				return nil, c, encrypted, nil, err
 			}
 			tc := tls.Server(c, g.TLS)
 			if err := tc.Handshake(); err != nil {
-				return nil, c, encrypted, fmt.Errorf("TLS handshake: %w", err)
+				return nil, c, encrypted, nil, fmt.Errorf("TLS handshake: %w", err)
 			}
 			c, encrypted = tc, true
 			continue
 		case codeGSSENC:
 			if _, err := c.Write([]byte{'N'}); err != nil {
-				return nil, c, encrypted, err
+				return nil, c, encrypted, nil, err
 			}
 			continue
 		case codeCancel:
 			l.cancel(sp.cancelPID, sp.cancelSecret)
-			return nil, c, encrypted, nil
+			return nil, c, encrypted, nil, nil
 		}
-		return sp, c, encrypted, nil
+		if len(rest) > 0 {
+			pipelined = bytes.Clone(rest)
+		}
+		return sp, c, encrypted, pipelined, nil
 	}
-	return nil, c, encrypted, fmt.Errorf("%w: too many encryption requests", errBadStartup)
+	return nil, c, encrypted, nil, fmt.Errorf("%w: too many encryption requests", errBadStartup)
 }
 
 // fatal sends a FATAL error to the client.

@@ -47,24 +47,42 @@ func (p *startupPacket) get(name string) string {
 }
 
 // readStartupPacket reads one length-prefixed startup packet and returns its body (everything
-// after the length).
-func readStartupPacket(r io.Reader, buf []byte) ([]byte, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return nil, err
+// after the length) and whatever else the same reads brought (rest). It reads into buf's
+// capacity at once, so a packet that arrived whole costs one system call, not two; only the
+// tail of a packet longer than that is read to its exact end. body and rest point into buf, or
+// into a new buffer for a packet larger than buf.
+func readStartupPacket(r io.Reader, buf []byte) (body, rest []byte, err error) {
+	buf = buf[:cap(buf)]
+	got := 0
+	for got < 4 {
+		n, err := r.Read(buf[got:])
+		got += n
+		if err != nil && got < 4 {
+			if err == io.EOF && got > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, nil, err
+		}
 	}
-	n := int(binary.BigEndian.Uint32(hdr[:]))
+	n := int(binary.BigEndian.Uint32(buf))
 	if n < 8 || n > maxStartupPacket {
-		return nil, fmt.Errorf("%w: length %d", errBadStartup, n)
+		return nil, nil, fmt.Errorf("%w: length %d", errBadStartup, n)
 	}
-	if cap(buf) < n-4 {
-		buf = make([]byte, n-4)
+	if got >= n {
+		return buf[4:n], buf[n:got], nil
 	}
-	buf = buf[:n-4]
-	if _, err := io.ReadFull(r, buf); err != nil {
-		return nil, err
+	if n > len(buf) {
+		nb := make([]byte, n)
+		copy(nb, buf[:got])
+		buf = nb
 	}
-	return buf, nil
+	if _, err := io.ReadFull(r, buf[got:n]); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, nil, err
+	}
+	return buf[4:n], nil, nil
 }
 
 // parseStartup decodes a startup packet body. It never panics on any input.

@@ -62,6 +62,18 @@ func (r *Reader) Reset(rd io.Reader, maxMsg int) {
 	r.buf = r.small[:]
 }
 
+// Unread puts b, bytes taken from the stream by someone else before r, in front of what r reads
+// next.
+func (r *Reader) Unread(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	r.grow(r.w - r.r + len(b))
+	copy(r.buf[r.r+len(b):], r.buf[r.r:r.w])
+	copy(r.buf[r.r:], b)
+	r.w += len(b)
+}
+
 // Buffered returns the number of bytes read from the stream and not yet consumed.
 func (r *Reader) Buffered() int { return r.w - r.r }
 

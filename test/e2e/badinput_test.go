@@ -834,3 +834,57 @@ func TestBadInputClientLeavesWhileWaitingForAServer(t *testing.T) {
 		t.Fatalf("%d INSERTs of clients that had left before a server was free were run", n)
 	}
 }
+
+// Bytes a client sends right behind its startup packet are its first messages, not noise: with
+// trust there is nothing to wait for, and a client may pipeline its first query.
+func TestStartupPipelinedQuery(t *testing.T) {
+	s := startSluice(t, poolConfig{User: `auth_type = "trust"`})
+	c := dialRaw(t, s)
+	var buf []byte
+	var err error
+	for _, m := range []pgproto3.FrontendMessage{
+		&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": appUser, "database": appDB}},
+		&pgproto3.Query{String: "SELECT 'pipelined'"},
+	} {
+		if buf, err = m.Encode(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.write(buf) // one write: sluice reads both at once
+	var got []string
+	for {
+		m, err := c.receive(10 * time.Second)
+		if err != nil {
+			t.Fatalf("after %q: %v", got, err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("%s (SQLSTATE %s)", m.Message, m.Code)
+		case *pgproto3.DataRow:
+			got = append(got, string(m.Values[0]))
+		case *pgproto3.CommandComplete:
+			if len(got) != 1 || got[0] != "pipelined" {
+				t.Fatalf("rows %q, want [pipelined]", got)
+			}
+			return
+		}
+	}
+}
+
+// A client must wait for the answer to its SSLRequest: anything it sent before would be read as
+// if it had come over TLS (CVE-2021-23214). Postgres refuses it, and so does sluice.
+func TestStartupDataAfterSSLRequestRefused(t *testing.T) {
+	s := startSluice(t, poolConfig{})
+	c := dialRaw(t, s)
+	startup, err := (&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+		Parameters: map[string]string{"user": appUser, "database": appDB}}).Encode(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.write(joinBytes(be32(8), be32(80877103), startup))
+	msg := c.expectFatal("08P01")
+	if !strings.Contains(msg, "unencrypted data after SSL request") {
+		t.Fatalf("message %q", msg)
+	}
+	c.expectClosed(5 * time.Second)
+}
