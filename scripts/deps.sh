@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Makes sure the programs that sluice's tests, demo and benchmarks run are installed: PostgreSQL
-# (initdb, pg_ctl, pg_basebackup, psql, pgbench), redis-server, pgbouncer, node and npm.
+# (initdb, pg_ctl, pg_basebackup, psql, pgbench), redis-server, pgbouncer, pgpool (pgpool-II, which
+# only the cache benchmark runs), node and npm.
 #
 # As root on Debian/Ubuntu it installs what is missing with apt-get (one apt-get update first).
 # Otherwise it prints the apt-get command to run and exits 1.
 #
 # The tests start their own servers on free ports (internal/pgtest) and never use the distro's
 # services, so as root it also stops and disables the services those packages install, which would
-# otherwise hold ports 5432, 6379 and 6432. Set SLUICE_KEEP_SERVICES=1 to leave them alone.
+# otherwise hold ports 5432, 6379 and 6432 (and pgpool's 5433 and 9898). Set SLUICE_KEEP_SERVICES=1
+# to leave them alone.
 set -euo pipefail
 
 packages=()
@@ -32,6 +34,10 @@ if ! command -v pgbouncer >/dev/null; then
 	missing+=("pgbouncer")
 	packages+=(pgbouncer)
 fi
+if ! command -v pgpool >/dev/null && [ ! -x /usr/sbin/pgpool ]; then
+	missing+=("pgpool")
+	packages+=(pgpool2)
+fi
 if ! command -v node >/dev/null; then
 	missing+=("node")
 	packages+=(nodejs)
@@ -46,7 +52,7 @@ fi
 # only edits symlinks, for a later boot with systemd).
 stop_services() {
 	local svc
-	for svc in postgresql redis-server pgbouncer; do
+	for svc in postgresql redis-server pgbouncer pgpool2; do
 		if [ ! -e "/lib/systemd/system/$svc.service" ] && [ ! -e "/etc/init.d/$svc" ]; then
 			continue
 		fi
@@ -84,7 +90,7 @@ stop_services() {
 	# Report (but do not kill) anything else still on the well-known ports.
 	if command -v ss >/dev/null; then
 		local held
-		held=$(ss -Hltn '( sport = :5432 or sport = :6379 or sport = :6432 )' 2>/dev/null || true)
+		held=$(ss -Hltn '( sport = :5432 or sport = :5433 or sport = :6379 or sport = :6432 or sport = :9898 )' 2>/dev/null || true)
 		if [ -n "$held" ]; then
 			echo "deps: note: something still listens on a well-known port (tests use free ports):" >&2
 			echo "$held" >&2
