@@ -107,6 +107,11 @@ type Cache struct {
 	// already filling the same key, instead of running the same query too (default 1s).
 	StampedeWait Duration `toml:"stampede_wait"`
 
+	// StatsInterval, when set, logs the counters (Stats) every StatsInterval while they
+	// change, and once more at Cleanup: until SHOW CACHE exists, the way to read the hit
+	// ratio of a running sluice.
+	StatsInterval Duration `toml:"stats_interval"`
+
 	log      *slog.Logger
 	host     plugin.Host
 	an       *analyzer
@@ -235,7 +240,69 @@ func (p *Cache) Provision(ctx plugin.Context) error {
 	}
 	p.wg.Add(1)
 	go func() { defer p.wg.Done(); p.sweepStartups() }()
+	if p.StatsInterval > 0 {
+		p.wg.Add(1)
+		go func() { defer p.wg.Done(); p.logStats(time.Duration(p.StatsInterval)) }()
+	}
 	return nil
+}
+
+// logStats logs the counters every interval while they change, and once when the plugin stops.
+func (p *Cache) logStats(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var last Stats
+	for {
+		stopping := false
+		select {
+		case <-p.stop:
+			stopping = true
+		case <-t.C:
+		}
+		s := p.Stats()
+		if stopping || s.Hits != last.Hits || s.Misses != last.Misses || s.Bumps != last.Bumps ||
+			s.EpochBumps != last.EpochBumps || s.RedisErrors != last.RedisErrors || s.bypassed() != last.bypassed() {
+			p.log.Info("cache stats", s.logAttrs()...)
+		}
+		if stopping {
+			return
+		}
+		last = s
+	}
+}
+
+// bypassed is the number of queries that went to Postgres without a lookup, for any reason.
+func (s Stats) bypassed() int64 {
+	var n int64
+	for _, v := range s.Bypass {
+		n += v
+	}
+	return n
+}
+
+// logAttrs are the counters as log attributes; hit_ratio is hits over lookups (hits and
+// misses), with bypassed queries counted apart.
+func (s Stats) logAttrs() []any {
+	ratio := 0.0
+	if s.Hits+s.Misses > 0 {
+		ratio = float64(s.Hits) / float64(s.Hits+s.Misses)
+	}
+	attrs := []any{"hits", s.Hits, "misses", s.Misses, "hit_ratio", fmt.Sprintf("%.4f", ratio),
+		"fills", s.Fills, "fills_skipped", s.FillsSkipped, "bypassed", s.bypassed(),
+		"bumps", s.Bumps, "epoch_bumps", s.EpochBumps, "redis_errors", s.RedisErrors,
+		"bump_failures", s.BumpFailures, "serving", s.Serving}
+	if len(s.Bypass) > 0 {
+		reasons := make([]string, 0, len(s.Bypass))
+		for why, n := range s.Bypass {
+			reasons = append(reasons, fmt.Sprintf("%s: %d", why, n))
+		}
+		sort.Strings(reasons)
+		attrs = append(attrs, "bypass", strings.Join(reasons, "; "))
+	}
+	if !s.Serving {
+		attrs = append(attrs, "not_serving_why", s.NotServingWhy)
+	}
+	return attrs
 }
 
 func (p *Cache) walEnabled() bool {
