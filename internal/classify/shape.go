@@ -21,7 +21,18 @@ var shapeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b
 
 // shape appends the shape of q to dst. ok is false when q is not one to shape: the caller keys it
 // by its text. Text between literals is copied in runs.
-func shape(dst, q []byte) (out []byte, ok bool) {
+func shape(dst, q []byte) (out []byte, ok bool) { return shapeText(dst, q, false) }
+
+// NumberShape appends to dst the shape of q with only its numeric literals replaced by a marker:
+// string literals (quoted, escaped, dollar-quoted) are kept as written. It is for callers whose
+// own analysis of a text reads the values of its strings (the cache refuses 'now') but not of
+// its numbers, so that "... WHERE id = 1" and "... id = 2" share one entry. ok is false, as for
+// the classifier's shapes, when q is not a single SELECT, INSERT, UPDATE, DELETE, WITH, VALUES
+// or TABLE statement, or does not lex; the caller then keys q by its text.
+func NumberShape(dst, q []byte) (out []byte, ok bool) { return shapeText(dst, q, true) }
+
+// shapeText is shape, masking string literals too unless keepStrings.
+func shapeText(dst, q []byte, keepStrings bool) (out []byte, ok bool) {
 	i := skipSpace(q, 0)
 	if !shapedStart(q[i:]) {
 		return dst, false
@@ -46,7 +57,9 @@ func shape(dst, q []byte) (out []byte, ok bool) {
 			if !ok {
 				return dst, false
 			}
-			lit(i, j)
+			if !keepStrings {
+				lit(i, j)
+			}
 			i = j
 		case c == '"':
 			j := i + 1
@@ -62,7 +75,9 @@ func shape(dst, q []byte) (out []byte, ok bool) {
 			i = j + 1
 		case c == '$':
 			if j, ok := endDollar(q, i); ok {
-				lit(i, j)
+				if !keepStrings {
+					lit(i, j)
+				}
 				i = j
 				continue
 			}

@@ -45,3 +45,43 @@ func TestShape(t *testing.T) {
 		}
 	}
 }
+
+// TestNumberShape: texts that differ only in numbers share a number shape; texts whose strings
+// differ do not (a caller may read them), and what shape refuses, NumberShape refuses too.
+func TestNumberShape(t *testing.T) {
+	same := [][2]string{
+		{"SELECT v FROM t WHERE id = 1", "SELECT v FROM t WHERE id = 12345"},
+		{"select * from t where a = 'x' and b = 2.5e-3", "select * from t where a = 'x' and b = 7"},
+		{"SELECT abalance FROM pgbench_accounts WHERE aid = 17;", "SELECT abalance FROM pgbench_accounts WHERE aid = 99999;"},
+		{"INSERT INTO t VALUES (1, E'a\\'b', $$x$$)", "INSERT INTO t VALUES (2, E'a\\'b', $$x$$)"},
+	}
+	for _, p := range same {
+		a, oka := NumberShape(nil, []byte(p[0]))
+		b, okb := NumberShape(nil, []byte(p[1]))
+		if !oka || !okb || string(a) != string(b) {
+			t.Errorf("%q and %q: number shapes %q (%v) and %q (%v); want equal", p[0], p[1], a, oka, b, okb)
+		}
+	}
+	different := [][2]string{
+		{"SELECT * FROM t WHERE d > 'now'", "SELECT * FROM t WHERE d > '2024-01-01'"},
+		{"SELECT * FROM t WHERE s = E'now'", "SELECT * FROM t WHERE s = E'x'"},
+		{"SELECT $$now$$::timestamptz", "SELECT $$x$$::timestamptz"},
+		{"SELECT v FROM t1 WHERE id = 1", "SELECT v FROM t2 WHERE id = 1"},
+		{"SELECT * FROM t WHERE id = $1", "SELECT * FROM t WHERE id = $2"},
+	}
+	for _, p := range different {
+		a, _ := NumberShape(nil, []byte(p[0]))
+		b, _ := NumberShape(nil, []byte(p[1]))
+		if string(a) == string(b) {
+			t.Errorf("%q and %q share the number shape %q", p[0], p[1], a)
+		}
+	}
+	for _, q := range []string{"SET default_transaction_read_only = 'on'", "SELECT 1; SELECT 2", "SELECT 'unterminated", "BEGIN"} {
+		if _, ok := NumberShape(nil, []byte(q)); ok {
+			t.Errorf("%q was shaped", q)
+		}
+	}
+	if a, _ := NumberShape(nil, []byte("SELECT 'it''s' || $q$x$q$ FROM t WHERE id = 4")); string(a) != "SELECT 'it''s' || $q$x$q$ FROM t WHERE id = \x00" {
+		t.Errorf("number shape %q", a)
+	}
+}
