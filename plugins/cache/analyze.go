@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/sluicepg/sluice/internal/classify"
+	"github.com/sluicepg/sluice/internal/textcache"
 )
 
 // relName is a relation as the query names it: Schema is "" when the name is unqualified.
@@ -57,36 +58,36 @@ type analysis struct {
 	taint string
 }
 
-// analyzer analyzes query texts, with a bounded cache by text.
+// analyzer analyzes query texts, with a bounded cache keyed by each text's number shape (the
+// text with its numeric literals masked): an analysis does not depend on numbers, and clients
+// that inline their values ("... WHERE id = 42" in the simple protocol) send a new text for
+// every value. String literals stay in the key: the analysis reads them ('now').
 type analyzer struct {
-	cls *classify.Classifier
-
-	mu    sync.Mutex
-	cache map[string]*analysis
-	max   int
+	cls   *classify.Classifier
+	cache *textcache.Cache[*analysis]
 }
 
 func newAnalyzer(max int) *analyzer {
-	return &analyzer{cls: classify.New(classify.Options{}), cache: map[string]*analysis{}, max: max}
+	return &analyzer{cls: classify.New(classify.Options{}), cache: textcache.New[*analysis](max, 64<<20)}
 }
+
+var shapeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // analyze returns the analysis of text. Texts longer than classify's MaxLength are not parsed
 // (pg_query's C stack): they are never cached and, when they could write, count as epoch.
 func (a *analyzer) analyze(text string) *analysis {
-	a.mu.Lock()
-	an, ok := a.cache[text]
-	a.mu.Unlock()
-	if ok {
+	bp := shapeBufs.Get().(*[]byte)
+	defer shapeBufs.Put(bp)
+	key, shaped := classify.NumberShape((*bp)[:0], []byte(text))
+	*bp = key[:0]
+	if !shaped {
+		key = []byte(text)
+	}
+	if an, ok := a.cache.Get(key); ok {
 		return an
 	}
-	an = a.compute(text)
-	a.mu.Lock()
-	if len(a.cache) >= a.max {
-		// Dropping everything is crude but bounded, and a re-analysis costs tens of µs.
-		clear(a.cache)
-	}
-	a.cache[text] = an
-	a.mu.Unlock()
+	an := a.compute(text)
+	a.cache.Put(string(key), an, len(key)+512)
 	return an
 }
 

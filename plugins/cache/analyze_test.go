@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -112,5 +113,41 @@ func TestDeriveKey(t *testing.T) {
 		if k := string(deriveKey("sys/app", q, set, ep, oids, gens)); k == k0 {
 			t.Errorf("changing the %s left the key unchanged", name)
 		}
+	}
+}
+
+// TestAnalyzeSharesNumberShapes: texts that differ only in their numbers share one analysis
+// (one parse), texts whose strings or hints differ do not.
+func TestAnalyzeSharesNumberShapes(t *testing.T) {
+	a := newAnalyzer(100)
+	first := a.analyze("SELECT abalance FROM pgbench_accounts WHERE aid = 1 AND d > '2024-01-01'")
+	if first.why != "" {
+		t.Fatalf("not cacheable: %s", first.why)
+	}
+	if again := a.analyze("SELECT abalance FROM pgbench_accounts WHERE aid = 99999 AND d > '2024-01-01'"); again != first {
+		t.Errorf("a text that differs only in a number was analysed again")
+	}
+	if now := a.analyze("SELECT abalance FROM pgbench_accounts WHERE aid = 1 AND d > 'now'"); now.why == "" {
+		t.Errorf("'now' took the analysis of another string: cacheable")
+	}
+	h5 := a.analyze("/* sluice:cache ttl=5s */ SELECT * FROM t WHERE id = 1")
+	h30 := a.analyze("/* sluice:cache ttl=30s */ SELECT * FROM t WHERE id = 2")
+	if h5.hintTTL != 5*time.Second || h30.hintTTL != 30*time.Second {
+		t.Errorf("hint TTLs %v and %v, want 5s and 30s", h5.hintTTL, h30.hintTTL)
+	}
+}
+
+// BenchmarkAnalyzeInlined: a point read with its key inlined, a new text each time (pgbench -S
+// -M simple through the cache).
+func BenchmarkAnalyzeInlined(b *testing.B) {
+	a := newAnalyzer(10_000)
+	texts := make([]string, 100_000)
+	for i := range texts {
+		texts[i] = "SELECT abalance FROM pgbench_accounts WHERE aid = " + strconv.Itoa(i+1) + ";"
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		a.analyze(texts[i%len(texts)])
 	}
 }
