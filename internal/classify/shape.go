@@ -21,7 +21,7 @@ var shapeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b
 
 // shape appends the shape of q to dst. ok is false when q is not one to shape: the caller keys it
 // by its text. Text between literals is copied in runs.
-func shape(dst, q []byte) (out []byte, ok bool) { return shapeText(dst, q, false) }
+func shape(dst, q []byte) (out []byte, ok bool) { return shapeText(dst, q, false, nil) }
 
 // NumberShape appends to dst the shape of q with only its numeric literals replaced by a marker:
 // string literals (quoted, escaped, dollar-quoted) are kept as written. It is for callers whose
@@ -29,10 +29,28 @@ func shape(dst, q []byte) (out []byte, ok bool) { return shapeText(dst, q, false
 // its numbers, so that "... WHERE id = 1" and "... id = 2" share one entry. ok is false, as for
 // the classifier's shapes, when q is not a single SELECT, INSERT, UPDATE, DELETE, WITH, VALUES
 // or TABLE statement, or does not lex; the caller then keys q by its text.
-func NumberShape(dst, q []byte) (out []byte, ok bool) { return shapeText(dst, q, true) }
+func NumberShape(dst, q []byte) (out []byte, ok bool) { return shapeText(dst, q, true, nil) }
 
-// shapeText is shape, masking string literals too unless keepStrings.
-func shapeText(dst, q []byte, keepStrings bool) (out []byte, ok bool) {
+// A Literal is where one literal of a query text is: q[Start:End], a number as written
+// ("42", "1.5e3"), or a string with its quotes ('it''s', E'a\'b', $x$...$x$). A prefix
+// before the opening quote (E, U&, B, X, a type name) is not part of it.
+type Literal struct{ Start, End int }
+
+// ShapeLiterals is the classifier's shape of q (every literal masked, so that texts differing
+// only in their values share it), appended to dst, with the positions of q's literals, in
+// order, appended to lits. ok is false when q is not one to shape (see NumberShape).
+func ShapeLiterals(dst []byte, lits []Literal, q []byte) (out []byte, outLits []Literal, ok bool) {
+	n := len(lits)
+	out, ok = shapeText(dst, q, false, &lits)
+	if !ok {
+		return dst, lits[:n], false
+	}
+	return out, lits, true
+}
+
+// shapeText is shape, masking string literals too unless keepStrings, and appending the
+// position of every literal it masks to lits when lits is not nil.
+func shapeText(dst, q []byte, keepStrings bool, lits *[]Literal) (out []byte, ok bool) {
 	i := skipSpace(q, 0)
 	if !shapedStart(q[i:]) {
 		return dst, false
@@ -43,6 +61,9 @@ func shapeText(dst, q []byte, keepStrings bool) (out []byte, ok bool) {
 		out = append(out, q[run:from]...)
 		out = append(out, literalMark)
 		run = to
+		if lits != nil {
+			*lits = append(*lits, Literal{from, to})
+		}
 	}
 	for i < len(q) {
 		c := q[i]

@@ -85,3 +85,28 @@ func TestNumberShape(t *testing.T) {
 		t.Errorf("number shape %q", a)
 	}
 }
+
+// TestShapeLiterals: the literals' positions, in order, with the classifier's shape.
+func TestShapeLiterals(t *testing.T) {
+	q := "SELECT * FROM t WHERE id = 42 AND s = 'it''s' AND d = $d$x$d$ AND f = 1.5e3 AND p = $1"
+	sh, lits, ok := ShapeLiterals(nil, nil, []byte(q))
+	if want, _ := shape(nil, []byte(q)); !ok || string(sh) != string(want) {
+		t.Fatalf("shape %q (%v), want %q", sh, ok, want)
+	}
+	var got []string
+	for _, l := range lits {
+		got = append(got, q[l.Start:l.End])
+	}
+	want := []string{"42", "'it''s'", "$d$x$d$", "1.5e3"}
+	if len(got) != len(want) {
+		t.Fatalf("literals %q, want %q", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("literal %d: %q, want %q", i, got[i], want[i])
+		}
+	}
+	if _, _, ok := ShapeLiterals(nil, nil, []byte("SET x = 1")); ok {
+		t.Errorf("SET was shaped")
+	}
+}
