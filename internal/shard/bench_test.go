@@ -2,6 +2,7 @@ package shard
 
 import (
 	"encoding/binary"
+	"strconv"
 	"testing"
 )
 
@@ -47,6 +48,24 @@ func BenchmarkShardsCachedLiteral(b *testing.B) {
 		if _, err := e.Shards(q, Params{}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkShardsInlined: a simple Query with the key as a literal, a new text each time
+// (pgbench -M simple): a hit for the text's shape, then the literal hashed.
+func BenchmarkShardsInlined(b *testing.B) {
+	e := newTestExtractor(b, "users.id", testSharder)
+	texts := make([][]byte, 100_000)
+	for i := range texts {
+		texts[i] = []byte("SELECT id, name, email FROM users WHERE id = " + strconv.Itoa(i+1))
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := e.Shards(texts[i%len(texts)], Params{}); err != nil {
+			b.Fatal(err)
+		}
+		i++
 	}
 }
 

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/sluicepg/sluice/internal/textcache"
 	"strings"
+	"sync"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/sluicepg/sluice/internal/classify"
+	"github.com/sluicepg/sluice/internal/textcache"
 )
 
 // Options configure an Extractor.
@@ -122,23 +125,105 @@ type Statement struct {
 	changes []value // values an UPDATE or ON CONFLICT DO UPDATE assigns to the key
 	insert  *insert // set for a single INSERT ... VALUES into the key's table
 	copy    *Copy   // set for a text that is one COPY
+
+	// A Statement cached by its text's shape (see Analyze) is shared by every text of that
+	// shape: refs are the indexes of the text's literals that are key values, and such a
+	// value's lit is its place in refs plus one. Analyze hands each text a copy with lits,
+	// the values of those literals in that text, in the order of refs.
+	// noShape is set while analysing when a literal the statement uses cannot be read back
+	// from its text alone: the statement is then cached by its text.
+	refs    []int
+	lits    []value
+	noShape bool
 }
 
 // Analyze returns the Statement for query: the text of a simple Query message or of a Parse
 // message, without its terminating zero byte. It is cached: a text analysed before costs a
-// map lookup and no allocation. Analyze does not keep query, and never panics.
+// map lookup and no allocation. So is, mostly, a text that differs from one analysed before
+// only in the values of its literals ("... WHERE id = 7" after "... WHERE id = 5", as clients
+// that inline their values send): the cache is keyed by the classifier's shape of the text,
+// and the Statement found there is given this text's literals (one small allocation when the
+// statement uses any). Analyze does not keep query, and never panics.
 func (e *Extractor) Analyze(query []byte) *Statement {
-	cacheable := e.cache != nil && len(query) <= e.maxLength
-	if cacheable {
-		if st, ok := e.cache.Get(query); ok {
-			return st
+	if e.cache == nil || len(query) > e.maxLength {
+		st, _ := e.analyze(query, nil)
+		return st
+	}
+	b := shapeBufs.Get().(*shapeBuf)
+	defer shapeBufs.Put(b)
+	sh, lits, shaped := classify.ShapeLiterals(b.shape[:0], b.lits[:0], query)
+	b.shape, b.lits = sh[:0], lits[:0]
+	if shaped {
+		if tmpl, ok := e.cache.Get(sh); ok {
+			if st, ok := tmpl.bind(query, lits); ok {
+				return st
+			}
+			// A literal this text's statement uses is written in a way the shape's first
+			// text's was not (E'...', 1e3): this text is analysed and cached on its own.
+			lits = nil
 		}
+	} else {
+		lits = nil
 	}
-	st, size := e.analyze(query)
-	if cacheable {
-		e.cache.Put(string(query), st, size)
+	if st, ok := e.cache.Get(query); ok {
+		return st
 	}
+	st, size := e.analyze(query, lits)
+	if lits != nil && st.shareable() {
+		e.cache.Put(string(sh), st, size)
+		bound, _ := st.bind(query, lits) // the literals it uses were read from this text
+		return bound
+	}
+	e.cache.Put(string(query), st, size)
 	return st
+}
+
+// shapeBuf holds Analyze's scratch space.
+type shapeBuf struct {
+	shape []byte
+	lits  []classify.Literal
+}
+
+var shapeBufs = sync.Pool{New: func() any { return &shapeBuf{shape: make([]byte, 0, 512)} }}
+
+// shareable reports whether the statement, analysed with its text's literals, holds for every
+// text of the same shape once given that text's literals.
+func (s *Statement) shareable() bool {
+	// A split INSERT is rebuilt from the parse tree, which holds this text's values. (A COPY
+	// is never shaped; its check is for safety.)
+	return !s.noShape && s.insert == nil && s.copy == nil && s.ParseErr == nil
+}
+
+// bind returns the statement for a text of its shape with these literals: s itself when it
+// uses none, else a copy with their values. ok is false when one of them cannot be read.
+func (s *Statement) bind(query []byte, lits []classify.Literal) (*Statement, bool) {
+	if len(s.refs) == 0 {
+		return s, true
+	}
+	b := &boundStatement{st: *s}
+	b.st.lits = b.one[:]
+	if len(s.refs) > len(b.one) {
+		b.st.lits = make([]value, len(s.refs))
+	}
+	for j, k := range s.refs {
+		if k >= len(lits) {
+			return nil, false
+		}
+		text, ok := literalValue(query[lits[k].Start:lits[k].End])
+		if !ok {
+			return nil, false
+		}
+		sh, err := s.sharder.Shard(text)
+		b.st.lits[j] = value{known: err == nil, sh: sh}
+	}
+	return &b.st, true
+}
+
+// boundStatement is a Statement given its text's literals, with room for one literal's value
+// in the same allocation (a point read's key).
+type boundStatement struct {
+	st  Statement
+	one [1]value
 }
 
 // Shards is Analyze followed by Statement.Shards.
@@ -146,7 +231,10 @@ func (e *Extractor) Shards(query []byte, p Params) (Set, error) {
 	return e.Analyze(query).Shards(p)
 }
 
-func (e *Extractor) analyze(query []byte) (*Statement, int) {
+// analyze parses query and finds its shards. lits, when not nil, are the positions of the
+// text's literals: the values the statement uses are then tied to them (value.lit), so that
+// the statement may be shared by texts of the same shape.
+func (e *Extractor) analyze(query []byte, lits []classify.Literal) (*Statement, int) {
 	st := &Statement{sharder: e.sharder, key: e.table + "." + e.column}
 	size := len(query) + 256
 	if bytes.IndexByte(query, 0) >= 0 {
@@ -163,7 +251,7 @@ func (e *Extractor) analyze(query []byte) (*Statement, int) {
 		return st, size
 	}
 	stmts := tree.GetStmts()
-	a := analyzer{e: e, st: st}
+	a := analyzer{e: e, st: st, query: query, lits: lits}
 	var conds []*cond
 	for _, raw := range stmts {
 		conds = append(conds, a.statement(raw.GetStmt(), len(stmts) == 1))
@@ -188,12 +276,12 @@ func (e *Extractor) analyze(query []byte) (*Statement, int) {
 // Joins are assumed co-located: a restriction on the key of any table of a join restricts
 // the whole statement. A key value that cannot be read as the key type counts as unknown.
 func (s *Statement) Shards(p Params) (Set, error) {
-	set := s.where.eval(s.sharder, p)
+	set := s.where.eval(s.sharder, p, s.lits)
 	if set.empty() {
 		set = AllShards()
 	}
 	for _, v := range s.changes {
-		shard, ok := v.shard(s.sharder, p)
+		shard, ok := v.shard(s.sharder, p, s.lits)
 		only, single := set.Single()
 		if !ok || !single || shard != only {
 			return set, fmt.Errorf("%w: this statement sets %s, and sluice cannot show that the rows stay on their shard; delete the row and insert it again instead",
@@ -206,6 +294,9 @@ func (s *Statement) Shards(p Params) (Set, error) {
 // value is a key value in a statement: a constant, or a parameter.
 type value struct {
 	param int // 1-based parameter number; 0 for a constant
+	// lit is, for a constant that is a literal of a statement shared by its shape, the
+	// literal's place in Statement.refs plus one: its value is the text's (Statement.lits).
+	lit int
 	// For a constant: whether it is NULL, and its shard if it could be read as the key type.
 	null  bool
 	known bool
@@ -217,7 +308,11 @@ type value struct {
 
 // shard returns the shard of v; ok is false when it is not known (a NULL, a parameter that is
 // missing, or a value the key type cannot read).
-func (v value) shard(s Sharder, p Params) (int, bool) {
+func (v value) shard(s Sharder, p Params, lits []value) (int, bool) {
+	if v.lit > 0 && v.lit <= len(lits) {
+		c := lits[v.lit-1]
+		return c.sh, c.known
+	}
 	if v.param == 0 {
 		if v.null {
 			return 0, v.nullFirst
@@ -257,7 +352,7 @@ type cond struct {
 	kids []*cond
 }
 
-func (c *cond) eval(s Sharder, p Params) Set {
+func (c *cond) eval(s Sharder, p Params, lits []value) Set {
 	if c == nil {
 		return AllShards()
 	}
@@ -265,7 +360,7 @@ func (c *cond) eval(s Sharder, p Params) Set {
 	case condIn:
 		var set Set
 		for _, v := range c.vals {
-			sh, ok := v.shard(s, p)
+			sh, ok := v.shard(s, p, lits)
 			if !ok {
 				if v.null || v.param > 0 && v.param <= len(p.Values) && p.Values[v.param-1] == nil {
 					continue // key = NULL matches no row
@@ -278,7 +373,7 @@ func (c *cond) eval(s Sharder, p Params) Set {
 	case condAnd:
 		set := AllShards()
 		for _, k := range c.kids {
-			set = intersect(set, k.eval(s, p))
+			set = intersect(set, k.eval(s, p, lits))
 		}
 		if set.empty() {
 			// Contradictory restrictions, or restrictions on two instances of the key's
@@ -289,7 +384,7 @@ func (c *cond) eval(s Sharder, p Params) Set {
 	default:
 		var set Set
 		for _, k := range c.kids {
-			set = union(set, k.eval(s, p))
+			set = union(set, k.eval(s, p, lits))
 			if set.all {
 				break
 			}
@@ -339,6 +434,10 @@ type rel struct{ name, table string }
 type analyzer struct {
 	e  *Extractor
 	st *Statement
+	// query is the text parsed, and lits the positions of its literals when the statement
+	// is to be shared by texts of its shape (nil otherwise).
+	query []byte
+	lits  []classify.Literal
 }
 
 // statement returns the restriction of one top-level statement. only is true when it is the

@@ -84,7 +84,7 @@ func (s *Statement) SplitInsert(p Params) ([]InsertPart, error) {
 	}
 	var parts []InsertPart
 	for i, v := range s.insert.rows {
-		sh, ok := v.shard(s.sharder, p)
+		sh, ok := v.shard(s.sharder, p, s.lits)
 		if !ok {
 			return nil, fmt.Errorf("%w: row %d: the key is not a value on a known shard", ErrNotSplittable, i+1)
 		}

@@ -154,7 +154,14 @@ func (a *analyzer) value(n *pg.Node) (value, bool) {
 			return value{}, false
 		}
 		sh, err := a.e.sharder.Shard([]byte(text))
-		return value{known: err == nil, sh: sh}, true
+		v := value{known: err == nil, sh: sh}
+		if a.lits != nil {
+			v.lit = a.literal(int(c.GetLocation()), text)
+			if v.lit == 0 {
+				a.st.noShape = true
+			}
+		}
+		return v, true
 	}
 	return value{}, false
 }
