@@ -47,8 +47,25 @@ const (
 // sluiceTargets are the targets that run a sluice binary.
 var sluiceTargets = []string{targetSluice, targetSluiceParser, targetSluicePlugins}
 
+// Sections of the bench, as given to -bench (make bench BENCH=...).
+const (
+	// sectionPooler compares sluice with Postgres and PgBouncer: pgbench -S throughput,
+	// connection setup and idle-client memory.
+	sectionPooler = "pooler"
+	// sectionCache is the read-heavy workload through sluice with its cache, sluice without
+	// it, pgpool-II with its query cache, and Postgres directly.
+	sectionCache = "cache"
+	// sectionSharding is point reads and fan-out through a sluice pool of three shards
+	// against a pool of one unsharded database.
+	sectionSharding = "sharding"
+)
+
+var sections = []string{sectionPooler, sectionCache, sectionSharding}
+
 // options are the command-line settings of one bench run.
 type options struct {
+	sections []string // pooler, cache, sharding
+
 	seconds   int      // pgbench -T
 	clients   int      // pgbench -c
 	threads   int      // pgbench -j
@@ -63,10 +80,29 @@ type options struct {
 	// bench itself.
 	pluginsBin string
 	out        string // BENCHMARKS.md, or "" to leave it alone
+	// profileDir, when set, receives a CPU profile of sluice for each run of the cache and
+	// sharding sections.
+	profileDir string
 	// connect lists the client auth methods of the connection-setup runs
 	// (pgbench -C), md5 and scram-sha-256; connClients is their pgbench -c.
 	connect     []string
 	connClients int
+
+	// The cache section: its targets, pgbench modes, workloads (cacheWorkloads), the share
+	// of updates in percent, and the cache plugin's l1_size.
+	cacheTargets   []string
+	cacheModes     []string
+	cacheWorkloads []string
+	cacheWritePct  int
+	cacheL1        int
+	// redisAddr is the redis-server of targetSluiceCache, started by the bench.
+	redisAddr string
+
+	// The sharding section: pgbench modes of the point reads, and the clients and seconds of
+	// each fan-out latency run.
+	shardModes    []string
+	fanoutClients int
+	fanoutSeconds int
 }
 
 // target is one address pgbench can be pointed at.
@@ -74,7 +110,19 @@ type target struct {
 	name string
 	host string
 	port int
-	pid  int // the pooler's process, whose memory is measured; 0 for direct
+	pid  int    // the pooler's process, whose memory is measured; 0 for direct
+	db   string // the database pgbench names; "" is benchDB
+	// pprofAddr is the address of a sluice's Go profiler (sluice -pprof), when -cpuprofile
+	// asked for profiles.
+	pprofAddr string
+}
+
+// database is the database name pgbench and other clients give on t.
+func (t target) database() string {
+	if t.db == "" {
+		return benchDB
+	}
+	return t.db
 }
 
 func main() {
@@ -105,8 +153,9 @@ func run() int {
 func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var o options
-	var targets, modes string
+	var targets, modes, secs, cacheTargetList, cacheModes, cacheWorkloadList, shardModes string
 	var quick bool
+	fs.StringVar(&secs, "bench", strings.Join(sections, ","), "comma-separated sections: pooler, cache, sharding")
 	fs.IntVar(&o.seconds, "T", 15, "seconds per pgbench run")
 	fs.BoolVar(&quick, "quick", false, "3-second pgbench runs (overrides -T)")
 	fs.IntVar(&o.clients, "c", 32, "pgbench clients")
@@ -119,9 +168,19 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&modes, "modes", "simple,extended,prepared", "comma-separated pgbench -M modes")
 	fs.StringVar(&o.sluiceBin, "sluice", "bin/sluice", "sluice binary")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", `file to write results into ("" to skip)`)
+	fs.StringVar(&o.profileDir, "cpuprofile", "", "directory for CPU profiles of sluice during the cache and sharding runs (go tool pprof)")
 	var connect string
 	fs.StringVar(&connect, "connect", "md5,scram-sha-256", `auth methods of the connection-setup runs, pgbench -C ("" skips them)`)
 	fs.IntVar(&o.connClients, "connect-c", 8, "pgbench clients of the connection-setup runs")
+	fs.StringVar(&cacheTargetList, "cache-targets", strings.Join(cacheTargets, ","), "comma-separated targets of the cache section")
+	fs.StringVar(&cacheModes, "cache-modes", "simple,prepared", "comma-separated pgbench -M modes of the cache section")
+	fs.StringVar(&cacheWorkloadList, "cache-workloads", "other-table,same-table",
+		"comma-separated workloads of the cache section: other-table (updates elsewhere), same-table (updates of the rows read)")
+	fs.IntVar(&o.cacheWritePct, "cache-writes", 5, "percent of the cache workload's transactions that update")
+	fs.IntVar(&o.cacheL1, "cache-l1", 64<<20, "the cache plugin's l1_size, bytes (0: no in-process cache)")
+	fs.StringVar(&shardModes, "shard-modes", "simple,extended,prepared", "comma-separated pgbench -M modes of the sharding point reads")
+	fs.IntVar(&o.fanoutClients, "fanout-c", 1, "pgbench clients of the fan-out latency runs")
+	fs.IntVar(&o.fanoutSeconds, "fanout-T", 5, "seconds per fan-out latency run")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -130,6 +189,34 @@ func parseFlags(args []string) (options, error) {
 	}
 	o.targets = splitList(targets)
 	o.modes = splitList(modes)
+	o.sections = splitList(secs)
+	o.cacheTargets = splitList(cacheTargetList)
+	o.cacheModes = splitList(cacheModes)
+	o.cacheWorkloads = splitList(cacheWorkloadList)
+	o.shardModes = splitList(shardModes)
+	for _, sec := range o.sections {
+		if !has(sections, sec) {
+			return o, fmt.Errorf("unknown section %q in -bench (want %s)", sec, strings.Join(sections, ", "))
+		}
+	}
+	for _, t := range o.cacheTargets {
+		if !has(cacheTargets, t) {
+			return o, fmt.Errorf("unknown target %q in -cache-targets (want %s)", t, strings.Join(cacheTargets, ", "))
+		}
+	}
+	for _, w := range o.cacheWorkloads {
+		if _, ok := findCacheWorkload(w); !ok {
+			return o, fmt.Errorf("unknown workload %q in -cache-workloads (want other-table, same-table)", w)
+		}
+	}
+	for _, m := range append(append([]string(nil), o.cacheModes...), o.shardModes...) {
+		if m != "simple" && m != "extended" && m != "prepared" {
+			return o, fmt.Errorf("unknown mode %q (want simple, extended, prepared)", m)
+		}
+	}
+	if o.cacheWritePct < 0 || o.cacheWritePct > 100 || o.cacheL1 < 0 || o.fanoutClients < 1 || o.fanoutSeconds < 1 {
+		return o, fmt.Errorf("-cache-writes must be 0 to 100, -cache-l1 not negative, -fanout-c and -fanout-T positive")
+	}
 	o.connect = splitList(connect)
 	for _, a := range o.connect {
 		if a != authMD5 && a != authSCRAM {
@@ -171,12 +258,33 @@ func has(list []string, s string) bool {
 	return false
 }
 
-// bench starts everything, measures, reports, and stops what it started.
+// bench runs the sections asked for, each with servers of its own, and writes each one's
+// figures into its part of o.out.
 func bench(ctx context.Context, o options) error {
-	started, load := time.Now(), loadAverage()
-	if busy(load) {
+	if load := loadAverage(); busy(load) {
 		fmt.Printf("warning: load average %s on %d CPUs: other work will take CPU from the bench\n", load, runtime.NumCPU())
 	}
+	for _, name := range o.sections {
+		var err error
+		switch name {
+		case sectionPooler:
+			err = benchPooler(ctx, o)
+		case sectionCache:
+			err = runCacheSection(ctx, o)
+		case sectionSharding:
+			err = runShardingSection(ctx, o)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// benchPooler runs the pooler section: it starts everything, measures, reports, and stops what
+// it started.
+func benchPooler(ctx context.Context, o options) error {
+	started, load := time.Now(), loadAverage()
 	if err := raiseFileLimit(o.idle + 1000); err != nil {
 		return err
 	}
@@ -275,39 +383,10 @@ func bench(ctx context.Context, o options) error {
 	return nil
 }
 
-// startPostgres starts the one Postgres every target leads to and loads the
-// pgbench tables into it.
+// startPostgres starts the one Postgres every target of the pooler section leads to and loads
+// the pgbench tables into it.
 func startPostgres(ctx context.Context, o options) (*pgtest.Postgres, error) {
-	maxConns := max(300, 3*o.poolSize+o.clients+50)
-	fmt.Printf("postgres: starting (max_connections=%d)\n", maxConns)
-	pg, err := pgtest.StartPostgres(pgtest.Options{
-		Name: "bench",
-		// md5, not SCRAM: PgBouncer logs in to Postgres with the md5 hash
-		// from its auth_file, which works only if the role's password is
-		// stored as md5, and with Auth "md5" pgtest stores it so.
-		Auth: "md5",
-		Conf: map[string]string{
-			"max_connections": fmt.Sprint(maxConns),
-			"shared_buffers":  "256MB", // the scale-10 tables and indexes fit
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start postgres: %w", err)
-	}
-	if err := pg.CreateUser(ctx, benchUser, benchPassword); err != nil {
-		pg.Stop()
-		return nil, fmt.Errorf("create user %s: %w", benchUser, err)
-	}
-	if err := pg.CreateDatabase(ctx, benchDB, benchUser); err != nil {
-		pg.Stop()
-		return nil, fmt.Errorf("create database %s: %w", benchDB, err)
-	}
-	fmt.Printf("postgres: %s:%d, pgbench -i -s %d\n", pg.Host, pg.Port, o.scale)
-	if err := pgbenchInit(ctx, target{name: targetDirect, host: pg.Host, port: pg.Port}, o.scale); err != nil {
-		pg.Stop()
-		return nil, err
-	}
-	return pg, nil
+	return startBenchPostgres(ctx, o, "bench", o.scale)
 }
 
 // raiseFileLimit lifts the soft RLIMIT_NOFILE to the hard limit, which the

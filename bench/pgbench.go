@@ -22,19 +22,41 @@ import (
 type pgbenchResult struct {
 	target    string
 	mode      string
+	workload  string  // the cache and sharding sections' workload; "" for pgbench -S
 	tps       float64 // without initial connection time
 	latencyMS float64 // average latency
 	lowTPS    float64 // the lowest and highest tps of the runs
 	highTPS   float64
 	failed    bool
 	reason    string // why it failed: the first error pgbench printed, or its exit status
+
+	// cache counts the lookups of a caching target during the run, when cacheKnown.
+	cache      hitCounts
+	cacheKnown bool
+
+	transactions float64       // transactions the run processed
+	pgbenchCPU   time.Duration // pgbench's own CPU time (user and system)
+	// cpu is the CPU time of the processes of the run, when cpuKnown.
+	cpu      cpuUse
+	cpuKnown bool
 }
 
 func (r pgbenchResult) String() string {
 	if r.failed {
 		return fmt.Sprintf("%-9s %-8s FAILED: %s", r.target, r.mode, r.reason)
 	}
-	return fmt.Sprintf("%-9s %-8s %10.0f tps  %.3f ms", r.target, r.mode, r.tps, r.latencyMS)
+	s := fmt.Sprintf("%-9s %-8s %10.0f tps  %.3f ms", r.target, r.mode, r.tps, r.latencyMS)
+	if r.cacheKnown {
+		s += fmt.Sprintf("  hit ratio %.3f (%d hits, %d misses, %d bypassed)", r.cache.ratio(),
+			r.cache.hits, r.cache.misses, r.cache.bypassed)
+	}
+	return s
+}
+
+// execOutput runs a program and returns what it printed.
+func execOutput(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
 }
 
 // runThroughput runs pgbench -S in every mode against every target, o.runs
@@ -96,6 +118,8 @@ var (
 	tpsRE     = regexp.MustCompile(`tps = ([0-9.]+) \((?:without initial connection time|including reconnection times)\)`)
 	latencyRE = regexp.MustCompile(`latency average = ([0-9.]+) ms`)
 	failedRE  = regexp.MustCompile(`number of failed transactions: ([0-9]+)`)
+	// processedRE is the count of transactions of the whole run.
+	processedRE = regexp.MustCompile(`number of transactions actually processed: ([0-9]+)`)
 )
 
 // runPgbench runs one select-only pgbench against t and reads its summary.
@@ -108,15 +132,45 @@ func runPgbench(ctx context.Context, t target, mode string, o options) pgbenchRe
 
 // runPgbenchArgs is runPgbench with extra pgbench arguments.
 func runPgbenchArgs(ctx context.Context, t target, mode string, o options, extra ...string) pgbenchResult {
+	return runWorkload(ctx, t, mode, workload{script: []string{"-S"}, clients: o.clients,
+		threads: o.threads, seconds: o.seconds, extra: extra})
+}
+
+// workload is what one pgbench run does: its script options (-S, or -f file@weight ...),
+// clients, threads and duration, and extra arguments (-l, -D ...).
+type workload struct {
+	script           []string
+	clients, threads int
+	seconds          int // -T; with transactions set, -t instead
+	transactions     int // -t, per client
+	extra            []string
+}
+
+// runWorkload runs pgbench with w against t in mode and reads its summary. The run fails if
+// pgbench exits non-zero (a client aborted, as PgBouncer's do with -M prepared in transaction
+// mode), reports failed transactions, or prints no tps.
+func runWorkload(ctx context.Context, t target, mode string, w workload) pgbenchResult {
 	r := pgbenchResult{target: t.name, mode: mode}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(o.seconds)*time.Second+time.Minute)
+	limit := time.Duration(w.seconds)*time.Second + time.Minute
+	length := []string{"-T", strconv.Itoa(w.seconds)}
+	if w.transactions > 0 {
+		limit = 10 * time.Minute
+		length = []string{"-t", strconv.Itoa(w.transactions)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	args := append(connArgs(t), extra...)
-	args = append(args, "-n", "-S", "-M", mode,
-		"-c", strconv.Itoa(o.clients), "-j", strconv.Itoa(o.threads), "-T", strconv.Itoa(o.seconds),
-		benchDB)
-	out, err := pgbenchCommand(ctx, args...).CombinedOutput()
+	args := append(connArgs(t), w.extra...)
+	args = append(args, "-n")
+	args = append(args, w.script...)
+	args = append(args, "-M", mode, "-c", strconv.Itoa(w.clients), "-j", strconv.Itoa(w.threads))
+	args = append(args, length...)
+	args = append(args, t.database())
+	cmd := pgbenchCommand(ctx, args...)
+	out, err := cmd.CombinedOutput()
 	text := string(out)
+	if cmd.ProcessState != nil {
+		r.pgbenchCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
 
 	if m := tpsRE.FindStringSubmatch(text); m != nil {
 		r.tps, _ = strconv.ParseFloat(m[1], 64)
@@ -124,11 +178,14 @@ func runPgbenchArgs(ctx context.Context, t target, mode string, o options, extra
 	if m := latencyRE.FindStringSubmatch(text); m != nil {
 		r.latencyMS, _ = strconv.ParseFloat(m[1], 64)
 	}
+	if m := processedRE.FindStringSubmatch(text); m != nil {
+		r.transactions, _ = strconv.ParseFloat(m[1], 64)
+	}
 	var exitErr *exec.ExitError
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		r.failed = true
-		r.reason = firstError(text, "pgbench was still running a minute after -T ended, and was killed")
+		r.reason = firstError(text, fmt.Sprintf("pgbench was still running %s after it began, and was killed", limit))
 	case err != nil && errors.As(err, &exitErr):
 		r.failed = true
 		r.reason = firstError(text, fmt.Sprintf("pgbench exited with status %d", exitErr.ExitCode()))
@@ -167,7 +224,7 @@ func firstError(out, def string) string {
 
 // pgbenchInit creates and loads the pgbench tables through t.
 func pgbenchInit(ctx context.Context, t target, scale int) error {
-	args := append(connArgs(t), "-i", "-q", "-s", strconv.Itoa(scale), benchDB)
+	args := append(connArgs(t), "-i", "-q", "-s", strconv.Itoa(scale), t.database())
 	out, err := pgbenchCommand(ctx, args...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("pgbench -i: %w\n%s", err, out)

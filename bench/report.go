@@ -223,6 +223,12 @@ func (rep report) text() string {
 }
 
 func writeAligned(b *strings.Builder, header []string, rows [][]string) {
+	writeAlignedLeft(b, 2, header, rows)
+}
+
+// writeAlignedLeft writes a table for the terminal, its first left columns aligned left and the
+// others (numbers) right.
+func writeAlignedLeft(b *strings.Builder, left int, header []string, rows [][]string) {
 	widths := make([]int, len(header))
 	for i, h := range header {
 		widths[i] = len(h)
@@ -235,7 +241,7 @@ func writeAligned(b *strings.Builder, header []string, rows [][]string) {
 	line := func(cells []string) {
 		var l strings.Builder
 		for i, c := range cells {
-			if i < 2 {
+			if i < left {
 				fmt.Fprintf(&l, "%-*s  ", widths[i], c)
 			} else {
 				fmt.Fprintf(&l, "%*s  ", widths[i], c)
@@ -250,9 +256,14 @@ func writeAligned(b *strings.Builder, header []string, rows [][]string) {
 }
 
 func writeMarkdownTable(b *strings.Builder, header []string, rows [][]string) {
+	writeMarkdownTableLeft(b, 2, header, rows)
+}
+
+// writeMarkdownTableLeft writes a Markdown table, its first left columns aligned left.
+func writeMarkdownTableLeft(b *strings.Builder, left int, header []string, rows [][]string) {
 	b.WriteString("| " + strings.Join(header, " | ") + " |\n|")
 	for i := range header {
-		if i < 2 {
+		if i < left {
 			b.WriteString("---|")
 		} else {
 			b.WriteString("--:|")
@@ -383,30 +394,46 @@ func (rep report) note() string {
 	return b.String()
 }
 
-// writeMarkdown replaces the generated section of path, keeping the text
-// around the markers; it creates the file, or appends the section to a file
-// without markers.
+// writeMarkdown replaces the pooler section of path (see writeSection).
 func (rep report) writeMarkdown(path string) error {
-	section := rep.markdown()
+	return writeSection(path, sectionPooler, rep.markdown())
+}
+
+// sectionMarkers are the markers around a section's generated part of BENCHMARKS.md. The
+// pooler section keeps the markers it had before there were sections.
+func sectionMarkers(name string) (start, end string) {
+	if name == sectionPooler {
+		return markerStart, markerEnd
+	}
+	return "<!-- bench:" + name + ":start -->", "<!-- bench:" + name + ":end -->"
+}
+
+// writeSection replaces the part of path between the markers of section name with text
+// (which begins and ends with those markers), keeping the text around them; it creates the
+// file, or appends the section to a file without its markers.
+func writeSection(path, name, text string) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	s := string(old)
-	var out string
-	start := strings.Index(s, markerStart)
-	end := strings.Index(s, markerEnd)
+	return os.WriteFile(path, []byte(replaceSection(string(old), name, text)), 0o644)
+}
+
+// replaceSection is writeSection on the file's content.
+func replaceSection(s, name, text string) string {
+	markStart, markEnd := sectionMarkers(name)
+	start := strings.Index(s, markStart)
+	end := strings.Index(s, markEnd)
 	switch {
 	case start >= 0 && end > start:
-		rest := s[end+len(markerEnd):]
+		rest := s[end+len(markEnd):]
 		rest = strings.TrimPrefix(rest, "\n")
-		out = s[:start] + section + rest
+		return s[:start] + text + rest
 	case s == "":
-		out = "# Benchmarks\n\n" + section
+		return "# Benchmarks\n\n" + text
 	default:
-		out = strings.TrimRight(s, "\n") + "\n\n" + section
+		return strings.TrimRight(s, "\n") + "\n\n" + text
 	}
-	return os.WriteFile(path, []byte(out), 0o644)
 }
 
 // loadAverage is the 1, 5 and 15 minute load averages, which show whether

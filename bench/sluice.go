@@ -47,7 +47,8 @@ func buildPluginsBinary(ctx context.Context) (string, error) {
 // to sluice with auth (md5 or scram-sha-256), and room for the idle clients.
 //
 // For targetSluiceParser the pool has read/write splitting on, so every query is classified.
-// For targetSluicePlugins the three bench plugins are on, for every pool.
+// For targetSluicePlugins the three bench plugins are on, for every pool; for targetSluiceCache
+// the cache plugin, on o.redisAddr.
 func sluiceConfig(port int, pgHost string, pgPort int, o options, name, auth string) string {
 	plugins, split := "", ""
 	switch name {
@@ -55,6 +56,8 @@ func sluiceConfig(port int, pgHost string, pgPort int, o options, name, auth str
 		split = "query_parser_enabled = true\nquery_parser_read_write_splitting = true\n"
 	case targetSluicePlugins:
 		plugins = pluginsConfig
+	case targetSluiceCache:
+		plugins = cacheConfig(o)
 	}
 	return fmt.Sprintf(`[general]
 host = "127.0.0.1"
@@ -81,6 +84,14 @@ servers = [[%q, %d, "primary"]]
 // startSluice runs the sluice binary in front of pg with sluiceConfig, as target name, for
 // clients that log in with auth.
 func startSluice(ctx context.Context, pg *pgtest.Postgres, o options, name, auth string) (*process, error) {
+	return startSluiceWith(ctx, o, name, func(port int) string {
+		return sluiceConfig(port, pg.Host, pg.Port, o, name, auth)
+	})
+}
+
+// startSluiceWith runs sluice as target name with the configuration config returns for the
+// port it is to listen on; with o.profileDir set, it serves its profiler on a port of its own.
+func startSluiceWith(ctx context.Context, o options, name string, config func(port int) string) (*process, error) {
 	bin, err := sluiceBinary(o)
 	if name == targetSluicePlugins {
 		bin, err = o.pluginsBin, nil
@@ -97,13 +108,23 @@ func startSluice(ctx context.Context, pg *pgtest.Postgres, o options, name, auth
 		return nil, err
 	}
 	confPath := filepath.Join(dir, "sluice.toml")
-	if err := os.WriteFile(confPath, []byte(sluiceConfig(port, pg.Host, pg.Port, o, name, auth)), 0o600); err != nil {
+	if err := os.WriteFile(confPath, []byte(config(port)), 0o600); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
 
-	cmd := exec.Command(bin, "-c", confPath)
+	args := []string{"-c", confPath}
 	t := target{name: name, host: "127.0.0.1", port: port}
+	if o.profileDir != "" {
+		pp, err := pgtest.FreePort()
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		t.pprofAddr = fmt.Sprintf("127.0.0.1:%d", pp)
+		args = append(args, "-pprof", t.pprofAddr)
+	}
+	cmd := exec.Command(bin, args...)
 	fmt.Printf(name+": starting on %s:%d (pool_size=%d)\n", t.host, t.port, o.poolSize)
 	p, err := startProcess(ctx, t, cmd, dir, filepath.Join(dir, "sluice.log"))
 	if err != nil {
@@ -123,3 +144,22 @@ kind = "ExecuteStmt"
 
 [plugins.bench_hint]
 `
+
+// cacheConfig is the [plugins] part of targetSluiceCache's configuration: the cache on
+// o.redisAddr, entries kept longer than the bench runs (the warm-up fills them once per mode),
+// an in-process cache of o.cacheL1 bytes per Redis connection, and the counters logged for the
+// hit ratio. No WAL listener: every write goes through sluice. redis_timeout is raised from
+// 100ms: on a loaded 2-CPU machine a Redis call can wait that long for a CPU, and a failed
+// invalidation renews the epoch, which empties the cache in the middle of a run.
+func cacheConfig(o options) string {
+	return fmt.Sprintf(`
+[plugins.cache]
+redis = %q
+prefix = "bench:"
+ttl = "30m"
+l1_size = %d
+stats_interval = %q
+redis_timeout = "1s"
+wal_invalidation = false
+`, o.redisAddr, o.cacheL1, cacheStatsInterval.String())
+}

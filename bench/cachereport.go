@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// runCacheSection runs the cache section, prints its figures and writes them into o.out.
+func runCacheSection(ctx context.Context, o options) error {
+	if has(o.cacheTargets, targetSluice) || has(o.cacheTargets, targetSluiceCache) {
+		if _, err := sluiceBinary(o); err != nil {
+			return err
+		}
+	}
+	load := loadAverage()
+	sec, err := benchCache(ctx, o)
+	if err != nil {
+		return err
+	}
+	sec.load, sec.loadEnd, sec.machine, sec.command = load, loadAverage(), describeMachine(), commandLine()
+	fmt.Println()
+	fmt.Print(sec.text())
+	if o.out != "" {
+		if err := writeSection(o.out, sectionCache, sec.markdown()); err != nil {
+			return err
+		}
+		fmt.Printf("\nwrote the cache section of %s\n", o.out)
+	}
+	return nil
+}
+
+// find returns the result of target on workload w in mode.
+func (sec *cacheSection) find(w, mode, target string) (pgbenchResult, bool) {
+	for _, r := range sec.results {
+		if r.workload == w && r.mode == mode && r.target == target {
+			return r, true
+		}
+	}
+	return pgbenchResult{}, false
+}
+
+// ratio is r's tps over base's on the same workload and mode, as "1.23x", or "-".
+func (sec *cacheSection) ratio(r pgbenchResult, base string) string {
+	b, ok := sec.find(r.workload, r.mode, base)
+	if !ok || b.failed || r.failed || b.tps == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", r.tps/b.tps)
+}
+
+func (sec *cacheSection) header() []string {
+	h := []string{"workload", "mode", "target", "tps", "latency ms", "vs direct", "vs sluice", "hit ratio"}
+	if sec.opts.runs > 1 {
+		h = append(h, "range of runs")
+	}
+	return h
+}
+
+func (sec *cacheSection) rows() [][]string {
+	var rows [][]string
+	for _, r := range sec.results {
+		tps, lat, span, hit := "failed", "-", "-", "-"
+		if !r.failed {
+			tps = fmt.Sprintf("%.0f", r.tps)
+			lat = fmt.Sprintf("%.3f", r.latencyMS)
+			span = fmt.Sprintf("%.0f-%.0f", r.lowTPS, r.highTPS)
+		}
+		if r.cacheKnown {
+			hit = formatHitRatio(r.cache)
+		}
+		vsSluice := "-"
+		if r.target != targetDirect && r.target != targetSluice {
+			vsSluice = sec.ratio(r, targetSluice)
+		}
+		row := []string{r.workload, r.mode, r.target, tps, lat, sec.ratio(r, targetDirect), vsSluice, hit}
+		if sec.opts.runs > 1 {
+			row = append(row, span)
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// formatHitRatio is the hit ratio as a percentage, "-" when the cache saw no reads.
+func formatHitRatio(h hitCounts) string {
+	if h.hits+h.misses+h.bypassed == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", 100*h.ratio())
+}
+
+var cacheTargetHeader = []string{"workload", "mode", "sluice-cache vs direct", "≥ 2x", "sluice-cache vs pgpool", "> 1x"}
+
+// targetRows say, for each workload and mode, whether sluice with its cache met issue 6's
+// targets: at least twice the throughput of Postgres reached directly, and more than pgpool-II.
+func (sec *cacheSection) targetRows() [][]string {
+	var rows [][]string
+	for _, w := range sec.opts.cacheWorkloads {
+		for _, mode := range sec.opts.cacheModes {
+			c, ok := sec.find(w, mode, targetSluiceCache)
+			if !ok {
+				continue
+			}
+			vsDirect, vsPgpool := sec.ratio(c, targetDirect), sec.ratio(c, targetPgpool)
+			rows = append(rows, []string{w, mode, vsDirect, verdict(vsDirect, 2), vsPgpool, verdictAbove(vsPgpool, 1)})
+		}
+	}
+	return rows
+}
+
+// verdict says whether a ratio ("1.23x") is at least min: "met", "missed", or "-" without one.
+func verdict(ratio string, min float64) string {
+	var v float64
+	if _, err := fmt.Sscanf(ratio, "%fx", &v); err != nil {
+		return "-"
+	}
+	if v >= min {
+		return "met"
+	}
+	return "missed"
+}
+
+// verdictAbove is verdict for a strict bound.
+func verdictAbove(ratio string, min float64) string {
+	var v float64
+	if _, err := fmt.Sscanf(ratio, "%fx", &v); err != nil {
+		return "-"
+	}
+	if v > min {
+		return "met"
+	}
+	return "missed"
+}
+
+// text is the section for the terminal.
+func (sec *cacheSection) text() string {
+	o := sec.opts
+	var b strings.Builder
+	fmt.Fprintf(&b, "cache: %d%% point reads, %d%% updates, -c %d -j %d -T %d, %d rows\n\n",
+		100-o.cacheWritePct, o.cacheWritePct, o.clients, o.threads, o.seconds, cacheRows)
+	writeAlignedLeft(&b, 3, sec.header(), sec.rows())
+	if rows := sec.targetRows(); len(rows) > 0 {
+		b.WriteString("\n")
+		writeAlignedLeft(&b, 2, cacheTargetHeader, rows)
+	}
+	if rows := cpuRows(sec.results, o.seconds, runtime.NumCPU()); len(rows) > 0 {
+		b.WriteString("\nCPU per transaction, µs (the median run's)\n\n")
+		writeAlignedLeft(&b, 3, cpuHeader, rows)
+	}
+	for _, n := range append(sec.notes, sec.failures()...) {
+		b.WriteString("\nnote: " + n + "\n")
+	}
+	return b.String()
+}
+
+// markdown is the cache section of BENCHMARKS.md, markers included.
+func (sec *cacheSection) markdown() string {
+	o, m := sec.opts, sec.machine
+	start, end := sectionMarkers(sectionCache)
+	var b strings.Builder
+	b.WriteString(start + "\n")
+	b.WriteString("<!-- Generated by `go run ./bench -bench cache`; edits between these markers are overwritten. -->\n\n")
+	fmt.Fprintf(&b, "Measured %s (%s in all).\n\n", sec.started.UTC().Format("2006-01-02 15:04 MST"), sec.elapsed.Round(time.Second))
+	fmt.Fprintf(&b, "```\n%s\n```\n\n", sec.command)
+	fmt.Fprintf(&b, "#### %d %% point reads, %d %% updates: `pgbench -c %d -j %d -T %d`, %d rows\n\n",
+		100-o.cacheWritePct, o.cacheWritePct, o.clients, o.threads, o.seconds, cacheRows)
+	fmt.Fprintf(&b, "Read (weight %d): `%s`. Workloads:\n\n", 100-o.cacheWritePct, scriptSQL(readScript))
+	for _, name := range o.cacheWorkloads {
+		w, _ := findCacheWorkload(name)
+		fmt.Fprintf(&b, "- **%s** (weight %d): %s: `%s`\n", w.name, o.cacheWritePct, w.about, scriptSQL(w.write))
+	}
+	b.WriteString("\n")
+	if o.runs > 1 {
+		fmt.Fprintf(&b, "Median of %d runs per row; the hit ratio is the median run's.\n\n", o.runs)
+	}
+	writeMarkdownTableLeft(&b, 3, sec.header(), sec.rows())
+	if rows := sec.targetRows(); len(rows) > 0 {
+		b.WriteString("\nIssue 6's targets for sluice with its cache:\n\n")
+		writeMarkdownTableLeft(&b, 2, cacheTargetHeader, rows)
+	}
+	if rows := cpuRows(sec.results, o.seconds, runtime.NumCPU()); len(rows) > 0 {
+		b.WriteString("\nCPU time per transaction in microseconds, by process (the median run's): pgbench's own, the pooler's " +
+			"(sluice; pgpool-II's processes), redis-server's, Postgres' (postmaster and backends), the rest of the " +
+			"machine's busy time (kernel work not charged to a process, other programs); CPUs busy is busy time over wall time.\n\n")
+		writeMarkdownTableLeft(&b, 3, cpuHeader, rows)
+	}
+	if f := sec.failures(); len(f) > 0 {
+		b.WriteString("\nFailures:\n\n")
+		for _, s := range f {
+			b.WriteString("- " + strings.ReplaceAll(s, "\n", " ") + "\n")
+		}
+	}
+	b.WriteString("\n#### Setup\n\n")
+	fmt.Fprintf(&b, "- Every target leads to one Postgres; sluice, sluice-cache and pgpool-II pool %d server connections "+
+		"(pgpool-II: %d child processes, one connection each).\n", o.poolSize, o.clients+4)
+	fmt.Fprintf(&b, "- sluice-cache: the cache plugin on a redis-server on this machine (%s), `ttl = \"30m\"`, "+
+		"`l1_size = %d` (in-process cache per Redis connection, invalidated by Redis).\n", sec.redis, o.cacheL1)
+	if sec.pgpool != "" {
+		fmt.Fprintf(&b, "- pgpool: %s, raw mode, one backend, `connection_cache = on`, `load_balance_mode = off`, "+
+			"`memory_cache_enabled = on`, `memqcache_method = 'shmem'`, `memqcache_auto_cache_invalidation = on`, "+
+			"`memqcache_expire = 0`.\n", sec.pgpool)
+	}
+	for _, n := range sec.notes {
+		b.WriteString("- " + n + "\n")
+	}
+	b.WriteString("- Before the runs of each mode, both caches are filled: every row read twice with the same SELECT text " +
+		"through each (the caches key on it; the second pass fills sluice's in-process cache from Redis). Workloads run " +
+		"in the order listed, and same-table's updates invalidate every entry.\n")
+	if len(sec.warm) > 0 {
+		b.WriteString("- Warm-ups: " + strings.Join(sec.warm, "; ") + ".\n")
+	}
+	b.WriteString("- The hit ratio is hits over the reads the cache saw during the run (sluice: the cache plugin's logged " +
+		"counters, `stats_interval`; pgpool-II: `SHOW pool_cache`, hits over hits plus SELECTs not answered from it).\n")
+	fmt.Fprintf(&b, "- Machine: %s CPUs (`nproc`), %s, %s; %s; Go %s; sluice at %s.\n",
+		m.cpus, m.cpuModel, m.memory, m.postgres, m.goVersion, m.source)
+	fmt.Fprintf(&b, "- Load average (1, 5, 15 min) before: %s; at the end, the bench's own load included: %s.\n", sec.load, sec.loadEnd)
+	b.WriteString(end + "\n")
+	return b.String()
+}
+
+// failures lists why each failed run failed, and the runs in which the cache met Redis errors
+// (a failed invalidation renews the epoch, which empties the cache).
+func (sec *cacheSection) failures() []string {
+	var out []string
+	for _, r := range sec.results {
+		if r.failed {
+			out = append(out, fmt.Sprintf("%s %s -M %s: %s", r.target, r.workload, r.mode, r.reason))
+		}
+		if r.cache.redisErrors > 0 {
+			out = append(out, fmt.Sprintf("%s %s -M %s: %d Redis errors during the run (the cache empties itself "+
+				"after a failed invalidation)", r.target, r.workload, r.mode, r.cache.redisErrors))
+		}
+	}
+	return out
+}
+
+// scriptSQL is a pgbench script's SQL line, for the report.
+func scriptSQL(script string) string {
+	for _, line := range strings.Split(script, "\n") {
+		if line != "" && !strings.HasPrefix(line, `\`) {
+			return strings.TrimSuffix(line, ";")
+		}
+	}
+	return ""
+}
