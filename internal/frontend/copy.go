@@ -75,7 +75,7 @@ func (s *ClientSession) copyAcross(cp *shard.Copy, text []byte, set shard.Set) e
 		}
 		switch {
 		case pl.Kind != merge.Select:
-			return &codedError{"0A000", "COPY (query) TO STDOUT runs on several shards only for a SELECT: " + describeSet(set)}
+			return &codedError{"0A000", "this COPY reads " + describeSet(set) + ", and its query is not a SELECT: COPY (query) TO STDOUT runs across shards only for a SELECT"}
 		case pl.Refused != nil:
 			return &codedError{"0A000", "this COPY reads " + describeSet(set) + ", and " + pl.Refused.Error()}
 		case !pl.Unordered():
@@ -102,6 +102,7 @@ type copyShard struct {
 	*fanConn
 	buf     []byte // a CopyData message being filled: a 5-byte header, then rows
 	copying bool   // the server was put in COPY IN: it awaits CopyDone or CopyFail
+	ended   bool   // it was sent CopyDone or CopyFail
 	reading bool   // a reader goroutine was started for it
 	rerr    error  // the reader's: the server failed
 	tag     []byte // its CommandComplete's tag
@@ -180,10 +181,7 @@ func (s *ClientSession) copyIn(cc *crossCopy) error {
 			ci.onRow = ci.row
 		}
 	}
-	resp, err := ci.open()
-	if err != nil {
-		return err
-	}
+	resp := ci.open()
 	if resp == nil {
 		ci.startReaders()
 		return ci.fail(nil) // a shard refused the COPY: its error
@@ -217,7 +215,7 @@ type copyInState struct {
 // open sends BEGIN and the COPY to every shard and reads up to each shard's CopyInResponse. It
 // returns the CopyInResponse the client gets, or nil when a shard refused the COPY (its
 // errMsg is set; the others are left in COPY IN for fail to end).
-func (ci *copyInState) open() ([]byte, error) {
+func (ci *copyInState) open() []byte {
 	for _, c := range ci.shards {
 		b := wire.AppendQuery(nil, "BEGIN")
 		b = wire.AppendQuery(b, ci.cc.text)
@@ -270,10 +268,10 @@ func (ci *copyInState) open() ([]byte, error) {
 	}
 	for _, c := range ci.shards {
 		if c.err != nil || c.errMsg != nil {
-			return nil, nil
+			return nil
 		}
 	}
-	return resp, nil
+	return resp
 }
 
 // startReaders starts a goroutine per shard in COPY IN that reads its replies up to
@@ -537,6 +535,7 @@ func (ci *copyInState) done() error {
 	}
 	for _, c := range ci.shards {
 		if c.copying && c.err == nil {
+			c.ended = true
 			_, _ = c.srv.W.Write([]byte{wire.CopyDone, 0, 0, 0, 4})
 			if err := c.srv.W.Flush(); err != nil {
 				c.err = err
@@ -565,9 +564,10 @@ func (ci *copyInState) done() error {
 // copyFail ends COPY IN on every shard with CopyFail: the client's (reason), or sluice's.
 func (ci *copyInState) copyFail(reason string) {
 	for _, c := range ci.shards {
-		if !c.copying || c.err != nil {
+		if !c.copying || c.ended || c.err != nil {
 			continue
 		}
+		c.ended = true
 		b, off := wire.Begin(nil, wire.CopyFail)
 		b = wire.AppendCString(b, reason)
 		b = wire.Finish(b, off)
@@ -589,7 +589,7 @@ func (ci *copyInState) fail(err error) error {
 		ci.copyFail(copyFailPrefix + "the COPY failed on another shard")
 	}
 	ci.waitReaders()
-	// Servers that never got to COPY IN are still in BEGIN's transaction or in its reply.
+	// Every server that did not fail is in the transaction BEGIN opened, aborted or not.
 	ci.s.finishWrite(fanConns(ci.shards), true)
 	var msg []byte
 	var ce *codedError

@@ -320,8 +320,9 @@ func TestCopyAcrossShards(t *testing.T) {
 	if _, err := conn.PgConn().CopyFrom(ctx, strings.NewReader("a\n"), "COPY other FROM STDIN"); sqlstateOf(err) != "0A000" {
 		t.Errorf("COPY into a table that is not sharded: %v; want 0A000", err)
 	}
-	// A column list without the key, and a COPY FROM a file on the server.
-	for _, q := range []string{"COPY items (v, n) FROM STDIN", "COPY items FROM '/tmp/sluice-no-such-file'"} {
+	// A column list without the key, a COPY FROM a file on the server, data in an encoding
+	// whose characters may hold ASCII bytes.
+	for _, q := range []string{"COPY items (v, n) FROM STDIN", "COPY items FROM '/tmp/sluice-no-such-file'", "COPY items FROM STDIN (ENCODING 'SJIS')"} {
 		if _, err := conn.PgConn().CopyFrom(ctx, strings.NewReader("a\t1\n"), q); sqlstateOf(err) != "0A000" {
 			t.Errorf("%s: %v; want 0A000", q, err)
 		}
