@@ -25,6 +25,7 @@ import (
 	"github.com/sluicepg/sluice/internal/config"
 	"github.com/sluicepg/sluice/internal/frontend"
 	"github.com/sluicepg/sluice/internal/hooks"
+	"github.com/sluicepg/sluice/internal/metrics"
 	"github.com/sluicepg/sluice/internal/route"
 	"github.com/sluicepg/sluice/plugin"
 	_ "github.com/sluicepg/sluice/plugins/standard" // the plugins that ship with sluice
@@ -128,7 +129,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	tbl.SetPlugins(set)
 	tbl.StartChecks(log)
 	s.fe = frontend.NewListener(s.currentTable, log)
-	s.fe.SetConsole(&admin.Console{
+	console := &admin.Console{
 		Table:       s.currentTable,
 		Clients:     s.fe.Snapshot,
 		Connections: s.fe.Clients,
@@ -137,9 +138,25 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Bans:        admin.RouteBans(s.currentTable),
 		Version:     Version,
 		Log:         log,
-	})
+	}
+	s.fe.SetConsole(console)
 
 	g := &cfg.General
+	if g.EnablePrometheusExporter {
+		maddr := net.JoinHostPort(g.Host, strconv.Itoa(g.PrometheusExporterPort))
+		mln, err := net.Listen("tcp", maddr)
+		if err != nil {
+			tbl.StopChecks()
+			tbl.Targets(func(_, _ string, tg *route.Target) { tg.Close() })
+			set.Cleanup(log)
+			return fmt.Errorf("prometheus exporter: listen on %s: %w", maddr, err)
+		}
+		go func() {
+			if err := metrics.Serve(ctx, mln, metrics.Handler(console, s.fe.Clients), log); err != nil {
+				log.Error("prometheus exporter stopped", "addr", maddr, "err", err)
+			}
+		}()
+	}
 	addr := net.JoinHostPort(g.Host, strconv.Itoa(g.Port))
 	tcp, err := frontend.ListenTCP(ctx, addr, g)
 	if err != nil {
@@ -225,6 +242,9 @@ func (s *server) reload() error {
 	og, ng := &old.Config.General, &cfg.General
 	if og.Host != ng.Host || og.Port != ng.Port || og.UnixSocketDir != ng.UnixSocketDir {
 		s.log.Warn("listen address changes need a restart; keeping the old one")
+	}
+	if og.EnablePrometheusExporter != ng.EnablePrometheusExporter || og.PrometheusExporterPort != ng.PrometheusExporterPort {
+		s.log.Warn("prometheus exporter changes need a restart; keeping the old setting")
 	}
 	set, err := hooks.Load(cfg, route.Host{Table: s.currentTable}, s.log)
 	if err != nil {

@@ -183,27 +183,11 @@ func (c *Console) showPools(res *result) error {
 		num("cl_idle"), num("cl_active"), num("cl_waiting"), num("cl_cancel_req"),
 		num("sv_active"), num("sv_idle"), num("sv_used"), num("sv_tested"), num("sv_login"),
 		num("maxwait"), num("maxwait_us"))
-	counts := countClients(c.Clients())
-	for _, t := range c.targets() {
-		var open, idle, waiting int
-		var maxWait time.Duration
-		for _, sp := range servers(t) {
-			st := sp.pool.Stats()
-			open += st.Open
-			idle += st.Idle
-			waiting += st.Waiting
-			maxWait = max(maxWait, st.MaxWait)
-		}
-		cc := counts[[2]string{t.db, t.user}]
-		if cc == nil {
-			cc = &clientCounts{}
-		}
-		// A client waiting for a server holds none yet: it is counted as waiting, not idle.
-		clIdle := max(cc.all-cc.active-waiting, 0)
-		us := maxWait.Microseconds()
-		res.row(t.db, t.user, t.tg.Mode,
-			clIdle, cc.active, waiting, 0,
-			open-idle, idle, 0, 0, 0,
+	for _, p := range c.Pools() {
+		us := p.MaxWait.Microseconds()
+		res.row(p.Database, p.User, p.Mode,
+			p.ClIdle, p.ClActive, p.ClWaiting, 0,
+			p.SvActive, p.SvIdle, 0, 0, 0,
 			us/1_000_000, us%1_000_000)
 	}
 	res.complete("SHOW")
@@ -216,19 +200,15 @@ func (c *Console) showStats(res *result) error {
 		num("total_xact_time"), num("total_query_time"), num("total_wait_time"), num("total_errors"),
 		num("avg_xact_count"), num("avg_query_count"), num("avg_recv"), num("avg_sent"),
 		num("avg_errors"), num("avg_xact_time"), num("avg_query_time"), num("avg_wait_time"))
-	for _, t := range c.targets() {
-		for _, sp := range servers(t) {
-			st := sp.pool.Stats()
-			var avgWait int64
-			if st.Waits > 0 {
-				avgWait = st.TotalWait.Microseconds() / int64(st.Waits)
-			}
-			res.row(sp.name, t.db, t.user,
-				st.Checkouts, 0, 0, 0,
-				0, 0, st.TotalWait.Microseconds(), st.DialErrors,
-				0, 0, 0, 0,
-				0, 0, 0, avgWait)
-		}
+	for _, sv := range c.Servers() {
+		st := sv.Pool.Stats()
+		tr := sv.Pool.Traffic()
+		avg := sv.Pool.Averages()
+		res.row(sv.Name, sv.Database, sv.User,
+			tr.Xacts, tr.Queries, tr.BytesRecv, tr.BytesSent,
+			tr.XactTime.Microseconds(), tr.QueryTime.Microseconds(), st.TotalWait.Microseconds(), tr.Errors,
+			int64(avg.Xacts), int64(avg.Queries), int64(avg.BytesRecv), int64(avg.BytesSent),
+			int64(avg.Errors), avg.XactTime.Microseconds(), avg.QueryTime.Microseconds(), avg.WaitTime.Microseconds())
 	}
 	res.complete("SHOW")
 	return nil

@@ -151,7 +151,8 @@ func dial(ctx context.Context, p *Params, useTLS bool) (*ServerConn, error) {
 	}
 
 	r := wire.NewReader(c, p.MaxMessageSize)
-	w := bufio.NewWriterSize(c, 16<<10)
+	sent := &sentCounter{w: c}
+	w := bufio.NewWriterSize(sent, 16<<10)
 	if _, err := w.Write(startupPacket(p)); err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", p.Addr(), err)
 	}
@@ -171,7 +172,8 @@ func dial(ctx context.Context, p *Params, useTLS bool) (*ServerConn, error) {
 		// ctx ended as the login finished: the deadline may have been set after the reset.
 		return nil, fmt.Errorf("connect to %s: %w", p.Addr(), ctx.Err())
 	}
-	s.conn, s.R, s.W = c, r, w
+	s.conn, s.R, s.W, s.sent = c, r, w, sent
+	s.recvSeen, s.sentSeen = r.BytesRead(), sent.n.Load()
 	ok = true
 	return s, nil
 }

@@ -9,8 +9,10 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicepg/sluice/internal/wire"
@@ -78,6 +80,34 @@ type ServerConn struct {
 	LastUsed time.Time
 	// Broken is set when the server must not be reused (I/O error, protocol desync).
 	Broken bool
+
+	sent               *sentCounter
+	sentSeen, recvSeen uint64 // the counts at the last Traffic
+}
+
+// sentCounter counts the bytes written to a server. Atomic: while a pump reads the server, the
+// client's reader may be writing to it.
+type sentCounter struct {
+	w io.Writer
+	n atomic.Uint64
+}
+
+func (c *sentCounter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(uint64(n))
+	return n, err
+}
+
+// Traffic returns the bytes sent to and received from the server since the last call. Only the
+// goroutine reading the server may call it.
+func (s *ServerConn) Traffic() (sent, recv uint64) {
+	if s.sent == nil {
+		return 0, 0
+	}
+	st, rv := s.sent.n.Load(), s.R.BytesRead()
+	sent, recv = st-s.sentSeen, rv-s.recvSeen
+	s.sentSeen, s.recvSeen = st, rv
+	return sent, recv
 }
 
 const defaultStatementCacheSize = 1024

@@ -165,6 +165,7 @@ func TestDefaults(t *testing.T) {
 		MaxMessageSize:                 268435456,
 		ServerResetQuery:               "DISCARD ALL",
 		AuthQueryCacheTTL:              5 * time.Minute,
+		PrometheusExporterPort:         9930,
 	}
 	if !reflect.DeepEqual(cfg.General, want) {
 		t.Errorf("general defaults:\n got %+v\nwant %+v", cfg.General, want)

@@ -50,6 +50,7 @@ func defaultGeneral() General {
 		MaxMessageSize:                 defaultMessageSize,
 		ServerResetQuery:               "DISCARD ALL",
 		AuthQueryCacheTTL:              5 * time.Minute,
+		PrometheusExporterPort:         9930,
 	}
 }
 
@@ -111,6 +112,9 @@ var (
 
 		"log_client_connections":    boolKey(func(g *General) *bool { return &g.LogClientConnections }),
 		"log_client_disconnections": boolKey(func(g *General) *bool { return &g.LogClientDisconnections }),
+
+		"enable_prometheus_exporter": boolKey(func(g *General) *bool { return &g.EnablePrometheusExporter }),
+		"prometheus_exporter_port":   intKey(1, 65535, func(g *General) *int { return &g.PrometheusExporterPort }),
 	}
 
 	poolKeys = map[string]setter[Pool]{
@@ -203,8 +207,6 @@ var (
 	}
 
 	pgcatGeneral = map[string]*pgcatKey{
-		"enable_prometheus_exporter":     nil,
-		"prometheus_exporter_port":       nil,
 		"tcp_user_timeout":               nil,
 		"dns_cache_enabled":              nil,
 		"dns_max_ttl":                    nil,

@@ -107,6 +107,11 @@ type General struct {
 
 	LogClientConnections    bool
 	LogClientDisconnections bool
+
+	// EnablePrometheusExporter serves Prometheus metrics on http://Host:PrometheusExporterPort/metrics
+	// (pgcat's keys; default port 9930, as pgcat's).
+	EnablePrometheusExporter bool
+	PrometheusExporterPort   int
 }
 
 // Pool is one [pools.<db>] section.

@@ -541,6 +541,7 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		if len(msg) > wire.HeaderLen {
 			s.tx = msg[wire.HeaderLen]
 		}
+		s.accountLocked(srv)
 		if s.discarded {
 			s.discarded = false
 			srv.ResetParams()
@@ -619,6 +620,7 @@ func (s *ClientSession) emitDueLocked() {
 // the entries up to Sync get no reply, and statements whose Parse was skipped or failed do not
 // exist. It returns whether the error goes to the client.
 func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn) bool {
+	s.traf.errors++
 	h := s.q.head()
 	if h == nil {
 		return true // an asynchronous error, such as a FATAL from an administrator command

@@ -86,6 +86,8 @@ type ClientSession struct {
 	stopping  bool // shutdown: close the client at its next idle point
 	pump      sync.WaitGroup
 
+	traf traffic
+
 	routing
 	pluginState
 }
@@ -614,6 +616,7 @@ func (s *ClientSession) toServer(srv *backend.ServerConn, msg []byte) error {
 func (s *ClientSession) flushServer() error {
 	if srv := s.wsrv; srv != nil {
 		s.wsrv = nil
+		s.traf.sent()
 		s.wmu.Lock()
 		if err := srv.W.Flush(); err != nil {
 			srv.Broken = true

@@ -59,6 +59,9 @@ type Pool struct {
 	waits       atomic.Uint64
 	dialErrors  atomic.Uint64
 	totalWaitNs atomic.Int64
+
+	traffic trafficCounters
+	avg     averager
 }
 
 type waiter struct {

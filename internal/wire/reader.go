@@ -42,6 +42,7 @@ type Reader struct {
 	max   int
 	big   *[]byte // non-nil when buf is a pooled big buffer
 	small [smallBufSize]byte
+	total uint64 // bytes read from rd
 }
 
 // NewReader returns a Reader over rd that refuses messages longer than maxMsg bytes (header
@@ -74,6 +75,9 @@ func (r *Reader) Unread(b []byte) {
 	r.w += len(b)
 }
 
+// BytesRead returns the number of bytes r has read from its stream.
+func (r *Reader) BytesRead() uint64 { return r.total }
+
 // Buffered returns the number of bytes read from the stream and not yet consumed.
 func (r *Reader) Buffered() int { return r.w - r.r }
 
@@ -101,6 +105,7 @@ func (r *Reader) fill(need int) error {
 	}
 	n, err := r.rd.Read(r.buf[r.w:])
 	r.w += n
+	r.total += uint64(n)
 	if n > 0 {
 		return nil
 	}
@@ -220,6 +225,7 @@ func (r *Reader) FillOnce() error {
 	}
 	n, err := r.rd.Read(r.buf[r.w:])
 	r.w += n
+	r.total += uint64(n)
 	return err
 }
 

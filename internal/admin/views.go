@@ -1,0 +1,83 @@
+package admin
+
+import (
+	"time"
+
+	"github.com/sluicepg/sluice/internal/pool"
+)
+
+// ServerView is one server of one (database, user) pool, as SHOW DATABASES and SHOW STATS list
+// it; the Prometheus exporter reads the same.
+type ServerView struct {
+	Name           string // pgcat's address name: <db>_shard_<n>_primary, <db>_shard_<n>_replica_<i>
+	Database, User string // the pool's
+	Shard          int
+	Index          int    // the server's place in its shard's list in the file
+	Role           string // the role the health checker found
+	Host           string
+	Port           int
+	ServerDatabase string // the database name on the server
+	Pool           *pool.Pool
+	PoolSize       int
+	LagBytes       int64
+	Banned         bool
+}
+
+// Servers lists every server of every pool, pool by pool, shard by shard.
+func (c *Console) Servers() []ServerView {
+	banned := c.banned()
+	var out []ServerView
+	for _, t := range c.targets() {
+		index, shard := 0, -1
+		for _, sp := range servers(t) {
+			if sp.shard != shard {
+				index, shard = 0, sp.shard
+			}
+			out = append(out, ServerView{
+				Name: sp.name, Database: t.db, User: t.user, Shard: sp.shard, Index: index, Role: sp.role,
+				Host: sp.host, Port: sp.port, ServerDatabase: sp.database, Pool: sp.pool,
+				PoolSize: t.tg.User.PoolSize, LagBytes: sp.lagBytes,
+				Banned: banned[t.db+"\x00"+t.user+"\x00"+sp.addr()],
+			})
+			index++
+		}
+	}
+	return out
+}
+
+// PoolView is one (database, user) pool's clients and servers, as SHOW POOLS lists it.
+type PoolView struct {
+	Database, User, Mode        string
+	ClIdle, ClActive, ClWaiting int
+	SvActive, SvIdle            int
+	// MaxWait is how long the longest-waiting client has waited so far.
+	MaxWait time.Duration
+}
+
+// Pools lists every (database, user) pool.
+func (c *Console) Pools() []PoolView {
+	counts := countClients(c.Clients())
+	var out []PoolView
+	for _, t := range c.targets() {
+		var open, idle, waiting int
+		var maxWait time.Duration
+		for _, sp := range servers(t) {
+			st := sp.pool.Stats()
+			open += st.Open
+			idle += st.Idle
+			waiting += st.Waiting
+			maxWait = max(maxWait, st.MaxWait)
+		}
+		cc := counts[[2]string{t.db, t.user}]
+		if cc == nil {
+			cc = &clientCounts{}
+		}
+		out = append(out, PoolView{
+			Database: t.db, User: t.user, Mode: t.tg.Mode,
+			// A client waiting for a server holds none yet: it is counted as waiting, not idle.
+			ClIdle: max(cc.all-cc.active-waiting, 0), ClActive: cc.active, ClWaiting: waiting,
+			SvActive: open - idle, SvIdle: idle, MaxWait: maxWait,
+		})
+	}
+	return out
+}
