@@ -93,6 +93,8 @@ var generalSettings = []setting{
 	{"admin_auth_type", str(func(g *config.General) string { return g.AdminAuth() }), true},
 	{"log_client_connections", boolean(func(g *config.General) bool { return g.LogClientConnections }), true},
 	{"log_client_disconnections", boolean(func(g *config.General) bool { return g.LogClientDisconnections }), true},
+	{"enable_prometheus_exporter", boolean(func(g *config.General) bool { return g.EnablePrometheusExporter }), false},
+	{"prometheus_exporter_port", integer(func(g *config.General) int { return g.PrometheusExporterPort }), false},
 }
 
 // showConfig lists the [general] settings, then each pool's: the pool mode, the users with their
