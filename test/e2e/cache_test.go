@@ -129,6 +129,33 @@ func waitCached(t *testing.T, conn, direct *pgx.Conn, q string) {
 	})
 }
 
+// walBarrier returns once the cache's WAL listener has applied every change committed before
+// the call. The listener handles commits in order, so it writes a row directly and waits until a
+// cached read through conn sees it: then every earlier commit's invalidation is in.
+func walBarrier(t *testing.T, conn, direct *pgx.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := direct.Exec(ctx, `CREATE TABLE IF NOT EXISTS cache_barrier (n bigint);
+		ALTER TABLE cache_barrier OWNER TO app`); err != nil {
+		t.Fatal(err)
+	}
+	const q = "SELECT count(*) FROM cache_barrier"
+	waitCached(t, conn, direct, q)
+	if _, err := direct.Exec(ctx, "INSERT INTO cache_barrier VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	want, err := rowsText(ctx, direct, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 30*time.Second, func() error {
+		if got, err := rowsText(ctx, conn, q); err != nil || got != want {
+			return fmt.Errorf("the WAL listener has not reached the barrier: %q, %v; want %q", got, err, want)
+		}
+		return nil
+	})
+}
+
 // sameAsTruth checks that q through sluice returns what Postgres returns now.
 func sameAsTruth(t *testing.T, conn, direct *pgx.Conn, q, when string) {
 	t.Helper()
@@ -408,9 +435,9 @@ func TestCacheStampede(t *testing.T) {
 	for i := range conns {
 		conns[i] = simpleConn(t, s)
 	}
-	// The catalog loads at the first query: warm it with another key of the same table.
-	waitCached(t, conns[0], direct, warm)
-	time.Sleep(500 * time.Millisecond) // the WAL's invalidation of the table's fill
+	// The catalog loads at the first query: warm it with another key of the same table, once the
+	// WAL's invalidation of the table's fill (300,000 rows to decode) is in.
+	walBarrier(t, conns[0], direct)
 	waitCached(t, conns[0], direct, warm)
 	before := serverCalls(t, direct, q)
 	start := make(chan struct{})
