@@ -212,6 +212,10 @@ func (c *Console) run(res *result, cmd command) (err error) {
 		return c.ban(res, cmd.args)
 	case "UNBAN":
 		return c.unban(res, cmd.args)
+	case "PAUSE":
+		return c.pause(res, cmd.args)
+	case "RESUME":
+		return c.resume(res, cmd.args)
 	case "SET":
 		// Drivers and ORMs send SET at connect time; like pgcat, the console accepts and ignores it.
 		res.complete("SET")

@@ -48,6 +48,7 @@ const (
 	codeNotSupported = "0A000" // feature_not_supported
 	codeConfig       = "F0000" // config_file_error: RELOAD found a bad file
 	codeNoObject     = "42704" // undefined_object: BAN or UNBAN of a server nobody has
+	codeTimeout      = "57014" // query_canceled: PAUSE gave up waiting
 )
 
 func syntaxError(format string, args ...any) error {
@@ -67,12 +68,12 @@ func unknownCommand(c command) error {
 // pgbouncerOnly are PgBouncer commands and SHOW objects that sluice does not have: they get
 // feature_not_supported rather than syntax_error, so a script written for PgBouncer learns why.
 var pgbouncerOnly = map[string]bool{
-	"PAUSE": true, "RESUME": true, "SUSPEND": true, "KILL": true, "KILL_CLIENT": true,
+	"SUSPEND": true, "KILL": true, "KILL_CLIENT": true,
 	"DISABLE": true, "ENABLE": true, "RECONNECT": true, "WAIT_CLOSE": true,
 }
 
 var pgbouncerOnlyShow = map[string]bool{
-	"STATS_TOTALS": true, "STATS_AVERAGES": true, "TOTALS": true, "FDS": true, "SOCKETS": true,
+	"TOTALS": true, "FDS": true, "SOCKETS": true,
 	"ACTIVE_SOCKETS": true, "MEM": true, "DNS_HOSTS": true, "DNS_ZONES": true, "PEERS": true,
 	"PEER_POOLS": true, "STATE": true, "PREPARED_STATEMENTS": true,
 }

@@ -19,18 +19,20 @@ var showCommands map[string]func(*Console, *result) error
 
 func init() {
 	showCommands = map[string]func(*Console, *result) error{
-		"HELP":      (*Console).showHelp,
-		"VERSION":   (*Console).showVersion,
-		"CONFIG":    (*Console).showConfig,
-		"DATABASES": (*Console).showDatabases,
-		"POOLS":     (*Console).showPools,
-		"STATS":     (*Console).showStats,
-		"SERVERS":   (*Console).showServers,
-		"CLIENTS":   (*Console).showClients,
-		"USERS":     (*Console).showUsers,
-		"LISTS":     (*Console).showLists,
-		"BANS":      (*Console).showBans,
-		"PLUGINS":   (*Console).showPlugins,
+		"HELP":           (*Console).showHelp,
+		"VERSION":        (*Console).showVersion,
+		"CONFIG":         (*Console).showConfig,
+		"DATABASES":      (*Console).showDatabases,
+		"POOLS":          (*Console).showPools,
+		"STATS":          (*Console).showStats,
+		"STATS_TOTALS":   (*Console).showStatsTotals,
+		"STATS_AVERAGES": (*Console).showStatsAverages,
+		"SERVERS":        (*Console).showServers,
+		"CLIENTS":        (*Console).showClients,
+		"USERS":          (*Console).showUsers,
+		"LISTS":          (*Console).showLists,
+		"BANS":           (*Console).showBans,
+		"PLUGINS":        (*Console).showPlugins,
 	}
 }
 
@@ -42,6 +44,9 @@ var helpText = strings.Join([]string{
 	"SHOW STATS",
 	"SHOW BANS",
 	"SHOW PLUGINS",
+	"SHOW STATS_TOTALS|STATS_AVERAGES",
+	"PAUSE [db[,user]]",
+	"RESUME [db[,user]]",
 	"BAN host[:port] [seconds]",
 	"UNBAN host[:port]",
 	"SET key = arg (accepted and ignored)",
@@ -149,7 +154,7 @@ func (c *Console) showDatabases(res *result) error {
 			st := sp.pool.Stats()
 			res.row(sp.name, sp.host, strconv.Itoa(sp.port), sp.database, u.ServerUser(),
 				u.PoolSize, u.MinPoolSize, 0, t.tg.Mode,
-				u.PoolSize, st.Open, 0, banned[t.db+"\x00"+t.user+"\x00"+sp.addr()],
+				u.PoolSize, st.Open, sp.pool.Paused(), banned[t.db+"\x00"+t.user+"\x00"+sp.addr()],
 				sp.role, sp.lagBytes)
 		}
 	}
@@ -459,6 +464,34 @@ func (c *Console) showPlugins(res *result) error {
 		}
 		res.row(st.Name, pool, st.Kind, strings.Join(st.Hooks, ","), st.Calls, st.Rejects, st.Errors,
 			st.Total.Microseconds())
+	}
+	res.complete("SHOW")
+	return nil
+}
+
+// statsColumns are the columns of PgBouncer's SHOW STATS_TOTALS and STATS_AVERAGES.
+var statsColumns = []column{text("database"), num("xact_count"), num("query_count"), num("bytes_received"),
+	num("bytes_sent"), num("xact_time"), num("query_time"), num("wait_time")}
+
+// showStatsTotals is PgBouncer's SHOW STATS_TOTALS: SHOW STATS's totals summed per database.
+func (c *Console) showStatsTotals(res *result) error {
+	res.header(statsColumns...)
+	for _, d := range c.databaseTotals() {
+		res.row(d.db, d.total.Xacts, d.total.Queries, d.total.BytesRecv, d.total.BytesSent,
+			d.total.XactTime.Microseconds(), d.total.QueryTime.Microseconds(), d.wait.Microseconds())
+	}
+	res.complete("SHOW")
+	return nil
+}
+
+// showStatsAverages is PgBouncer's SHOW STATS_AVERAGES: rates per second and mean times in µs,
+// per database, over the last period of at least 15 s. wait_time is the longest of the
+// database's servers' mean waits.
+func (c *Console) showStatsAverages(res *result) error {
+	res.header(statsColumns...)
+	for _, d := range c.databaseTotals() {
+		res.row(d.db, int64(d.avg.Xacts), int64(d.avg.Queries), int64(d.avg.BytesRecv), int64(d.avg.BytesSent),
+			d.avg.XactTime.Microseconds(), d.avg.QueryTime.Microseconds(), d.avg.WaitTime.Microseconds())
 	}
 	res.complete("SHOW")
 	return nil

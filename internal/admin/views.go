@@ -21,6 +21,7 @@ type ServerView struct {
 	PoolSize       int
 	LagBytes       int64
 	Banned         bool
+	Paused         bool
 }
 
 // Servers lists every server of every pool, pool by pool, shard by shard.
@@ -37,7 +38,7 @@ func (c *Console) Servers() []ServerView {
 				Name: sp.name, Database: t.db, User: t.user, Shard: sp.shard, Index: index, Role: sp.role,
 				Host: sp.host, Port: sp.port, ServerDatabase: sp.database, Pool: sp.pool,
 				PoolSize: t.tg.User.PoolSize, LagBytes: sp.lagBytes,
-				Banned: banned[t.db+"\x00"+t.user+"\x00"+sp.addr()],
+				Banned: banned[t.db+"\x00"+t.user+"\x00"+sp.addr()], Paused: sp.pool.Paused(),
 			})
 			index++
 		}
@@ -78,6 +79,57 @@ func (c *Console) Pools() []PoolView {
 			ClIdle: max(cc.all-cc.active-waiting, 0), ClActive: cc.active, ClWaiting: waiting,
 			SvActive: open - idle, SvIdle: idle, MaxWait: maxWait,
 		})
+	}
+	return out
+}
+
+// dbTotals are one database's statistics summed over its users and servers, for PgBouncer's
+// SHOW STATS_TOTALS and STATS_AVERAGES.
+type dbTotals struct {
+	db    string
+	total pool.Traffic
+	wait  time.Duration
+	avg   pool.Averages
+	// weights of the mean times in avg: what each mean is per
+	avgQueryN, avgXactN float64
+}
+
+func (c *Console) databaseTotals() []*dbTotals {
+	var out []*dbTotals
+	by := map[string]*dbTotals{}
+	for _, sv := range c.Servers() {
+		d := by[sv.Database]
+		if d == nil {
+			d = &dbTotals{db: sv.Database}
+			by[sv.Database] = d
+			out = append(out, d)
+		}
+		tr, st, a := sv.Pool.Traffic(), sv.Pool.Stats(), sv.Pool.Averages()
+		d.total.Xacts += tr.Xacts
+		d.total.Queries += tr.Queries
+		d.total.BytesRecv += tr.BytesRecv
+		d.total.BytesSent += tr.BytesSent
+		d.total.XactTime += tr.XactTime
+		d.total.QueryTime += tr.QueryTime
+		d.wait += st.TotalWait
+		d.avg.Xacts += a.Xacts
+		d.avg.Queries += a.Queries
+		d.avg.BytesRecv += a.BytesRecv
+		d.avg.BytesSent += a.BytesSent
+		// Mean times add up weighted by their rates, and are divided back below.
+		d.avg.XactTime += time.Duration(float64(a.XactTime) * a.Xacts)
+		d.avg.QueryTime += time.Duration(float64(a.QueryTime) * a.Queries)
+		d.avgXactN += a.Xacts
+		d.avgQueryN += a.Queries
+		d.avg.WaitTime = max(d.avg.WaitTime, a.WaitTime)
+	}
+	for _, d := range out {
+		if d.avgXactN > 0 {
+			d.avg.XactTime = time.Duration(float64(d.avg.XactTime) / d.avgXactN)
+		}
+		if d.avgQueryN > 0 {
+			d.avg.QueryTime = time.Duration(float64(d.avg.QueryTime) / d.avgQueryN)
+		}
 	}
 	return out
 }

@@ -184,7 +184,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		emit(serversTestedCount, 0)
 		emit(serversLoginCount, 0)
 		emit(serversIsBanned, b2f(sv.Banned))
-		emit(serversIsPaused, 0)
+		emit(serversIsPaused, b2f(sv.Paused))
 
 		emit(databasesPoolSize, float64(sv.PoolSize))
 		emit(databasesCurrentConnections, float64(st.Open))

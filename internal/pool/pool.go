@@ -50,6 +50,7 @@ type Pool struct {
 	open    int                   // connections open or being dialed
 	waiters []*waiter             // FIFO
 	closed  bool
+	paused  bool              // PAUSE: no checkouts until Resume
 	params0 map[string]string // server parameters reported by the first connection
 
 	stop chan struct{}
@@ -93,7 +94,7 @@ func (p *Pool) Checkout(ctx context.Context) (*backend.ServerConn, error) {
 			p.mu.Unlock()
 			return nil, ErrClosed
 		}
-		for n := len(p.idle); n > 0; n = len(p.idle) {
+		for n := len(p.idle); n > 0 && !p.paused; n = len(p.idle) {
 			s := p.idle[n-1]
 			p.idle[n-1] = nil
 			p.idle = p.idle[:n-1]
@@ -104,7 +105,7 @@ func (p *Pool) Checkout(ctx context.Context) (*backend.ServerConn, error) {
 			p.discard(s)
 			p.mu.Lock()
 		}
-		if p.open < p.opts.Size {
+		if p.open < p.opts.Size && !p.paused {
 			p.open++
 			p.mu.Unlock()
 			s, err := p.dialOne(ctx)
@@ -166,7 +167,7 @@ func (p *Pool) TryCheckout() *backend.ServerConn {
 	for {
 		p.mu.Lock()
 		n := len(p.idle)
-		if n == 0 || p.closed {
+		if n == 0 || p.closed || p.paused {
 			p.mu.Unlock()
 			return nil
 		}
@@ -243,7 +244,7 @@ func (p *Pool) Release(s *backend.ServerConn) {
 		p.discard(s)
 		return
 	}
-	if len(p.waiters) > 0 {
+	if len(p.waiters) > 0 && !p.paused {
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
 		w.ch <- s // buffered: sent under the lock so a waiter that gives up finds it
@@ -278,7 +279,7 @@ func (p *Pool) slotFreed() {
 
 // wakeDialer tells the first waiter, if any, that a slot is free so it dials. p.mu must be held.
 func (p *Pool) wakeDialer() {
-	if len(p.waiters) > 0 && !p.closed {
+	if len(p.waiters) > 0 && !p.closed && !p.paused {
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
 		w.ch <- nil // the waiter loops and dials in the free slot

@@ -257,7 +257,8 @@ func TestAdminCommands(t *testing.T) {
 	for q, code := range map[string]string{
 		"SHOW NOTHING":        "42601",
 		"SELECT 1":            "42601",
-		"PAUSE":               "0A000",
+		"KILL app":            "0A000",
+		"RESUME nosuchdb":     "42704",
 		"BAN nowhere.example": "42704",
 	} {
 		if _, err := adm.Exec(ctx, q); codeOf(err) != code {
@@ -361,5 +362,75 @@ func TestAdminShutdown(t *testing.T) {
 	}
 	if code := s.ExitCode(); code != 0 {
 		t.Errorf("exit code %d, want 0:\n%s", code, s.Log)
+	}
+}
+
+// PAUSE waits for the servers in use to come back and then holds new requests until RESUME, as
+// PgBouncer's does: a maintenance window without errors for clients.
+func TestAdminPauseResume(t *testing.T) {
+	ctx := context.Background()
+	s := startSluice(t, poolConfig{PoolSize: 2})
+	adm := connectAdmin(t, s, "pgcat")
+	busy := connect(t, s)
+	tx, err := busy.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+
+	paused := make(chan error, 1)
+	go func() {
+		_, err := adm.Exec(ctx, "PAUSE "+appDB)
+		paused <- err
+	}()
+	select {
+	case err := <-paused:
+		t.Fatalf("PAUSE returned (%v) while a transaction still holds a server", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-paused:
+		if err != nil {
+			t.Fatalf("PAUSE: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("PAUSE did not return after the transaction ended")
+	}
+
+	other := connect(t, s)
+	answered := make(chan error, 1)
+	go func() {
+		var n int
+		answered <- other.QueryRow(ctx, "SELECT 42").Scan(&n)
+	}()
+	select {
+	case err := <-answered:
+		t.Fatalf("a query ran during PAUSE (%v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	mon := connectAdmin(t, s, "pgcat")
+	cols, rows := adminQuery(t, mon, "SHOW DATABASES")
+	if len(rows) != 1 || column(t, cols, rows[0], "paused") != "1" {
+		t.Errorf("SHOW DATABASES during PAUSE: %q", rows)
+	}
+	if _, err := mon.Exec(ctx, "RESUME"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Fatalf("the held query after RESUME: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held query did not run after RESUME")
+	}
+	cols, rows = adminQuery(t, mon, "SHOW STATS_TOTALS")
+	if len(rows) != 1 || column(t, cols, rows[0], "database") != appDB || column(t, cols, rows[0], "query_count") == "0" {
+		t.Errorf("SHOW STATS_TOTALS: %q %q", cols, rows)
 	}
 }
