@@ -175,10 +175,11 @@ Try it yourself:
 
     PGPASSWORD=%s psql -h %s -p %d -U demo demo      reads go to the replica, writes to the primary
     PGPASSWORD=%s psql -h %s -p %d -U demo orders    two shards: SELECT * FROM orders WHERE id = 7; SELECT count(*) FROM orders;
-    PGPASSWORD=%s psql -h %s -p %d -U admin pgcat    the admin console: SHOW DATABASES; SHOW POOLS;
+    PGPASSWORD=%s psql -h %s -p %d -U admin pgcat    the admin console: SHOW DATABASES; SHOW POOLS; SHOW STATS;
+    curl -s http://%s:%d/metrics | grep ^pgcat_stats      Prometheus metrics
 
 primary %s:%d, replica %s:%d, second shard %s:%d, redis %s. Press Ctrl-C to stop everything.
-`, password, host, port, password, host, port, sl.adminPassword, host, port,
+`, password, host, port, password, host, port, sl.adminPassword, host, port, host, sl.metricsPort,
 		primary.Host, primary.Port, replica.Host, replica.Port, shard1.Host, shard1.Port, redis.Addr)
 	<-ctx.Done()
 	return nil
@@ -187,6 +188,7 @@ primary %s:%d, replica %s:%d, second shard %s:%d, redis %s. Press Ctrl-C to stop
 // sluice is a running bin/sluice process.
 type sluice struct {
 	port          int
+	metricsPort   int
 	configFile    string
 	logFile       string
 	adminPassword string
@@ -202,8 +204,13 @@ func startSluice(ctx context.Context, bin, dir string, primary, replica, shard1 
 	if err != nil {
 		return nil, err
 	}
+	metricsPort, err := pgtest.FreePort()
+	if err != nil {
+		return nil, err
+	}
 	sl := &sluice{
 		port:          port,
+		metricsPort:   metricsPort,
 		configFile:    filepath.Join(dir, "sluice.toml"),
 		logFile:       filepath.Join(dir, "sluice.log"),
 		adminPassword: randomPassword(),
@@ -214,6 +221,8 @@ host = "127.0.0.1"
 port = %d
 admin_username = "admin"
 admin_password = %s
+enable_prometheus_exporter = true        # pgcat's keys: metrics at /metrics
+prometheus_exporter_port = %[10]d
 
 [pools.demo]
 pool_mode = "transaction"
@@ -248,7 +257,7 @@ servers = [["%[4]s", %[5]d, "primary"]]
 database = "orders"
 servers = [["%[8]s", %[9]d, "primary"]]
 `, port, tomlString(sl.adminPassword), tomlString(password),
-		primary.Host, primary.Port, replica.Host, replica.Port, shard1.Host, shard1.Port)
+		primary.Host, primary.Port, replica.Host, replica.Port, shard1.Host, shard1.Port, metricsPort)
 	if err := os.WriteFile(sl.configFile, []byte(config), 0o600); err != nil {
 		return nil, err
 	}
