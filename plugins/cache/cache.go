@@ -67,15 +67,6 @@ func (a *Addrs) UnmarshalTOML(v any) error {
 	return nil
 }
 
-// Mirror is a [plugins.cache.mirror.<table>] block: the row mirror, which is not built yet.
-// The block is accepted so configurations can be written ahead; Provision logs that it is
-// ignored.
-type Mirror struct {
-	Key     []string `toml:"key"`
-	Columns []string `toml:"columns"`
-	Format  string   `toml:"format"`
-}
-
 // Cache is the plugin, decoded from [plugins.cache].
 type Cache struct {
 	Enabled       *bool               `toml:"enabled"`
@@ -103,6 +94,12 @@ type Cache struct {
 	WALPublication  string `toml:"wal_publication"`
 	WALSlot         string `toml:"wal_slot"`
 
+	// The row mirror: each [plugins.cache.mirror.<table>] block names a table copied into
+	// Redis from the replication slot MirrorSlot (a permanent one) on publication
+	// MirrorPublication (both "sluice_mirror" by default), over WALDSN.
+	MirrorSlot        string `toml:"mirror_slot"`
+	MirrorPublication string `toml:"mirror_publication"`
+
 	// StampedeWait is how long a miss waits for another client of this sluice that is
 	// already filling the same key, instead of running the same query too (default 1s).
 	StampedeWait Duration `toml:"stampede_wait"`
@@ -117,6 +114,7 @@ type Cache struct {
 	an       *analyzer
 	st       *store
 	wal      *walListener
+	mirror   *mirror
 	tables   map[relName]bool
 	excluded map[relName]bool
 	ttls     map[relName]time.Duration
@@ -146,6 +144,7 @@ type Stats struct {
 	Bumps, EpochBumps                 int64
 	RedisErrors, BumpFailures         int64
 	WALEvents                         int64
+	Mirror                            *MirrorStats // nil without a mirror
 	Serving                           bool
 	NotServingWhy                     string
 	Bypass                            map[string]int64 // reason -> queries
@@ -169,6 +168,10 @@ func (p *Cache) Stats() Stats {
 			s.Serving, s.NotServingWhy = false, "WAL listener not streaming"
 		}
 	}
+	if p.mirror != nil {
+		ms := p.mirror.snapshotStats()
+		s.Mirror = &ms
+	}
 	p.stats.bmu.Lock()
 	for k, v := range p.stats.bypass {
 		s.Bypass[k] = v
@@ -189,7 +192,8 @@ func (p *Cache) bypass(why string) {
 func (p *Cache) enabled() bool { return p.Enabled == nil || *p.Enabled }
 
 // Provision applies defaults, connects to Redis (in the background: a Redis that is down
-// makes the cache serve nothing, it does not stop sluice) and starts the WAL listener.
+// makes the cache serve nothing, it does not stop sluice) and starts the WAL listener and the
+// row mirror.
 func (p *Cache) Provision(ctx plugin.Context) error {
 	p.log, p.host = ctx.Logger, ctx.Host
 	if p.log == nil {
@@ -216,8 +220,11 @@ func (p *Cache) Provision(ctx plugin.Context) error {
 	if p.WALPublication == "" {
 		p.WALPublication = "sluice_cache"
 	}
-	if len(p.Mirror) > 0 {
-		p.log.Warn("the row mirror ([plugins.cache.mirror.*]) is not built yet; its blocks are ignored")
+	if p.MirrorSlot == "" {
+		p.MirrorSlot = "sluice_mirror"
+	}
+	if p.MirrorPublication == "" {
+		p.MirrorPublication = "sluice_mirror"
 	}
 	p.tables, p.excluded, p.ttls = nameSet(p.Tables), nameSet(p.ExcludeTables), map[relName]time.Duration{}
 	for name, d := range p.TableTTL {
@@ -231,12 +238,24 @@ func (p *Cache) Provision(ctx plugin.Context) error {
 	if len(p.Redis) == 0 {
 		return fmt.Errorf("cache: redis: no address")
 	}
+	if len(p.Mirror) > 0 {
+		// Checked before anything starts: Validate runs after Provision.
+		specs, digest, err := p.mirrorSpecs()
+		if err != nil {
+			return err
+		}
+		p.mirror = newMirror(p, specs, digest)
+	}
 	p.an = newAnalyzer(10_000)
 	p.st = newStore(p.Redis, p.Prefix, time.Duration(p.RedisTimeout), p.L1Size)
 	if p.walEnabled() {
 		p.wal = newWALListener(p.WALDSN, p.WALPublication, p.WALSlot, p.st, p.log, &p.stats)
 		p.wg.Add(1)
 		go func() { defer p.wg.Done(); p.wal.run(p.stop) }()
+	}
+	if p.mirror != nil {
+		p.wg.Add(1)
+		go func() { defer p.wg.Done(); p.mirror.run(p.stop) }()
 	}
 	p.wg.Add(1)
 	go func() { defer p.wg.Done(); p.sweepStartups() }()
@@ -325,7 +344,7 @@ func (p *Cache) Validate() error {
 	return nil
 }
 
-// Cleanup stops the WAL listener and closes Redis.
+// Cleanup stops the WAL listener and the mirror, and closes Redis.
 func (p *Cache) Cleanup() error {
 	if p.stop != nil {
 		close(p.stop)

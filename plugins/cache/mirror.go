@@ -1,0 +1,375 @@
+package cache
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Mirror is a [plugins.cache.mirror.<table>] block: the table <table> ("name" or
+// "schema.name") is copied into Redis, one key per row, from logical replication. docs/cache.md,
+// "Row mirror", is the user's guide.
+type Mirror struct {
+	Key     []string `toml:"key"`     // the columns that name a row; default the primary key
+	Columns []string `toml:"columns"` // the columns stored besides the key's; default all
+	Format  string   `toml:"format"`  // "hash" (default) or "json"
+	Prefix  string   `toml:"prefix"`  // keys are <prefix><table>:<key>; default the cache's prefix
+}
+
+// slotName is what Postgres accepts as a replication slot name.
+var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+// mirrorSpecs checks the mirror's configuration and returns its tables, sorted by name, with
+// the digest of everything that shapes the keys in Redis (a change makes the mirror reload).
+func (p *Cache) mirrorSpecs() ([]*mirrorSpec, string, error) {
+	if p.WALDSN == "" {
+		return nil, "", fmt.Errorf("cache: the row mirror needs wal_dsn, a replication connection to the database")
+	}
+	if !slotName.MatchString(p.MirrorSlot) {
+		return nil, "", fmt.Errorf("cache: mirror_slot %q: want 1 to 63 of a-z, 0-9 and _", p.MirrorSlot)
+	}
+	// Keys of different tables, and the cache's own keys, must never share a beginning: a
+	// table's TRUNCATE and reload delete every key that starts with its namespace.
+	taken := []string{p.Prefix + "e:", p.Prefix + "g:", p.Prefix + "epoch", p.Prefix + "mirror:"}
+	names := make([]string, 0, len(p.Mirror))
+	for name := range p.Mirror {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	h := sha256.New()
+	fmt.Fprintf(h, "sluice-mirror-v1\x00%s\x00", p.MirrorPublication)
+	var specs []*mirrorSpec
+	for _, name := range names {
+		m := p.Mirror[name]
+		rn := splitName(name)
+		if rn.Name == "" || strings.Count(name, ".") > 1 {
+			return nil, "", fmt.Errorf("cache: mirror %q: want a table as name or schema.name", name)
+		}
+		s := &mirrorSpec{name: name, key: m.Key, columns: m.Columns}
+		switch m.Format {
+		case "", "hash":
+		case "json":
+			s.json = true
+		default:
+			return nil, "", fmt.Errorf("cache: mirror %q: format %q: want hash or json", name, m.Format)
+		}
+		for _, list := range [][]string{m.Key, m.Columns} {
+			for i, c := range list {
+				if c == "" || slices.Contains(list[:i], c) {
+					return nil, "", fmt.Errorf("cache: mirror %q: column %q empty or named twice", name, c)
+				}
+			}
+		}
+		prefix := m.Prefix
+		if prefix == "" {
+			prefix = p.Prefix
+		}
+		s.ns = prefix + name + ":"
+		for _, o := range taken {
+			if strings.HasPrefix(o, s.ns) || strings.HasPrefix(s.ns, o) {
+				return nil, "", fmt.Errorf("cache: mirror %q: its keys (%s...) would mix with %s...", name, s.ns, o)
+			}
+		}
+		taken = append(taken, s.ns)
+		fmt.Fprintf(h, "%s\x00%s\x00%v\x00%q\x00%q\x00", name, s.ns, s.json, s.key, s.columns)
+		specs = append(specs, s)
+	}
+	return specs, hex.EncodeToString(h.Sum(nil)[:12]), nil
+}
+
+// mirror copies the chosen tables into Redis from its own replication slot and publication.
+//
+// It does not share the WAL listener's slot: that one is temporary (a restart renews the
+// cache's epoch instead of replaying), runs in every sluice and bumps counters at once, while
+// the mirror must resume exactly where Redis stands, may run in one sluice only (a session
+// advisory lock, held on the replication connection, so it ends with it), and holds its
+// position back while Redis is down. Decoding the WAL twice is the price of keeping those apart.
+type mirror struct {
+	dsn         string
+	slot        string
+	publication string
+	config      string // digest of the configuration
+	specs       []*mirrorSpec
+	addrs       []string
+	markerKey   string
+	log         *slog.Logger
+
+	rmu   sync.Mutex
+	redis *mirrorRedis
+
+	stats mirrorStats
+}
+
+// mirrorStats are the mirror's counters, read by Stats.
+type mirrorStats struct {
+	state      atomic.Value // string: what the mirror is doing
+	applied    atomic.Uint64
+	lastCommit atomic.Int64 // unix nanos: commit time of the last transaction applied
+	txns       atomic.Int64
+	loads      atomic.Int64
+}
+
+// MirrorStats are the row mirror's counters.
+type MirrorStats struct {
+	State      string    // "streaming", "loading", "waiting for Redis", ...
+	AppliedLSN string    // the end of the last transaction in Redis
+	LastCommit time.Time // commit time of that transaction
+	Txns       int64     // transactions applied since start
+	Loads      int64     // snapshots loaded since start
+}
+
+func newMirror(p *Cache, specs []*mirrorSpec, config string) *mirror {
+	m := &mirror{dsn: p.WALDSN, slot: p.MirrorSlot, publication: p.MirrorPublication, config: config,
+		specs: specs, addrs: p.Redis, markerKey: p.Prefix + "mirror:" + p.MirrorSlot, log: p.log}
+	m.stats.state.Store("starting")
+	return m
+}
+
+func (m *mirror) snapshotStats() MirrorStats {
+	s := MirrorStats{State: m.stats.state.Load().(string), AppliedLSN: pglogrepl.LSN(m.stats.applied.Load()).String(),
+		Txns: m.stats.txns.Load(), Loads: m.stats.loads.Load()}
+	if n := m.stats.lastCommit.Load(); n != 0 {
+		s.LastCommit = time.Unix(0, n)
+	}
+	return s
+}
+
+// errLocked says another sluice holds the mirror's lock.
+var errLocked = errors.New("mirror: another sluice streams this slot")
+
+// run keeps a replication session going until stop is closed. A session that ends because Redis
+// lost the mirror is followed at once by one that reloads it; other errors wait a growing pause.
+func (m *mirror) run(stop <-chan struct{}) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-stop; cancel() }()
+	defer func() {
+		m.rmu.Lock()
+		if m.redis != nil {
+			m.redis.close()
+		}
+		m.rmu.Unlock()
+	}()
+	pause := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := m.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case errors.Is(err, errMirrorLost), errors.Is(err, errSchemaChanged), errors.Is(err, errMirrorInconsistent):
+			m.log.Warn("cache: mirror must be reloaded", "err", err)
+			continue
+		case errors.Is(err, errLocked):
+			m.stats.state.Store("standby: another sluice streams")
+			pause = 2 * time.Second
+		default:
+			m.stats.state.Store("reconnecting")
+			m.log.Warn("cache: mirror stopped; restarting", "err", err)
+		}
+		if time.Since(start) > 10*time.Second {
+			pause = 100 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 5*time.Second)
+	}
+}
+
+func (m *mirror) client() (*mirrorRedis, error) {
+	m.rmu.Lock()
+	defer m.rmu.Unlock()
+	if m.redis == nil {
+		r, err := newMirrorRedis(m.addrs, m.markerKey)
+		if err != nil {
+			return nil, err
+		}
+		m.redis = r
+	}
+	return m.redis, nil
+}
+
+// textSettings make every value's text form the same in the snapshot and in the stream (both
+// format values in the server, with the session's settings).
+var textSettings = map[string]string{
+	"DateStyle": "ISO, MDY", "IntervalStyle": "postgres", "TimeZone": "UTC",
+	"extra_float_digits": "1", "bytea_output": "hex", "client_encoding": "UTF8",
+}
+
+// connect opens a connection to wal_dsn with the text settings; replication makes it a
+// replication connection.
+func (m *mirror) connect(ctx context.Context, replication bool) (*pgconn.PgConn, error) {
+	cfg, err := pgconn.ParseConfig(m.dsn)
+	if err != nil {
+		return nil, fmt.Errorf("mirror: wal_dsn: %w", err)
+	}
+	for k, v := range textSettings {
+		cfg.RuntimeParams[k] = v
+	}
+	if replication {
+		cfg.RuntimeParams["replication"] = "database"
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := pgconn.ConnectConfig(cctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("mirror: connect: %w", err)
+	}
+	return conn, nil
+}
+
+// session runs one replication session: take the lock, check the tables, load a snapshot if
+// Redis does not hold the mirror the slot continues, then stream.
+func (m *mirror) session(ctx context.Context) error {
+	r, err := m.client()
+	if err != nil {
+		return err
+	}
+	conn, err := m.connect(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	rows, err := simpleRows(ctx, conn, "SELECT pg_try_advisory_lock(hashtext('sluice mirror'), hashtext("+quoteLiteral(m.slot)+"))::text")
+	if err != nil {
+		return fmt.Errorf("mirror: advisory lock: %w", err)
+	}
+	if rows[0][0] != "true" {
+		return errLocked
+	}
+	tables := make([]*mirrorTable, len(m.specs))
+	for i, s := range m.specs {
+		f, err := readFacts(ctx, conn, s.name)
+		if err != nil {
+			return err
+		}
+		if tables[i], err = planTable(s, f); err != nil {
+			return err
+		}
+	}
+	pubChanged, err := m.ensurePublication(ctx, conn, tables)
+	if err != nil {
+		return err
+	}
+	mk, err := r.readMarker(ctx)
+	if err != nil {
+		return err
+	}
+	confirmed, slotExists, err := m.slotPosition(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if why := m.reloadReason(mk, tables, confirmed, slotExists, pubChanged); why != "" {
+		m.stats.state.Store("loading")
+		m.log.Info("cache: mirror loading a snapshot", "why", why, "slot", m.slot)
+		if mk, err = m.load(ctx, conn, r, tables, slotExists); err != nil {
+			return err
+		}
+		m.stats.loads.Add(1)
+	}
+	return m.stream(ctx, conn, r, tables, mk)
+}
+
+// reloadReason says why Redis must be loaded from a snapshot, or "" when streaming on from the
+// slot leaves it exact.
+func (m *mirror) reloadReason(mk marker, tables []*mirrorTable, confirmed pglogrepl.LSN, slotExists, pubChanged bool) string {
+	switch {
+	case len(mk) == 0:
+		return "no mirror in Redis"
+	case mk["state"] != "ready":
+		return "the last load did not finish"
+	case mk["config"] != m.config:
+		return "the configuration changed"
+	case !slotExists:
+		return "no slot " + m.slot
+	case pubChanged:
+		return "the publication changed"
+	}
+	for _, t := range tables {
+		if mk["schema:"+t.name] != t.signature {
+			return "the columns of " + t.name + " changed"
+		}
+	}
+	lsn, err := pglogrepl.ParseLSN(mk["lsn"])
+	if err != nil {
+		return "a marker without a position"
+	}
+	if lsn < confirmed {
+		// The slot has moved past what Redis holds (Redis came back from an older snapshot):
+		// the changes in between are gone from the slot.
+		return "Redis is behind the slot"
+	}
+	return ""
+}
+
+// ensurePublication makes the mirror's publication publish exactly its tables, every kind of
+// change, and reports whether it had to change it (the slot's stream before the change is not
+// the mirror's: a reload follows).
+func (m *mirror) ensurePublication(ctx context.Context, conn *pgconn.PgConn, tables []*mirrorTable) (bool, error) {
+	rows, err := simpleRows(ctx, conn, `SELECT p.puballtables::text, (p.pubinsert AND p.pubupdate AND p.pubdelete AND p.pubtruncate)::text,
+  coalesce((SELECT string_agg(pr.prrelid::text, ',' ORDER BY pr.prrelid) FROM pg_publication_rel pr WHERE pr.prpubid = p.oid), '')
+FROM pg_publication p WHERE p.pubname = `+quoteLiteral(m.publication))
+	if err != nil {
+		return false, fmt.Errorf("mirror: look up publication %s: %w", m.publication, err)
+	}
+	sorted := slices.Clone(tables)
+	slices.SortFunc(sorted, func(a, b *mirrorTable) int { return cmp.Compare(a.oid, b.oid) })
+	var names, oids []string
+	for _, t := range sorted {
+		names = append(names, t.sqlName)
+		oids = append(oids, fmt.Sprint(t.oid))
+	}
+	pub := quoteIdent(m.publication)
+	var sql string
+	switch {
+	case len(rows) == 0:
+		sql = "CREATE PUBLICATION " + pub + " FOR TABLE " + strings.Join(names, ", ")
+	case rows[0][0] == "true":
+		return false, fmt.Errorf("mirror: publication %s is FOR ALL TABLES: name another (mirror_publication)", m.publication)
+	case rows[0][1] != "true" || rows[0][2] != strings.Join(oids, ","):
+		sql = "ALTER PUBLICATION " + pub + " SET TABLE " + strings.Join(names, ", ") +
+			"; ALTER PUBLICATION " + pub + " SET (publish = 'insert, update, delete, truncate')"
+	default:
+		return false, nil
+	}
+	if _, err := conn.Exec(ctx, sql).ReadAll(); err != nil {
+		return false, fmt.Errorf("mirror: publication %s: %w", m.publication, err)
+	}
+	return true, nil
+}
+
+// slotPosition returns the slot's confirmed position, and whether it exists.
+func (m *mirror) slotPosition(ctx context.Context, conn *pgconn.PgConn) (pglogrepl.LSN, bool, error) {
+	rows, err := simpleRows(ctx, conn, `SELECT coalesce(confirmed_flush_lsn::text, ''), (database = current_database() AND plugin = 'pgoutput')::text
+FROM pg_replication_slots WHERE slot_name = `+quoteLiteral(m.slot))
+	if err != nil {
+		return 0, false, fmt.Errorf("mirror: look up slot %s: %w", m.slot, err)
+	}
+	if len(rows) == 0 {
+		return 0, false, nil
+	}
+	if rows[0][1] != "true" {
+		return 0, false, fmt.Errorf("mirror: slot %s belongs to another database or plugin: name another (mirror_slot)", m.slot)
+	}
+	lsn, err := pglogrepl.ParseLSN(rows[0][0])
+	if err != nil {
+		return 0, false, fmt.Errorf("mirror: slot %s: position %q: %w", m.slot, rows[0][0], err)
+	}
+	return lsn, true, nil
+}

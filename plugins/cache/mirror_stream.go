@@ -1,0 +1,277 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+const (
+	// mirrorTick is how often an idle stream checks that Redis still holds the mirror and moves
+	// its position up to the server's.
+	mirrorTick = time.Second
+	// statusEvery bounds the time between two standby status updates (wal_sender_timeout is
+	// 60 s by default).
+	statusEvery = 10 * time.Second
+	// applyTimeout bounds one transaction's reads and script in Redis.
+	applyTimeout = 30 * time.Second
+)
+
+// streamer is one replication session's stream: it applies each transaction to Redis, with
+// the position it ends at, before it tells Postgres that position.
+type streamer struct {
+	m      *mirror
+	conn   *pgconn.PgConn
+	r      *mirrorRedis
+	sync   string
+	tables map[uint32]*mirrorTable
+
+	applied    pglogrepl.LSN // in Redis (the marker's lsn)
+	acked      pglogrepl.LSN // told to Postgres
+	idleEnd    pglogrepl.LSN // the server's position in a keepalive while no transaction was open
+	lastStatus time.Time
+	lastTick   time.Time
+	reply      bool // the server asked for a status update
+}
+
+// stream streams from the marker's position until an error.
+func (m *mirror) stream(ctx context.Context, conn *pgconn.PgConn, r *mirrorRedis, tables []*mirrorTable, mk marker) error {
+	start, err := pglogrepl.ParseLSN(mk["lsn"])
+	if err != nil {
+		return fmt.Errorf("mirror: marker position %q: %w", mk["lsn"], err)
+	}
+	s := &streamer{m: m, conn: conn, r: r, sync: mk["sync"], tables: map[uint32]*mirrorTable{},
+		applied: start, acked: start, lastStatus: time.Now(), lastTick: time.Now()}
+	for _, t := range tables {
+		s.tables[t.oid] = t
+	}
+	// Postgres starts at the slot's confirmed position or at start, whichever is later; both
+	// are at most the marker's, and what it resends up to there is skipped (see commit).
+	if err := pglogrepl.StartReplication(ctx, conn, m.slot, start, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", "publication_names " + quoteLiteral(m.publication)},
+	}); err != nil {
+		return fmt.Errorf("mirror: start replication on slot %s: %w", m.slot, err)
+	}
+	m.stats.state.Store("streaming")
+	m.stats.applied.Store(uint64(start))
+	m.log.Info("cache: mirror streaming", "slot", m.slot, "from", start)
+	var tx *txnBuf
+	for {
+		if tx == nil && time.Since(s.lastTick) >= mirrorTick {
+			if err := s.tick(ctx); err != nil {
+				return err
+			}
+		}
+		if err := s.status(ctx, false); err != nil {
+			return err
+		}
+		rctx, cancel := context.WithDeadline(ctx, s.lastTick.Add(mirrorTick))
+		raw, err := conn.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if pgconn.Timeout(err) && ctx.Err() == nil {
+				continue
+			}
+			return fmt.Errorf("mirror: receive: %w", err)
+		}
+		var data []byte
+		switch msg := raw.(type) {
+		case *pgproto3.CopyData:
+			data = msg.Data
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("mirror: server: %s (SQLSTATE %s)", msg.Message, msg.Code)
+		default:
+			continue
+		}
+		if len(data) == 0 {
+			continue
+		}
+		switch data[0] {
+		case pglogrepl.PrimaryKeepaliveMessageByteID:
+			ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+			if err != nil {
+				return fmt.Errorf("mirror: keepalive: %w", err)
+			}
+			if tx == nil && ka.ServerWALEnd > s.idleEnd {
+				s.idleEnd = ka.ServerWALEnd
+			}
+			s.reply = s.reply || ka.ReplyRequested
+		case pglogrepl.XLogDataByteID:
+			xld, err := pglogrepl.ParseXLogData(data[1:])
+			if err != nil {
+				return fmt.Errorf("mirror: xlog data: %w", err)
+			}
+			if tx, err = s.message(ctx, tx, xld.WALData); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// message handles one pgoutput message; tx is the open transaction (nil between transactions).
+func (s *streamer) message(ctx context.Context, tx *txnBuf, data []byte) (*txnBuf, error) {
+	msg, err := pglogrepl.Parse(data)
+	if err != nil {
+		return tx, fmt.Errorf("mirror: decode pgoutput: %w", err)
+	}
+	switch m := msg.(type) {
+	case *pglogrepl.RelationMessage:
+		if t := s.tables[m.RelationID]; t != nil {
+			return tx, t.bind(m)
+		}
+	case *pglogrepl.BeginMessage:
+		return newTxnBuf(), nil
+	case *pglogrepl.InsertMessage:
+		t, err := s.table(tx, m.RelationID)
+		if t == nil || err != nil {
+			return tx, err
+		}
+		return tx, tx.insert(t, m.Tuple)
+	case *pglogrepl.UpdateMessage:
+		t, err := s.table(tx, m.RelationID)
+		if t == nil || err != nil {
+			return tx, err
+		}
+		return tx, tx.update(t, m)
+	case *pglogrepl.DeleteMessage:
+		t, err := s.table(tx, m.RelationID)
+		if t == nil || err != nil {
+			return tx, err
+		}
+		return tx, tx.delete(t, m)
+	case *pglogrepl.TruncateMessage:
+		for _, oid := range m.RelationIDs {
+			t, err := s.table(tx, oid)
+			if err != nil {
+				return tx, err
+			}
+			if t != nil {
+				tx.truncate(t)
+			}
+		}
+	case *pglogrepl.CommitMessage:
+		if tx == nil {
+			return nil, fmt.Errorf("mirror: a commit without a transaction")
+		}
+		return nil, s.commit(ctx, tx, m)
+	}
+	return tx, nil
+}
+
+// table returns the mirrored table a change is for, or nil when it is not mirrored.
+func (s *streamer) table(tx *txnBuf, oid uint32) (*mirrorTable, error) {
+	t := s.tables[oid]
+	switch {
+	case t == nil:
+		return nil, nil
+	case t.colAt == nil:
+		return nil, fmt.Errorf("mirror: a change to %s before its relation message", t.name)
+	case tx == nil:
+		return nil, fmt.Errorf("mirror: a change to %s outside a transaction", t.name)
+	}
+	return t, nil
+}
+
+// commit applies a transaction to Redis, unless Redis has it already: after a restart Postgres
+// resends what it was not told about, and the marker says what was applied.
+func (s *streamer) commit(ctx context.Context, tx *txnBuf, c *pglogrepl.CommitMessage) error {
+	end := c.TransactionEndLSN
+	if end <= s.applied {
+		return nil
+	}
+	rows, truncated := tx.needs()
+	err := s.retry(ctx, func(ctx context.Context) error {
+		pre, err := s.r.preState(ctx, rows, truncated)
+		if err != nil {
+			return err
+		}
+		ops, err := tx.commands(pre)
+		if err != nil {
+			return err
+		}
+		return s.r.apply(ctx, s.sync, s.applied.String(), end.String(), nil, ops)
+	})
+	if err != nil {
+		return err
+	}
+	s.applied = end
+	s.m.stats.applied.Store(uint64(end))
+	s.m.stats.lastCommit.Store(c.CommitTime.UnixNano())
+	s.m.stats.txns.Add(1)
+	return nil
+}
+
+// tick runs while no transaction is open: it checks that Redis still holds the mirror (so a
+// Redis that restarted empty is reloaded at once, not at the next change), and moves the
+// marker up to the server's idle position, so the slot need not keep WAL that holds nothing
+// for the mirror.
+func (s *streamer) tick(ctx context.Context) error {
+	next := max(s.applied, s.idleEnd)
+	err := s.retry(ctx, func(ctx context.Context) error {
+		return s.r.apply(ctx, s.sync, s.applied.String(), next.String(), nil, nil)
+	})
+	if err != nil {
+		return err
+	}
+	s.applied = next
+	s.m.stats.applied.Store(uint64(next))
+	s.lastTick = time.Now()
+	return nil
+}
+
+// status tells Postgres the position Redis holds: within a second of a change, at least every
+// statusEvery, and when asked. force sends it regardless.
+func (s *streamer) status(ctx context.Context, force bool) error {
+	since := time.Since(s.lastStatus)
+	if !force && !s.reply && since < statusEvery && (s.acked == s.applied || since < mirrorTick) {
+		return nil
+	}
+	if err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: s.applied}); err != nil {
+		return fmt.Errorf("mirror: status update: %w", err)
+	}
+	s.acked, s.lastStatus, s.reply = s.applied, time.Now(), false
+	return nil
+}
+
+// retry runs f until it succeeds or fails for a reason waiting cannot fix. While Redis is
+// unreachable nothing is acknowledged and nothing is skipped: the stream waits here, and the
+// slot keeps every change (status updates at the old position keep the connection alive).
+func (s *streamer) retry(ctx context.Context, f func(context.Context) error) error {
+	pause := 100 * time.Millisecond
+	for logged := false; ; {
+		actx, cancel := context.WithTimeout(ctx, applyTimeout)
+		err := f(actx)
+		cancel()
+		switch {
+		case err == nil:
+			if logged {
+				s.m.log.Info("cache: mirror: Redis is back")
+				s.m.stats.state.Store("streaming")
+			}
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, errMirrorLost), errors.Is(err, errMirrorInconsistent):
+			return err
+		}
+		if !logged {
+			s.m.log.Warn("cache: mirror: Redis unavailable; waiting, nothing acknowledged", "err", err)
+			s.m.stats.state.Store("waiting for Redis")
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 2*time.Second)
+		if err := s.status(ctx, false); err != nil {
+			return err
+		}
+	}
+}
