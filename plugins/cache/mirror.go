@@ -110,6 +110,10 @@ type mirror struct {
 	rmu   sync.Mutex
 	redis *mirrorRedis
 
+	// reload makes the next session load a snapshot whatever the marker says: the last one
+	// found Redis different from what the marker promised.
+	reload string
+
 	stats mirrorStats
 }
 
@@ -172,6 +176,7 @@ func (m *mirror) run(stop <-chan struct{}) {
 		switch {
 		case errors.Is(err, errMirrorLost), errors.Is(err, errSchemaChanged), errors.Is(err, errMirrorInconsistent):
 			m.log.Warn("cache: mirror must be reloaded", "err", err)
+			m.reload = err.Error()
 			continue
 		case errors.Is(err, errLocked):
 			m.stats.state.Store("standby: another sluice streams")
@@ -275,12 +280,17 @@ func (m *mirror) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if why := m.reloadReason(mk, tables, confirmed, slotExists, pubChanged); why != "" {
+	why := m.reloadReason(mk, tables, confirmed, slotExists, pubChanged)
+	if why == "" {
+		why = m.reload
+	}
+	if why != "" {
 		m.stats.state.Store("loading")
 		m.log.Info("cache: mirror loading a snapshot", "why", why, "slot", m.slot)
 		if mk, err = m.load(ctx, conn, r, tables, slotExists); err != nil {
 			return err
 		}
+		m.reload = ""
 		m.stats.loads.Add(1)
 	}
 	return m.stream(ctx, conn, r, tables, mk)

@@ -240,12 +240,43 @@ type refNeed struct {
 	cols  []int
 }
 
+// inPlace says, for each operation, whether it is a hash write that leaves its unsent columns
+// where they are: only when the key still holds its state from before the transaction when
+// the write runs (nothing earlier in the transaction unlinked it: a DELETE, a write of the
+// whole hash, a key that moved away and back).
+func (tx *txnBuf) inPlace() []bool {
+	out := make([]bool, len(tx.ops))
+	unlinked := map[string]bool{}
+	for i, op := range tx.ops {
+		switch op.kind {
+		case opDelete:
+			unlinked[op.key] = true
+		case opWrite:
+			if op.table.json || unlinked[op.key] {
+				unlinked[op.key] = true
+				continue
+			}
+			for _, c := range op.cells {
+				if c.ref == op.key {
+					out[i] = true
+				}
+			}
+			if !out[i] {
+				unlinked[op.key] = true // written whole: it is unlinked first
+			}
+		}
+		// A TRUNCATE unlinks every key of its table, but no unsent value can refer to the
+		// state before it (current refuses), so it needs no mark here.
+	}
+	return out
+}
+
 // needs returns what must be read from Redis, as it is before the transaction, to apply it: the
-// rows whose unchanged TOAST values it copies (by key), and the tables it truncates. A hash row
-// whose own unchanged columns stay where they are needs nothing.
+// rows whose unchanged TOAST values it copies (by key), and the tables it truncates.
 func (tx *txnBuf) needs() (rows map[string]*refNeed, truncated []*mirrorTable) {
 	rows = map[string]*refNeed{}
-	for _, op := range tx.ops {
+	inPlace := tx.inPlace()
+	for j, op := range tx.ops {
 		switch op.kind {
 		case opTruncate:
 			if !containsTable(truncated, op.table) {
@@ -253,7 +284,7 @@ func (tx *txnBuf) needs() (rows map[string]*refNeed, truncated []*mirrorTable) {
 			}
 		case opWrite:
 			for i, c := range op.cells {
-				if c.ref == "" || (!op.table.json && c.ref == op.key) {
+				if c.ref == "" || (inPlace[j] && c.ref == op.key) {
 					continue
 				}
 				n := rows[c.ref]
@@ -304,7 +335,8 @@ const unlinkBatch = 1000
 func (tx *txnBuf) commands(pre preState) ([]string, error) {
 	var args []string
 	written := map[*mirrorTable][]string{} // keys written so far, for a later TRUNCATE
-	for _, op := range tx.ops {
+	inPlace := tx.inPlace()
+	for j, op := range tx.ops {
 		switch op.kind {
 		case opDelete:
 			args = append(args, "U", "1", op.key)
@@ -319,7 +351,7 @@ func (tx *txnBuf) commands(pre preState) ([]string, error) {
 			}
 		case opWrite:
 			written[op.table] = append(written[op.table], op.key)
-			a, err := writeArgs(op, pre)
+			a, err := writeArgs(op, inPlace[j], pre)
 			if err != nil {
 				return nil, err
 			}
@@ -333,16 +365,14 @@ func (tx *txnBuf) commands(pre preState) ([]string, error) {
 // what it should be, and only a new snapshot can fix it.
 var errMirrorInconsistent = errors.New("mirror: Redis lacks a row the stream changes")
 
-// writeArgs encodes one row write. A hash whose unsent columns are its own is updated in place
-// (HSET of what was sent, HDEL of what became NULL); any other row is written whole.
-func writeArgs(op rowOp, pre preState) ([]string, error) {
+// writeArgs encodes one row write. A hash written in place (see inPlace) gets HSET of what was
+// sent and HDEL of what became NULL; any other row is written whole.
+func writeArgs(op rowOp, partial bool, pre preState) ([]string, error) {
 	t := op.table
 	vals := make([]cell, len(op.cells))
-	partial := false
 	for i, c := range op.cells {
 		if c.ref != "" {
-			if !t.json && c.ref == op.key {
-				partial = true
+			if partial && c.ref == op.key {
 				vals[i] = c
 				continue
 			}

@@ -124,7 +124,7 @@ func loadTable(ctx context.Context, sc *pgconn.PgConn, r *mirrorRedis, sync stri
 			for i, j := range keyIdx {
 				keyVals[i] = cells[j]
 			}
-			a, err := writeArgs(rowOp{kind: opWrite, table: t, key: t.ns + keyText(keyVals), cells: cells}, preState{})
+			a, err := writeArgs(rowOp{kind: opWrite, table: t, key: t.ns + keyText(keyVals), cells: cells}, false, preState{})
 			if err != nil {
 				return err
 			}

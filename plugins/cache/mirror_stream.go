@@ -70,7 +70,11 @@ func (m *mirror) stream(ctx context.Context, conn *pgconn.PgConn, r *mirrorRedis
 		if err := s.status(ctx, false); err != nil {
 			return err
 		}
-		rctx, cancel := context.WithDeadline(ctx, s.lastTick.Add(mirrorTick))
+		deadline := s.lastTick.Add(mirrorTick)
+		if tx != nil || time.Until(deadline) < 10*time.Millisecond {
+			deadline = time.Now().Add(mirrorTick) // no tick inside a transaction
+		}
+		rctx, cancel := context.WithDeadline(ctx, deadline)
 		raw, err := conn.ReceiveMessage(rctx)
 		cancel()
 		if err != nil {
