@@ -191,14 +191,19 @@ func (s *streamer) commit(ctx context.Context, tx *txnBuf, c *pglogrepl.CommitMe
 	rows, truncated := tx.needs()
 	err := s.retry(ctx, func(ctx context.Context) error {
 		pre, err := s.r.preState(ctx, rows, truncated)
-		if err != nil {
-			return err
+		if err == nil {
+			var ops []string
+			if ops, err = tx.commands(pre); err == nil {
+				return s.r.apply(ctx, s.sync, s.applied.String(), end.String(), nil, ops)
+			}
 		}
-		ops, err := tx.commands(pre)
-		if err != nil {
-			return err
+		if errors.Is(err, errMirrorInconsistent) {
+			// A Redis that restarted empty lacks the row too: say so when that is why.
+			if lost := s.r.apply(ctx, s.sync, s.applied.String(), s.applied.String(), nil, nil); errors.Is(lost, errMirrorLost) {
+				return lost
+			}
 		}
-		return s.r.apply(ctx, s.sync, s.applied.String(), end.String(), nil, ops)
+		return err
 	})
 	if err != nil {
 		return err
