@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -107,8 +106,10 @@ type mirror struct {
 	markerKey   string
 	log         *slog.Logger
 
-	rmu   sync.Mutex
-	redis *mirrorRedis
+	redis *mirrorRedis // made by client, used by run's goroutine only
+	// streamed is set when the session has started streaming: it got somewhere, so the pause
+	// before the next one starts short again.
+	streamed bool
 
 	// reload makes the next session load a snapshot whatever the marker says: the last one
 	// found Redis different from what the marker promised.
@@ -154,39 +155,44 @@ func (m *mirror) snapshotStats() MirrorStats {
 // errLocked says another sluice holds the mirror's lock.
 var errLocked = errors.New("mirror: another sluice streams this slot")
 
-// run keeps a replication session going until stop is closed. A session that ends because Redis
-// lost the mirror is followed at once by one that reloads it; other errors wait a growing pause.
+// run keeps a replication session going until stop is closed. A streaming session that ends
+// because Redis lost the mirror is followed at once by one that reloads it; other errors (and a
+// reload that keeps failing) wait a pause that grows while sessions fail before streaming.
 func (m *mirror) run(stop <-chan struct{}) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { <-stop; cancel() }()
 	defer func() {
-		m.rmu.Lock()
 		if m.redis != nil {
 			m.redis.close()
 		}
-		m.rmu.Unlock()
 	}()
+	const standby = "standby: another sluice streams"
 	pause := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		start := time.Now()
+		m.streamed = false
 		err := m.session(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if m.streamed || time.Since(start) > 10*time.Second {
+			pause = 100 * time.Millisecond
 		}
 		switch {
 		case errors.Is(err, errMirrorLost), errors.Is(err, errSchemaChanged), errors.Is(err, errMirrorInconsistent):
 			m.log.Warn("cache: mirror must be reloaded", "err", err)
 			m.reload = err.Error()
-			continue
+			if m.streamed {
+				continue
+			}
 		case errors.Is(err, errLocked):
-			m.stats.state.Store("standby: another sluice streams")
+			if m.stats.state.Swap(standby) != standby {
+				m.log.Info("cache: mirror standing by: another sluice streams slot " + m.slot)
+			}
 			pause = 2 * time.Second
 		default:
 			m.stats.state.Store("reconnecting")
 			m.log.Warn("cache: mirror stopped; restarting", "err", err)
-		}
-		if time.Since(start) > 10*time.Second {
-			pause = 100 * time.Millisecond
 		}
 		select {
 		case <-ctx.Done():
@@ -197,9 +203,9 @@ func (m *mirror) run(stop <-chan struct{}) {
 	}
 }
 
+// client returns the mirror's Redis client, made at first use (making it fails while Redis
+// is down). Only run's goroutine calls it.
 func (m *mirror) client() (*mirrorRedis, error) {
-	m.rmu.Lock()
-	defer m.rmu.Unlock()
 	if m.redis == nil {
 		r, err := newMirrorRedis(m.addrs, m.markerKey)
 		if err != nil {

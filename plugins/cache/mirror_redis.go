@@ -58,7 +58,7 @@ while i <= #ARGV do
     return redis.error_reply('MIRRORLOST unknown operation ' .. tostring(op))
   end
 end
-redis.call('HSET', KEYS[1], 'lsn', ARGV[3])
+if lsn ~= ARGV[3] then redis.call('HSET', KEYS[1], 'lsn', ARGV[3]) end
 if tonumber(ARGV[4]) > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 5, 4 + 2 * tonumber(ARGV[4]))) end
 return 'OK'
 `
@@ -86,6 +86,10 @@ func newMirrorRedis(addrs []string, marker string) (*mirrorRedis, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mirror: redis: %w", err)
+	}
+	if c.Mode() == rueidis.ClientModeCluster {
+		c.Close()
+		return nil, fmt.Errorf("mirror: Redis Cluster is not supported: a transaction's keys span hash slots, and the mirror applies it in one script")
 	}
 	return &mirrorRedis{client: c, script: rueidis.NewLuaScript(applyScript), marker: marker}, nil
 }

@@ -57,6 +57,7 @@ func (m *mirror) stream(ctx context.Context, conn *pgconn.PgConn, r *mirrorRedis
 	}); err != nil {
 		return fmt.Errorf("mirror: start replication on slot %s: %w", m.slot, err)
 	}
+	m.streamed = true
 	m.stats.state.Store("streaming")
 	m.stats.applied.Store(uint64(start))
 	m.log.Info("cache: mirror streaming", "slot", m.slot, "from", start)
