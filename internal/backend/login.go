@@ -105,6 +105,7 @@ func dial(ctx context.Context, p *Params, useTLS bool) (*ServerConn, error) {
 		return nil, fmt.Errorf("connect to %s: %w", p.Addr(), err)
 	}
 	c = netio.Wrap(c)
+	sock, _ := c.(*netio.Conn)
 	ok := false
 	defer func() {
 		if !ok {
@@ -172,7 +173,7 @@ func dial(ctx context.Context, p *Params, useTLS bool) (*ServerConn, error) {
 		// ctx ended as the login finished: the deadline may have been set after the reset.
 		return nil, fmt.Errorf("connect to %s: %w", p.Addr(), ctx.Err())
 	}
-	s.conn, s.R, s.W, s.sent = c, r, w, sent
+	s.conn, s.sock, s.R, s.W, s.sent = c, sock, r, w, sent
 	s.recvSeen, s.sentSeen = r.BytesRead(), sent.n.Load()
 	ok = true
 	return s, nil

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluicepg/sluice/internal/netio"
 	"github.com/sluicepg/sluice/internal/wire"
 )
 
@@ -51,6 +52,7 @@ func (p *Params) Addr() string { return net.JoinHostPort(p.Host, strconv.Itoa(p.
 // caller arranges.
 type ServerConn struct {
 	conn   net.Conn
+	sock   *netio.Conn // the socket under conn (and under TLS); nil when not a TCP socket
 	R      *wire.Reader
 	W      *bufio.Writer
 	addr   string
@@ -125,6 +127,15 @@ func (s *ServerConn) Close() error {
 		_, _ = s.conn.Write([]byte{wire.Terminate, 0, 0, 0, 4})
 	}
 	return s.conn.Close()
+}
+
+// Quiet reports, without blocking and without reading, whether the server has said nothing since
+// its last reply: nothing waits to be read and the server has not closed the connection. A server
+// that ends a connection while it sits idle in a pool (pg_terminate_backend, a shutdown,
+// idle_session_timeout) sends a FATAL ErrorResponse and closes it; Quiet is then false. Call it only
+// on a server nobody else is reading.
+func (s *ServerConn) Quiet() bool {
+	return s.R.Buffered() == 0 && (s.sock == nil || !s.sock.Pending())
 }
 
 // SetReadDeadline sets the read deadline of the underlying connection; a deadline in the past

@@ -32,6 +32,9 @@ type Conn struct {
 	wn   int
 	werr error
 	wfn  func(fd uintptr) bool
+
+	pend bool
+	pfn  func(fd uintptr)
 }
 
 // Wrap returns c with raw-syscall I/O when it is a TCP or Unix socket, and c itself otherwise.
@@ -50,7 +53,7 @@ func Wrap(c net.Conn) net.Conn {
 		return c
 	}
 	x := &Conn{Conn: c, rc: rc}
-	x.rfn, x.wfn = x.read, x.write // bound once: no closure allocation per call
+	x.rfn, x.wfn, x.pfn = x.read, x.write, x.peek // bound once: no closure allocation per call
 	return x
 }
 
@@ -134,4 +137,30 @@ func wrapErr(op string, err error) error {
 		return err
 	}
 	return &net.OpError{Op: op, Net: "ip", Err: err}
+}
+
+// Pending reports, without blocking and without consuming anything, whether a read would return
+// at once: bytes are waiting, the peer closed its side, or the socket failed. For a TLS
+// connection over c, only what has not reached the TLS layer is seen. Like Read, it must not be
+// called concurrently with itself.
+func (c *Conn) Pending() bool {
+	c.pend = false
+	if err := c.rc.Control(c.pfn); err != nil {
+		return true // closed
+	}
+	return c.pend
+}
+
+func (c *Conn) peek(fd uintptr) {
+	var b [1]byte
+	for {
+		_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if e == syscall.EINTR {
+			continue
+		}
+		// Anything but "would block" is news: data, the end of the stream, or an error.
+		c.pend = e != syscall.EAGAIN
+		return
+	}
 }

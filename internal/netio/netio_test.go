@@ -104,3 +104,42 @@ func TestWrapLeavesOtherConnsAlone(t *testing.T) {
 		t.Fatalf("Wrap(net.Pipe) = %T, want the conn itself", w)
 	}
 }
+
+// TestPending checks that Pending sees waiting bytes and the peer's close without consuming
+// anything, and reports an idle connection as quiet.
+func TestPending(t *testing.T) {
+	c, s := pair(t)
+	p := c.(*Conn)
+	if p.Pending() {
+		t.Fatal("Pending on a connection the peer has said nothing on")
+	}
+	if _, err := s.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	checkPending(t, p)
+	buf := make([]byte, 4)
+	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "x" {
+		t.Fatalf("Read after Pending = %q, %v: Pending must not consume", buf[:n], err)
+	}
+	if p.Pending() {
+		t.Fatal("Pending after everything was read")
+	}
+	s.Close()
+	checkPending(t, p)
+	c.Close()
+	if !p.Pending() {
+		t.Fatal("Pending on a closed connection is false; it must say a read would not block")
+	}
+}
+
+// checkPending waits (briefly: loopback delivery is not instant) for Pending to turn true.
+func checkPending(t *testing.T, p *Conn) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !p.Pending() {
+		if time.Now().After(deadline) {
+			t.Fatal("Pending stayed false")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -145,6 +145,23 @@ func (f *fakeServer) serve(c net.Conn) {
 	}
 }
 
+// terminate ends every connection from the server's side, as pg_terminate_backend or a fast
+// shutdown does: a FATAL 57P01, then the close.
+func (f *fakeServer) terminate(t testing.TB) {
+	t.Helper()
+	fatal, err := (&pgproto3.ErrorResponse{Severity: "FATAL", Code: "57P01",
+		Message: "terminating connection due to administrator command"}).Encode(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for c := range f.conns {
+		_, _ = c.Write(fatal)
+		c.Close()
+	}
+}
+
 // newTestPool returns a pool of f that is closed when the test ends. Servers are not health
 // checked unless o asks for it.
 func newTestPool(t testing.TB, f *fakeServer, o Options) *Pool {
@@ -734,6 +751,46 @@ func TestIdleServerPastLifetimeIsNotHandedOut(t *testing.T) {
 				wantLogins(t, f, 2)
 			}
 			wantLive(t, f, int64(p.Stats().Open))
+		})
+	}
+}
+
+// A server that terminated a connection while it sat idle in the pool has already said so (its
+// FATAL and its close are waiting on the socket): neither checkout hands that connection out,
+// long before any health check is due.
+func TestServerTerminatedWhileIdleIsNotHandedOut(t *testing.T) {
+	for _, try := range []bool{false, true} {
+		t.Run(fmt.Sprintf("TryCheckout %v", try), func(t *testing.T) {
+			f := newFakeServer(t)
+			p := newTestPool(t, f, Options{Size: 2})
+			a, b := checkout(t, p), checkout(t, p)
+			p.Release(a)
+			p.Release(b)
+			f.terminate(t)
+			wantLive(t, f, 0)
+			p.mu.Lock()
+			a.LastUsed, b.LastUsed = a.LastUsed.Add(-quietAfter), b.LastUsed.Add(-quietAfter)
+			p.mu.Unlock()
+			if try {
+				if got := p.TryCheckout(); got != nil {
+					t.Fatal("TryCheckout returned a server that had terminated the connection")
+				}
+				wantStats(t, p, 0, 0, 0)
+				return
+			}
+			got := checkout(t, p)
+			defer p.Release(got)
+			if got == a || got == b {
+				t.Fatal("Checkout returned a server that had terminated the connection")
+			}
+			if !a.Broken || !b.Broken {
+				t.Error("the terminated connections are not marked broken")
+			}
+			if _, err := got.Exec(";"); err != nil {
+				t.Fatalf("the new connection: %v", err)
+			}
+			wantLogins(t, f, 3)
+			wantStats(t, p, 1, 0, 0)
 		})
 	}
 }

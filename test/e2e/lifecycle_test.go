@@ -323,6 +323,47 @@ func TestHealthcheckDelayZeroChecksEveryServer(t *testing.T) {
 	}
 }
 
+// A server killed while its connection sits idle in the pool (pg_terminate_backend, as
+// node-postgres' own tests do) has sent its FATAL and closed the connection by the time the next
+// client needs one, long before healthcheck_delay: that client gets a live server, in both modes.
+func TestServerKilledWhileIdleInThePoolIsNotHandedOut(t *testing.T) {
+	for _, mode := range []string{"transaction", "session"} {
+		t.Run(mode, func(t *testing.T) {
+			ctx := context.Background()
+			s := startSluice(t, poolConfig{Mode: mode, PoolSize: 1})
+			watch := direct(t)
+			first := connect(t, s)
+			pid := backendPID(t, first)
+			if mode == "session" {
+				first.Close(ctx) // its server goes back to the pool
+			}
+			checkFor(t, 5*time.Second, func() error {
+				if st := serverState(t, watch, pid); st != "idle" {
+					return fmt.Errorf("server %d is %q, want idle", pid, st)
+				}
+				return nil
+			})
+			if _, err := watch.Exec(ctx, "SELECT pg_terminate_backend($1)", pid); err != nil {
+				t.Fatal(err)
+			}
+			checkFor(t, 5*time.Second, func() error {
+				if st := serverState(t, watch, pid); st != "gone" {
+					return fmt.Errorf("server %d is %q", pid, st)
+				}
+				return nil
+			})
+			next := first
+			if mode == "session" {
+				next = connect(t, s)
+			}
+			var n int
+			if err := next.QueryRow(ctx, "SELECT 41 + 1").Scan(&n); err != nil || n != 42 {
+				t.Fatalf("first query after the idle server was killed: %d, %v", n, err)
+			}
+		})
+	}
+}
+
 func TestReloadOnSIGHUP(t *testing.T) {
 	ctx := context.Background()
 	pc := poolConfig{PoolSize: 1, General: "query_wait_timeout = 500"}
