@@ -349,7 +349,9 @@ func (s *ClientSession) runPump(srv *backend.ServerConn, pl *pool.Pool) {
 }
 
 // serverLost ends the session after its server failed (or after the client stopped reading):
-// neither can go on. The client hears why unless it is the one that failed.
+// neither can go on. The client hears why unless it is the one that failed, or the server told it
+// already: a server that ends a connection (pg_terminate_backend, a shutdown) sends a FATAL and
+// closes it, and Postgres' clients take a second error after that as a second failure.
 func (s *ClientSession) serverLost(srv *backend.ServerConn, pl *pool.Pool, err error) {
 	s.mu.Lock()
 	if s.srv == srv {
@@ -358,6 +360,7 @@ func (s *ClientSession) serverLost(srv *backend.ServerConn, pl *pool.Pool, err e
 		s.open = false
 		s.pumping = false
 	}
+	told := s.saidFatal == srv
 	s.mu.Unlock()
 	srv.Broken = true
 	pl.Release(srv)
@@ -365,8 +368,10 @@ func (s *ClientSession) serverLost(srv *backend.ServerConn, pl *pool.Pool, err e
 	if !errors.As(err, &ce) {
 		s.out.mu.Lock()
 		if !s.out.Pending() || !errors.Is(err, errPartial) {
-			_, _ = s.out.Write(wire.AppendError(nil, "FATAL", "08006",
-				fmt.Sprintf("server connection to %s was lost: %v", srv.Addr(), err)))
+			if !told {
+				_, _ = s.out.Write(wire.AppendError(nil, "FATAL", "08006",
+					fmt.Sprintf("server connection to %s was lost: %v", srv.Addr(), err)))
+			}
 			_ = s.out.Flush()
 		}
 		s.out.mu.Unlock()
@@ -531,6 +536,11 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		s.popIf(kExecute)
 	case wire.ErrorResponse:
 		keep = s.serverErrorLocked(srv)
+		if keep {
+			if sev := wire.ErrorSeverity(wire.Body(msg)); sev == "FATAL" || sev == "PANIC" {
+				s.saidFatal = srv
+			}
+		}
 	case wire.ReadyForQuery:
 		for h := s.q.head(); h != nil; h = s.q.head() {
 			e := s.q.pop()

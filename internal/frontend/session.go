@@ -84,6 +84,9 @@ type ClientSession struct {
 	// discarded is set between a DISCARD ALL's CommandComplete and its ReadyForQuery.
 	discarded bool
 	stopping  bool // shutdown: close the client at its next idle point
+	// saidFatal is the server whose FATAL ErrorResponse the client was given: when that server
+	// closes the connection, as it does next, the client has already heard why.
+	saidFatal *backend.ServerConn
 	pump      sync.WaitGroup
 
 	traf traffic

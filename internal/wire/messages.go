@@ -275,6 +275,27 @@ func ErrorFields(body []byte) (code, msg string) {
 	return code, msg
 }
 
+// ErrorSeverity returns the severity of an ErrorResponse or NoticeResponse body: the field that
+// is never translated (V, sent since Postgres 9.6) when present, else the localized one (S).
+func ErrorSeverity(body []byte) string {
+	var sev []byte
+	for len(body) > 0 && body[0] != 0 {
+		f := body[0]
+		v, rest, ok := CString(body[1:])
+		if !ok {
+			break
+		}
+		switch f {
+		case 'V':
+			return string(v)
+		case 'S':
+			sev = v
+		}
+		body = rest
+	}
+	return string(sev)
+}
+
 // RowDescriptionNames returns the column names of a RowDescription body. A malformed body yields
 // the names read before the fault.
 func RowDescriptionNames(body []byte) []string {

@@ -18,3 +18,23 @@ func TestBindFields(t *testing.T) {
 		BindResultFormats(body[:n])
 	}
 }
+
+func TestErrorSeverity(t *testing.T) {
+	tests := []struct {
+		name string
+		body []byte
+		want string
+	}{
+		{"V and S", Body(AppendError(nil, "FATAL", "57P01", "terminating connection")), "FATAL"},
+		{"V wins over a translated S", []byte("SSCHWERWIEGEND\x00VFATAL\x00C57P01\x00\x00"), "FATAL"},
+		{"S alone (before 9.6)", []byte("SERROR\x00C42601\x00Msyntax\x00\x00"), "ERROR"},
+		{"neither", []byte("C42601\x00\x00"), ""},
+		{"truncated", []byte("SFAT"), ""},
+		{"empty", nil, ""},
+	}
+	for _, tt := range tests {
+		if got := ErrorSeverity(tt.body); got != tt.want {
+			t.Errorf("%s: ErrorSeverity = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}

@@ -593,6 +593,29 @@ func TestBadInputServerKilledInTheMiddleOfAQuery(t *testing.T) {
 	}
 }
 
+// A server that ends the session itself says why in one FATAL and closes the connection; the
+// client gets that FATAL and the close, as from Postgres, and no second error from sluice:
+// node-postgres takes a second error as a second failure (an 'error' event nobody listens for).
+func TestBadInputServerTerminatesTheSession(t *testing.T) {
+	for _, mode := range []string{"transaction", "session"} {
+		t.Run(mode, func(t *testing.T) {
+			s := startSluice(t, poolConfig{Mode: mode, PoolSize: 2})
+			c := dialRaw(t, s)
+			c.login()
+			if mode == "transaction" {
+				// Inside a transaction: a FATAL as the first word of a server fresh from the pool
+				// is taken as a server that went away meanwhile (see goneBeforeRequest).
+				if _, err := c.query("BEGIN"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.send(&pgproto3.Query{String: "SELECT pg_terminate_backend(pg_backend_pid())"})
+			c.expectFatal("57P01")
+			selectOne(t, s)
+		})
+	}
+}
+
 // serverPidRunning waits until exactly one server runs a query containing marker and returns its
 // pid, read from pg_stat_activity directly.
 func serverPidRunning(t testing.TB, marker string) int {
