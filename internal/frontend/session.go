@@ -150,7 +150,10 @@ func (l *Listener) login(c net.Conn, n int64, inherited *net.KeepAliveConfig) *C
 	}
 	sp, c, encrypted, pipelined, err := l.readStartup(c, g)
 	if err != nil {
-		if errors.Is(err, errBadStartup) {
+		switch {
+		case errors.Is(err, errStartupLength):
+			l.log.Debug("closed a connection without a startup packet", "remote", c.RemoteAddr().String(), "err", err)
+		case errors.Is(err, errBadStartup):
 			_, _ = c.Write(wire.AppendError(nil, "FATAL", "08P01", err.Error()))
 		}
 		return nil

@@ -21,8 +21,15 @@ const (
 // maxStartupPacket is Postgres' own limit on a startup packet.
 const maxStartupPacket = 10000
 
-// errBadStartup is wrapped by every startup-packet error; the client gets SQLSTATE 08P01.
+// errBadStartup is wrapped by every startup-packet error; the client gets SQLSTATE 08P01, except
+// for errStartupLength.
 var errBadStartup = errors.New("invalid startup packet")
+
+// errStartupLength is a first four bytes that cannot be a startup packet's length: whatever is
+// talking is not a Postgres client at the start of its startup (or sent something before it, as
+// node-postgres sends Terminate when it is closed while connecting). Postgres closes such a
+// connection without a reply, and so does sluice.
+var errStartupLength = fmt.Errorf("%w: length", errBadStartup)
 
 // startupPacket is a decoded startup, SSLRequest, GSSENCRequest or CancelRequest packet.
 type startupPacket struct {
@@ -66,7 +73,7 @@ func readStartupPacket(r io.Reader, buf []byte) (body, rest []byte, err error) {
 	}
 	n := int(binary.BigEndian.Uint32(buf))
 	if n < 8 || n > maxStartupPacket {
-		return nil, nil, fmt.Errorf("%w: length %d", errBadStartup, n)
+		return nil, nil, fmt.Errorf("%w %d", errStartupLength, n)
 	}
 	if got >= n {
 		return buf[4:n], buf[n:got], nil

@@ -248,6 +248,30 @@ func TestBadInputGarbageInsteadOfStartupPacket(t *testing.T) {
 	selectOne(t, s)
 }
 
+// A connection whose first four bytes cannot be a startup packet's length is closed without a
+// word, by Postgres (it only logs "invalid length of startup packet") and by sluice: node-postgres,
+// closed while it connects, sends Terminate before its startup packet and takes an error reply as
+// a failure of a client it has already closed.
+func TestBadInputTerminateBeforeStartupIsClosedSilently(t *testing.T) {
+	s := startSluice(t, poolConfig{})
+	for _, target := range []struct {
+		name string
+		s    *Sluice
+	}{{"postgres", &Sluice{Port: pg.Port}}, {"sluice", s}} {
+		t.Run(target.name, func(t *testing.T) {
+			c := dialRaw(t, target.s)
+			startup, err := (&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+				Parameters: map[string]string{"user": appUser, "database": appDB}}).Encode(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.write(joinBytes([]byte{'X', 0, 0, 0, 4}, startup))
+			c.expectClosed(10 * time.Second)
+		})
+	}
+	selectOne(t, s)
+}
+
 func TestBadInputHugeOrBadLengthAfterLogin(t *testing.T) {
 	s := startSluice(t, poolConfig{})
 	tests := []struct {
