@@ -122,13 +122,8 @@ func ParseVerifier(s string) (*Verifier, error) {
 	return &Verifier{Iterations: iter, Salt: salt, StoredKey: stored, ServerKey: server}, nil
 }
 
-// NewVerifier derives the secret Postgres would store for password with salt and iterations.
-//
-// Postgres runs the password through SASLprep (RFC 4013) first and uses the raw bytes when
-// SASLprep fails. sluice does not implement SASLprep: the password's bytes are used as given. That
-// is exactly what Postgres does for every ASCII password and for passwords SASLprep leaves alone
-// (already NFKC, no mapped or prohibited characters); a non-ASCII password that SASLprep would
-// change yields a different secret than Postgres', so store such secrets from Postgres itself.
+// NewVerifier derives the secret Postgres would store for password with salt and iterations:
+// that of the password's SASLprep (see SASLprep), as Postgres derives it.
 //
 // NewVerifier panics if iterations is not positive or salt is empty: both are the caller's
 // constants, not input.
@@ -136,7 +131,7 @@ func NewVerifier(password string, salt []byte, iterations int) *Verifier {
 	if iterations <= 0 || len(salt) == 0 {
 		panic("auth.NewVerifier: iterations must be positive and salt non-empty")
 	}
-	salted, err := pbkdf2.Key(sha256.New, password, salt, iterations, scramKeyLen)
+	salted, err := pbkdf2.Key(sha256.New, SASLprep(password), salt, iterations, scramKeyLen)
 	if err != nil {
 		// Only FIPS-140 mode rejects arguments (short passwords or salts); nothing to recover.
 		panic("auth.NewVerifier: " + err.Error())

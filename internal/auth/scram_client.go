@@ -15,7 +15,7 @@ import (
 // ClientKey and ServerKey that a password derives. The keys are what sluice has after a client
 // logged in to it with SCRAM against a verifier (ServerConversation.ClientKey and the verifier's
 // ServerKey): with them sluice logs in to a server as that client without ever knowing the
-// password. With keys set, Password is not used.
+// password. With keys set, Password is not used; without, its SASLprep is hashed, as libpq does.
 type ClientSecret struct {
 	Password  string
 	ClientKey []byte
@@ -156,7 +156,7 @@ func (c *ClientConversation) Final(serverFirst []byte) ([]byte, error) {
 
 	clientKey, serverKey := c.secret.ClientKey, c.secret.ServerKey
 	if clientKey == nil {
-		salted, err := pbkdf2.Key(sha256.New, c.secret.Password, salt, iter, scramKeyLen)
+		salted, err := pbkdf2.Key(sha256.New, SASLprep(c.secret.Password), salt, iter, scramKeyLen)
 		if err != nil {
 			return nil, fmt.Errorf("scram: derive keys: %w", err)
 		}

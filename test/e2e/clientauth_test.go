@@ -191,6 +191,83 @@ const fs = require('fs');
 	}
 }
 
+// TestClientSCRAMPasswordSASLprep checks passwords that SASLprep changes. Postgres hashes a
+// SCRAM password's SASLprep (RFC 4013: NFKC, some characters mapped), and so do libpq and
+// node-postgres when they prove it: sluice must derive the same secret from a plain password in
+// its file, and log in to the server with the same form, or such a user cannot log in through it.
+func TestClientSCRAMPasswordSASLprep(t *testing.T) {
+	ctx := context.Background()
+	const role = "sasl_user"
+	db := direct(t)
+	mustExec(t, db, "DROP ROLE IF EXISTS "+role)
+	mustExec(t, db, "CREATE ROLE "+role+" LOGIN")
+	t.Cleanup(func() { _, _ = direct(t).Exec(context.Background(), "DROP ROLE IF EXISTS "+role) })
+	mustExec(t, db, "SET password_encryption = 'scram-sha-256'")
+	setPassword := func(pw string) string {
+		t.Helper()
+		mustExec(t, db, fmt.Sprintf("ALTER ROLE %s PASSWORD '%s'", role, strings.ReplaceAll(pw, "'", "''")))
+		var stored string
+		if err := db.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = $1", role).Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
+		return stored
+	}
+	// The secret Postgres stores, for passwords SASLprep changes and for those it gives up on
+	// (then the password is hashed as it is).
+	for _, pw := range []string{"plain", "IX-\u2168", "I\u00adX", "a\u00a0b", "cafe\u0301", "\u00aa",
+		"\u0627\u0031", "a\u2028b\u2168", "a\u0221\u2168", "\u00ad\u034f"} {
+		stored := setPassword(pw)
+		v, err := auth.ParseVerifier(stored)
+		if err != nil {
+			t.Fatalf("%+q: %v", pw, err)
+		}
+		if got := auth.NewVerifier(pw, v.Salt, v.Iterations).String(); got != stored {
+			t.Errorf("password %+q: sluice derives %s, Postgres stored %s", pw, got, stored)
+		}
+	}
+
+	// Logins through sluice with such a password in the file, from libpq and node-postgres, with
+	// the password as written and in its normalized form.
+	const password = "IX-\u2168"
+	setPassword(password)
+	s := startSluice(t, poolConfig{Pools: fmt.Sprintf(`[pools.app]
+[pools.app.users.0]
+username = %q
+password = %q
+auth_type = "scram-sha-256"
+pool_size = 2
+
+[pools.app.shards.0]
+database = %q
+servers = [["127.0.0.1", %d, "primary"]]
+`, role, password, appDB, pg.Port)})
+	for _, pw := range []string{password, "IX-IX"} {
+		out, err := exec.Command(tool(t, "psql"), "-X", "-A", "-t", "-c", "SELECT current_user",
+			fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=disable password=%s", s.Port, role, appDB, pw)).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != role {
+			t.Errorf("psql with password %+q: %s, %v", pw, out, err)
+		}
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node is not installed: run make deps")
+	}
+	ensureNodeModules(t)
+	cmd := exec.Command(node, "-e", `const { Client } = require('pg');
+(async () => {
+  const c = new Client({ host: '127.0.0.1', port: +process.env.PORT, user: process.env.PGU,
+    database: process.env.PGD, password: process.env.PW });
+  await c.connect();
+  console.log((await c.query('SELECT current_user AS u')).rows[0].u);
+  await c.end();
+})().catch((e) => { console.log(e.code || e.message); });`)
+	cmd.Dir = nodeDir
+	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(s.Port), "PGU="+role, "PGD="+appDB, "PW="+password)
+	if out, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != role {
+		t.Errorf("node-postgres with password %+q: %s, %v", password, out, err)
+	}
+}
+
 // TestClientSCRAMBadInput sends broken SASL messages: each gets a FATAL with the right SQLSTATE
 // and sluice keeps serving.
 func TestClientSCRAMBadInput(t *testing.T) {
