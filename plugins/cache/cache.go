@@ -169,7 +169,7 @@ func (p *Cache) Stats() Stats {
 		}
 	}
 	if p.mirror != nil {
-		ms := p.mirror.snapshotStats()
+		ms := p.mirror.statsNow()
 		s.Mirror = &ms
 	}
 	p.stats.bmu.Lock()

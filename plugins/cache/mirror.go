@@ -143,7 +143,7 @@ func newMirror(p *Cache, specs []*mirrorSpec, config string) *mirror {
 	return m
 }
 
-func (m *mirror) snapshotStats() MirrorStats {
+func (m *mirror) statsNow() MirrorStats {
 	s := MirrorStats{State: m.stats.state.Load().(string), AppliedLSN: pglogrepl.LSN(m.stats.applied.Load()).String(),
 		Txns: m.stats.txns.Load(), Loads: m.stats.loads.Load()}
 	if n := m.stats.lastCommit.Load(); n != 0 {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pglogrepl"
@@ -279,7 +281,7 @@ func (tx *txnBuf) needs() (rows map[string]*refNeed, truncated []*mirrorTable) {
 	for j, op := range tx.ops {
 		switch op.kind {
 		case opTruncate:
-			if !containsTable(truncated, op.table) {
+			if !slices.Contains(truncated, op.table) {
 				truncated = append(truncated, op.table)
 			}
 		case opWrite:
@@ -292,31 +294,13 @@ func (tx *txnBuf) needs() (rows map[string]*refNeed, truncated []*mirrorTable) {
 					n = &refNeed{table: op.table}
 					rows[c.ref] = n
 				}
-				if !containsInt(n.cols, i) {
+				if !slices.Contains(n.cols, i) {
 					n.cols = append(n.cols, i)
 				}
 			}
 		}
 	}
 	return rows, truncated
-}
-
-func containsTable(ts []*mirrorTable, t *mirrorTable) bool {
-	for _, x := range ts {
-		if x == t {
-			return true
-		}
-	}
-	return false
-}
-
-func containsInt(xs []int, x int) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 // preState is what needs asked for, read from Redis: values[key][column index], and the keys
@@ -345,7 +329,7 @@ func (tx *txnBuf) commands(pre preState) ([]string, error) {
 			written[op.table] = nil
 			for len(keys) > 0 {
 				n := min(len(keys), unlinkBatch)
-				args = append(args, "U", fmt.Sprint(n))
+				args = append(args, "U", strconv.Itoa(n))
 				args = append(args, keys[:n]...)
 				keys = keys[n:]
 			}
@@ -404,9 +388,9 @@ func writeArgs(op rowOp, partial bool, pre preState) ([]string, error) {
 	if !partial {
 		del = nil // the hash is replaced: a NULL is simply not there
 	}
-	args := []string{"H", op.key, replace, fmt.Sprint(len(set) / 2)}
+	args := []string{"H", op.key, replace, strconv.Itoa(len(set) / 2)}
 	args = append(args, set...)
-	args = append(args, fmt.Sprint(len(del)))
+	args = append(args, strconv.Itoa(len(del)))
 	return append(args, del...), nil
 }
 

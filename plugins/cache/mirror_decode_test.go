@@ -2,6 +2,7 @@ package cache
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -205,7 +206,7 @@ func TestMirrorTransactionCommands(t *testing.T) {
 						if i > 0 {
 							s += ","
 						}
-						s += string(rune('0' + col))
+						s += strconv.Itoa(col)
 					}
 					got = append(got, s)
 				}
@@ -235,32 +236,25 @@ func TestMirrorTransactionCommands(t *testing.T) {
 
 // opLines prints the script's operations one per line.
 func opLines(args []string) string {
+	num := func(s string) int { n, _ := strconv.Atoi(s); return n }
 	var lines []string
 	for i := 0; i < len(args); {
 		start := i
 		switch args[i] {
 		case "H":
-			n := atoi(args[i+3])
+			n := num(args[i+3])
 			i += 4 + 2*n
-			i += 1 + atoi(args[i])
+			i += 1 + num(args[i])
 		case "S":
 			i += 3
 		case "U":
-			i += 2 + atoi(args[i+1])
+			i += 2 + num(args[i+1])
 		default:
 			return "bad operation " + args[i]
 		}
 		lines = append(lines, strings.Join(args[start:i], " "))
 	}
 	return strings.Join(lines, "\n")
-}
-
-func atoi(s string) int {
-	n := 0
-	for _, c := range s {
-		n = n*10 + int(c-'0')
-	}
-	return n
 }
 
 func TestMirrorCompositeKey(t *testing.T) {

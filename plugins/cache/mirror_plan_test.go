@@ -2,6 +2,7 @@ package cache
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -137,7 +138,7 @@ func TestBindFindsColumnsAndNoticesSchemaChanges(t *testing.T) {
 			default:
 				var at []string
 				for _, i := range tbl.colAt {
-					at = append(at, string(rune('0'+i)))
+					at = append(at, strconv.Itoa(i))
 				}
 				if strings.Join(at, ",") != c.colAt {
 					t.Errorf("columns at %v; want %s", at, c.colAt)

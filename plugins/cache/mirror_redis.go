@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -129,7 +130,7 @@ func (r *mirrorRedis) startLoading(ctx context.Context, sync string) error {
 // apply runs the apply script: ops after moving the marker from lsn to next and setting fields.
 func (r *mirrorRedis) apply(ctx context.Context, sync, lsn, next string, fields map[string]string, ops []string) error {
 	args := make([]string, 0, 4+2*len(fields)+len(ops))
-	args = append(args, sync, lsn, next, fmt.Sprint(len(fields)))
+	args = append(args, sync, lsn, next, strconv.Itoa(len(fields)))
 	for k, v := range fields {
 		args = append(args, k, v)
 	}
@@ -144,13 +145,28 @@ func (r *mirrorRedis) apply(ctx context.Context, sync, lsn, next string, fields 
 	return nil
 }
 
-// preState reads what a transaction needs from Redis before it is applied.
+// preState reads what a transaction needs from Redis before it is applied, pipelined.
 func (r *mirrorRedis) preState(ctx context.Context, rows map[string]*refNeed, truncated []*mirrorTable) (preState, error) {
 	pre := preState{values: map[string]map[int]string{}, keys: map[*mirrorTable][]string{}}
+	keys := make([]string, 0, len(rows))
+	cmds := make(rueidis.Commands, 0, len(rows))
 	for key, n := range rows {
+		keys = append(keys, key)
+		if n.table.json {
+			cmds = append(cmds, r.client.B().Get().Key(key).Build())
+			continue
+		}
+		fields := make([]string, len(n.cols))
+		for j, i := range n.cols {
+			fields[j] = n.table.cols[i]
+		}
+		cmds = append(cmds, r.client.B().Hmget().Key(key).Field(fields...).Build())
+	}
+	for i, res := range r.client.DoMulti(ctx, cmds...) {
+		key, n := keys[i], rows[keys[i]]
 		vals := map[int]string{}
 		if n.table.json {
-			s, err := r.client.Do(ctx, r.client.B().Get().Key(key).Build()).ToString()
+			s, err := res.ToString()
 			if rueidis.IsRedisNil(err) {
 				return pre, fmt.Errorf("%w: %s", errMirrorInconsistent, key)
 			}
@@ -161,23 +177,19 @@ func (r *mirrorRedis) preState(ctx context.Context, rows map[string]*refNeed, tr
 			if err != nil {
 				return pre, fmt.Errorf("%w: %s: %v", errMirrorInconsistent, key, err)
 			}
-			for _, i := range n.cols {
-				if v := row[n.table.cols[i]]; v != nil {
-					vals[i] = *v
+			for _, c := range n.cols {
+				if v := row[n.table.cols[c]]; v != nil {
+					vals[c] = *v
 				}
 			}
 		} else {
-			fields := make([]string, len(n.cols))
-			for j, i := range n.cols {
-				fields[j] = n.table.cols[i]
-			}
-			got, err := r.client.Do(ctx, r.client.B().Hmget().Key(key).Field(fields...).Build()).ToArray()
+			got, err := res.ToArray()
 			if err != nil {
 				return pre, fmt.Errorf("mirror: read %s: %w", key, err)
 			}
-			for j, i := range n.cols {
+			for j, c := range n.cols {
 				if s, err := got[j].ToString(); err == nil {
-					vals[i] = s
+					vals[c] = s
 				}
 			}
 		}

@@ -50,8 +50,9 @@ func (m *mirror) stream(ctx context.Context, conn *pgconn.PgConn, r *mirrorRedis
 	for _, t := range tables {
 		s.tables[t.oid] = t
 	}
-	// Postgres starts at the slot's confirmed position or at start, whichever is later; both
-	// are at most the marker's, and what it resends up to there is skipped (see commit).
+	// Postgres starts at start (the marker's position) or at the slot's confirmed position,
+	// whichever is later; confirmed is never past the marker (it is told only what Redis has).
+	// A transaction it sends that ends at or before the marker is skipped (see commit).
 	if err := pglogrepl.StartReplication(ctx, conn, m.slot, start, pglogrepl.StartReplicationOptions{
 		PluginArgs: []string{"proto_version '1'", "publication_names " + quoteLiteral(m.publication)},
 	}); err != nil {
