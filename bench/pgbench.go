@@ -89,8 +89,9 @@ func runThroughput(ctx context.Context, targets []target, o options) ([]pgbenchR
 	return out, nil
 }
 
-// median returns the run with the median tps, with the range of all runs,
-// or the first failure.
+// median returns the run with the median tps (of an even number of runs, the
+// lower of the two in the middle), with the range of all runs, or the first
+// failure.
 func median(rs []pgbenchResult) pgbenchResult {
 	for _, r := range rs {
 		if r.failed {
@@ -99,7 +100,7 @@ func median(rs []pgbenchResult) pgbenchResult {
 	}
 	sorted := append([]pgbenchResult(nil), rs...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].tps < sorted[j].tps })
-	m := sorted[len(sorted)/2]
+	m := sorted[(len(sorted)-1)/2]
 	m.lowTPS, m.highTPS = sorted[0].tps, sorted[len(sorted)-1].tps
 	return m
 }

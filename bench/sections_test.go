@@ -230,3 +230,18 @@ func TestVerdicts(t *testing.T) {
 		t.Errorf("scriptSQL %q", got)
 	}
 }
+
+// TestMedian: the middle run (the lower middle one of an even number), with the range of all,
+// or the first failure.
+func TestMedian(t *testing.T) {
+	run := func(tps float64) pgbenchResult { return pgbenchResult{target: "x", tps: tps} }
+	if m := median([]pgbenchResult{run(30), run(10), run(20)}); m.tps != 20 || m.lowTPS != 10 || m.highTPS != 30 {
+		t.Errorf("median of three: %+v", m)
+	}
+	if m := median([]pgbenchResult{run(30), run(10)}); m.tps != 10 || m.highTPS != 30 {
+		t.Errorf("median of two: %+v", m)
+	}
+	if m := median([]pgbenchResult{run(30), {failed: true, reason: "boom"}}); !m.failed || m.reason != "boom" {
+		t.Errorf("a failed run: %+v", m)
+	}
+}
