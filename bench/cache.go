@@ -316,8 +316,16 @@ func benchCache(ctx context.Context, o options) (*cacheSection, error) {
 				if r.failed {
 					return nil, fmt.Errorf("warm-up of %s -M %s: %s", t.name, mode, r.reason)
 				}
-				sec.warm = append(sec.warm, fmt.Sprintf("%s -M %s pass %d: %s (%.0f reads/s)", t.name, mode, pass,
-					time.Since(began).Round(100*time.Millisecond), r.tps))
+				held := ""
+				if t.name == targetPgpool {
+					// pgpool-II may decline to store results (it does under -M prepared):
+					// say how many it holds.
+					if st, err := pgpoolCache(ctx, t); err == nil {
+						held = fmt.Sprintf(", %d results held", st.entries)
+					}
+				}
+				sec.warm = append(sec.warm, fmt.Sprintf("%s -M %s pass %d: %s (%.0f reads/s%s)", t.name, mode, pass,
+					time.Since(began).Round(100*time.Millisecond), r.tps, held))
 			}
 		}
 		for _, name := range o.cacheWorkloads {
@@ -351,6 +359,9 @@ func benchCache(ctx context.Context, o options) (*cacheSection, error) {
 							return nil, err
 						}
 						r.cache = after.sub(before)
+						if t.name == targetPgpool {
+							r.cache = pgpoolLookups(mode, r.cache)
+						}
 						r.cacheKnown = true
 					}
 					fmt.Printf("  %s\n", r)

@@ -245,3 +245,16 @@ func TestMedian(t *testing.T) {
 		t.Errorf("a failed run: %+v", m)
 	}
 }
+
+// TestPgpoolLookups: pgpool-II counts every extended-protocol SELECT in num_selects.
+func TestPgpoolLookups(t *testing.T) {
+	if got := pgpoolLookups("simple", hitCounts{hits: 90, misses: 10}); got.misses != 10 {
+		t.Errorf("simple: %+v", got)
+	}
+	if got := pgpoolLookups("extended", hitCounts{hits: 90, misses: 100}); got.misses != 10 || got.ratio() != 0.9 {
+		t.Errorf("extended: %+v", got)
+	}
+	if got := pgpoolLookups("prepared", hitCounts{hits: 5, misses: 3}); got.misses != 0 {
+		t.Errorf("prepared: %+v", got)
+	}
+}
