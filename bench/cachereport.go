@@ -20,7 +20,7 @@ func runCacheSection(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	sec.load, sec.loadEnd, sec.machine, sec.command = load, loadAverage(), describeMachine(), commandLine()
+	sec.load, sec.loadEnd, sec.machine, sec.command = load, loadAverage(), describeMachine(o.out), commandLine()
 	fmt.Println()
 	fmt.Print(sec.text())
 	if o.out != "" {
@@ -199,9 +199,10 @@ func (sec *cacheSection) markdown() string {
 	fmt.Fprintf(&b, "- sluice-cache: the cache plugin on a redis-server on this machine (%s), `ttl = \"30m\"`, "+
 		"`l1_size = %d` (in-process cache per Redis connection, invalidated by Redis).\n", sec.redis, o.cacheL1)
 	if sec.pgpool != "" {
-		fmt.Fprintf(&b, "- pgpool: %s, raw mode, one backend, `connection_cache = on`, `load_balance_mode = off`, "+
-			"`memory_cache_enabled = on`, `memqcache_method = 'shmem'`, `memqcache_auto_cache_invalidation = on`, "+
-			"`memqcache_expire = 0`.\n", sec.pgpool)
+		fmt.Fprintf(&b, "- pgpool: %s, one backend flagged `ALWAYS_PRIMARY` in `streaming_replication` mode (raw mode "+
+			"leaves a transaction open after an extended-protocol UPDATE, pgpool/pgpool2 issue 172), `connection_cache = on`, "+
+			"`load_balance_mode = off`, `memory_cache_enabled = on`, `memqcache_method = 'shmem'`, "+
+			"`memqcache_auto_cache_invalidation = on`, `memqcache_expire = 0`.\n", sec.pgpool)
 	}
 	for _, n := range sec.notes {
 		b.WriteString("- " + n + "\n")
@@ -213,7 +214,8 @@ func (sec *cacheSection) markdown() string {
 		b.WriteString("- Warm-ups: " + strings.Join(sec.warm, "; ") + ".\n")
 	}
 	b.WriteString("- The hit ratio is hits over the reads the cache saw during the run (sluice: the cache plugin's logged " +
-		"counters, `stats_interval`; pgpool-II: `SHOW pool_cache`, hits over hits plus SELECTs not answered from it).\n")
+		"counters, `stats_interval`; pgpool-II: `SHOW pool_cache`, whose num_selects counts the SELECTs it sent to " +
+		"Postgres in the simple protocol but every SELECT in the extended one, where misses are num_selects minus hits).\n")
 	fmt.Fprintf(&b, "- Machine: %s CPUs (`nproc`), %s, %s; %s; Go %s; sluice at %s.\n",
 		m.cpus, m.cpuModel, m.memory, m.postgres, m.goVersion, m.source)
 	fmt.Fprintf(&b, "- Load average (1, 5, 15 min) before: %s; at the end, the bench's own load included: %s.\n", sec.load, sec.loadEnd)

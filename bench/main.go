@@ -366,7 +366,7 @@ func benchPooler(ctx context.Context, o options) error {
 		tps:      tps,
 		conn:     conn,
 		mem:      mem,
-		machine:  describeMachine(),
+		machine:  describeMachine(o.out),
 		command:  commandLine(),
 		load:     load,
 		loadEnd:  loadAverage(),

@@ -44,7 +44,9 @@ type machine struct {
 	source    string // the commit of the working tree, which bin/sluice is built from
 }
 
-func describeMachine() machine {
+// describeMachine describes this machine and the checkout; out, the file the bench writes, does
+// not count as a change to the checkout.
+func describeMachine(out string) machine {
 	m := machine{
 		cpus:      strconv.Itoa(runtime.NumCPU()),
 		cpuModel:  "unknown",
@@ -53,7 +55,7 @@ func describeMachine() machine {
 		goVersion: runtime.Version(),
 		postgres:  "unknown",
 		pgbouncer: pgbouncerVersion(),
-		source:    sourceVersion(),
+		source:    sourceVersion(out),
 	}
 	if out, err := exec.Command("nproc").Output(); err == nil {
 		m.cpus = strings.TrimSpace(string(out))
@@ -461,15 +463,20 @@ func busy(load string) bool {
 	return err == nil && l1 > float64(runtime.NumCPU())/2
 }
 
-// sourceVersion is the working tree's commit, noting uncommitted changes:
-// `make bench` builds bin/sluice from it just before the run.
-func sourceVersion() string {
+// sourceVersion is the working tree's commit, noting uncommitted changes other
+// than to outFile (the file the bench writes): `make bench` builds bin/sluice from it
+// just before the run.
+func sourceVersion(outFile string) string {
 	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
 	if err != nil {
 		return "an unknown commit (not a git checkout)"
 	}
 	v := "commit " + strings.TrimSpace(string(out))
-	if dirty, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(dirty) > 0 {
+	args := []string{"status", "--porcelain", "--untracked-files=no"}
+	if outFile != "" {
+		args = append(args, "--", ".", ":(exclude)"+outFile)
+	}
+	if dirty, err := exec.Command("git", args...).Output(); err == nil && len(dirty) > 0 {
 		v += " with uncommitted changes"
 	}
 	return v

@@ -136,7 +136,7 @@ func runShardingSection(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	sec.load, sec.loadEnd, sec.machine, sec.command = load, loadAverage(), describeMachine(), commandLine()
+	sec.load, sec.loadEnd, sec.machine, sec.command = load, loadAverage(), describeMachine(o.out), commandLine()
 	fmt.Println()
 	fmt.Print(sec.text())
 	if o.out != "" {
