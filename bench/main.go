@@ -98,11 +98,12 @@ type options struct {
 	// redisAddr is the redis-server of targetSluiceCache, started by the bench.
 	redisAddr string
 
-	// The sharding section: pgbench modes of the point reads, and the clients and seconds of
-	// each fan-out latency run.
+	// The sharding section: pgbench modes of the point reads, the clients and seconds of
+	// each fan-out latency run, and the servers per shard of the sharded pool (0: poolSize).
 	shardModes    []string
 	fanoutClients int
 	fanoutSeconds int
+	shardPool     int
 }
 
 // target is one address pgbench can be pointed at.
@@ -180,6 +181,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.cacheL1, "cache-l1", 64<<20, "the cache plugin's l1_size, bytes (0: no in-process cache)")
 	fs.StringVar(&shardModes, "shard-modes", "simple,extended,prepared", "comma-separated pgbench -M modes of the sharding point reads")
 	fs.IntVar(&o.fanoutClients, "fanout-c", 1, "pgbench clients of the fan-out latency runs")
+	fs.IntVar(&o.shardPool, "shard-pool-size", 0, "servers per shard of the sharded pool (0: -pool-size)")
 	fs.IntVar(&o.fanoutSeconds, "fanout-T", 5, "seconds per fan-out latency run")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -214,7 +216,7 @@ func parseFlags(args []string) (options, error) {
 			return o, fmt.Errorf("unknown mode %q (want simple, extended, prepared)", m)
 		}
 	}
-	if o.cacheWritePct < 0 || o.cacheWritePct > 100 || o.cacheL1 < 0 || o.fanoutClients < 1 || o.fanoutSeconds < 1 {
+	if o.cacheWritePct < 0 || o.cacheWritePct > 100 || o.cacheL1 < 0 || o.fanoutClients < 1 || o.fanoutSeconds < 1 || o.shardPool < 0 {
 		return o, fmt.Errorf("-cache-writes must be 0 to 100, -cache-l1 not negative, -fanout-c and -fanout-T positive")
 	}
 	o.connect = splitList(connect)

@@ -34,7 +34,8 @@ func shardDatabase(i int) string { return fmt.Sprintf("shard_%d", i) }
 // shardCount shards, each a database on the one Postgres at pgHost:pgPort, the sharding key
 // items.id hashed with pg_bigint_hash, reads without a key sent to every shard and merged; and
 // poolUnsharded, a plain pool of the database that holds every row. Both are transaction-mode
-// pools of o.poolSize servers (per shard) for the bench user.
+// pools for the bench user, of o.poolSize servers, per shard for poolSharded unless
+// -shard-pool-size says otherwise.
 func shardingConfig(port int, pgHost string, pgPort int, o options) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `[general]
@@ -53,7 +54,7 @@ cross_shard_reads = "all"
 username = %q
 password = %q
 pool_size = %d
-`, port, o.clients+1000, poolSharded, poolSharded, benchUser, benchPassword, o.poolSize)
+`, port, o.clients+1000, poolSharded, poolSharded, benchUser, benchPassword, o.shardPoolSize())
 	for i := 0; i < shardCount; i++ {
 		fmt.Fprintf(&b, "\n[pools.%s.shards.%d]\ndatabase = %q\nservers = [[%q, %d, \"primary\"]]\n",
 			poolSharded, i, shardDatabase(i), pgHost, pgPort)
@@ -366,4 +367,12 @@ func latencyStats(lat []float64) (avg, p50, p99 float64) {
 		return s[min(max(i, 0), len(s)-1)]
 	}
 	return sum / float64(len(s)), rank(0.50), rank(0.99)
+}
+
+// shardPoolSize is the sharded pool's servers per shard.
+func (o options) shardPoolSize() int {
+	if o.shardPool > 0 {
+		return o.shardPool
+	}
+	return o.poolSize
 }

@@ -151,9 +151,9 @@ func (sec *shardingSection) markdown() string {
 		"Postgres' hash partitioning (`satisfies_hash_partition`, modulus %d) puts in its partition, which is where "+
 		"pg_bigint_hash sends them; the bench checks that point reads through sluice find the first 300 keys and that the "+
 		"merged count is %d.\n", poolUnsharded, shardCount-1, shardCount, shardRows)
-	fmt.Fprintf(&b, "- One sluice serves both pools, transaction mode, %d servers per shard: `%s` with "+
+	fmt.Fprintf(&b, "- One sluice serves both pools, transaction mode: `%s`, %d servers per shard, with "+
 		"`automatic_sharding_key = \"items.id\"`, `sharding_function = \"pg_bigint_hash\"`, `cross_shard_reads = \"all\"`; "+
-		"`%s` a plain pool (no parser).\n", o.poolSize, poolSharded, poolUnsharded)
+		"`%s`, %d servers, a plain pool (no parser).\n", poolSharded, o.shardPoolSize(), poolUnsharded, o.poolSize)
 	fmt.Fprintf(&b, "- Machine: %s CPUs (`nproc`), %s, %s; %s; Go %s; sluice at %s.\n",
 		m.cpus, m.cpuModel, m.memory, m.postgres, m.goVersion, m.source)
 	fmt.Fprintf(&b, "- Load average (1, 5, 15 min) before: %s; at the end, the bench's own load included: %s.\n", sec.load, sec.loadEnd)
