@@ -32,7 +32,7 @@ func shape(dst, q []byte) (out []byte, ok bool) { return shapeText(dst, q, false
 func NumberShape(dst, q []byte) (out []byte, ok bool) { return shapeText(dst, q, true, nil) }
 
 // A Literal is where one literal of a query text is: q[Start:End], a number as written
-// ("42", "1.5e3"), or a string with its quotes ('it”s', E'a\'b', $x$...$x$). A prefix
+// ("42", "1.5e3"), or a string with its quotes ('abc', E'a\'b', $x$...$x$). A prefix
 // before the opening quote (E, U&, B, X, a type name) is not part of it.
 type Literal struct{ Start, End int }
 
