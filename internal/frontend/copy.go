@@ -148,7 +148,7 @@ func (s *ClientSession) copyIn(cc *crossCopy) error {
 		role, s.hookRole = route.ParseRole(s.hookRole), ""
 	}
 	fcs, err := s.takeServers(cc.shards, role)
-	defer releaseServers(fcs)
+	defer s.releaseServers(fcs)
 	if err != nil {
 		return s.takeServersError(err)
 	}
@@ -706,7 +706,7 @@ func (s *ClientSession) copyOut(cc *crossCopy) error {
 	}
 	s.unnamed = s.unnamed[:0] // a simple Query drops the unnamed statement
 	conns, err := s.takeServers(cc.shards, role)
-	defer releaseServers(conns)
+	defer s.releaseServers(conns)
 	if err != nil {
 		return s.takeServersError(err)
 	}

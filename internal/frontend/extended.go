@@ -3,6 +3,7 @@ package frontend
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 
 	"github.com/sluicepg/sluice/internal/backend"
@@ -30,6 +31,11 @@ func (s *ClientSession) extended(typ byte, size int) error {
 }
 
 func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
+	if s.fan != nil {
+		if handled, err := s.fanMessage(typ, msg); handled || err != nil {
+			return err
+		}
+	}
 	if s.answering != nil && (typ == wire.Describe || typ == wire.Execute) {
 		if ok, err := s.answerExtended(typ, wire.Body(msg)); ok {
 			return err
@@ -97,6 +103,11 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 	}
 	srv, err := s.attach(s.classify(rt), shardText, bind)
 	if err != nil {
+		var cs *crossShard
+		if errors.As(err, &cs) && typ == wire.Bind {
+			_, q, ptypes, _ := wire.ParseQuery(wire.Body(s.unnamed))
+			return s.fanBind(cs, body, q, ptypes, false)
+		}
 		if fatal := s.attachFatal(err); fatal != nil {
 			return fatal
 		}
@@ -283,6 +294,11 @@ func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
 	}
 	srv, err := s.attach(s.classify(st.query()), shardText, bind)
 	if err != nil {
+		var cs *crossShard
+		if errors.As(err, &cs) && typ == wire.Bind {
+			_, q, ptypes, _ := wire.ParseQuery(wire.Body(st.parse))
+			return s.fanBind(cs, body, q, ptypes, true)
+		}
 		if fatal := s.attachFatal(err); fatal != nil {
 			return fatal
 		}

@@ -17,12 +17,15 @@ import (
 	"github.com/sluicepg/sluice/internal/wire"
 )
 
-// crossShard is returned, as an error, by shardFor for a simple Query outside a transaction
-// block that runs on several shards; queryMsg then runs it with fanout instead of attaching one
-// server.
+// crossShard is returned, as an error, by shardFor for a statement outside a transaction
+// block that runs on several shards; queryMsg then runs it with fanout, and a Bind with
+// fanBind (fanext.go), instead of attaching one server.
 type crossShard struct {
 	shards  []int    // in increasing order
 	queries []string // the text each shard runs
+	// params, for a split INSERT in the extended protocol, lists for each shard the
+	// original statement's parameters that its text's $1, $2, ... stand for.
+	params [][]int
 	// plan merges a read's results; nil for a write, whose rows are concatenated and whose
 	// command tags are summed.
 	plan *merge.Plan
@@ -33,35 +36,42 @@ type crossShard struct {
 
 func (c *crossShard) Error() string { return "the statement runs on several shards" }
 
-// crossShardFor decides what a simple Query whose shards are set (several, or unknown) does
+// crossShardFor decides what a statement whose shards are set (several, or unknown) does
 // instead of going to default_shard or being refused: it returns nil to go on as before, a
-// *crossShard to run it on several shards, or a *codedError to refuse it.
+// *crossShard to run it on several shards, or a *codedError to refuse it. text is a simple
+// Query's text, or the text of the statement a Bind (body bind) binds.
 //
 // Reads of several named shards always fan out; reads with no key only with cross_shard_reads
 // = "all", and only when they read the sharded table (SELECT 1 still goes to default_shard).
 // A multi-row INSERT is split by its rows' shards. Other writes fan out with cross_shard_writes
-// = "all". A COPY is copyAcross's to decide.
+// = "all". A COPY is copyAcross's to decide (simple protocol only).
 func (s *ClientSession) crossShardFor(text, bind []byte, set shard.Set) error {
 	sh := s.sharding
-	if bind != nil || !s.txMode || sh.Planner == nil || text == nil {
-		return nil // the extended protocol and session mode keep one server per transaction
+	if !s.txMode || sh.Planner == nil || text == nil {
+		return nil // session mode keeps one server for the session
 	}
-	if cp := sh.Extractor.Analyze(text).Copy(); cp != nil {
+	st := sh.Extractor.Analyze(text)
+	if cp := st.Copy(); cp != nil {
+		if bind != nil {
+			return nil // a COPY in the extended protocol runs on one shard
+		}
 		return s.copyAcross(cp, text, set)
 	}
 	pc := s.target.Settings()
 	pl := sh.Planner.Plan(text)
 	shards := set.Shards(nil, sh.Shards)
 	if s.cls != nil && s.cls.Classify(text).Write {
-		st := sh.Extractor.Analyze(text)
-		if parts, err := st.SplitInsert(shard.Params{}); err == nil && len(parts) > 1 {
+		if parts, err := st.SplitInsert(bindParams(bind)); err == nil && len(parts) > 1 {
 			cs := &crossShard{wrap: true}
 			for _, p := range parts {
-				q, _, err := st.InsertSubset(p.Rows)
+				q, params, err := st.InsertSubset(p.Rows)
 				if err != nil {
 					return &codedError{"0A000", "this INSERT has rows on several shards and could not be split: " + err.Error()}
 				}
 				cs.shards, cs.queries = append(cs.shards, p.Shard), append(cs.queries, q)
+				if bind != nil {
+					cs.params = append(cs.params, params)
+				}
 			}
 			return cs
 		}
@@ -143,6 +153,13 @@ type fanConn struct {
 	errMsg []byte // the first ErrorResponse
 	status byte   // of the last ReadyForQuery
 	err    error  // the server failed, or the replies were too large
+
+	// In the extended protocol: parseName is the statement a Parse sent to the server
+	// prepares under (kept in its LRU only if the Parse succeeded), parsed and bound say
+	// that ParseComplete and BindComplete came, noData that a Describe answered NoData.
+	parseName     string
+	parsed, bound bool
+	noData        bool
 }
 
 // readRole is the role of the servers a read that runs on several shards takes: what the
@@ -177,6 +194,9 @@ func (s *ClientSession) takeServers(shards []int, role route.Role) ([]*fanConn, 
 		}
 		c := &fanConn{shard: sh, srv: srv, pl: rs.Pool, status: 'I'}
 		conns = append(conns, c)
+		s.mu.Lock()
+		s.fanSrvs = append(s.fanSrvs, srv) // a cancel request reaches it
+		s.mu.Unlock()
 		srv.UnnamedOwner = nil
 		if err := s.syncParams(srv); err != nil {
 			c.err = err
@@ -200,7 +220,11 @@ func (s *ClientSession) takeServersError(err error) error {
 
 // releaseServers gives a fan-out's servers back to their pools. A server that failed, or
 // that is not idle (its reply not read to the end, a transaction left open), is closed.
-func releaseServers(conns []*fanConn) {
+func (s *ClientSession) releaseServers(conns []*fanConn) {
+	s.mu.Lock()
+	clear(s.fanSrvs)
+	s.fanSrvs = s.fanSrvs[:0]
+	s.mu.Unlock()
 	for _, c := range conns {
 		if c.err != nil || c.status != 'I' {
 			c.srv.Broken = true
@@ -217,7 +241,7 @@ var errFanoutTooLarge = errors.New("too large")
 // in memory, at most max_message_size bytes for all shards together. When a shard reports an
 // error the client gets it (the lowest shard's) and the other shards' results are dropped; a
 // wrapped write is then rolled back everywhere.
-func (s *ClientSession) fanout(cs *crossShard) error {
+func (s *ClientSession) fanout(cs *crossShard, capture *captureReq) error {
 	g := &s.l.table().Config.General
 	role := route.Primary
 	if cs.plan != nil {
@@ -228,8 +252,9 @@ func (s *ClientSession) fanout(cs *crossShard) error {
 	}
 	s.unnamed = s.unnamed[:0] // a simple Query drops the unnamed statement
 	conns, err := s.takeServers(cs.shards, role)
-	defer releaseServers(conns)
+	defer s.releaseServers(conns)
 	if err != nil {
+		s.fanOutcome(capture, nil, "", nil)
 		return s.takeServersError(err)
 	}
 	for i, c := range conns {
@@ -256,7 +281,7 @@ func (s *ClientSession) fanout(cs *crossShard) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.read(&budget, cs.wrap)
+			c.read(&budget, cs.wrap, 1)
 		}()
 	}
 	wg.Wait()
@@ -278,13 +303,14 @@ func (s *ClientSession) fanout(cs *crossShard) error {
 	for _, c := range conns {
 		switch {
 		case errors.Is(c.err, errFanoutTooLarge):
-			return s.fanoutError(out, "54000", fmt.Sprintf("the shards' results passed max_message_size (%d bytes) together; add a LIMIT or query one shard at a time", g.MaxMessageSize))
+			return s.fanoutError(out, capture, "54000", fmt.Sprintf("the shards' results passed max_message_size (%d bytes) together; add a LIMIT or query one shard at a time", g.MaxMessageSize))
 		case c.err != nil:
-			return s.fanoutError(out, "08006", fmt.Sprintf("shard %d (server %s): %v", c.shard, c.srv.Addr(), c.err))
+			return s.fanoutError(out, capture, "08006", fmt.Sprintf("shard %d (server %s): %v", c.shard, c.srv.Addr(), c.err))
 		}
 	}
 	for _, c := range conns {
 		if c.errMsg != nil {
+			s.fanOutcome(capture, nil, "", c.errMsg)
 			out = append(out, c.errMsg...)
 			return s.emit(wire.AppendReadyForQuery(out, 'I'))
 		}
@@ -293,10 +319,11 @@ func (s *ClientSession) fanout(cs *crossShard) error {
 	for i, c := range conns {
 		replies[i] = c.reply
 	}
+	var result []byte
 	if cs.plan != nil {
-		out, err = cs.plan.Merge(out, replies)
+		result, err = cs.plan.Merge(nil, replies)
 	} else {
-		out, err = merge.Concat(out, replies)
+		result, err = merge.Concat(nil, replies)
 	}
 	if err != nil {
 		code := "XX000"
@@ -304,19 +331,29 @@ func (s *ClientSession) fanout(cs *crossShard) error {
 		if errors.As(err, &ue) {
 			code = "0A000"
 		}
-		return s.fanoutError(nil, code, "merging the shards' results: "+err.Error())
+		return s.fanoutError(nil, capture, code, "merging the shards' results: "+err.Error())
 	}
+	if capture != nil || s.chain.HasResult() {
+		var tag string
+		if last := lastMessage(result); len(last) > 0 && last[0] == wire.CommandComplete {
+			tag = string(wire.CommandTag(last))
+		}
+		s.fanOutcome(capture, result, tag, nil)
+	}
+	out = append(out, result...)
 	return s.emit(wire.AppendReadyForQuery(out, 'I'))
 }
 
-func (s *ClientSession) fanoutError(out []byte, code, msg string) error {
-	out = wire.AppendError(out, "ERROR", code, msg)
+func (s *ClientSession) fanoutError(out []byte, capture *captureReq, code, msg string) error {
+	errMsg := wire.AppendError(nil, "ERROR", code, msg)
+	s.fanOutcome(capture, nil, "", errMsg)
+	out = append(out, errMsg...)
 	return s.emit(wire.AppendReadyForQuery(out, 'I'))
 }
 
-// read reads one shard's reply up to ReadyForQuery. The BEGIN of a wrapped statement has its
-// CommandComplete skipped.
-func (c *fanConn) read(budget *atomic.Int64, wrapped bool) {
+// read reads one shard's reply up to its rfqs-th ReadyForQuery. The BEGIN of a wrapped
+// statement has its CommandComplete skipped.
+func (c *fanConn) read(budget *atomic.Int64, wrapped bool, rfqs int) {
 	skipTag := wrapped
 	r := c.srv.R
 	for {
@@ -346,6 +383,12 @@ func (c *fanConn) read(budget *atomic.Int64, wrapped bool) {
 			}
 		case wire.NoticeResponse:
 			c.notes = append(c.notes, bytes.Clone(msg))
+		case wire.ParseComplete:
+			c.parsed = true
+		case wire.BindComplete:
+			c.bound = true
+		case wire.NoData:
+			c.noData = true
 		case wire.ParameterStatus:
 			c.srv.NoteParameter(wire.Body(msg))
 		case wire.CopyInResponse:
@@ -361,7 +404,10 @@ func (c *fanConn) read(budget *atomic.Int64, wrapped bool) {
 				c.status = msg[wire.HeaderLen]
 			}
 			r.Discard(len(msg))
-			return
+			if rfqs--; rfqs <= 0 {
+				return
+			}
+			continue
 		}
 		r.Discard(len(msg))
 	}

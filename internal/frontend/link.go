@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluicepg/sluice/internal/backend"
@@ -671,19 +673,28 @@ func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn) bool {
 	return keep
 }
 
-// cancelQuery forwards a client's cancel request to the server running its query, if any.
+// cancelQuery forwards a client's cancel request to the server running its query, if any, and
+// to every server a query across shards holds, all at once.
 func (s *ClientSession) cancelQuery() {
 	s.mu.Lock()
-	srv := s.srv
-	s.mu.Unlock()
-	if srv == nil {
-		return
+	srvs := append([]*backend.ServerConn(nil), s.fanSrvs...)
+	if s.srv != nil && !slices.Contains(srvs, s.srv) {
+		srvs = append(srvs, s.srv)
 	}
+	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := srv.Cancel(ctx); err != nil {
-		s.l.log.Warn("cancel request failed", "server", srv.Addr(), "err", err)
+	var wg sync.WaitGroup
+	for _, srv := range srvs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Cancel(ctx); err != nil {
+				s.l.log.Warn("cancel request failed", "server", srv.Addr(), "err", err)
+			}
+		}()
 	}
+	wg.Wait()
 }
 
 // shutdown asks the session to end at its next idle point.
@@ -702,6 +713,7 @@ func (s *ClientSession) shutdown() {
 // middle of a reply is closed instead.
 func (s *ClientSession) cleanup() {
 	defer s.disconnectHooks()
+	s.fanDrop()
 	s.mu.Lock()
 	s.closing = true
 	srv := s.srv

@@ -54,6 +54,9 @@ type routing struct {
 	pinned      bool
 	pinnedShard int
 	rnd         uint32
+	// fan is a portal bound across shards in the extended protocol, waiting for its Execute
+	// or held after it (fanext.go).
+	fan *fanPortal
 	// copyPending is a COPY FROM STDIN across shards that queryMsg decided on, run by
 	// copyInPending once its Query is consumed.
 	copyPending *crossCopy
@@ -84,20 +87,7 @@ func (s *ClientSession) shardFor(text, bind []byte) (int, error) {
 		return h.Shard, nil
 	}
 	if sh.Extractor != nil && text != nil {
-		var p shard.Params
-		if bind != nil {
-			vals, bin, ok := wire.BindParams(bind)
-			if ok {
-				p.Values = vals
-				p.Formats = make([]int16, len(bin))
-				for i, b := range bin {
-					if b {
-						p.Formats[i] = 1
-					}
-				}
-			}
-		}
-		set, err := sh.Extractor.Shards(text, p)
+		set, err := sh.Extractor.Shards(text, bindParams(bind))
 		if err != nil {
 			return 0, &codedError{"0A000", err.Error()}
 		}
@@ -120,6 +110,23 @@ func (s *ClientSession) shardFor(text, bind []byte) (int, error) {
 	}
 	s.rnd++
 	return sh.Default(s.target, uint32(s.pid)+s.rnd), nil
+}
+
+// bindParams returns the parameters of a Bind body (nil: none) for key extraction.
+func bindParams(bind []byte) shard.Params {
+	var p shard.Params
+	if bind == nil {
+		return p
+	}
+	if vals, bin, ok := wire.BindParams(bind); ok {
+		p.Values, p.Formats = vals, make([]int16, len(bin))
+		for i, b := range bin {
+			if b {
+				p.Formats[i] = 1
+			}
+		}
+	}
+	return p
 }
 
 // maxReplay bounds the request kept for a retry; a larger one is not retried.
@@ -531,17 +538,7 @@ func describeSet(set shard.Set) string {
 // transaction cannot move, and running the statement there would put or look for its rows on the
 // wrong shard.
 func (s *ClientSession) sameShard(text, bind []byte) error {
-	var p shard.Params
-	if bind != nil {
-		if vals, bin, ok := wire.BindParams(bind); ok {
-			p.Values, p.Formats = vals, make([]int16, len(bin))
-			for i, b := range bin {
-				if b {
-					p.Formats[i] = 1
-				}
-			}
-		}
-	}
+	p := bindParams(bind)
 	st := s.sharding.Extractor.Analyze(text)
 	if cp := st.Copy(); cp != nil && cp.From && cp.KeyTable {
 		// Its rows may belong anywhere; sent whole to this shard, some would be lost there.

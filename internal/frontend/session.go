@@ -77,6 +77,9 @@ type ClientSession struct {
 	// pkey caches paramsKey for pkeyVer.
 	pkey    string
 	pkeyVer uint64
+	// fanSrvs are the servers a query across shards (fanout.go, copy.go) holds while it
+	// runs: a cancel request reaches each of them.
+	fanSrvs []*backend.ServerConn
 	// stmts maps the client's statement names to what sluice prepares (transaction mode).
 	stmts   map[string]*statement
 	closing bool // the reader is taking the server back or the client left
@@ -519,6 +522,11 @@ func (s *ClientSession) dispatch(typ byte, size int) error {
 		return s.sync()
 	case wire.Flush:
 		s.r.Discard(size)
+		if s.fan != nil {
+			if err := s.fanSettle(); err != nil {
+				return err
+			}
+		}
 		// Only inside a batch: an open batch keeps the server attached while we write.
 		s.mu.Lock()
 		srv := s.srv
@@ -571,6 +579,14 @@ var syncMsg = []byte{wire.Sync, 0, 0, 0, 4}
 
 // sync handles the client's Sync: the end of an extended-protocol batch.
 func (s *ClientSession) sync() error {
+	if s.fan != nil {
+		if !s.failing {
+			if err := s.fanSettle(); err != nil {
+				return err
+			}
+		}
+		s.fanDrop() // outside a transaction block, the batch's portals end with it
+	}
 	s.failing = false
 	if pc := s.pendingCapture; pc != nil {
 		s.mu.Lock()
@@ -648,6 +664,14 @@ func (s *ClientSession) query(size int) error {
 }
 
 func (s *ClientSession) queryMsg(msg []byte) error {
+	if s.fan != nil {
+		// A simple Query in the middle of a batch: the pending portal's Bind is answered first.
+		err := s.fanSettle()
+		s.fanDrop()
+		if err != nil || s.failing {
+			return err
+		}
+	}
 	if s.txMode && containsListen(wire.Body(msg)) {
 		return s.queryError("0A000", errListenTxMode)
 	}
@@ -678,7 +702,7 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 	if err != nil {
 		var cs *crossShard
 		if errors.As(err, &cs) {
-			return s.fanout(cs)
+			return s.fanout(cs, capReq)
 		}
 		var cc *crossCopy
 		if errors.As(err, &cc) {
@@ -730,8 +754,12 @@ func (s *ClientSession) queryError(code, msg string) error {
 // With a server attached, the error is queued in order behind the server's pending replies, and a
 // Parse that cannot succeed is sent so the server, too, aborts the transaction and skips to Sync.
 func (s *ClientSession) failBatch(code, msg string) error {
+	return s.failBatchMsg(wire.AppendError(nil, "ERROR", code, msg))
+}
+
+// failBatchMsg is failBatch with the ErrorResponse message to send.
+func (s *ClientSession) failBatchMsg(errMsg []byte) error {
 	s.failing = true
-	errMsg := wire.AppendError(nil, "ERROR", code, msg)
 	s.mu.Lock()
 	srv := s.srv
 	var now [][]byte

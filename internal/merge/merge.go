@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"slices"
 	"strconv"
@@ -188,8 +189,8 @@ func (p *Plan) Merge(dst []byte, replies [][]byte) ([]byte, error) {
 		return dst, err
 	}
 	for _, f := range fields {
-		if f.format != 0 {
-			return dst, unsupported("binary-format results", "sluice merges text-format results only")
+		if f.format > 1 {
+			return dst, fmt.Errorf("%w: result format %d", ErrMalformed, f.format)
 		}
 	}
 	if p.hidden > len(fields) || (p.agg && len(p.cols)+p.hidden != len(fields)) {
@@ -310,9 +311,9 @@ func (p *Plan) sortColumns(fields []field) ([]resolvedKey, error) {
 		if col >= visible {
 			return nil, unsupported("ORDER BY position "+strconv.Itoa(col+1), "the result has "+strconv.Itoa(visible)+" columns")
 		}
-		c := comparatorFor(fields[col].oid)
+		c := comparatorFor(fields[col].oid, fields[col].format)
 		if c == nil {
-			return nil, unsupported("ORDER BY "+fields[col].name, "sluice cannot compare values of type OID "+strconv.FormatUint(uint64(fields[col].oid), 10)+" across shards")
+			return nil, cannotCompare("ORDER BY "+fields[col].name, fields[col])
 		}
 		k.col = col
 		out = append(out, resolvedKey{k, c})
@@ -442,9 +443,9 @@ func (p *Plan) accumulate(g *group, vals [][]byte, fields []field) error {
 		a := &g.accs[c]
 		switch cp.kind {
 		case colCount:
-			n, err := strconv.ParseInt(string(vals[c]), 10, 64)
+			n, err := readCount(vals[c], fields[c])
 			if err != nil {
-				return fmt.Errorf("%w: count %q", ErrMalformed, vals[c])
+				return err
 			}
 			a.count += n
 			a.set = true
@@ -461,9 +462,9 @@ func (p *Plan) accumulate(g *group, vals [][]byte, fields []field) error {
 				a.v, a.set = bytes.Clone(v), true
 				continue
 			}
-			cmp := comparatorFor(fields[c].oid)
+			cmp := comparatorFor(fields[c].oid, fields[c].format)
 			if cmp == nil {
-				return unsupported(fields[c].name, "sluice cannot compare values of type OID "+strconv.FormatUint(uint64(fields[c].oid), 10)+" across shards")
+				return cannotCompare(fields[c].name, fields[c])
 			}
 			r, err := cmp(v, a.v)
 			if err != nil {
@@ -476,9 +477,9 @@ func (p *Plan) accumulate(g *group, vals [][]byte, fields []field) error {
 			if err := addSum(a, vals[cp.sumCol], fields[cp.sumCol]); err != nil {
 				return err
 			}
-			n, err := strconv.ParseInt(string(vals[cp.countCol]), 10, 64)
+			n, err := readCount(vals[cp.countCol], fields[cp.countCol])
 			if err != nil {
-				return fmt.Errorf("%w: count %q", ErrMalformed, vals[cp.countCol])
+				return err
 			}
 			a.count += n
 		}
@@ -486,7 +487,31 @@ func (p *Plan) accumulate(g *group, vals [][]byte, fields []field) error {
 	return nil
 }
 
-// addSum adds one shard's sum (text, nil for NULL) of the column f.
+// cannotCompare is the error for values of a column sluice cannot compare.
+func cannotCompare(what string, f field) *UnsupportedError {
+	if f.format == 1 {
+		return unsupported(what, "sluice cannot compare binary values of type OID "+strconv.FormatUint(uint64(f.oid), 10)+" across shards: ask for this column in text format")
+	}
+	return unsupported(what, "sluice cannot compare values of type OID "+strconv.FormatUint(uint64(f.oid), 10)+" across shards")
+}
+
+// readCount reads one shard's count() (a bigint) in the column's format.
+func readCount(v []byte, f field) (int64, error) {
+	if f.format == 1 {
+		n, err := binaryInt(v)
+		if err != nil {
+			return 0, fmt.Errorf("%w: count: %v", ErrMalformed, err)
+		}
+		return n, nil
+	}
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: count %q", ErrMalformed, v)
+	}
+	return n, nil
+}
+
+// addSum adds one shard's sum (nil for NULL) of the column f, in f's format.
 func addSum(a *acc, v []byte, f field) error {
 	if v == nil {
 		return nil
@@ -494,12 +519,24 @@ func addSum(a *acc, v []byte, f field) error {
 	switch f.oid {
 	case oidInt8, oidInt4, oidInt2:
 		var x big.Int
-		if _, ok := x.SetString(string(v), 10); !ok {
+		if f.format == 1 {
+			n, err := binaryInt(v)
+			if err != nil {
+				return fmt.Errorf("%w: sum: %v", ErrMalformed, err)
+			}
+			x.SetInt64(n)
+		} else if _, ok := x.SetString(string(v), 10); !ok {
 			return fmt.Errorf("%w: sum %q", ErrMalformed, v)
 		}
 		a.i.Add(&a.i, &x)
 	case oidNumeric:
-		d, err := parseDecimal(v)
+		var d decimal
+		var err error
+		if f.format == 1 {
+			d, err = decodeNumeric(v)
+		} else {
+			d, err = parseDecimal(v)
+		}
 		if err != nil {
 			return err
 		}
@@ -509,7 +546,13 @@ func addSum(a *acc, v []byte, f field) error {
 			a.d.add(&d)
 		}
 	case oidFloat4, oidFloat8:
-		x, err := parseFloat(v)
+		var x float64
+		var err error
+		if f.format == 1 {
+			x, err = binaryFloat(v)
+		} else {
+			x, err = parseFloat(v)
+		}
 		if err != nil {
 			return err
 		}
@@ -525,10 +568,14 @@ func addSum(a *acc, v []byte, f field) error {
 	return nil
 }
 
-// finish returns the merged value of aggregate column c.
+// finish returns the merged value of aggregate column c, in the column's format.
 func finish(a *acc, cp colPlan, fields []field, c int) ([]byte, error) {
+	bin := fields[c].format == 1
 	switch cp.kind {
 	case colCount:
+		if bin {
+			return binary.BigEndian.AppendUint64(nil, uint64(a.count)), nil
+		}
 		return strconv.AppendInt(nil, a.count, 10), nil
 	case colMin, colMax:
 		if !a.set {
@@ -538,6 +585,9 @@ func finish(a *acc, cp colPlan, fields []field, c int) ([]byte, error) {
 	case colSum:
 		if !a.set {
 			return nil, nil
+		}
+		if bin {
+			return sumBinary(a, fields[c])
 		}
 		return sumText(a, fields[c].oid), nil
 	case colAvg:
@@ -554,8 +604,14 @@ func finish(a *acc, cp colPlan, fields []field, c int) ([]byte, error) {
 				sum.v.Set(&a.i)
 			}
 			q := avgOf(&sum, a.count)
+			if bin {
+				return appendNumeric(nil, &q), nil
+			}
 			return []byte(q.String()), nil
 		case oidFloat8:
+			if bin {
+				return binary.BigEndian.AppendUint64(nil, math.Float64bits(a.f/float64(a.count))), nil
+			}
 			return []byte(formatFloat(a.f/float64(a.count), 64)), nil
 		}
 		return nil, unsupported("avg() over "+fields[c].name, "sluice averages integers, numeric and floats only (type OID "+strconv.FormatUint(uint64(fields[c].oid), 10)+")")
@@ -573,6 +629,24 @@ func sumText(a *acc, oid uint32) []byte {
 		return []byte(formatFloat(a.f, 32))
 	}
 	return []byte(a.i.String())
+}
+
+// sumBinary returns a merged sum in binary format.
+func sumBinary(a *acc, f field) ([]byte, error) {
+	switch f.oid {
+	case oidNumeric:
+		return appendNumeric(nil, &a.d), nil
+	case oidFloat8:
+		return binary.BigEndian.AppendUint64(nil, math.Float64bits(a.f)), nil
+	case oidFloat4:
+		return binary.BigEndian.AppendUint32(nil, math.Float32bits(float32(a.f))), nil
+	case oidInt8:
+		if !a.i.IsInt64() {
+			return nil, unsupported("sum() over "+f.name, "the sum is out of range for bigint")
+		}
+		return binary.BigEndian.AppendUint64(nil, uint64(a.i.Int64())), nil
+	}
+	return nil, unsupported("sum() over "+f.name, "sluice adds integers, numeric, float4 and float8 only (type OID "+strconv.FormatUint(uint64(f.oid), 10)+")")
 }
 
 // Concat merges the shards' replies to one statement that is not a planned Select (a write
@@ -633,3 +707,23 @@ func SumTags(tags [][]byte) string {
 	}
 	return string(first[:i+1]) + strconv.FormatInt(sum, 10)
 }
+
+// Describe appends to dst the RowDescription the client gets for one shard's RowDescription
+// of the plan's Query: the same, without the columns the plan added for avg.
+func (p *Plan) Describe(dst, desc []byte) ([]byte, error) {
+	if p.hidden == 0 {
+		return append(dst, desc...), nil
+	}
+	fields, err := parseFields(desc)
+	if err != nil {
+		return dst, err
+	}
+	if p.hidden > len(fields) {
+		return dst, fmt.Errorf("%w: %d columns, the plan adds %d", ErrMalformed, len(fields), p.hidden)
+	}
+	return appendRowDescription(dst, fields[:len(fields)-p.hidden]), nil
+}
+
+// Hidden returns the number of columns the plan's Query adds at the end of the select list
+// (for avg), which the merged result leaves out.
+func (p *Plan) Hidden() int { return p.hidden }

@@ -3,6 +3,8 @@ package merge
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -452,5 +454,226 @@ func TestCache(t *testing.T) {
 	a := pl.Plan([]byte("SELECT 9"))
 	if b := pl.Plan([]byte("SELECT 9")); a != b {
 		t.Error("a cached plan was planned again")
+	}
+}
+
+// binReply builds one shard's reply with every column in binary format: cols are "name:oid",
+// rows are values already encoded (nil for NULL).
+func binReply(cols []string, rows [][][]byte) []byte {
+	var b []byte
+	b = append(b, 'T', 0, 0, 0, 0)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(cols)))
+	for _, c := range cols {
+		name, oid, _ := strings.Cut(c, ":")
+		n, _ := strconv.Atoi(oid)
+		b = append(b, name...)
+		b = append(b, 0, 0, 0, 0, 0, 0, 0)
+		b = binary.BigEndian.AppendUint32(b, uint32(n))
+		b = append(b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 1)
+	}
+	binary.BigEndian.PutUint32(b[1:], uint32(len(b)-1))
+	for _, r := range rows {
+		b = appendDataRow(b, r)
+	}
+	return AppendCommandComplete(b, "SELECT "+strconv.Itoa(len(rows)))
+}
+
+func i4(v int32) []byte { return binary.BigEndian.AppendUint32(nil, uint32(v)) }
+func i8(v int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(v)) }
+func f8(v float64) []byte {
+	return binary.BigEndian.AppendUint64(nil, math.Float64bits(v))
+}
+func num(t *testing.T, s string) []byte {
+	t.Helper()
+	d, err := parseDecimal([]byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return appendNumeric(nil, &d)
+}
+
+// TestNumericBinary: numeric values survive the binary format both ways.
+func TestNumericBinary(t *testing.T) {
+	for _, s := range []string{"0", "0.00", "1", "-1.5", "12345.678", "0.0001", "10000", "100000000",
+		"-0.000000000000000000012", "99999999.99990000", "3.0000000000000000", "NaN", "Infinity", "-Infinity"} {
+		d, err := parseDecimal([]byte(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := appendNumeric(nil, &d)
+		back, err := decodeNumeric(b)
+		if err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		if back.String() != s {
+			t.Errorf("%s: round trip gives %s (% x)", s, back.String(), b)
+		}
+	}
+}
+
+// TestNumericBinaryBytes: the bytes of a few values are numeric_send's (read from Postgres 15
+// with SELECT numeric_send(x)).
+func TestNumericBinaryBytes(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		want []uint16 // ndigits, weight, sign, dscale, digits...
+	}{
+		{"0", []uint16{0, 0, 0, 0}},
+		{"0.00", []uint16{0, 0, 0, 2}},
+		{"1", []uint16{1, 0, 0, 0, 1}},
+		{"-1.5", []uint16{2, 0, 0x4000, 1, 1, 5000}},
+		{"12345.678", []uint16{3, 1, 0, 3, 1, 2345, 6780}},
+		{"0.5", []uint16{1, 0xffff, 0, 1, 5000}},
+		{"10000", []uint16{1, 1, 0, 0, 1}},
+		{"0.0001", []uint16{1, 0xffff, 0, 4, 1}},
+		{"NaN", []uint16{0, 0, 0xC000, 0}},
+	} {
+		var want []byte
+		for _, w := range tc.want {
+			want = binary.BigEndian.AppendUint16(want, w)
+		}
+		if got := num(t, tc.text); string(got) != string(want) {
+			t.Errorf("%s: % x, want % x", tc.text, got, want)
+		}
+	}
+}
+
+// TestMergeBinary: results in binary format are ordered and aggregated by their decoded
+// values, and merged aggregates are written back in binary.
+func TestMergeBinary(t *testing.T) {
+	pl := NewPlanner(Options{})
+	p := pl.Plan([]byte("SELECT id, n, f FROM items ORDER BY n DESC, f, id"))
+	out, err := p.Merge(nil, [][]byte{
+		binReply([]string{"id:23", "n:1700", "f:701"}, [][][]byte{{i4(1), num(t, "10.5"), f8(2)}, {i4(2), num(t, "-3"), f8(1)}}),
+		binReply([]string{"id:23", "n:1700", "f:701"}, [][][]byte{{i4(3), num(t, "10.50"), f8(1)}, {i4(-4), nil, f8(math.NaN())}}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := splitReply(out)
+	var ids []int64
+	for _, m := range r.rows {
+		vals, _ := rowValues(nil, m)
+		id, _ := binaryInt(vals[0])
+		ids = append(ids, id)
+	}
+	if fmt.Sprint(ids) != "[-4 3 1 2]" {
+		t.Errorf("order by binary numeric DESC (NULLs first), float8: ids %v, want [-4 3 1 2]", ids)
+	}
+
+	p = pl.Plan([]byte("SELECT grp, count(*), sum(id), sum(n), avg(n), avg(f), min(d), max(ts) FROM items GROUP BY grp ORDER BY grp"))
+	cols := []string{"grp:23", "count:20", "sum:20", "sum:1700", "avg:1700", "avg:701", "min:1082", "max:1114", "sum:1700", "count:20", "sum:701", "count:20"}
+	out, err = p.Merge(nil, [][]byte{
+		binReply(cols, [][][]byte{
+			{i4(1), i8(2), i8(5), num(t, "1.25"), num(t, "0.625"), f8(1.5), i4(-10), i8(100), num(t, "1.25"), i8(2), f8(3), i8(2)},
+			{i4(2), i8(1), i8(7), nil, nil, nil, i4(3), i8(-5), nil, i8(0), nil, i8(0)},
+		}),
+		binReply(cols, [][][]byte{
+			{i4(1), i8(1), i8(-1), num(t, "0.5"), num(t, "0.5"), f8(2), i4(-20), i8(50), num(t, "0.5"), i8(1), f8(2), i8(1)},
+		}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ = splitReply(out)
+	if len(r.rows) != 2 {
+		t.Fatalf("%d groups, want 2", len(r.rows))
+	}
+	vals, _ := rowValues(nil, r.rows[0])
+	if len(vals) != 8 {
+		t.Fatalf("%d columns, want 8 (the hidden ones dropped)", len(vals))
+	}
+	count, _ := binaryInt(vals[1])
+	sum, _ := binaryInt(vals[2])
+	sumN, _ := decodeNumeric(vals[3])
+	avgN, _ := decodeNumeric(vals[4])
+	avgF, _ := binaryFloat(vals[5])
+	minD, _ := binaryInt(vals[6])
+	maxTS, _ := binaryInt(vals[7])
+	got := fmt.Sprintf("%d %d %s %s %v %d %d", count, sum, sumN.String(), avgN.String(), avgF, minD, maxTS)
+	if want := "3 4 1.75 0.58333333333333333333 1.6666666666666667 -20 100"; got != want {
+		t.Errorf("group 1: %s, want %s", got, want)
+	}
+	vals, _ = rowValues(nil, r.rows[1])
+	if vals[3] != nil || vals[4] != nil || vals[5] != nil {
+		t.Errorf("group 2: sum and avg of no values are %v %v %v, want NULL", vals[3], vals[4], vals[5])
+	}
+
+	p = pl.Plan([]byte("SELECT j FROM items ORDER BY j"))
+	_, err = p.Merge(nil, [][]byte{binReply([]string{"j:3802"}, [][][]byte{{[]byte("\x01{}")}})})
+	var ue *UnsupportedError
+	if !errors.As(err, &ue) || !strings.Contains(ue.Reason, "text format") {
+		t.Errorf("ORDER BY a binary jsonb column: %v, want an UnsupportedError that suggests text format", err)
+	}
+}
+
+// TestLimitParams: a LIMIT or OFFSET given by a parameter is applied after the merge with the
+// Bind's value; the shards' text keeps every parameter.
+func TestLimitParams(t *testing.T) {
+	pl := NewPlanner(Options{})
+	for _, tc := range []struct {
+		query, shardQuery string
+		vals              []string // \N for NULL, all text
+		rows              string   // merged ids of shards {1,3,5} and {2,4,6}
+		code              string   // a refusal's SQLSTATE
+	}{
+		{"SELECT id FROM items ORDER BY id LIMIT $1", "SELECT id FROM items ORDER BY id LIMIT $1", []string{"2"}, "1,2", ""},
+		{"SELECT id FROM items ORDER BY id LIMIT $1", "", []string{null}, "1,2,3,4,5,6", ""},
+		{"SELECT id FROM items ORDER BY id LIMIT $1 OFFSET $2", "SELECT id FROM items ORDER BY id LIMIT $1::int8 + $2::int8", []string{"2", "3"}, "4,5", ""},
+		{"SELECT id FROM items ORDER BY id LIMIT 2 OFFSET $1", "SELECT id FROM items ORDER BY id LIMIT 2 + $1::int8", []string{"1"}, "2,3", ""},
+		{"SELECT id FROM items ORDER BY id OFFSET $1", "SELECT id FROM items ORDER BY id OFFSET $1::int8 * 0", []string{"4"}, "5,6", ""},
+		{"SELECT id FROM items WHERE id > $2 ORDER BY id LIMIT $1", "", []string{"3", "0"}, "1,2,3", ""},
+		{"SELECT id FROM items ORDER BY id OFFSET $1", "", []string{"-1"}, "", "2201X"},
+		{"SELECT id FROM items ORDER BY id LIMIT $1 OFFSET 1", "", []string{"-1"}, "", "2201W"},
+		{"SELECT count(*) FROM items LIMIT $1 OFFSET $2", "SELECT count(*) FROM items LIMIT NULLIF($1::int8, $1::int8) OFFSET $2::int8 * 0", []string{"1", "0"}, "", ""},
+	} {
+		p := pl.Plan([]byte(tc.query))
+		if p.Refused != nil {
+			t.Errorf("%s: refused: %v", tc.query, p.Refused)
+			continue
+		}
+		if tc.shardQuery != "" && p.Query != tc.shardQuery {
+			t.Errorf("%s: the shards run\n%s\nwant\n%s", tc.query, p.Query, tc.shardQuery)
+		}
+		if p.Unordered() {
+			t.Errorf("%s: Unordered", tc.query)
+		}
+		var vals [][]byte
+		for _, v := range tc.vals {
+			if v == null {
+				vals = append(vals, nil)
+			} else {
+				vals = append(vals, []byte(v))
+			}
+		}
+		bp, err := p.Bind(vals, make([]bool, len(vals)))
+		var ve *ValueError
+		if tc.code != "" {
+			if !errors.As(err, &ve) || ve.Code != tc.code {
+				t.Errorf("%s %v: %v, want %s", tc.query, tc.vals, err, tc.code)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s %v: %v", tc.query, tc.vals, err)
+			continue
+		}
+		if tc.rows == "" {
+			continue
+		}
+		out, err := bp.Merge(nil, [][]byte{shardReply([]string{"id:23"}, []string{"1", "3", "5"}), shardReply([]string{"id:23"}, []string{"2", "4", "6"})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rows, _ := readMerged(t, out)
+		if got := strings.Join(rows, ","); got != tc.rows {
+			t.Errorf("%s %v: rows %s, want %s", tc.query, tc.vals, got, tc.rows)
+		}
+	}
+	// Binary parameters: int8 and int4.
+	p := pl.Plan([]byte("SELECT id FROM items ORDER BY id LIMIT $1 OFFSET $2"))
+	bp, err := p.Bind([][]byte{i8(1), i4(2)}, []bool{true, true})
+	if err != nil || bp.limit != 1 || bp.offset != 2 {
+		t.Errorf("binary LIMIT and OFFSET: %+v, %v", bp, err)
 	}
 }

@@ -82,6 +82,9 @@ type Plan struct {
 	sort   []sortKey
 	limit  int64 // -1: none
 	offset int64 // 0: none
+	// limitParam and offsetParam are the numbers of the parameters ($n) that give the LIMIT
+	// and OFFSET, 0 for none: their values come with each Bind (see Bind).
+	limitParam, offsetParam int
 	// agg is set for a Select that aggregates or groups: rows are combined by group.
 	agg bool
 	// cols describes each output column of an aggregating Select (len = visible columns).
@@ -96,7 +99,74 @@ type Plan struct {
 // (query) TO STDOUT runs across shards only then: its rows are COPY data, which sluice passes
 // on without reading.
 func (p *Plan) Unordered() bool {
-	return p.Kind == Select && p.Refused == nil && len(p.sort) == 0 && p.limit < 0 && p.offset == 0 && !p.agg && p.hidden == 0
+	return p.Kind == Select && p.Refused == nil && len(p.sort) == 0 && p.limit < 0 && p.offset == 0 && !p.agg && p.hidden == 0 &&
+		p.limitParam == 0 && p.offsetParam == 0
+}
+
+// ValueError is a value that the query refuses as Postgres would, with its SQLSTATE: a
+// negative LIMIT or OFFSET given by a parameter.
+type ValueError struct {
+	Code, Message string
+}
+
+func (e *ValueError) Error() string { return e.Message }
+
+// Bind returns the plan for one execution of an extended-protocol statement with the Bind's
+// parameter values (nil for NULL) and formats (binary or text): the plan itself when its LIMIT
+// and OFFSET take no parameter, else a copy with their values. A NULL LIMIT means none, a NULL
+// OFFSET zero, as in Postgres; a negative one is a *ValueError (2201W, 2201X).
+func (p *Plan) Bind(vals [][]byte, binary []bool) (*Plan, error) {
+	if p.limitParam == 0 && p.offsetParam == 0 {
+		return p, nil
+	}
+	q := *p
+	if p.offsetParam > 0 {
+		v, null, err := paramInt(vals, binary, p.offsetParam)
+		switch {
+		case err != nil:
+			return nil, err
+		case null:
+			q.offset = 0
+		case v < 0:
+			return nil, &ValueError{"2201X", "OFFSET must not be negative"}
+		default:
+			q.offset = v
+		}
+	}
+	if p.limitParam > 0 {
+		v, null, err := paramInt(vals, binary, p.limitParam)
+		switch {
+		case err != nil:
+			return nil, err
+		case null:
+			q.limit = -1
+		case v < 0:
+			return nil, &ValueError{"2201W", "LIMIT must not be negative"}
+		default:
+			q.limit = v
+		}
+	}
+	return &q, nil
+}
+
+// paramInt reads parameter $n as an integer: text, or binary int2, int4 or int8.
+func paramInt(vals [][]byte, binary []bool, n int) (v int64, null bool, err error) {
+	if n > len(vals) || n > len(binary) {
+		return 0, false, &ValueError{"08P01", fmt.Sprintf("the Bind has %d parameters; the statement uses $%d", len(vals), n)}
+	}
+	b := vals[n-1]
+	if b == nil {
+		return 0, true, nil
+	}
+	if binary[n-1] {
+		v, err = binaryInt(b)
+	} else {
+		v, err = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	}
+	if err != nil {
+		return 0, false, &ValueError{"22P02", fmt.Sprintf("invalid input syntax for type bigint: %q", b)}
+	}
+	return v, false, nil
 }
 
 // sortKey is one ORDER BY item mapped to a result column: by index, or (col < 0) by name,
@@ -457,31 +527,54 @@ func planSelect(pl *Plan, tree *pg.ParseResult, s *pg.SelectStmt) *UnsupportedEr
 		pl.sort = append(pl.sort, k)
 	}
 
-	// LIMIT and OFFSET.
+	// LIMIT and OFFSET: numbers, or parameters whose values each Bind gives.
 	limit, lok := constInt(s.GetLimitCount())
 	offset, ook := constInt(s.GetLimitOffset())
-	if !lok {
+	lparam, oparam := paramNumber(s.GetLimitCount()), paramNumber(s.GetLimitOffset())
+	if !lok && lparam == 0 {
 		return unsupported("a LIMIT that is not a number", "sluice applies LIMIT after merging and must know it")
 	}
-	if !ook {
+	if !ook && oparam == 0 {
 		return unsupported("an OFFSET that is not a number", "sluice applies OFFSET after merging and must know it")
 	}
-	if offset == -1 {
-		offset = 0 // none
+	if lparam > 0 {
+		limit = -1
+	}
+	if offset == -1 || oparam > 0 {
+		offset = 0 // none, or known at the Bind
 	}
 	if limit < -1 || offset < 0 {
 		return nil // negative: each shard reports Postgres' error; nothing to merge
 	}
 	pl.limit, pl.offset = limit, offset
+	pl.limitParam, pl.offsetParam = lparam, oparam
+	// The LIMIT each shard gets: limit+offset, as text; "" for none.
+	lim, off := strconv.FormatInt(limit, 10), strconv.FormatInt(offset, 10)
+	if lparam > 0 {
+		lim = fmt.Sprintf("$%d::int8", lparam)
+	} else if limit < 0 {
+		lim = ""
+	}
+	if oparam > 0 {
+		off = fmt.Sprintf("$%d::int8", oparam)
+	}
 
 	// The text each shard runs.
 	rewrite := false
 	stmt := proto.Clone(s).(*pg.SelectStmt)
 	if pl.agg {
 		if stmt.LimitCount != nil || stmt.LimitOffset != nil {
-			// Groups are complete only after the merge: no limit per shard.
+			// Groups are complete only after the merge: no limit per shard. A parameter
+			// stays in the text, without effect, so that the server still knows its type.
 			stmt.LimitCount, stmt.LimitOffset = nil, nil
 			stmt.LimitOption = pg.LimitOption_LIMIT_OPTION_DEFAULT
+			if lparam > 0 {
+				stmt.LimitCount = exprNode(fmt.Sprintf("NULLIF(%s, %s)", lim, lim))
+				stmt.LimitOption = pg.LimitOption_LIMIT_OPTION_COUNT
+			}
+			if oparam > 0 {
+				stmt.LimitOffset = exprNode(off + " * 0")
+			}
 			rewrite = true
 		}
 		pl.cols = make([]colPlan, len(targets))
@@ -504,11 +597,17 @@ func planSelect(pl *Plan, tree *pg.ParseResult, s *pg.SelectStmt) *UnsupportedEr
 			pl.hidden += 2
 			rewrite = true
 		}
-	} else if offset > 0 {
+	} else if offset > 0 || oparam > 0 {
 		// Each shard returns its first limit+offset rows; the offset is taken after the merge.
 		stmt.LimitOffset = nil
-		if limit >= 0 {
+		switch {
+		case lparam > 0 || (oparam > 0 && lim != ""):
+			stmt.LimitCount = exprNode(lim + " + " + off)
+			stmt.LimitOption = pg.LimitOption_LIMIT_OPTION_COUNT
+		case lim != "":
 			stmt.LimitCount = intConst(satAdd(limit, offset))
+		case oparam > 0:
+			stmt.LimitOffset = exprNode(off + " * 0") // see above
 		}
 		rewrite = true
 	}
@@ -751,6 +850,27 @@ func constInt(n *pg.Node) (int64, bool) {
 		return v, err == nil
 	}
 	return 0, false
+}
+
+// paramNumber returns the number of the parameter a LIMIT or OFFSET is ($n, or $n cast to a
+// type), 0 when it is not one.
+func paramNumber(n *pg.Node) int {
+	if tc := n.GetTypeCast(); tc != nil {
+		n = tc.GetArg()
+	}
+	if pr := n.GetParamRef(); pr != nil && pr.GetNumber() > 0 {
+		return int(pr.GetNumber())
+	}
+	return 0
+}
+
+// exprNode parses an expression that sluice wrote (numbers, parameters, operators).
+func exprNode(expr string) *pg.Node {
+	tree, err := pg.Parse("SELECT " + expr)
+	if err != nil {
+		panic("merge: parse " + expr + ": " + err.Error())
+	}
+	return tree.GetStmts()[0].GetStmt().GetSelectStmt().GetTargetList()[0].GetResTarget().GetVal()
 }
 
 func intConst(v int64) *pg.Node {

@@ -2,6 +2,7 @@ package merge
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/big"
@@ -30,12 +31,24 @@ const (
 	oidUUID        = 2950
 )
 
-// comparator compares two non-NULL text values of one type; an error for a value it cannot
-// read.
+// comparator compares two non-NULL values of one type in one format; an error for a value it
+// cannot read.
 type comparator func(a, b []byte) (int, error)
 
-// comparatorFor returns the comparator for a type OID, or nil when sluice cannot compare it.
-func comparatorFor(oid uint32) comparator {
+// comparatorFor returns the comparator for values of a type OID in a format (0 text, 1
+// binary), or nil when sluice cannot compare them.
+func comparatorFor(oid uint32, format uint16) comparator {
+	switch format {
+	case 0:
+		return textComparator(oid)
+	case 1:
+		return binaryComparator(oid)
+	}
+	return nil
+}
+
+// textComparator returns the comparator for text values of a type OID, or nil.
+func textComparator(oid uint32) comparator {
 	switch oid {
 	case oidInt2, oidInt4, oidInt8, oidOID:
 		return cmpInt
@@ -90,16 +103,7 @@ func cmpFloat(a, b []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	xn, yn := math.IsNaN(x), math.IsNaN(y)
-	switch {
-	case xn && yn:
-		return 0, nil
-	case xn:
-		return 1, nil
-	case yn:
-		return -1, nil
-	}
-	return cmp3(x < y, x > y), nil
+	return cmpFloats(x, y), nil
 }
 
 func parseFloat(b []byte) (float64, error) {
@@ -439,4 +443,236 @@ func daysFromCivil(y, m, d int64) int64 {
 	doy := (153*mp+2)/5 + d - 1
 	doe := yoe*365 + yoe/4 - yoe/100 + doy
 	return era*146097 + doe - 719468
+}
+
+// binaryComparator returns the comparator for binary values of a type OID, or nil. Binary
+// values are what Postgres' send functions write: big-endian integers, IEEE floats, numeric's
+// base-10000 digits, dates as days and timestamps and times as microseconds (infinity as the
+// integer's extremes), text as its bytes, uuid as its 16 bytes, bool as one byte.
+func binaryComparator(oid uint32) comparator {
+	switch oid {
+	case oidInt2, oidInt4, oidInt8, oidDate, oidTime, oidTimestamp, oidTimestamptz:
+		return func(a, b []byte) (int, error) {
+			x, err := binaryInt(a)
+			if err != nil {
+				return 0, err
+			}
+			y, err := binaryInt(b)
+			if err != nil {
+				return 0, err
+			}
+			return cmp3(x < y, x > y), nil
+		}
+	case oidOID:
+		return func(a, b []byte) (int, error) {
+			if len(a) != 4 || len(b) != 4 {
+				return 0, fmt.Errorf("read binary oid: %d and %d bytes", len(a), len(b))
+			}
+			x, y := binary.BigEndian.Uint32(a), binary.BigEndian.Uint32(b)
+			return cmp3(x < y, x > y), nil
+		}
+	case oidFloat4, oidFloat8:
+		return func(a, b []byte) (int, error) {
+			x, err := binaryFloat(a)
+			if err != nil {
+				return 0, err
+			}
+			y, err := binaryFloat(b)
+			if err != nil {
+				return 0, err
+			}
+			return cmpFloats(x, y), nil
+		}
+	case oidNumeric:
+		return func(a, b []byte) (int, error) {
+			x, err := decodeNumeric(a)
+			if err != nil {
+				return 0, err
+			}
+			y, err := decodeNumeric(b)
+			if err != nil {
+				return 0, err
+			}
+			return x.cmp(&y), nil
+		}
+	case oidText, oidVarchar, oidName, oidUUID, oidBool:
+		return func(a, b []byte) (int, error) { return bytes.Compare(a, b), nil }
+	case oidBpchar:
+		return func(a, b []byte) (int, error) {
+			return bytes.Compare(bytes.TrimRight(a, " "), bytes.TrimRight(b, " ")), nil
+		}
+	}
+	return nil
+}
+
+// binaryInt reads a binary int2, int4 or int8 (by its length), or a date (int4), time or
+// timestamp (int8).
+func binaryInt(b []byte) (int64, error) {
+	switch len(b) {
+	case 2:
+		return int64(int16(binary.BigEndian.Uint16(b))), nil
+	case 4:
+		return int64(int32(binary.BigEndian.Uint32(b))), nil
+	case 8:
+		return int64(binary.BigEndian.Uint64(b)), nil
+	}
+	return 0, fmt.Errorf("read binary integer: %d bytes", len(b))
+}
+
+// binaryFloat reads a binary float4 or float8 (by its length).
+func binaryFloat(b []byte) (float64, error) {
+	switch len(b) {
+	case 4:
+		return float64(math.Float32frombits(binary.BigEndian.Uint32(b))), nil
+	case 8:
+		return math.Float64frombits(binary.BigEndian.Uint64(b)), nil
+	}
+	return 0, fmt.Errorf("read binary float: %d bytes", len(b))
+}
+
+// cmpFloats orders floats as Postgres does: NaN above everything, -0 equal to 0.
+func cmpFloats(x, y float64) int {
+	xn, yn := math.IsNaN(x), math.IsNaN(y)
+	switch {
+	case xn && yn:
+		return 0
+	case xn:
+		return 1
+	case yn:
+		return -1
+	}
+	return cmp3(x < y, x > y)
+}
+
+// Signs of a binary numeric.
+const (
+	numericPos    = 0x0000
+	numericNeg    = 0x4000
+	numericNaN    = 0xC000
+	numericPInf   = 0xD000
+	numericNInf   = 0xF000
+	numericDigits = 10000
+)
+
+// decodeNumeric reads a binary numeric: ndigits, weight, sign and dscale (16 bits each), then
+// ndigits base-10000 digits, the first of weight `weight`.
+func decodeNumeric(b []byte) (decimal, error) {
+	var d decimal
+	if len(b) < 8 {
+		return d, fmt.Errorf("read binary numeric: %d bytes", len(b))
+	}
+	n := int(binary.BigEndian.Uint16(b))
+	weight := int(int16(binary.BigEndian.Uint16(b[2:])))
+	sign := binary.BigEndian.Uint16(b[4:])
+	dscale := int(binary.BigEndian.Uint16(b[6:]))
+	if len(b) != 8+2*n {
+		return d, fmt.Errorf("read binary numeric: %d bytes for %d digits", len(b), n)
+	}
+	switch sign {
+	case numericNaN:
+		d.nan = true
+		return d, nil
+	case numericPInf:
+		d.inf = 1
+		return d, nil
+	case numericNInf:
+		d.inf = -1
+		return d, nil
+	case numericPos, numericNeg:
+	default:
+		return d, fmt.Errorf("read binary numeric: sign %#x", sign)
+	}
+	var total big.Int
+	base := big.NewInt(numericDigits)
+	for i := range n {
+		dig := binary.BigEndian.Uint16(b[8+2*i:])
+		if dig >= numericDigits {
+			return d, fmt.Errorf("read binary numeric: digit %d", dig)
+		}
+		total.Mul(&total, base)
+		total.Add(&total, big.NewInt(int64(dig)))
+	}
+	// total × 10^e is the value, e the power of ten of the last digit.
+	e := 4 * (weight - (n - 1))
+	switch {
+	case n == 0:
+		d.scale = dscale
+	case e+dscale >= 0:
+		total.Mul(&total, pow10(e+dscale))
+		d.scale = dscale
+	default:
+		d.scale = -e // more fractional digits than the display scale: keep them all
+		if q, r := new(big.Int).QuoRem(&total, pow10(-e-dscale), new(big.Int)); r.Sign() == 0 {
+			total.Set(q)
+			d.scale = dscale
+		}
+	}
+	if sign == numericNeg {
+		total.Neg(&total)
+	}
+	d.v.Set(&total)
+	return d, nil
+}
+
+// appendNumeric appends d in numeric's binary format, as Postgres' numeric_send writes it:
+// the display scale is d's scale, leading and trailing zero digits are left out, and zero has
+// no digits, weight 0 and a positive sign.
+func appendNumeric(dst []byte, d *decimal) []byte {
+	var sign uint16
+	switch {
+	case d.nan:
+		sign = numericNaN
+	case d.inf > 0:
+		sign = numericPInf
+	case d.inf < 0:
+		sign = numericNInf
+	}
+	if sign != 0 {
+		return append(dst, 0, 0, 0, 0, byte(sign>>8), byte(sign), 0, 0)
+	}
+	if d.v.Sign() < 0 {
+		sign = numericNeg
+	}
+	digits := new(big.Int).Abs(&d.v).String()
+	if digits == "0" {
+		digits = ""
+	}
+	scale := max(d.scale, 0)
+	intPart, frac := "", ""
+	if len(digits) > scale {
+		intPart, frac = digits[:len(digits)-scale], digits[len(digits)-scale:]
+	} else {
+		frac = strings.Repeat("0", scale-len(digits)) + digits
+	}
+	if r := len(intPart) % 4; r != 0 {
+		intPart = strings.Repeat("0", 4-r) + intPart
+	}
+	if r := len(frac) % 4; r != 0 {
+		frac += strings.Repeat("0", 4-r)
+	}
+	all := intPart + frac
+	groups := make([]uint16, 0, len(all)/4)
+	for i := 0; i < len(all); i += 4 {
+		v, _ := strconv.Atoi(all[i : i+4])
+		groups = append(groups, uint16(v))
+	}
+	weight := len(intPart)/4 - 1
+	for len(groups) > 0 && groups[0] == 0 {
+		groups = groups[1:]
+		weight--
+	}
+	for len(groups) > 0 && groups[len(groups)-1] == 0 {
+		groups = groups[:len(groups)-1]
+	}
+	if len(groups) == 0 {
+		weight, sign = 0, numericPos
+	}
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(groups)))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(int16(weight)))
+	dst = binary.BigEndian.AppendUint16(dst, sign)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(d.scale))
+	for _, g := range groups {
+		dst = binary.BigEndian.AppendUint16(dst, g)
+	}
+	return dst
 }

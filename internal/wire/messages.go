@@ -422,3 +422,42 @@ func BindResultFormats(body []byte) (fmts []int16, ok bool) {
 	}
 	return fmts, true
 }
+
+// AppendBind appends a Bind message: the portal and statement names, one format code per
+// parameter (binaryFmt[i]: 1, else 0), the parameter values (nil for NULL) and the result
+// format codes as given.
+func AppendBind(dst []byte, portal, stmt string, binaryFmt []bool, vals [][]byte, resultFmts []int16) []byte {
+	dst, off := Begin(dst, Bind)
+	dst = AppendCString(dst, portal)
+	dst = AppendCString(dst, stmt)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(binaryFmt)))
+	for _, b := range binaryFmt {
+		var f uint16
+		if b {
+			f = 1
+		}
+		dst = binary.BigEndian.AppendUint16(dst, f)
+	}
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(vals)))
+	for _, v := range vals {
+		if v == nil {
+			dst = binary.BigEndian.AppendUint32(dst, 0xffffffff)
+			continue
+		}
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(v)))
+		dst = append(dst, v...)
+	}
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(resultFmts)))
+	for _, f := range resultFmts {
+		dst = binary.BigEndian.AppendUint16(dst, uint16(f))
+	}
+	return Finish(dst, off)
+}
+
+// AppendExecute appends an Execute message for portal with a row limit (0: none).
+func AppendExecute(dst []byte, portal string, maxRows int32) []byte {
+	dst, off := Begin(dst, Execute)
+	dst = AppendCString(dst, portal)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(maxRows))
+	return Finish(dst, off)
+}

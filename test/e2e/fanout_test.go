@@ -47,48 +47,10 @@ func simpleText(ctx context.Context, c *pgconn.PgConn, sql string) ([]string, st
 func TestFanout(t *testing.T) {
 	ctx := context.Background()
 	dbs := []string{"fan_e2e_0", "fan_e2e_1", "fan_e2e_2", "fan_e2e_all"}
-	const schema = "CREATE TABLE items (id bigint PRIMARY KEY, v text, n numeric, f float8, d date, grp int); ALTER TABLE items OWNER TO app"
-	shards := makeShards(t, schema, shardSpec{pg, dbs[0]}, shardSpec{pg, dbs[1]}, shardSpec{pg, dbs[2]})
-	createDB(t, pg, dbs[3], schema) // every row, to compare with
-	s := startSluice(t, poolConfig{Shards: shards, Pool: `automatic_sharding_key = "items.id"
-cross_shard_reads = "all"
+	_, conn, all := fanoutFixture(t, dbs, `cross_shard_reads = "all"
 cross_shard_writes = "all"
-`})
-	conn := connectConfig(t, s, func(c *pgx.ConnConfig) { c.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol })
-	all, err := pgx.Connect(ctx, pg.URL(dbs[3], appUser, appPass))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer all.Close(ctx)
-
-	// 200 rows by multi-row INSERTs of 50 rows each, through sluice (split) and into "all".
-	const rowsN = 200
-	for base := 1; base <= rowsN; base += 50 {
-		var vals []string
-		for k := base; k < base+50; k++ {
-			n, f := fmt.Sprintf("%d.%02d", k%17, k%100), fmt.Sprintf("%g", float64(k%9)/4)
-			if k%11 == 0 {
-				n = "NULL"
-			}
-			vals = append(vals, fmt.Sprintf("(%d, 'v%04d', %s, %s, DATE '2024-01-01' + %d, %d)", k, k*7%rowsN, n, f, k%37, k%5))
-		}
-		ins := "INSERT INTO items (id, v, n, f, d, grp) VALUES " + strings.Join(vals, ", ")
-		_, tag, err := simpleText(ctx, conn.PgConn(), ins)
-		if err != nil {
-			t.Fatalf("split INSERT: %v", err)
-		}
-		if tag != "INSERT 0 50" {
-			t.Errorf("split INSERT tag %q, want INSERT 0 50", tag)
-		}
-		if _, err := all.Exec(ctx, ins); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Each row is on the shard its key hashes to, and only there.
+`)
 	sharder := shard.Sharder{Func: shard.PgBigintHash, Type: shard.Bigint, Shards: 3}
-	if total := checkOnShards(t, dbs[:3], sharder, "SELECT id FROM items"); total != rowsN {
-		t.Errorf("the shards hold %d rows, want %d", total, rowsN)
-	}
 
 	// Reads: the merged answer is the answer of one database with every row.
 	for _, q := range []string{
@@ -132,17 +94,9 @@ cross_shard_writes = "all"
 		t.Errorf("SELECT 1: %v, %v; want one row", got, err)
 	}
 
-	// Refusals: constructs that cannot be merged, multi-shard statements inside a transaction,
-	// and the extended protocol.
-	for _, q := range []string{
-		"SELECT DISTINCT v FROM items",
-		"SELECT id, row_number() OVER (ORDER BY id) FROM items",
-		"SELECT grp, count(*) FROM items GROUP BY grp HAVING count(*) > 1",
-		"SELECT string_agg(v, ',') FROM items",
-		"SELECT id FROM items ORDER BY v",
-		"SELECT id FROM items FOR UPDATE",
-		"SELECT * FROM items WHERE id > (SELECT avg(id) FROM items)",
-	} {
+	// Refusals: constructs that cannot be merged, and multi-shard statements inside a
+	// transaction.
+	for _, q := range fanoutRefused {
 		if _, _, err := simpleText(ctx, conn.PgConn(), q); sqlstateOf(err) != "0A000" {
 			t.Errorf("%s: %v; want 0A000", q, err)
 		}
@@ -162,11 +116,6 @@ cross_shard_writes = "all"
 		t.Errorf("a multi-shard INSERT inside a transaction: %v; want 0A000", err)
 	}
 	tx.Rollback(ctx)
-	ext := connect(t, s)
-	var n int64
-	if err := ext.QueryRow(ctx, "SELECT count(*) FROM items WHERE id IN ($1, $2, $3, $4)", 1, 2, 3, 4).Scan(&n); sqlstateOf(err) != "0A000" {
-		t.Errorf("a multi-shard read in the extended protocol: %d, %v; want 0A000", n, err)
-	}
 
 	// Writes to every shard: tags summed, the same effect as on one database.
 	for _, q := range []string{
@@ -253,4 +202,68 @@ func TestFanoutDefaults(t *testing.T) {
 	if _, _, err := simpleText(ctx, conn.PgConn(), "UPDATE items SET v = 'x'"); sqlstateOf(err) != "0A000" {
 		t.Errorf("a write with no key: %v; want 0A000", err)
 	}
+}
+
+// fanoutRefused are reads that cannot be merged across shards: refused with 0A000.
+var fanoutRefused = []string{
+	"SELECT DISTINCT v FROM items",
+	"SELECT id, row_number() OVER (ORDER BY id) FROM items",
+	"SELECT grp, count(*) FROM items GROUP BY grp HAVING count(*) > 1",
+	"SELECT string_agg(v, ',') FROM items",
+	"SELECT id FROM items ORDER BY v",
+	"SELECT id FROM items FOR UPDATE",
+	"SELECT * FROM items WHERE id > (SELECT avg(id) FROM items)",
+}
+
+// fanoutSchema is the sharded table of the fan-out tests: a column of each type the merge
+// compares or adds.
+const fanoutSchema = "CREATE TABLE items (id bigint PRIMARY KEY, v text, n numeric, f float8, d date, grp int); ALTER TABLE items OWNER TO app"
+
+// fanoutRows is how many rows fanoutFixture loads.
+const fanoutRows = 200
+
+// fanoutFixture makes three shards of fanoutSchema (dbs[0..2]) and one database with every
+// row (dbs[3]), starts sluice on the shards with pool's extra lines, and loads fanoutRows rows
+// through sluice, by multi-row INSERTs that it splits, and into the fourth database. It
+// returns sluice, a simple-protocol connection through it and a connection to the fourth
+// database.
+func fanoutFixture(t *testing.T, dbs []string, pool string) (*Sluice, *pgx.Conn, *pgx.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	shards := makeShards(t, fanoutSchema, shardSpec{pg, dbs[0]}, shardSpec{pg, dbs[1]}, shardSpec{pg, dbs[2]})
+	createDB(t, pg, dbs[3], fanoutSchema)
+	s := startSluice(t, poolConfig{Shards: shards, Pool: "automatic_sharding_key = \"items.id\"\n" + pool})
+	conn := connectConfig(t, s, func(c *pgx.ConnConfig) { c.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol })
+	all, err := pgx.Connect(ctx, pg.URL(dbs[3], appUser, appPass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { all.Close(ctx) })
+	for base := 1; base <= fanoutRows; base += 50 {
+		var vals []string
+		for k := base; k < base+50; k++ {
+			n, f := fmt.Sprintf("%d.%02d", k%17, k%100), fmt.Sprintf("%g", float64(k%9)/4)
+			if k%11 == 0 {
+				n = "NULL"
+			}
+			vals = append(vals, fmt.Sprintf("(%d, 'v%04d', %s, %s, DATE '2024-01-01' + %d, %d)", k, k*7%fanoutRows, n, f, k%37, k%5))
+		}
+		ins := "INSERT INTO items (id, v, n, f, d, grp) VALUES " + strings.Join(vals, ", ")
+		_, tag, err := simpleText(ctx, conn.PgConn(), ins)
+		if err != nil {
+			t.Fatalf("split INSERT: %v", err)
+		}
+		if tag != "INSERT 0 50" {
+			t.Errorf("split INSERT tag %q, want INSERT 0 50", tag)
+		}
+		if _, err := all.Exec(ctx, ins); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each row is on the shard its key hashes to, and only there.
+	sharder := shard.Sharder{Func: shard.PgBigintHash, Type: shard.Bigint, Shards: 3}
+	if total := checkOnShards(t, dbs[:3], sharder, "SELECT id FROM items"); total != fanoutRows {
+		t.Errorf("the shards hold %d rows, want %d", total, fanoutRows)
+	}
+	return s, conn, all
 }
