@@ -137,15 +137,16 @@ var (
 		"write_functions":                   stringListKey(func(p *Pool) *[]string { return &p.WriteFunctions }),
 		"strict_functions":                  boolKey(func(p *Pool) *bool { return &p.StrictFunctions }),
 
-		"sharding_function":      enumKey(map[string]string{"pg_bigint_hash": "pg_bigint_hash", "sha1": "sha1"}, func(p *Pool) *string { return &p.ShardingFunction }),
-		"sharding_key_type":      enumKey(map[string]string{"bigint": "bigint", "uuid": "uuid", "text": "text", "varchar": "text"}, func(p *Pool) *string { return &p.ShardingKeyType }),
-		"automatic_sharding_key": stringKey(func(p *Pool) *string { return &p.AutomaticShardingKey }),
-		"sharding_key_regex":     stringKey(func(p *Pool) *string { return &p.ShardingKeyRegex }),
-		"shard_id_regex":         stringKey(func(p *Pool) *string { return &p.ShardIDRegex }),
-		"regex_search_limit":     intKey(1, math.MaxInt32, func(p *Pool) *int { return &p.RegexSearchLimit }),
-		"default_shard":          stringKey(func(p *Pool) *string { return &p.DefaultShard }),
-		"cross_shard_reads":      enumKey(map[string]string{"default_shard": CrossShardDefault, "all": CrossShardAll}, func(p *Pool) *string { return &p.CrossShardReads }),
-		"cross_shard_writes":     enumKey(map[string]string{"reject": CrossShardReject, "all": CrossShardAll}, func(p *Pool) *string { return &p.CrossShardWrites }),
+		"sharding_function":        enumKey(map[string]string{"pg_bigint_hash": "pg_bigint_hash", "sha1": "sha1"}, func(p *Pool) *string { return &p.ShardingFunction }),
+		"sharding_key_type":        enumKey(map[string]string{"bigint": "bigint", "uuid": "uuid", "text": "text", "varchar": "text"}, func(p *Pool) *string { return &p.ShardingKeyType }),
+		"automatic_sharding_key":   stringKey(func(p *Pool) *string { return &p.AutomaticShardingKey }),
+		"sharding_key_regex":       stringKey(func(p *Pool) *string { return &p.ShardingKeyRegex }),
+		"shard_id_regex":           stringKey(func(p *Pool) *string { return &p.ShardIDRegex }),
+		"regex_search_limit":       intKey(1, math.MaxInt32, func(p *Pool) *int { return &p.RegexSearchLimit }),
+		"default_shard":            stringKey(func(p *Pool) *string { return &p.DefaultShard }),
+		"cross_shard_reads":        enumKey(map[string]string{"default_shard": CrossShardDefault, "all": CrossShardAll}, func(p *Pool) *string { return &p.CrossShardReads }),
+		"cross_shard_writes":       enumKey(map[string]string{"reject": CrossShardReject, "all": CrossShardAll}, func(p *Pool) *string { return &p.CrossShardWrites }),
+		"cross_shard_transactions": boolKey(func(p *Pool) *bool { return &p.CrossShardTransactions }),
 	}
 	poolTables = []string{"users", "shards", "plugins"}
 

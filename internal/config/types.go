@@ -176,6 +176,11 @@ type Pool struct {
 	// CrossShardWrites is what a write without a key, or with keys on several shards, does:
 	// "reject" (an error) or "all" (it runs on each shard it may touch).
 	CrossShardWrites string
+	// CrossShardTransactions lets a transaction block touch several shards: each shard it
+	// touches beyond its first joins it, and its COMMIT commits them all, one after
+	// another (not atomically). Off: a statement inside a transaction block that needs
+	// another shard is an error.
+	CrossShardTransactions bool
 }
 
 // Values of Pool.CrossShardReads and Pool.CrossShardWrites.

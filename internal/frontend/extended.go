@@ -100,6 +100,14 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 	var bind, shardText []byte
 	if typ == wire.Bind {
 		bind, shardText = body, rt // only a Bind has the parameters that may name the shard
+		if len(s.joined) > 0 && rt != nil {
+			if err := s.txControlBatch(rt); err != nil {
+				return err
+			}
+			if s.failing {
+				return nil
+			}
+		}
 	}
 	srv, err := s.attach(s.classify(rt), shardText, bind)
 	if err != nil {
@@ -291,6 +299,14 @@ func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
 	var bind, shardText []byte
 	if typ == wire.Bind {
 		bind, shardText = body, st.query()
+		if len(s.joined) > 0 {
+			if err := s.txControlBatch(shardText); err != nil {
+				return err
+			}
+			if s.failing {
+				return nil
+			}
+		}
 	}
 	srv, err := s.attach(s.classify(st.query()), shardText, bind)
 	if err != nil {

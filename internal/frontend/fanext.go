@@ -188,9 +188,21 @@ func (s *ClientSession) fanRun(p *fanPortal, exec bool, maxRows int32) error {
 	if s.hookRole != "" {
 		role, s.hookRole = route.ParseRole(s.hookRole), ""
 	}
-	conns, err := s.takeServers(shards, role)
-	defer s.releaseServers(conns)
+	var conns []*fanConn
+	var err error
+	if cs.tx {
+		if !s.queueIdle() || s.batchOpen() {
+			return s.fanFail(nil, wire.AppendError(nil, "ERROR", "0A000", "this statement runs on other shards than its transaction's, which has statements before it in the same batch: send Sync before a statement for other shards"))
+		}
+		conns, err = s.txServers(shards)
+	} else {
+		conns, err = s.takeServers(shards, role)
+		defer s.releaseServers(conns)
+	}
 	if err != nil {
+		if cs.tx {
+			s.txRunDone(conns)
+		}
 		var ce *codedError
 		if errors.As(err, &ce) {
 			return s.fanFail(nil, wire.AppendError(nil, "ERROR", ce.code, ce.msg))
@@ -241,6 +253,12 @@ func (s *ClientSession) fanRun(p *fanPortal, exec bool, maxRows int32) error {
 	}
 	if wrap {
 		s.finishWrite(conns, failed)
+	}
+	if cs.tx {
+		s.txRunDone(conns)
+		if failed {
+			s.abortAcross(false) // the transaction's own server: fanFail's failBatch
+		}
 	}
 	var notes []byte
 	for _, c := range conns {
@@ -302,6 +320,9 @@ func (s *ClientSession) fanRun(p *fanPortal, exec bool, maxRows int32) error {
 		if errors.As(err, &ue) {
 			code = "0A000"
 		}
+		if cs.tx {
+			s.abortAcross(false)
+		}
 		return s.fanFail(b, wire.AppendError(nil, "ERROR", code, "merging the shards' results: "+err.Error()))
 	}
 	desc, rest := splitRowDescription(out)
@@ -317,6 +338,9 @@ func (s *ClientSession) fanRun(p *fanPortal, exec bool, maxRows int32) error {
 		return s.fanOut(b)
 	}
 	if bindErr != nil {
+		if cs.tx {
+			s.abortAcross(false)
+		}
 		var ve *merge.ValueError
 		if errors.As(bindErr, &ve) {
 			return s.fanFail(b, wire.AppendError(nil, "ERROR", ve.Code, ve.Message))

@@ -32,6 +32,9 @@ type crossShard struct {
 	// wrap runs each shard's statement inside BEGIN, committed only when every shard
 	// succeeded: a write that fails on one shard is rolled back on all.
 	wrap bool
+	// tx is set inside a transaction across shards (cross_shard_transactions): the
+	// statement runs on the transaction's servers (txServers), without wrap.
+	tx bool
 }
 
 func (c *crossShard) Error() string { return "the statement runs on several shards" }
@@ -160,6 +163,8 @@ type fanConn struct {
 	parseName     string
 	parsed, bound bool
 	noData        bool
+	// home is set for the session's own server inside a transaction across shards.
+	home bool
 }
 
 // readRole is the role of the servers a read that runs on several shards takes: what the
@@ -251,9 +256,18 @@ func (s *ClientSession) fanout(cs *crossShard, capture *captureReq) error {
 		role, s.hookRole = route.ParseRole(s.hookRole), ""
 	}
 	s.unnamed = s.unnamed[:0] // a simple Query drops the unnamed statement
-	conns, err := s.takeServers(cs.shards, role)
-	defer s.releaseServers(conns)
+	var conns []*fanConn
+	var err error
+	if cs.tx {
+		conns, err = s.txServers(cs.shards)
+	} else {
+		conns, err = s.takeServers(cs.shards, role)
+		defer s.releaseServers(conns)
+	}
 	if err != nil {
+		if cs.tx {
+			s.txRunDone(conns)
+		}
 		s.fanOutcome(capture, nil, "", nil)
 		return s.takeServersError(err)
 	}
@@ -292,6 +306,16 @@ func (s *ClientSession) fanout(cs *crossShard, capture *captureReq) error {
 	if cs.wrap {
 		s.finishWrite(conns, failed)
 	}
+	status := byte('I')
+	if cs.tx {
+		s.txRunDone(conns)
+		if failed {
+			s.abortAcross(true) // the transaction fails on every shard, as at any error
+		}
+		s.mu.Lock()
+		status = s.tx
+		s.mu.Unlock()
+	}
 	var out []byte
 	for _, c := range conns {
 		for _, n := range c.notes {
@@ -303,16 +327,16 @@ func (s *ClientSession) fanout(cs *crossShard, capture *captureReq) error {
 	for _, c := range conns {
 		switch {
 		case errors.Is(c.err, errFanoutTooLarge):
-			return s.fanoutError(out, capture, "54000", fmt.Sprintf("the shards' results passed max_message_size (%d bytes) together; add a LIMIT or query one shard at a time", g.MaxMessageSize))
+			return s.fanoutError(out, capture, status, "54000", fmt.Sprintf("the shards' results passed max_message_size (%d bytes) together; add a LIMIT or query one shard at a time", g.MaxMessageSize))
 		case c.err != nil:
-			return s.fanoutError(out, capture, "08006", fmt.Sprintf("shard %d (server %s): %v", c.shard, c.srv.Addr(), c.err))
+			return s.fanoutError(out, capture, status, "08006", fmt.Sprintf("shard %d (server %s): %v", c.shard, c.srv.Addr(), c.err))
 		}
 	}
 	for _, c := range conns {
 		if c.errMsg != nil {
 			s.fanOutcome(capture, nil, "", c.errMsg)
 			out = append(out, c.errMsg...)
-			return s.emit(wire.AppendReadyForQuery(out, 'I'))
+			return s.fanoutDone(out, status)
 		}
 	}
 	replies := make([][]byte, len(conns))
@@ -331,7 +355,13 @@ func (s *ClientSession) fanout(cs *crossShard, capture *captureReq) error {
 		if errors.As(err, &ue) {
 			code = "0A000"
 		}
-		return s.fanoutError(nil, capture, code, "merging the shards' results: "+err.Error())
+		if cs.tx {
+			s.abortAcross(true)
+			s.mu.Lock()
+			status = s.tx
+			s.mu.Unlock()
+		}
+		return s.fanoutError(nil, capture, status, code, "merging the shards' results: "+err.Error())
 	}
 	if capture != nil || s.chain.HasResult() {
 		var tag string
@@ -341,14 +371,27 @@ func (s *ClientSession) fanout(cs *crossShard, capture *captureReq) error {
 		s.fanOutcome(capture, result, tag, nil)
 	}
 	out = append(out, result...)
-	return s.emit(wire.AppendReadyForQuery(out, 'I'))
+	return s.fanoutDone(out, status)
 }
 
-func (s *ClientSession) fanoutError(out []byte, capture *captureReq, code, msg string) error {
+func (s *ClientSession) fanoutError(out []byte, capture *captureReq, status byte, code, msg string) error {
 	errMsg := wire.AppendError(nil, "ERROR", code, msg)
 	s.fanOutcome(capture, nil, "", errMsg)
 	out = append(out, errMsg...)
-	return s.emit(wire.AppendReadyForQuery(out, 'I'))
+	return s.fanoutDone(out, status)
+}
+
+// fanoutDone answers a simple Query that ran across shards with its replies and ReadyForQuery
+// with the transaction status: idle, or inside a transaction across shards, whose
+// idle-in-transaction timer then starts.
+func (s *ClientSession) fanoutDone(out []byte, status byte) error {
+	err := s.emit(wire.AppendReadyForQuery(out, status))
+	if status != 'I' {
+		s.mu.Lock()
+		s.idlePointLocked()
+		s.mu.Unlock()
+	}
+	return err
 }
 
 // read reads one shard's reply up to its rfqs-th ReadyForQuery. The BEGIN of a wrapped

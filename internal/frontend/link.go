@@ -32,12 +32,19 @@ func (s *ClientSession) attach(r *classify.Result, text, bind []byte) (*backend.
 	s.mu.Lock()
 	if s.srv != nil {
 		if sh := s.sharding; sh != nil && sh.Extractor != nil && text != nil && !s.pinned {
-			if err := s.sameShard(text, bind); err != nil {
-				s.mu.Unlock()
+			s.mu.Unlock()
+			err := s.attachedShard(text, bind)
+			if err != nil && err != errDetached {
 				return nil, err
 			}
+			if err == nil {
+				s.noteBegin(text, bind)
+			}
+			s.mu.Lock()
 		}
-		return s.srv, nil
+		if s.srv != nil {
+			return s.srv, nil
+		}
 	}
 	s.mu.Unlock()
 	s.pump.Wait() // the previous pump may still be flushing its last reply
@@ -58,6 +65,9 @@ func (s *ClientSession) attach(r *classify.Result, text, bind []byte) (*backend.
 	}
 	if err != nil {
 		return nil, err
+	}
+	if s.sharding != nil && s.sharding.Planner != nil && text != nil {
+		s.noteBegin(text, bind)
 	}
 	s.shard = sh
 	role := s.roleFor(r)
@@ -714,6 +724,9 @@ func (s *ClientSession) shutdown() {
 func (s *ClientSession) cleanup() {
 	defer s.disconnectHooks()
 	s.fanDrop()
+	for _, sh := range s.joinedShards() {
+		s.leave(sh, true) // closed: whatever the transaction did there is rolled back
+	}
 	s.mu.Lock()
 	s.closing = true
 	srv := s.srv

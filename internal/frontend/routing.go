@@ -57,6 +57,13 @@ type routing struct {
 	// fan is a portal bound across shards in the extended protocol, waiting for its Execute
 	// or held after it (fanext.go).
 	fan *fanPortal
+	// joined are the servers of other shards that joined the transaction, by shard
+	// (cross_shard_transactions, txshards.go); txBegin is the statement that began the
+	// transaction, which they are given; batchBegin is set when a Bind of the open batch
+	// began a transaction block, before its reply says so.
+	joined     map[int]*joinedServer
+	txBegin    string
+	batchBegin bool
 	// copyPending is a COPY FROM STDIN across shards that queryMsg decided on, run by
 	// copyInPending once its Query is consumed.
 	copyPending *crossCopy

@@ -564,10 +564,16 @@ func (s *ClientSession) dispatch(typ byte, size int) error {
 		return nil
 	case wire.Query:
 		s.info.queries.Add(1)
+		if len(s.joined) > 0 {
+			s.checkJoined()
+		}
 		return s.query(size)
 	case wire.Parse, wire.Bind, wire.Describe, wire.Close, wire.Execute, wire.FunctionCall:
 		if typ == wire.Execute {
 			s.info.queries.Add(1)
+		}
+		if len(s.joined) > 0 {
+			s.checkJoined()
 		}
 		return s.extended(typ, size)
 	}
@@ -585,9 +591,12 @@ func (s *ClientSession) sync() error {
 				return err
 			}
 		}
-		s.fanDrop() // outside a transaction block, the batch's portals end with it
+		if !s.fan.cs.tx || s.failing {
+			s.fanDrop() // outside a transaction block, the batch's portals end with it
+		}
 	}
 	s.failing = false
+	s.batchBegin = false
 	if pc := s.pendingCapture; pc != nil {
 		s.mu.Lock()
 		pc.queued = true // never executed: the batch's ReadyForQuery ends it
@@ -679,6 +688,15 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 	text := bytes.TrimSuffix(body, []byte{0})
 	if cmd, ok, cerr := classify.ParseCommand(text); ok {
 		return s.command(cmd, cerr)
+	}
+	if len(s.joined) > 0 {
+		if err := s.txControl(text); err != nil {
+			var ce *codedError
+			if errors.As(err, &ce) {
+				return s.queryError(ce.code, ce.msg)
+			}
+			return err
+		}
 	}
 	var capReq *captureReq
 	if ch := s.hookChain(); ch.HasQuery() {

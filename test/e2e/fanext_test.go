@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // fanoutParamShapes are TestFanout's read shapes with parameters, as a driver sends them.
@@ -75,6 +77,7 @@ func TestFanoutExtended(t *testing.T) {
 	ctx := context.Background()
 	dbs := []string{"fanx_e2e_0", "fanx_e2e_1", "fanx_e2e_2", "fanx_e2e_all"}
 	s, _, _ := fanoutFixture(t, dbs, `cross_shard_reads = "all"`+"\n")
+	t.Run("protocol", func(t *testing.T) { testFanoutProtocol(t, s, dbs[3]) })
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec, pgx.QueryExecModeDescribeExec} {
 		t.Run(mode.String(), func(t *testing.T) {
 			conn := connectConfig(t, s, func(c *pgx.ConnConfig) { c.DefaultQueryExecMode = mode })
@@ -119,5 +122,141 @@ func TestFanoutExtended(t *testing.T) {
 				t.Errorf("count after the refusals: %d, %v", n, err)
 			}
 		})
+	}
+}
+
+// protocolTrace sends msgs on c and returns what comes back up to the syncs-th
+// ReadyForQuery, one line per message: its type and what Postgres decides (values, tags,
+// SQLSTATEs), leaving out what differs between databases (table OIDs in RowDescription).
+// With rows false, DataRows are left out (an error mid-result: how many rows precede it
+// depends on the order of the scan).
+func protocolTrace(t *testing.T, c *pgconn.PgConn, msgs []pgproto3.FrontendMessage, syncs int, rows bool) string {
+	t.Helper()
+	fe := c.Frontend()
+	for _, m := range msgs {
+		fe.Send(m)
+	}
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for syncs > 0 {
+		m, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.RowDescription:
+			b.WriteString("RowDescription")
+			for _, f := range m.Fields {
+				fmt.Fprintf(&b, " %s:%d:%d", f.Name, f.DataTypeOID, f.Format)
+			}
+		case *pgproto3.DataRow:
+			if !rows {
+				continue
+			}
+			b.WriteString("DataRow")
+			for _, v := range m.Values {
+				fmt.Fprintf(&b, " %q", v)
+			}
+		case *pgproto3.CommandComplete:
+			fmt.Fprintf(&b, "CommandComplete %s", m.CommandTag)
+		case *pgproto3.ErrorResponse:
+			fmt.Fprintf(&b, "ErrorResponse %s %s", m.Code, m.Message)
+		case *pgproto3.ReadyForQuery:
+			fmt.Fprintf(&b, "ReadyForQuery %c", m.TxStatus)
+			syncs--
+		case *pgproto3.ParameterDescription:
+			fmt.Fprintf(&b, "ParameterDescription %v", m.ParameterOIDs)
+		default:
+			fmt.Fprintf(&b, "%T", m)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// testFanoutProtocol: message by message, the extended protocol across shards answers what one
+// database answers: an Execute's row limit suspends the portal and later Executes go on, the
+// portal ends at Sync, a Bind's error comes in place of BindComplete, an error at the Execute
+// after it, a Describe or Close of a portal that never runs, named statements, portals across
+// shards and on one shard pipelined in one batch.
+func testFanoutProtocol(t *testing.T, s *Sluice, allDB string) {
+	ctx := context.Background()
+	through, err := pgconn.Connect(ctx, s.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer through.Close(ctx)
+	one, err := pgconn.Connect(ctx, pg.URL(allDB, appUser, appPass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close(ctx)
+	const sel = "SELECT id, v FROM items WHERE id > $1 ORDER BY id"
+	text := func(vs ...string) [][]byte {
+		out := make([][]byte, len(vs))
+		for i, v := range vs {
+			out[i] = []byte(v)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name  string
+		msgs  []pgproto3.FrontendMessage
+		syncs int
+		rows  bool
+	}{
+		{"row limits suspend the portal; it ends at Sync", []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: sel}, &pgproto3.Bind{Parameters: text("190")}, &pgproto3.Describe{ObjectType: 'P'},
+			&pgproto3.Execute{MaxRows: 4}, &pgproto3.Execute{MaxRows: 4}, &pgproto3.Execute{MaxRows: 4}, &pgproto3.Execute{MaxRows: 4},
+			&pgproto3.Sync{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		}, 2, true},
+		{"binary results with a row limit", []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: "SELECT id, n, count(*) OVER () IS NULL AS x FROM items WHERE id < $1 ORDER BY n DESC NULLS LAST, id"},
+			&pgproto3.Parse{Query: "SELECT grp, sum(n), avg(f), count(*) FROM items WHERE id < $1 GROUP BY grp ORDER BY grp"},
+			&pgproto3.Bind{Parameters: text("100"), ResultFormatCodes: []int16{1}}, &pgproto3.Describe{ObjectType: 'P'},
+			&pgproto3.Execute{MaxRows: 2}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		}, 1, true},
+		{"a Bind's error comes in place of BindComplete", []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: sel}, &pgproto3.Bind{Parameters: text("abc")}, &pgproto3.Describe{ObjectType: 'P'},
+			&pgproto3.Execute{}, &pgproto3.Sync{},
+		}, 1, true},
+		{"an error at the Execute comes after BindComplete and the description", []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: "SELECT id, 10 / (id - $1) FROM items ORDER BY id"}, &pgproto3.Bind{Parameters: text("50")},
+			&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		}, 1, false},
+		{"a negative LIMIT given by a parameter", []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: "SELECT id FROM items ORDER BY id LIMIT $1 OFFSET 2"}, &pgproto3.Bind{Parameters: text("-1")},
+			&pgproto3.Execute{}, &pgproto3.Sync{},
+		}, 1, true},
+		{"Describe and Close of a portal never executed", []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: sel}, &pgproto3.Bind{Parameters: text("1")}, &pgproto3.Describe{ObjectType: 'P'},
+			&pgproto3.Close{ObjectType: 'P'}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Sync{},
+			&pgproto3.Bind{Parameters: text("1")}, &pgproto3.Sync{},
+		}, 2, true},
+		{"a named statement, described then executed twice", []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Name: "s1", Query: "SELECT grp, count(*), avg(id) FROM items WHERE id > $1 GROUP BY grp ORDER BY 2 DESC, 1"},
+			&pgproto3.Describe{ObjectType: 'S', Name: "s1"}, &pgproto3.Sync{},
+			&pgproto3.Bind{PreparedStatement: "s1", Parameters: text("10")}, &pgproto3.Execute{}, &pgproto3.Sync{},
+			&pgproto3.Bind{PreparedStatement: "s1", Parameters: text("150"), ResultFormatCodes: []int16{0, 1, 1}}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{},
+			&pgproto3.Close{ObjectType: 'S', Name: "s1"}, &pgproto3.Sync{},
+		}, 4, true},
+		{"across shards and on one shard in one batch", []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Name: "across", Query: "SELECT count(*) FROM items WHERE id > $1"},
+			&pgproto3.Parse{Name: "by key", Query: "SELECT v FROM items WHERE id = $1"},
+			&pgproto3.Bind{PreparedStatement: "across", Parameters: text("0")}, &pgproto3.Execute{},
+			&pgproto3.Bind{PreparedStatement: "by key", Parameters: text("7")}, &pgproto3.Execute{},
+			&pgproto3.Bind{PreparedStatement: "across", Parameters: text("100")}, &pgproto3.Execute{},
+			&pgproto3.Bind{PreparedStatement: "by key", Parameters: text("8")}, &pgproto3.Execute{},
+			&pgproto3.Sync{},
+			&pgproto3.Close{ObjectType: 'S', Name: "across"}, &pgproto3.Close{ObjectType: 'S', Name: "by key"}, &pgproto3.Sync{},
+		}, 2, true},
+	} {
+		got := protocolTrace(t, through, tc.msgs, tc.syncs, tc.rows)
+		want := protocolTrace(t, one, tc.msgs, tc.syncs, tc.rows)
+		if got != want {
+			t.Errorf("%s:\nthrough sluice:\n%s\none database:\n%s", tc.name, got, want)
+		}
 	}
 }
