@@ -570,6 +570,11 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 			s.params = append(s.params[:0], s.initial...)
 			s.pver++
 		}
+		// Replies sluice gives itself for messages after this request's (a Parse answered
+		// without the server) are due now, before the server can go back to its pool.
+		_, _ = s.out.Write(msg)
+		keep = false
+		s.emitDueLocked()
 		s.idlePointLocked()
 		if s.txMode && s.q.empty() && !s.open && !s.copyOpen {
 			if s.tx == 'I' && !s.closing && !srv.Broken {
