@@ -3,12 +3,14 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -78,6 +80,10 @@ func TestFanoutExtended(t *testing.T) {
 	dbs := []string{"fanx_e2e_0", "fanx_e2e_1", "fanx_e2e_2", "fanx_e2e_all"}
 	s, _, _ := fanoutFixture(t, dbs, `cross_shard_reads = "all"`+"\n")
 	t.Run("protocol", func(t *testing.T) { testFanoutProtocol(t, s, dbs[3]) })
+	t.Run("node-postgres", func(t *testing.T) {
+		runNode(t, "shards.js", []string{"SLUICE_URL=" + s.URL(), "ALL_URL=" + pg.URL(dbs[3], appUser, appPass)},
+			[]string{"parameterized queries across shards", "named statement across shards", "refused across shards"})
+	})
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec, pgx.QueryExecModeDescribeExec} {
 		t.Run(mode.String(), func(t *testing.T) {
 			conn := connectConfig(t, s, func(c *pgx.ConnConfig) { c.DefaultQueryExecMode = mode })
@@ -257,6 +263,50 @@ func testFanoutProtocol(t *testing.T, s *Sluice, allDB string) {
 		want := protocolTrace(t, one, tc.msgs, tc.syncs, tc.rows)
 		if got != want {
 			t.Errorf("%s:\nthrough sluice:\n%s\none database:\n%s", tc.name, got, want)
+		}
+	}
+}
+
+// TestFanoutCancel: a client's cancel request (pgx's on a context's end) reaches every shard
+// a query across shards runs on, in both protocols and during a COPY TO STDOUT across shards:
+// the query ends at once with 57014 and the session goes on.
+func TestFanoutCancel(t *testing.T) {
+	ctx := context.Background()
+	dbs := []string{"fancancel_e2e_0", "fancancel_e2e_1", "fancancel_e2e_2"}
+	shards := makeShards(t, itemsSchema, shardSpec{pg, dbs[0]}, shardSpec{pg, dbs[1]}, shardSpec{pg, dbs[2]})
+	s := startSluice(t, poolConfig{Shards: shards, Pool: "automatic_sharding_key = \"items.id\"\ncross_shard_reads = \"all\"\n"})
+	setup := connectConfig(t, s, func(c *pgx.ConnConfig) { c.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol })
+	mustExec(t, setup, fmt.Sprintf("INSERT INTO items (id, v) VALUES (%d, 'a'), (%d, 'b'), (%d, 'c')", keysOn(0, 1)[0], keysOn(1, 1)[0], keysOn(2, 1)[0]))
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		conn := connectConfig(t, s, func(c *pgx.ConnConfig) {
+			c.DefaultQueryExecMode = mode
+			// pgx sends a cancel request when the context ends (its default closes the
+			// connection instead), and waits up to 2s for the query's end.
+			c.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+				return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: 2 * time.Second}
+			}
+		})
+		for _, q := range []string{"SELECT pg_sleep(5) FROM items", "COPY (SELECT pg_sleep(5) FROM items) TO STDOUT"} {
+			if strings.HasPrefix(q, "COPY") && mode != pgx.QueryExecModeSimpleProtocol {
+				continue
+			}
+			qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			start := time.Now()
+			var err error
+			if strings.HasPrefix(q, "COPY") {
+				_, err = conn.PgConn().CopyTo(qctx, io.Discard, q)
+			} else {
+				_, err = conn.Exec(qctx, q)
+			}
+			cancel()
+			took := time.Since(start)
+			if sqlstateOf(err) != "57014" || took > 3*time.Second {
+				t.Errorf("%v: %s cancelled after 300ms: %v after %v; want 57014 at once", mode, q, err, took)
+			}
+			var n int
+			if err := conn.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n); err != nil || n != 3 {
+				t.Errorf("%v: after the cancel of %s: %d, %v; want 3", mode, q, n, err)
+			}
 		}
 	}
 }

@@ -28,34 +28,41 @@ var nodeChecks = []string{
 // sluice in transaction mode: simple and parameterized queries, named prepared statements shared
 // and clashing between clients, a transaction, errors, and a pg.Pool.
 func TestNodePostgres(t *testing.T) {
+	s := startPooler(t, poolConfig{PoolSize: 3})
+	runNode(t, "clients.js", []string{"SLUICE_URL=" + s.URL()}, nodeChecks)
+}
+
+// runNode runs a script of test/node with env added to the environment, and checks that it
+// printed "ok <check>" for each of checks, then "all ok".
+func runNode(t *testing.T, script string, env []string, checks []string) {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Skip("node is not installed: the node-postgres tests need Node.js 18 or later")
 	}
 	ensureNodeModules(t)
-	s := startPooler(t, poolConfig{PoolSize: 3})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "clients.js")
+	cmd := exec.CommandContext(ctx, node, script)
 	cmd.Dir = nodeDir
-	cmd.Env = append(os.Environ(), "SLUICE_URL="+s.URL())
+	cmd.Env = append(os.Environ(), env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("node clients.js: %v\n%s\nstderr:\n%s", err, out, stderr.String())
+		t.Fatalf("node %s: %v\n%s\nstderr:\n%s", script, err, out, stderr.String())
 	}
 	if stderr.Len() > 0 {
-		t.Logf("node clients.js stderr:\n%s", stderr.String())
+		t.Logf("node %s stderr:\n%s", script, stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	want := make([]string, 0, len(nodeChecks)+1)
-	for _, c := range nodeChecks {
+	want := make([]string, 0, len(checks)+1)
+	for _, c := range checks {
 		want = append(want, "ok "+c)
 	}
 	want = append(want, "all ok")
 	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("node clients.js printed:\n%s\nwant:\n%s", out, strings.Join(want, "\n"))
+		t.Fatalf("node %s printed:\n%s\nwant:\n%s", script, out, strings.Join(want, "\n"))
 	}
 }
 
