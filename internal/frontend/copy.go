@@ -640,6 +640,13 @@ func (ci *copyInState) answer(msg []byte) error {
 		}
 	}
 	out = append(out, msg...)
+	if len(msg) > 0 && ci.s.chain.HasResult() {
+		if msg[0] == wire.CommandComplete {
+			ci.s.fanOutcome(nil, nil, string(wire.CommandTag(msg)), nil)
+		} else {
+			ci.s.fanOutcome(nil, nil, "", msg)
+		}
+	}
 	return ci.s.emit(wire.AppendReadyForQuery(out, 'I'))
 }
 
@@ -819,8 +826,12 @@ func (s *ClientSession) copyOut(cc *crossCopy) error {
 			return s.copyOutError(wire.AppendError(nil, "ERROR", "08006", fmt.Sprintf("shard %d (server %s): %v", c.shard, c.srv.Addr(), c.err)))
 		}
 	}
+	tag := merge.SumTags(tags)
+	if s.chain.HasResult() {
+		s.fanOutcome(nil, nil, tag, nil)
+	}
 	b := wire.AppendSimple(nil, wire.CopyDone)
-	b = merge.AppendCommandComplete(b, merge.SumTags(tags))
+	b = merge.AppendCommandComplete(b, tag)
 	_, _ = o.Write(wire.AppendReadyForQuery(b, 'I'))
 	return o.err
 }
@@ -839,6 +850,9 @@ func forwardFailure(err error) error {
 // copyOutError ends a COPY TO across shards with an error, after whatever rows the client has
 // had. The servers not read to the end are closed. s.out.mu is held.
 func (s *ClientSession) copyOutError(errMsg []byte) error {
+	if s.chain.HasResult() {
+		s.fanOutcome(nil, nil, "", errMsg)
+	}
 	_, _ = s.out.Write(wire.AppendReadyForQuery(errMsg, 'I'))
 	return s.out.err
 }

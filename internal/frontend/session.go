@@ -724,6 +724,9 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 		}
 		var cc *crossCopy
 		if errors.As(err, &cc) {
+			if capReq != nil {
+				s.fanOutcome(capReq, nil, "", nil) // a COPY's result is not stored
+			}
 			if cc.cp.From {
 				// It reads the client's data, which follows this Query: the caller runs it
 				// once the Query is consumed.

@@ -310,3 +310,99 @@ func TestFanoutCancel(t *testing.T) {
 		}
 	}
 }
+
+// TestFanoutPluginHooks: statements across shards reach the plugins' result hooks as a
+// single-shard statement does (a cache invalidates on them): reads in both protocols with
+// their merged tag, writes with their summed tag, COPY in and out, errors with their SQLSTATE;
+// and a plugin that asks for a read's result gets the merged one, with which it answers the
+// same query later.
+func TestFanoutPluginHooks(t *testing.T) {
+	ctx := context.Background()
+	dbs := []string{"fanhook_e2e_0", "fanhook_e2e_1", "fanhook_e2e_2"}
+	shards := makeShards(t, itemsSchema, shardSpec{pg, dbs[0]}, shardSpec{pg, dbs[1]}, shardSpec{pg, dbs[2]})
+	tag := "fanout_hooks"
+	s := startSluice(t, poolConfig{Shards: shards,
+		Pool:    "automatic_sharding_key = \"items.id\"\ncross_shard_reads = \"all\"\ncross_shard_writes = \"all\"\n",
+		General: "\n[plugins.e2e_recorder]\ntag = \"" + tag + "\"\n[plugins.e2e_memo]\n"})
+	rec := recorderFor(t, tag)
+	for _, proto := range protocols {
+		conn := connectConfig(t, s, func(c *pgx.ConnConfig) { c.DefaultQueryExecMode = proto.mode })
+		mustExec(t, conn, "DELETE FROM items WHERE id > $1", 0)
+		for _, step := range []struct {
+			sql, tag, code string
+			args           []any
+		}{
+			{"INSERT INTO items (id, v) VALUES ($1, 'a'), ($2, 'b'), ($3, 'c')", "INSERT 0 3", "", []any{keysOn(0, 1)[0], keysOn(1, 1)[0], keysOn(2, 1)[0]}},
+			{"SELECT id FROM items WHERE id > $1 ORDER BY id", "SELECT 3", "", []any{0}},
+			{"UPDATE items SET v = v || $1", "UPDATE 3", "", []any{"x"}},
+			{"SELECT id / (id - id) FROM items WHERE id > $1", "", "22012", []any{0}},
+		} {
+			mark := rec.mark()
+			rows, _ := conn.Query(ctx, step.sql, step.args...)
+			rows.Close()
+			if sqlstateOf(rows.Err()) != step.code {
+				t.Errorf("%s: %s: %v", proto.name, step.sql, rows.Err())
+			}
+			checkFor(t, 5*time.Second, func() error {
+				for _, ev := range rec.since(mark, "result") {
+					if ev.tag == step.tag && ev.code == step.code {
+						return nil
+					}
+				}
+				return fmt.Errorf("%s: %s: no result event with tag %q and code %q: %+v", proto.name, step.sql, step.tag, step.code, rec.since(mark, "result"))
+			})
+		}
+		if proto.mode == pgx.QueryExecModeSimpleProtocol {
+			mark := rec.mark()
+			if _, err := conn.PgConn().CopyFrom(ctx, strings.NewReader(fmt.Sprintf("%d\td\n%d\te\n", keysOn(0, 2)[1], keysOn(1, 2)[1])), "COPY items FROM STDIN"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.PgConn().CopyTo(ctx, io.Discard, "COPY items TO STDOUT"); err != nil {
+				t.Fatal(err)
+			}
+			checkFor(t, 5*time.Second, func() error {
+				var tags []string
+				for _, ev := range rec.since(mark, "result") {
+					tags = append(tags, ev.tag)
+				}
+				if strings.Join(tags, ",") != "COPY 2,COPY 5" {
+					return fmt.Errorf("COPY across shards: result events %v; want COPY 2, COPY 5", tags)
+				}
+				return nil
+			})
+		}
+		// The memo plugin stores the merged result and answers from it: a row added on a
+		// shard behind sluice's back does not change the answer.
+		q := "SELECT count(*), 'memo_me' AS tag FROM items WHERE id > $1"
+		read := func() int64 {
+			t.Helper()
+			var n int64
+			var s string
+			if proto.mode == pgx.QueryExecModeSimpleProtocol {
+				if err := conn.QueryRow(ctx, q, 0).Scan(&n, &s); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			// pgconn's ExecParams describes the portal: its result can be stored.
+			res := conn.PgConn().ExecParams(ctx, q, [][]byte{[]byte("0")}, nil, nil, nil).Read()
+			if res.Err != nil {
+				t.Fatal(res.Err)
+			}
+			fmt.Sscan(string(res.Rows[0][0]), &n)
+			return n
+		}
+		first := read()
+		direct, err := pgx.Connect(ctx, pg.URL(dbs[2], appUser, appPass))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := direct.Exec(ctx, fmt.Sprintf("INSERT INTO items (id, v) VALUES (%d, 'behind')", keysOn(2, 3)[2])); err != nil {
+			t.Fatal(err)
+		}
+		direct.Close(ctx)
+		if second := read(); second != first {
+			t.Errorf("%s: the memo plugin's stored result was not used: %d then %d", proto.name, first, second)
+		}
+	}
+}
