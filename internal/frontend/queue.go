@@ -17,7 +17,7 @@ const (
 	kQuery
 	kFunc
 	kErrorSynth   // an error sluice raised inside a batch: send msg
-	kRawSynth     // a reply a plugin gave (an answer from its Wire): send msg
+	kRawSynth     // replies sluice gives itself (a plugin's answer, a statement across shards): send msg
 	kAbortSwallow // failing Parse sluice sent so the server skips to Sync: drop its ErrorResponse
 )
 

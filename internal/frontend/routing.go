@@ -101,18 +101,18 @@ func (s *ClientSession) shardFor(text, bind []byte) (int, error) {
 		if one, ok := set.Single(); ok {
 			return one, nil
 		}
-		// More than one shard, or no key: a simple query may run on several shards (see
-		// fanout.go). Otherwise a write there would land on one shard only: refuse it. A read
-		// of several named shards would miss rows: refuse it too. A read without a key goes
-		// to default_shard, as in pgcat.
+		// More than one shard, or no key: the statement may run on several shards (see
+		// fanout.go, fanext.go). Otherwise a write there would land on one shard only: refuse
+		// it. A read of several named shards would miss rows: refuse it too. A read without a
+		// key goes to default_shard, as in pgcat.
 		if err := s.crossShardFor(text, bind, set); err != nil {
 			return 0, err
 		}
 		if s.cls != nil && s.cls.Classify(text).Write {
-			return 0, &codedError{"0A000", fmt.Sprintf("this write touches %s; sluice sends it to one shard only: add the sharding key to it, choose a shard with SET SHARD, or set cross_shard_writes = \"all\" (simple protocol, outside a transaction block)", describeSet(set))}
+			return 0, &codedError{"0A000", fmt.Sprintf("this write touches %s; sluice sends it to one shard only: add the sharding key to it, choose a shard with SET SHARD, or set cross_shard_writes = \"all\" (transaction-mode pools)", describeSet(set))}
 		}
 		if !set.All() {
-			return 0, &codedError{"0A000", fmt.Sprintf("this query reads %s; sluice merges results from several shards only for simple-protocol queries outside a transaction block: query one shard at a time", describeSet(set))}
+			return 0, &codedError{"0A000", fmt.Sprintf("this query reads %s; sluice runs a query on several shards only in a transaction-mode pool, and only a SELECT: query one shard at a time", describeSet(set))}
 		}
 	}
 	s.rnd++

@@ -62,7 +62,7 @@ func TestFanoutTransactions(t *testing.T) {
 				sql  string
 				args []any
 			}{
-				{"SELECT count(*) FROM items", nil},                                   // no key, cross_shard_reads = "all"
+				{"SELECT count(*) FROM items", nil},                                      // no key, cross_shard_reads = "all"
 				{"SELECT count(*) FROM items WHERE id IN ($1, $2)", []any{k0[0], k1[0]}}, // two shards
 				{"SELECT v FROM items WHERE id = $1", []any{k2[0]}},                      // another shard
 				{"UPDATE items SET v = 'x'", nil},                                        // no key, cross_shard_writes = "all"
