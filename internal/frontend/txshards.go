@@ -51,12 +51,12 @@ func (s *ClientSession) attachedShard(text, bind []byte) error {
 	if err != nil {
 		return &codedError{"0A000", err.Error()}
 	}
+	if one, ok := set.Single(); ok && one == s.shard {
+		return nil // the common case: parsed no further
+	}
 	write := s.cls != nil && s.cls.Classify(text).Write
 	var cs *crossShard
 	if one, ok := set.Single(); ok {
-		if one == s.shard {
-			return nil
-		}
 		cs = &crossShard{shards: []int{one}, queries: []string{string(text)}}
 		if pl := s.sharding.Planner.Plan(text); !write && pl.Kind == merge.Select && pl.Refused == nil {
 			cs.plan = pl // rows are passed as they are, and an Execute's row limit works
@@ -451,6 +451,9 @@ func (s *ClientSession) checkJoined() {
 func (s *ClientSession) noteBegin(text, bind []byte) {
 	if s.cls == nil || len(text) > 200 {
 		return
+	}
+	if kw := firstKeyword(text); kw != "BEGIN" && kw != "START" {
+		return // not parsed: most statements are not BEGIN
 	}
 	if r := s.cls.Classify(text); r.Begin && !r.End {
 		begin := strings.TrimSpace(string(text))
