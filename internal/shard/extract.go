@@ -304,6 +304,8 @@ type value struct {
 	// nullFirst: a NULL goes to shard 0, as hash partitioning puts a NULL key in the first
 	// partition (an INSERT's key under PgBigintHash).
 	nullFirst bool
+	// array: the parameter is an array of keys (key = ANY($1)); see arrayShards.
+	array bool
 }
 
 // shard returns the shard of v; ok is false when it is not known (a NULL, a parameter that is
@@ -360,6 +362,14 @@ func (c *cond) eval(s Sharder, p Params, lits []value) Set {
 	case condIn:
 		var set Set
 		for _, v := range c.vals {
+			if v.array {
+				elems, ok := arrayShards(s, p, v.param-1)
+				if !ok {
+					return AllShards()
+				}
+				set = union(set, elems)
+				continue
+			}
 			sh, ok := v.shard(s, p, lits)
 			if !ok {
 				if v.null || v.param > 0 && v.param <= len(p.Values) && p.Values[v.param-1] == nil {

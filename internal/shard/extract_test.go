@@ -49,6 +49,20 @@ func int8s(vs ...int64) Params {
 
 var all = AllShards()
 
+// int8Array is a one-dimensional int8[] in binary format, as array_send writes it.
+func int8Array(vs ...int64) []byte {
+	b := binary.BigEndian.AppendUint32(nil, 1)            // dimensions
+	b = binary.BigEndian.AppendUint32(b, 0)               // no NULLs
+	b = binary.BigEndian.AppendUint32(b, 20)              // int8
+	b = binary.BigEndian.AppendUint32(b, uint32(len(vs))) // length
+	b = binary.BigEndian.AppendUint32(b, 1)               // lower bound
+	for _, v := range vs {
+		b = binary.BigEndian.AppendUint32(b, 8)
+		b = binary.BigEndian.AppendUint64(b, uint64(v))
+	}
+	return b
+}
+
 // extractCases use the key users.id (bigint, pg_bigint_hash, 4 shards). Keys 1, 2 and 3 are
 // on three different shards (checked by TestExtractCaseKeysDiffer).
 var extractCases = []struct {
@@ -112,6 +126,14 @@ var extractCases = []struct {
 	{"param missing", "SELECT * FROM users WHERE id = $2", text("1"), all, nil},
 	{"param not a number", "SELECT * FROM users WHERE id = $1", text("x"), all, nil},
 	{"param binary wrong length", "SELECT * FROM users WHERE id = $1", Params{Formats: []int16{1}, Values: [][]byte{{1, 2, 3}}}, all, nil},
+	{"ANY param text", "SELECT * FROM users WHERE id = ANY($1)", text("{1,3}"), keys(1, 3), nil},
+	{"ANY param text quoted, NULL", "SELECT * FROM users WHERE id = ANY($1)", text(`{ "1" , NULL,3 }`), keys(1, 3), nil},
+	{"ANY param text nested, dimensions", "SELECT * FROM users WHERE id = ANY($1::bigint[])", text("[0:1][1:1]={{2},{3}}"), keys(2, 3), nil},
+	{"ANY param binary", "SELECT * FROM users WHERE id = ANY($1)", Params{Formats: []int16{1}, Values: [][]byte{int8Array(2, 3)}}, keys(2, 3), nil},
+	{"ANY param and another key", "SELECT * FROM users WHERE id = ANY($1) OR id = 1", text("{2}"), keys(1, 2), nil},
+	{"ANY param NULL", "SELECT * FROM users WHERE id = ANY($1)", text("NULL"), all, nil},
+	{"ANY param not a number", "SELECT * FROM users WHERE id = ANY($1)", text("{1,x}"), all, nil},
+	{"ANY param malformed", "SELECT * FROM users WHERE id = ANY($1)", text("{1,2"), all, nil},
 
 	// Joins.
 	{"join qualified", "SELECT * FROM users u JOIN orders o ON o.user_id = u.id WHERE u.id = 3", Params{}, keys(3), nil},

@@ -54,6 +54,10 @@ func (a *analyzer) expr(scope []rel, n *pg.Node) *cond {
 				if arr := r.GetAArrayExpr(); arr != nil {
 					return a.values(arr.GetElements())
 				}
+				if p := r.GetParamRef().GetNumber(); p > 0 {
+					// key = ANY($1): the keys are the parameter's elements.
+					return &cond{op: condIn, vals: []value{{param: int(p), array: true}}}
+				}
 			}
 		}
 	}

@@ -202,6 +202,20 @@ func TestFanoutDefaults(t *testing.T) {
 	if _, _, err := simpleText(ctx, conn.PgConn(), "UPDATE items SET v = 'x'"); sqlstateOf(err) != "0A000" {
 		t.Errorf("a write with no key: %v; want 0A000", err)
 	}
+	// The same in the extended protocol.
+	ext := connect(t, s)
+	rows, _ := ext.Query(ctx, "SELECT id FROM items WHERE id = ANY($1) ORDER BY id DESC LIMIT $2", []int64{1, 2, 3, 4, 5}, 4)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil || fmt.Sprint(ids) != "[5 4 3 2]" {
+		t.Errorf("a read of five keys in the extended protocol: %v, %v", ids, err)
+	}
+	var n int
+	if err := ext.QueryRow(ctx, "SELECT count(*) FROM items WHERE v <> $1", "none").Scan(&n); err != nil || n != onShard0 {
+		t.Errorf("a read with no key in the extended protocol counted %d, %v; default_shard holds %d", n, err, onShard0)
+	}
+	if _, err := ext.Exec(ctx, "UPDATE items SET v = $1", "x"); sqlstateOf(err) != "0A000" {
+		t.Errorf("a write with no key in the extended protocol: %v; want 0A000", err)
+	}
 }
 
 // fanoutRefused are reads that cannot be merged across shards: refused with 0A000.
