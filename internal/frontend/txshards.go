@@ -335,19 +335,14 @@ func (s *ClientSession) txControl(text []byte) error {
 		return nil
 	}
 	kw := firstKeyword(text)
-	switch kw {
-	case "SAVEPOINT", "RELEASE":
+	if kw == "SAVEPOINT" || kw == "RELEASE" || (kw == "ROLLBACK" && rollbackTo(text)) {
 		return &codedError{"0A000", "savepoints are not supported in a transaction that spans several shards"}
-	case "ROLLBACK":
-		if rest := strings.ToUpper(string(text)); strings.Contains(rest, " TO ") || strings.Contains(rest, "\tTO ") {
-			return &codedError{"0A000", "savepoints are not supported in a transaction that spans several shards"}
-		}
 	}
 	r := s.cls.Classify(text)
 	if !r.End {
 		return nil
 	}
-	if r.Begin || kw == "PREPARE" || strings.Contains(strings.ToUpper(string(text)), "CHAIN") {
+	if r.Begin || kw == "PREPARE" { // COMMIT AND CHAIN begins the next transaction
 		return &codedError{"0A000", "COMMIT AND CHAIN and PREPARE TRANSACTION are not supported in a transaction that spans several shards"}
 	}
 	if pl := s.sharding.Planner.Plan(text); pl.Kind == merge.Multi {
@@ -465,6 +460,12 @@ func (s *ClientSession) noteBegin(text, bind []byte) {
 			s.batchBegin = true
 		}
 	}
+}
+
+// rollbackTo reports whether a ROLLBACK statement is ROLLBACK [WORK | TRANSACTION] TO.
+func rollbackTo(text []byte) bool {
+	f := strings.Fields(strings.ToUpper(strings.TrimSpace(string(text))))
+	return len(f) >= 2 && (f[1] == "TO" || len(f) >= 3 && (f[1] == "WORK" || f[1] == "TRANSACTION") && f[2] == "TO")
 }
 
 // firstKeyword returns the first word of a statement in upper case, past spaces and comments.

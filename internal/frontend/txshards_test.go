@@ -22,6 +22,17 @@ func TestFirstKeyword(t *testing.T) {
 	}
 }
 
+func TestRollbackTo(t *testing.T) {
+	for text, want := range map[string]bool{
+		"ROLLBACK TO a": true, "rollback transaction to savepoint a": true, "ROLLBACK WORK TO a": true,
+		"ROLLBACK": false, "rollback and no chain": false, "ROLLBACK; SELECT 'x TO y'": false,
+	} {
+		if got := rollbackTo([]byte(text)); got != want {
+			t.Errorf("rollbackTo(%q) = %v, want %v", text, got, want)
+		}
+	}
+}
+
 // TestSubsetParams: a split INSERT's part gets the types, values and formats of the original
 // parameters it uses, renumbered; types the Parse left out stay unspecified.
 func TestSubsetParams(t *testing.T) {

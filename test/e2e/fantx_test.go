@@ -191,6 +191,19 @@ func TestFanoutTransactions(t *testing.T) {
 			t.Errorf("after the failed COMMIT dtab holds %v; want only shard 1's row %d", ids, k1[0])
 		}
 
+		// COMMIT in the extended protocol (JDBC sends it so) commits the joined shards too.
+		mustExec(t, conn, "BEGIN")
+		if _, err := conn.Exec(ctx, "INSERT INTO items (id, v) VALUES ($1, 'ext')", k1[3]); err != nil {
+			t.Fatal(err)
+		}
+		if res := conn.PgConn().ExecParams(ctx, "COMMIT", nil, nil, nil, nil).Read(); res.Err != nil || res.CommandTag.String() != "COMMIT" {
+			t.Errorf("COMMIT in the extended protocol: %s, %v", res.CommandTag, res.Err)
+		}
+		if n := count(outside, "id = $1", k1[3]); n != 1 {
+			t.Errorf("after an extended-protocol COMMIT, the joined shard's row: %d, want 1", n)
+		}
+		mustExec(t, outside, "DELETE FROM items WHERE id = $1", k1[3])
+
 		// Portals inside a transaction live across Syncs, as in Postgres (JDBC's fetch size).
 		testTxPortal(t, on, dbs)
 	})
