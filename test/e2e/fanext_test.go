@@ -115,6 +115,29 @@ func TestFanoutExtended(t *testing.T) {
 					}
 				}
 			}
+			// A batch (one Sync) of reads across shards and by key.
+			batch := func(c *pgx.Conn) string {
+				b := &pgx.Batch{}
+				b.Queue("SELECT count(*), sum(n) FROM items WHERE id > $1", 0)
+				b.Queue("SELECT v FROM items WHERE id = $1", 7)
+				b.Queue("SELECT grp, max(id) FROM items WHERE grp < $1 GROUP BY grp ORDER BY grp", 3)
+				b.Queue("SELECT v FROM items WHERE id = $1", 8)
+				br := c.SendBatch(ctx, b)
+				defer br.Close()
+				var out []string
+				for range b.Len() {
+					rows, _ := br.Query()
+					r, err := rawResult(rows)
+					if err != nil {
+						return err.Error()
+					}
+					out = append(out, r)
+				}
+				return strings.Join(out, "\n")
+			}
+			if got, want := batch(conn), batch(all); got != want {
+				t.Errorf("a batch:\nthrough sluice:\n%s\none database:\n%s", got, want)
+			}
 			for _, q := range fanoutRefused {
 				rows, _ := conn.Query(ctx, q+" LIMIT $1", 5)
 				_, err := rawResult(rows)
