@@ -67,7 +67,10 @@ func (s *ClientSession) attachedShard(text, bind []byte) error {
 			if set.All() {
 				return nil // no key, and not run across shards: the server's shard answers
 			}
-			return &codedError{"0A000", fmt.Sprintf("this statement touches shards %s but the session's server is on shard %d: %s", set, s.shard, s.otherShardAdvice(write))}
+			if write {
+				return &codedError{"0A000", fmt.Sprintf("this write touches shards %s; sluice sends it to one shard only: add the sharding key to it, or set cross_shard_writes = \"all\"", set)}
+			}
+			return &codedError{"0A000", fmt.Sprintf("this statement touches shards %s but the session's server is on shard %d: %s", set, s.shard, s.otherShardAdvice())}
 		case *crossShard:
 			cs = e
 		case *crossCopy:
@@ -100,7 +103,7 @@ func (s *ClientSession) attachedShard(text, bind []byte) error {
 		return cs
 	}
 	if !s.target.Settings().CrossShardTransactions {
-		return &codedError{"0A000", fmt.Sprintf("this statement runs on %s, but its transaction runs on shard %d: %s", describeShards(cs.shards), s.shard, s.otherShardAdvice(write))}
+		return &codedError{"0A000", fmt.Sprintf("this statement runs on %s, but its transaction runs on shard %d: %s", describeShards(cs.shards), s.shard, s.otherShardAdvice())}
 	}
 	if !idle {
 		return &codedError{"0A000", fmt.Sprintf("this statement runs on %s, inside a transaction on shard %d that has statements before it in the same batch: send Sync before a statement for other shards", describeShards(cs.shards), s.shard)}
@@ -111,7 +114,7 @@ func (s *ClientSession) attachedShard(text, bind []byte) error {
 
 // otherShardAdvice says what to do about a statement that needs shards other than the
 // session's server's.
-func (s *ClientSession) otherShardAdvice(write bool) string {
+func (s *ClientSession) otherShardAdvice() string {
 	if s.target.Settings().CrossShardTransactions {
 		return "inside an extended-protocol batch every statement must stay on one shard; send Sync before it"
 	}
