@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -260,21 +259,9 @@ func (s *ClientSession) fanRun(p *fanPortal, exec bool, maxRows int32) error {
 			s.abortAcross(false) // the transaction's own server: fanFail's failBatch
 		}
 	}
-	var notes []byte
-	for _, c := range conns {
-		for _, n := range c.notes {
-			if !bytes.Contains(notes, n) {
-				notes = append(notes, n...)
-			}
-		}
-	}
-	for _, c := range conns {
-		switch {
-		case errors.Is(c.err, errFanoutTooLarge):
-			return s.fanFail(notes, wire.AppendError(nil, "ERROR", "54000", fmt.Sprintf("the shards' results passed max_message_size (%d bytes) together; add a LIMIT or query one shard at a time", g.MaxMessageSize)))
-		case c.err != nil:
-			return s.fanFail(notes, wire.AppendError(nil, "ERROR", "08006", fmt.Sprintf("shard %d (server %s): %v", c.shard, c.srv.Addr(), c.err)))
-		}
+	notes := fanNotes(conns)
+	if code, msg := fanConnError(conns, g.MaxMessageSize); code != "" {
+		return s.fanFail(notes, wire.AppendError(nil, "ERROR", code, msg))
 	}
 	for _, c := range conns {
 		if c.errMsg == nil {

@@ -316,21 +316,9 @@ func (s *ClientSession) fanout(cs *crossShard, capture *captureReq) error {
 		status = s.tx
 		s.mu.Unlock()
 	}
-	var out []byte
-	for _, c := range conns {
-		for _, n := range c.notes {
-			if !bytes.Contains(out, n) {
-				out = append(out, n...)
-			}
-		}
-	}
-	for _, c := range conns {
-		switch {
-		case errors.Is(c.err, errFanoutTooLarge):
-			return s.fanoutError(out, capture, status, "54000", fmt.Sprintf("the shards' results passed max_message_size (%d bytes) together; add a LIMIT or query one shard at a time", g.MaxMessageSize))
-		case c.err != nil:
-			return s.fanoutError(out, capture, status, "08006", fmt.Sprintf("shard %d (server %s): %v", c.shard, c.srv.Addr(), c.err))
-		}
+	out := fanNotes(conns)
+	if code, msg := fanConnError(conns, g.MaxMessageSize); code != "" {
+		return s.fanoutError(out, capture, status, code, msg)
 	}
 	for _, c := range conns {
 		if c.errMsg != nil {
@@ -488,4 +476,31 @@ func (s *ClientSession) finishWrite(conns []*fanConn, failed bool) {
 			committed = append(committed, c.shard)
 		}
 	}
+}
+
+// fanNotes are the shards' notices, each distinct one once, in shard order.
+func fanNotes(conns []*fanConn) []byte {
+	var out []byte
+	for _, c := range conns {
+		for _, n := range c.notes {
+			if !bytes.Contains(out, n) {
+				out = append(out, n...)
+			}
+		}
+	}
+	return out
+}
+
+// fanConnError is the error of the first shard whose connection failed (as opposed to a
+// shard's own ErrorResponse): its SQLSTATE and message, or "" when every shard answered.
+func fanConnError(conns []*fanConn, maxMessageSize int) (code, msg string) {
+	for _, c := range conns {
+		switch {
+		case errors.Is(c.err, errFanoutTooLarge):
+			return "54000", fmt.Sprintf("the shards' results passed max_message_size (%d bytes) together; add a LIMIT or query one shard at a time", maxMessageSize)
+		case c.err != nil:
+			return "08006", fmt.Sprintf("shard %d (server %s): %v", c.shard, c.srv.Addr(), c.err)
+		}
+	}
+	return "", ""
 }
