@@ -64,11 +64,13 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 			if len(name) > 0 {
 				return s.parseNamed(string(name), query, ptypes)
 			}
-			if s.deferParse() {
+			if s.deferParse() || s.deferForHooks() {
 				// Kept and sent in front of the Bind, on the shard the Bind's parameters
-				// choose; see deferParse.
+				// choose, or not at all when a plugin answers the Bind; see deferParse and
+				// deferForHooks.
 				s.unnamed = append(s.unnamed[:0], msg...)
 				s.unnamedSeq++
+				s.unnamedDeferred = !s.deferParse()
 				return s.synth(entry{kind: kParseSynth})
 			}
 		case wire.Bind:
@@ -92,6 +94,9 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 			}
 			if typ == wire.Close && !s.attached() {
 				// No server: no portal or unnamed statement survives outside a transaction.
+				if kind == 'S' {
+					s.unnamed, s.unnamedDeferred = s.unnamed[:0], false
+				}
 				return s.synth(entry{kind: kCloseSynth})
 			}
 		}
@@ -169,6 +174,7 @@ func (s *ClientSession) unnamedLocked(srv *backend.ServerConn, typ byte, msg []b
 		if typ == wire.Describe && wire.Body(msg)[0] != 'S' {
 			return false, nil
 		}
+		s.unnamedDeferred = false
 		if srv.UnnamedOwner == s && srv.UnnamedSeq == s.unnamedSeq {
 			return false, nil
 		}
@@ -187,6 +193,28 @@ func (s *ClientSession) unnamedLocked(srv *backend.ServerConn, typ byte, msg []b
 		}
 	}
 	return false, nil
+}
+
+// checkDeferredParse sends the unnamed statement's deferred Parse (see deferForHooks) to a
+// server at the Sync of a batch that never used it, so that a statement Postgres cannot prepare
+// fails in its own batch, as it would without sluice.
+func (s *ClientSession) checkDeferredParse() error {
+	if len(s.unnamed) == 0 {
+		return nil
+	}
+	_, query, _, _ := wire.ParseQuery(wire.Body(s.unnamed))
+	srv, err := s.attach(s.classify(query), nil, nil)
+	if err != nil {
+		if fatal := s.attachFatal(err); fatal != nil {
+			return fatal
+		}
+		return s.failBatch(checkoutCode(err), err.Error())
+	}
+	s.q.push(entry{kind: kParseSwallow})
+	srv.UnnamedOwner, srv.UnnamedSeq = s, s.unnamedSeq
+	s.open = true
+	s.mu.Unlock()
+	return s.toServer(srv, s.unnamed)
 }
 
 func msgName(typ byte) string {
@@ -405,6 +433,11 @@ func (s *ClientSession) extendedHooks(ch *hooks.Chain, typ byte, msg []byte) (ou
 			}
 			desc, rest := splitRowDescription(w)
 			s.answering = &wireAnswer{desc: desc, rest: rest}
+			if len(name) == 0 {
+				// The plugin answered from the text the deferred Parse carries; that text ran
+				// before, so the Sync need not check it on a server.
+				s.unnamedDeferred = false
+			}
 			return nil, true, s.synth(entry{kind: kRawSynth, msg: []byte{wire.BindComplete, 0, 0, 0, 4}})
 		}
 		if act.Kind == plugin.Continue && unnamedPortal {

@@ -578,6 +578,16 @@ func (s *ClientSession) deferParse() bool {
 	return sh != nil && sh.Extractor != nil && !s.pinned
 }
 
+// deferForHooks reports whether a Parse of the unnamed statement outside a transaction waits for
+// its Bind because a query hook may answer that Bind (the result cache does): a Parse sent at
+// once would take a server from the pool for a statement that may never run on one. Unlike
+// deferParse, a Parse that no Bind used before the Sync is still checked on a server then (see
+// checkDeferredParse), so an unnamed statement that cannot be prepared fails where Postgres
+// would fail it.
+func (s *ClientSession) deferForHooks() bool {
+	return s.hookChain().HasQuery() && !s.attached()
+}
+
 // goneBeforeRequest handles a server that, at its first word to a request that began a
 // transaction, said it is shutting down (its connection sat in the pool while it stopped) and
 // that no other server could take: nothing of the request ran, so the client gets an ERROR and

@@ -52,6 +52,9 @@ type ClientSession struct {
 	// unnamedSeq counts them; see unnamedLocked.
 	unnamed    []byte
 	unnamedSeq uint64
+	// unnamedDeferred is set while unnamed was answered with a ParseComplete but not yet sent to
+	// a server nor used by a Bind a plugin answered; see deferForHooks.
+	unnamedDeferred bool
 	// initial are the client's settings right after login, restored by DISCARD ALL.
 	initial []param
 	// wsrv is the server the reader has buffered writes for, flushed before it blocks.
@@ -595,6 +598,14 @@ func (s *ClientSession) sync() error {
 			s.fanDrop() // outside a transaction block, the batch's portals end with it
 		}
 	}
+	if s.unnamedDeferred {
+		s.unnamedDeferred = false
+		if !s.failing {
+			if err := s.checkDeferredParse(); err != nil {
+				return err
+			}
+		}
+	}
 	s.failing = false
 	s.batchBegin = false
 	if pc := s.pendingCapture; pc != nil {
@@ -749,6 +760,7 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 		srv.UnnamedOwner = nil // a simple Query drops the unnamed statement
 	}
 	s.unnamed = s.unnamed[:0]
+	s.unnamedDeferred = false
 	s.mu.Unlock()
 	return s.toServer(srv, msg)
 }

@@ -159,15 +159,6 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// sqlstateOf returns the SQLSTATE of err, or "" when it has none.
-func sqlstateOf(err error) string {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		return pe.Code
-	}
-	return ""
-}
-
 // selectOne checks that a new client gets answers: sluice is still serving.
 func selectOne(t testing.TB, s *Sluice) {
 	t.Helper()
@@ -383,7 +374,7 @@ func TestBadInputTooManyClients(t *testing.T) {
 			c.Close(ctx)
 			return fmt.Errorf("client %d over the limit got in", limit+i)
 		}
-		if code := sqlstateOf(err); code != "53300" {
+		if code := codeOf(err); code != "53300" {
 			return fmt.Errorf("client %d over the limit: %v, want SQLSTATE 53300", limit+i, err)
 		}
 		return nil
@@ -552,7 +543,7 @@ func TestBadInputUnknownDatabase(t *testing.T) {
 		c.Close(context.Background())
 		t.Fatal("connected to a database that does not exist")
 	}
-	if code := sqlstateOf(err); code != "3D000" {
+	if code := codeOf(err); code != "3D000" {
 		t.Fatalf("got %v, want SQLSTATE 3D000", err)
 	}
 	selectOne(t, s)
@@ -603,7 +594,7 @@ func TestBadInputServerKilledInTheMiddleOfAQuery(t *testing.T) {
 			}
 			select {
 			case err := <-done:
-				if code := sqlstateOf(err); code != "57P01" && code != "08006" {
+				if code := codeOf(err); code != "57P01" && code != "08006" {
 					t.Fatalf("client got %v, want SQLSTATE 57P01 or 08006", err)
 				}
 			case <-time.After(5 * time.Second):
@@ -677,7 +668,7 @@ func TestBadInputMessageLargerThanMaxMessageSize(t *testing.T) {
 	t.Run("a Bind over the limit, through pgx", func(t *testing.T) {
 		c := connect(t, s)
 		_, err := c.Exec(ctx, "SELECT $1::text", strings.Repeat("y", 2*max))
-		if code := sqlstateOf(err); code != "08P01" {
+		if code := codeOf(err); code != "08P01" {
 			t.Fatalf("got %v, want SQLSTATE 08P01", err)
 		}
 	})
@@ -841,7 +832,7 @@ func TestBadInputInvalidStartupSetting(t *testing.T) {
 		defer c.Close(ctx)
 		_, err = c.Exec(ctx, "SELECT 1")
 	}
-	if code := sqlstateOf(err); code != "22023" {
+	if code := codeOf(err); code != "22023" {
 		t.Fatalf("got %v, want SQLSTATE 22023", err)
 	}
 	selectOne(t, s)

@@ -53,6 +53,17 @@ func cacheServers(t *testing.T) (*pgtest.Postgres, *pgtest.Redis) {
 // startCachedSluice runs sluice with the cache in front of the cache tests' Postgres. extra are
 // more [pools.app.users.<n>] sections.
 func startCachedSluice(t *testing.T, extra ...string) (*Sluice, *pgx.Conn) {
+	var pc poolConfig
+	if len(extra) > 0 {
+		pgc, _ := cacheServers(t)
+		pc.Shards = strings.Join(extra, "\n") + fmt.Sprintf("\n[pools.app.shards.0]\ndatabase = %q\nservers = [[\"127.0.0.1\", %d, \"primary\"]]\n", appDB, pgc.Port)
+	}
+	return startCachedSluiceConfig(t, pc)
+}
+
+// startCachedSluiceConfig is startCachedSluice with more of the config: pc's General is added
+// to the cache's [general] lines, and its server is the cache tests' Postgres.
+func startCachedSluiceConfig(t *testing.T, pc poolConfig) (*Sluice, *pgx.Conn) {
 	pgc, r := cacheServers(t)
 	general := fmt.Sprintf(`
 [plugins.cache]
@@ -61,10 +72,7 @@ prefix = %q
 ttl = "60s"
 wal_dsn = %q
 `, r.Addr, "e2e:"+t.Name()+":", pgc.DSN(appDB, pgtest.SuperUser, pgtest.SuperPassword))
-	pc := poolConfig{ServerPort: pgc.Port, General: general}
-	if len(extra) > 0 {
-		pc.Shards = strings.Join(extra, "\n") + fmt.Sprintf("\n[pools.app.shards.0]\ndatabase = %q\nservers = [[\"127.0.0.1\", %d, \"primary\"]]\n", appDB, pgc.Port)
-	}
+	pc.ServerPort, pc.General = pgc.Port, pc.General+general
 	s := startSluice(t, pc)
 	ctx := context.Background()
 	direct, err := pgx.Connect(ctx, pgc.DSN(appDB, pgtest.SuperUser, pgtest.SuperPassword))
@@ -419,6 +427,86 @@ func TestCacheExtendedProtocol(t *testing.T) {
 	}
 }
 
+// TestCacheHitTakesNoServer: in transaction mode, a read the cache answers in the extended
+// protocol (Parse, Bind, Describe, Execute, Sync of the unnamed statement, as libpq's
+// PQexecParams and pgbench -M extended send it) takes no server from the pool, so it is answered
+// while another client holds the pool's only server. An unnamed statement that no Bind uses
+// before the Sync is still prepared on a server, so its errors come where Postgres gives them.
+func TestCacheHitTakesNoServer(t *testing.T) {
+	s, direct := startCachedSluiceConfig(t, poolConfig{PoolSize: 1, General: "query_wait_timeout = 2000\n"})
+	ctx := context.Background()
+	if _, err := direct.Exec(ctx, `CREATE TABLE cache_noserver (id int PRIMARY KEY, v text);
+		ALTER TABLE cache_noserver OWNER TO app;
+		INSERT INTO cache_noserver SELECT g, 'v' || g FROM generate_series(1, 10) g`); err != nil {
+		t.Fatal(err)
+	}
+	const q = "SELECT v FROM cache_noserver WHERE id = $1"
+	reader := connect(t, s)
+	read := func(id string) (string, error) {
+		res := reader.PgConn().ExecParams(ctx, q, [][]byte{[]byte(id)}, nil, nil, nil).Read()
+		if res.Err != nil {
+			return "", res.Err
+		}
+		if len(res.Rows) != 1 {
+			return "", fmt.Errorf("%d rows", len(res.Rows))
+		}
+		return string(res.Rows[0][0]), nil
+	}
+	checkFor(t, 15*time.Second, func() error {
+		if _, err := read("3"); err != nil {
+			return err
+		}
+		before := serverCalls(t, direct, q)
+		if _, err := read("3"); err != nil {
+			return err
+		}
+		if after := serverCalls(t, direct, q); after != before {
+			return fmt.Errorf("the read still reaches the server")
+		}
+		return nil
+	})
+
+	holder := connect(t, s)
+	tx, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if got, err := read("3"); err != nil || got != "v3" {
+			t.Fatalf("a cached read while the only server is taken: %q, %v; want v3", got, err)
+		}
+	}
+	// A read the cache cannot answer needs the server, and waits for it in vain.
+	if _, err := read("4"); err == nil {
+		t.Fatal("an uncached read was answered while the only server was taken")
+	} else if code := codeOf(err); code != "57014" && code != "53300" && code != "08P01" {
+		t.Logf("the uncached read failed with %v", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Prepared alone (Parse, Sync), a statement Postgres cannot prepare fails at once.
+	_, err = reader.PgConn().Prepare(ctx, "", "SELECT nosuchcolumn FROM cache_noserver", nil)
+	if code := codeOf(err); code != "42703" {
+		t.Fatalf("preparing a bad unnamed statement: %v; want 42703", err)
+	}
+	sd, err := reader.PgConn().Prepare(ctx, "", q, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sd.Fields) != 1 || len(sd.ParamOIDs) != 1 {
+		t.Fatalf("described statement: %d fields, %d params", len(sd.Fields), len(sd.ParamOIDs))
+	}
+	if got, err := read("3"); err != nil || got != "v3" {
+		t.Fatalf("after the prepares: %q, %v", got, err)
+	}
+}
+
 // TestCacheStampede: 100 clients missing the same key at once make one query on Postgres; the
 // others wait for its fill and are answered from it.
 func TestCacheStampede(t *testing.T) {
@@ -502,7 +590,7 @@ func TestCacheRoles(t *testing.T) {
 	const grants = "SELECT id, v FROM cache_grants ORDER BY id"
 	waitCached(t, app, direct, grants)
 	for range 3 {
-		if _, err := rowsText(ctx, oc, grants); sqlstateOf(err) != "42501" {
+		if _, err := rowsText(ctx, oc, grants); codeOf(err) != "42501" {
 			t.Fatalf("the other role read a table it has no grant on: %v", err)
 		}
 	}
@@ -582,7 +670,7 @@ func TestCacheStaleness(t *testing.T) {
 				stmt = fmt.Sprintf("DELETE FROM stale_items WHERE id > %d AND id < %d", lo, lo+3)
 			case 3:
 				rows := [][]any{{lo + 1000 + rng.IntN(100000), 1}}
-				if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stale_items"}, []string{"id", "v"}, pgx.CopyFromRows(rows)); err != nil && sqlstateOf(err) != "23505" {
+				if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stale_items"}, []string{"id", "v"}, pgx.CopyFromRows(rows)); err != nil && codeOf(err) != "23505" {
 					fail <- err
 					return
 				}

@@ -149,7 +149,7 @@ func TestCopyMatchesOneDatabase(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, gotErr := conn.PgConn().CopyFrom(ctx, &chunkReader{data: []byte(tc.data)}, tc.sql)
 			want, wantErr := ts.all.PgConn().CopyFrom(ctx, strings.NewReader(tc.data), tc.sql)
-			if sqlstateOf(gotErr) != sqlstateOf(wantErr) || (gotErr == nil) != (wantErr == nil) || got.String() != want.String() {
+			if codeOf(gotErr) != codeOf(wantErr) || (gotErr == nil) != (wantErr == nil) || got.String() != want.String() {
 				t.Errorf("through sluice: %q, %v\none database: %q, %v", got, gotErr, want, wantErr)
 			}
 			q := "SELECT id, v, n FROM items ORDER BY id"
@@ -255,14 +255,14 @@ func TestCopyAcrossShards(t *testing.T) {
 		"COPY (SELECT * FROM items ORDER BY id) TO STDOUT",
 		"COPY (SELECT count(*) FROM items) TO STDOUT",
 	} {
-		if _, _, err := copyTo(conn, q); sqlstateOf(err) != "0A000" {
+		if _, _, err := copyTo(conn, q); codeOf(err) != "0A000" {
 			t.Errorf("%s: %v; want 0A000", q, err)
 		}
 	}
 
 	// The client's CopyFail: every shard rolls back.
 	_, err = conn.PgConn().CopyFrom(ctx, &failingReader{data: []byte("100\ta\t1\n101\tb\t2\n102\tc\t3\n")}, "COPY items FROM STDIN")
-	if sqlstateOf(err) != "57014" {
+	if codeOf(err) != "57014" {
 		t.Errorf("COPY that the client failed: %v; want 57014", err)
 	}
 	if n := ts.shardIDs(t, "SELECT id FROM items WHERE id >= 100"); n != 0 {
@@ -276,7 +276,7 @@ func TestCopyAcrossShards(t *testing.T) {
 	for k := 1000; k < 201000; k++ {
 		fmt.Fprintf(&big, "%d\tbig\t1\n", k)
 	}
-	if _, err := conn.PgConn().CopyFrom(ctx, strings.NewReader(big.String()), "COPY items FROM STDIN"); sqlstateOf(err) != "23505" {
+	if _, err := conn.PgConn().CopyFrom(ctx, strings.NewReader(big.String()), "COPY items FROM STDIN"); codeOf(err) != "23505" {
 		t.Errorf("a COPY with a duplicate key: %v; want 23505", err)
 	}
 	if n := ts.shardIDs(t, "SELECT id FROM items WHERE id >= 1000"); n != 0 {
@@ -289,7 +289,7 @@ func TestCopyAcrossShards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := conn.PgConn().CopyFrom(ctx, strings.NewReader("110\ta\t1\n"), "COPY items FROM STDIN"); sqlstateOf(err) != "0A000" {
+	if _, err := conn.PgConn().CopyFrom(ctx, strings.NewReader("110\ta\t1\n"), "COPY items FROM STDIN"); codeOf(err) != "0A000" {
 		t.Errorf("COPY inside a transaction block: %v; want 0A000", err)
 	}
 	tx.Rollback(ctx)
@@ -317,13 +317,13 @@ func TestCopyAcrossShards(t *testing.T) {
 		}
 	}
 	// A table without the key, with cross_shard_writes = "reject": a write with no key.
-	if _, err := conn.PgConn().CopyFrom(ctx, strings.NewReader("a\n"), "COPY other FROM STDIN"); sqlstateOf(err) != "0A000" {
+	if _, err := conn.PgConn().CopyFrom(ctx, strings.NewReader("a\n"), "COPY other FROM STDIN"); codeOf(err) != "0A000" {
 		t.Errorf("COPY into a table that is not sharded: %v; want 0A000", err)
 	}
 	// A column list without the key, a COPY FROM a file on the server, data in an encoding
 	// whose characters may hold ASCII bytes.
 	for _, q := range []string{"COPY items (v, n) FROM STDIN", "COPY items FROM '/tmp/sluice-no-such-file'", "COPY items FROM STDIN (ENCODING 'SJIS')"} {
-		if _, err := conn.PgConn().CopyFrom(ctx, strings.NewReader("a\t1\n"), q); sqlstateOf(err) != "0A000" {
+		if _, err := conn.PgConn().CopyFrom(ctx, strings.NewReader("a\t1\n"), q); codeOf(err) != "0A000" {
 			t.Errorf("%s: %v; want 0A000", q, err)
 		}
 	}

@@ -104,7 +104,7 @@ ref_column = "id"
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				_, err := conn.Exec(ctx, tc.sql, tc.args...)
-				if got := sqlstateOf(err); got != tc.code {
+				if got := codeOf(err); got != tc.code {
 					t.Fatalf("%s: %v; want SQLSTATE %q", tc.sql, err, tc.code)
 				}
 				if tc.code == "23503" {
@@ -138,7 +138,7 @@ ref_column = "id"
 	// expression this deep would overflow pg_query's stack), and sluice goes on.
 	conn := connect(t, s)
 	long := "INSERT INTO jsonfk_events (payload) VALUES ('{}') RETURNING " + strings.Repeat("1+", 30_000) + "1"
-	if _, err := conn.Exec(ctx, long); sqlstateOf(err) != "0A000" {
+	if _, err := conn.Exec(ctx, long); codeOf(err) != "0A000" {
 		t.Errorf("long statement: %v; want 0A000", err)
 	}
 	selectOne(t, s)

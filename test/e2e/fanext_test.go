@@ -141,7 +141,7 @@ func TestFanoutExtended(t *testing.T) {
 			for _, q := range fanoutRefused {
 				rows, _ := conn.Query(ctx, q+" LIMIT $1", 5)
 				_, err := rawResult(rows)
-				if sqlstateOf(err) != "0A000" {
+				if codeOf(err) != "0A000" {
 					t.Errorf("%s: %v; want 0A000", q, err)
 				}
 			}
@@ -323,7 +323,7 @@ func TestFanoutCancel(t *testing.T) {
 			}
 			cancel()
 			took := time.Since(start)
-			if sqlstateOf(err) != "57014" || took > 3*time.Second {
+			if codeOf(err) != "57014" || took > 3*time.Second {
 				t.Errorf("%v: %s cancelled after 300ms: %v after %v; want 57014 at once", mode, q, err, took)
 			}
 			var n int
@@ -363,7 +363,7 @@ func TestFanoutPluginHooks(t *testing.T) {
 			mark := rec.mark()
 			rows, _ := conn.Query(ctx, step.sql, step.args...)
 			rows.Close()
-			if sqlstateOf(rows.Err()) != step.code {
+			if codeOf(rows.Err()) != step.code {
 				t.Errorf("%s: %s: %v", proto.name, step.sql, rows.Err())
 			}
 			checkFor(t, 5*time.Second, func() error {

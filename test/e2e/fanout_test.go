@@ -97,7 +97,7 @@ cross_shard_writes = "all"
 	// Refusals: constructs that cannot be merged, and multi-shard statements inside a
 	// transaction.
 	for _, q := range fanoutRefused {
-		if _, _, err := simpleText(ctx, conn.PgConn(), q); sqlstateOf(err) != "0A000" {
+		if _, _, err := simpleText(ctx, conn.PgConn(), q); codeOf(err) != "0A000" {
 			t.Errorf("%s: %v; want 0A000", q, err)
 		}
 	}
@@ -112,7 +112,7 @@ cross_shard_writes = "all"
 	if _, err := tx.Exec(ctx, "SELECT v FROM items WHERE id = $1", onShard0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(ctx, "INSERT INTO items (id, v) VALUES (1001, 'a'), (1002, 'b'), (1003, 'c'), (1004, 'd')"); sqlstateOf(err) != "0A000" {
+	if _, err := tx.Exec(ctx, "INSERT INTO items (id, v) VALUES (1001, 'a'), (1002, 'b'), (1003, 'c'), (1004, 'd')"); codeOf(err) != "0A000" {
 		t.Errorf("a multi-shard INSERT inside a transaction: %v; want 0A000", err)
 	}
 	tx.Rollback(ctx)
@@ -143,7 +143,7 @@ cross_shard_writes = "all"
 		fresh++
 	}
 	dup := fmt.Sprintf("INSERT INTO items (id, v) VALUES (%d, 'new'), (1, 'new')", fresh) // 1 exists
-	if _, _, err := simpleText(ctx, conn.PgConn(), dup); sqlstateOf(err) != "23505" {
+	if _, _, err := simpleText(ctx, conn.PgConn(), dup); codeOf(err) != "23505" {
 		t.Errorf("INSERT of a duplicate key: %v; want 23505", err)
 	}
 	if got, _, _ := simpleText(ctx, conn.PgConn(), fmt.Sprintf("SELECT count(*) FROM items WHERE id = %d", fresh)); strings.Join(got, "") != "0" {
@@ -199,7 +199,7 @@ func TestFanoutDefaults(t *testing.T) {
 	if strings.Join(got, "") != fmt.Sprint(onShard0) {
 		t.Errorf("a read with no key counted %v; default_shard (shard 0) holds %d", got, onShard0)
 	}
-	if _, _, err := simpleText(ctx, conn.PgConn(), "UPDATE items SET v = 'x'"); sqlstateOf(err) != "0A000" {
+	if _, _, err := simpleText(ctx, conn.PgConn(), "UPDATE items SET v = 'x'"); codeOf(err) != "0A000" {
 		t.Errorf("a write with no key: %v; want 0A000", err)
 	}
 	// The same in the extended protocol.
@@ -213,7 +213,7 @@ func TestFanoutDefaults(t *testing.T) {
 	if err := ext.QueryRow(ctx, "SELECT count(*) FROM items WHERE v <> $1", "none").Scan(&n); err != nil || n != onShard0 {
 		t.Errorf("a read with no key in the extended protocol counted %d, %v; default_shard holds %d", n, err, onShard0)
 	}
-	if _, err := ext.Exec(ctx, "UPDATE items SET v = $1", "x"); sqlstateOf(err) != "0A000" {
+	if _, err := ext.Exec(ctx, "UPDATE items SET v = $1", "x"); codeOf(err) != "0A000" {
 		t.Errorf("a write with no key in the extended protocol: %v; want 0A000", err)
 	}
 }

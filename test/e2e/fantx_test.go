@@ -76,7 +76,7 @@ func TestFanoutTransactions(t *testing.T) {
 					t.Fatalf("%v: a statement on the transaction's shard: %v", mode, err)
 				}
 				_, err = tx.Exec(ctx, q.sql, q.args...)
-				if sqlstateOf(err) != "0A000" || !strings.Contains(err.Error(), "cross_shard_transactions") {
+				if codeOf(err) != "0A000" || !strings.Contains(err.Error(), "cross_shard_transactions") {
 					t.Errorf("%v: %s inside a transaction: %v; want 0A000 naming cross_shard_transactions", mode, q.sql, err)
 				}
 				tx.Rollback(ctx)
@@ -143,10 +143,10 @@ func TestFanoutTransactions(t *testing.T) {
 				if _, err := tx.Exec(ctx, "INSERT INTO items (id, v) VALUES ($1, 'new')", k1[2]); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := tx.Exec(ctx, "INSERT INTO items (id, v) VALUES ($1, 'dup')", k2[0]); sqlstateOf(err) != "23505" {
+				if _, err := tx.Exec(ctx, "INSERT INTO items (id, v) VALUES ($1, 'dup')", k2[0]); codeOf(err) != "23505" {
 					t.Errorf("a duplicate key on shard 2: %v; want 23505", err)
 				}
-				if _, err := tx.Exec(ctx, "SELECT count(*) FROM items"); sqlstateOf(err) != "25P02" {
+				if _, err := tx.Exec(ctx, "SELECT count(*) FROM items"); codeOf(err) != "25P02" {
 					t.Errorf("after the error: %v; want 25P02", err)
 				}
 				if err := tx.Commit(ctx); err == nil {
@@ -159,7 +159,7 @@ func TestFanoutTransactions(t *testing.T) {
 				// Savepoints are refused once another shard joined.
 				tx, _ = conn.Begin(ctx)
 				tx.Exec(ctx, "SELECT v FROM items WHERE id = $1", k1[0])
-				if _, err := tx.Exec(ctx, "SAVEPOINT a"); sqlstateOf(err) != "0A000" {
+				if _, err := tx.Exec(ctx, "SAVEPOINT a"); codeOf(err) != "0A000" {
 					t.Errorf("SAVEPOINT in a transaction across shards: %v; want 0A000", err)
 				}
 				tx.Rollback(ctx)
@@ -181,7 +181,7 @@ func TestFanoutTransactions(t *testing.T) {
 			}
 		}
 		err := tx.Commit(ctx)
-		if sqlstateOf(err) != "23505" || !strings.Contains(err.Error(), "shard 2") || !strings.Contains(err.Error(), "[1] committed") {
+		if codeOf(err) != "23505" || !strings.Contains(err.Error(), "shard 2") || !strings.Contains(err.Error(), "[1] committed") {
 			t.Errorf("COMMIT with a deferred unique violation on shard 2: %v; want 23505 naming shard 2 and shard 1 committed", err)
 		}
 		var ids []int64

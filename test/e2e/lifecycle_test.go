@@ -176,7 +176,7 @@ func TestQueryWaitTimeout(t *testing.T) {
 				start := time.Now()
 				err := try.run()
 				took := time.Since(start)
-				if code := sqlstateOf(err); code != "53300" {
+				if code := codeOf(err); code != "53300" {
 					t.Fatalf("%s while the only server is held: %v, want SQLSTATE 53300", try.name, err)
 				}
 				if took < wait-50*time.Millisecond || took > wait+3*time.Second {
@@ -382,7 +382,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 			}
 		}()
 		_, err := b.Exec(ctx, "SELECT 1")
-		if err != nil && sqlstateOf(err) != "53300" {
+		if err != nil && codeOf(err) != "53300" {
 			t.Fatalf("client b: %v", err)
 		}
 		return err == nil
@@ -465,7 +465,7 @@ func TestShutdownOnSIGTERM(t *testing.T) {
 					c.Close(ctx)
 					return fmt.Errorf("a new client got in during shutdown")
 				}
-				if code := sqlstateOf(err); code != "" && code != "57P01" {
+				if code := codeOf(err); code != "" && code != "57P01" {
 					t.Fatalf("new client during shutdown: %v, want refused or SQLSTATE 57P01", err)
 				}
 				return nil

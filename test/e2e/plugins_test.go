@@ -210,7 +210,7 @@ func TestGoPluginHooks(t *testing.T) {
 				s := startSluice(t, poolConfig{Mode: mode, General: "\n[plugins.e2e_recorder]\ntag = \"" + tag + "\"\n"})
 				conn := connectConfig(t, s, func(c *pgx.ConnConfig) { c.DefaultQueryExecMode = proto.mode })
 				ctx := context.Background()
-				if _, err := conn.Exec(ctx, "SELECT 'forbidden_word'"); sqlstateOf(err) != "42501" {
+				if _, err := conn.Exec(ctx, "SELECT 'forbidden_word'"); codeOf(err) != "42501" {
 					t.Errorf("reject: %v; want 42501", err)
 				}
 				var got string
@@ -222,7 +222,7 @@ func TestGoPluginHooks(t *testing.T) {
 				for _, q := range []string{"SELECT 'panic_now'", "SELECT 'panic_now' WHERE 1 = 1"} {
 					var s string
 					err := conn.QueryRow(ctx, q).Scan(&s)
-					if sqlstateOf(err) != "XX000" || !strings.Contains(err.Error(), `plugin "e2e_recorder"`) || !strings.Contains(err.Error(), "told to panic") {
+					if codeOf(err) != "XX000" || !strings.Contains(err.Error(), `plugin "e2e_recorder"`) || !strings.Contains(err.Error(), "told to panic") {
 						t.Errorf("panic: %v; want XX000 naming the plugin and the panic", err)
 					}
 					var one int
@@ -434,7 +434,7 @@ func TestGoPluginHookData(t *testing.T) {
 					// error the client never sees, and neither does OnResult.
 					mark = rec.mark()
 					var s string
-					if err := tx.QueryRow(ctx, "SELECT 'forbidden_word' WHERE $1", true).Scan(&s); sqlstateOf(err) != "42501" {
+					if err := tx.QueryRow(ctx, "SELECT 'forbidden_word' WHERE $1", true).Scan(&s); codeOf(err) != "42501" {
 						t.Fatalf("refused in a transaction: %v; want 42501", err)
 					}
 					for _, r := range rec.since(mark, "result") {
@@ -579,7 +579,7 @@ func TestGoPluginHookData(t *testing.T) {
 					for _, tc := range cases {
 						n := rec.count("auth")
 						_, err := pgx.Connect(ctx, fmt.Sprintf("postgres://%s:%s@%s/app?sslmode=disable", tc.user, tc.pass, s.Addr()))
-						if sqlstateOf(err) != tc.code || !strings.Contains(err.Error(), tc.msg) {
+						if codeOf(err) != tc.code || !strings.Contains(err.Error(), tc.msg) {
 							t.Errorf("%s with password %q: %v; want %s %q", tc.user, tc.pass, err, tc.code, tc.msg)
 						}
 						if tc.code != "42501" && rec.count("auth") != n {

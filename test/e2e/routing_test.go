@@ -474,7 +474,7 @@ func TestPgcatRoutingCommands(t *testing.T) {
 		t.Errorf("SHOW PRIMARY READS = %q after SET ... 'on'", got)
 	}
 	exec("SET PRIMARY READS TO 'default'")
-	if _, err := conn.Exec(ctx, "SET SERVER ROLE TO 'bogus'"); sqlstateOf(err) != "22023" {
+	if _, err := conn.Exec(ctx, "SET SERVER ROLE TO 'bogus'"); codeOf(err) != "22023" {
 		t.Errorf("SET SERVER ROLE TO 'bogus': %v; want 22023", err)
 	}
 	// Inside a transaction the answer comes in order, with the transaction's status.

@@ -241,7 +241,7 @@ func TestTransactionModeListenIsRefused(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := connect(t, s)
 			err := tt.run(c)
-			if code := sqlstateOf(err); code != "0A000" {
+			if code := codeOf(err); code != "0A000" {
 				t.Errorf("got %v, want SQLSTATE 0A000 (LISTEN cannot work in transaction mode)", err)
 			}
 			if v := queryString(t, c, "SELECT count(*)::text FROM pg_listening_channels()"); v != "0" {

@@ -54,7 +54,7 @@ shard_id_regex = '/\* shard_id: (\d+) \*/'
 		{"UPDATE items SET id = id + 1 WHERE id = 1001", "0A000"},        // moves a key
 	} {
 		_, err := conn.Exec(ctx, tc.sql)
-		if tc.code != "" && sqlstateOf(err) != tc.code {
+		if tc.code != "" && codeOf(err) != tc.code {
 			t.Errorf("%s: %v; want %s", tc.sql, err, tc.code)
 		}
 	}
@@ -81,7 +81,7 @@ shard_id_regex = '/\* shard_id: (\d+) \*/'
 	if got, want := show(), fmt.Sprint(sharder.ShardInt64(1001)); got != want {
 		t.Errorf("SHOW SHARD after SET SHARDING KEY = %q; want %s", got, want)
 	}
-	if _, err := conn.Exec(ctx, "SET SHARD TO '7'"); sqlstateOf(err) != "22023" {
+	if _, err := conn.Exec(ctx, "SET SHARD TO '7'"); codeOf(err) != "22023" {
 		t.Errorf("SET SHARD TO '7': %v; want 22023", err)
 	}
 	// A comment hint picks the shard of a query with no key.
@@ -107,7 +107,7 @@ shard_id_regex = '/\* shard_id: (\d+) \*/'
 	if _, err := tx.Exec(ctx, fmt.Sprintf("SELECT v FROM items WHERE id = %d", in)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(ctx, fmt.Sprintf("SELECT v FROM items WHERE id = %d", other)); sqlstateOf(err) != "0A000" {
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SELECT v FROM items WHERE id = %d", other)); codeOf(err) != "0A000" {
 		t.Errorf("a statement for another shard inside the transaction: %v; want 0A000", err)
 	}
 	tx.Rollback(ctx)

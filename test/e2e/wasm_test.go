@@ -95,7 +95,7 @@ func TestWasmPlugin(t *testing.T) {
 				t.Errorf("renamed table: %q, %v; want one", v, err)
 			}
 			_, err := conn.Exec(ctx, "EXECUTE some_statement")
-			if sqlstateOf(err) != "0A000" || !strings.Contains(pgMessage(err), "EXECUTE is not allowed") {
+			if codeOf(err) != "0A000" || !strings.Contains(pgMessage(err), "EXECUTE is not allowed") {
 				t.Errorf("EXECUTE: %v; want 0A000 from the example", err)
 			}
 			for _, tc := range []struct{ query, code, msg string }{
@@ -105,7 +105,7 @@ func TestWasmPlugin(t *testing.T) {
 				{"SELECT 'tg_panic'", "XX000", `wasm module "tg": on_query failed: panic: the guest was told to panic`},
 			} {
 				_, err := conn.Exec(ctx, tc.query)
-				if sqlstateOf(err) != tc.code || !strings.Contains(pgMessage(err), tc.msg) {
+				if codeOf(err) != tc.code || !strings.Contains(pgMessage(err), tc.msg) {
 					t.Errorf("%s: %v; want %s containing %q", tc.query, err, tc.code, tc.msg)
 				}
 				for name, c := range map[string]*pgx.Conn{"same client": conn, "other client": other} {
@@ -152,7 +152,7 @@ path = %q
 	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := conn.Exec(ctx, "EXECUTE s"); sqlstateOf(err) != "0A000" {
+	if _, err := conn.Exec(ctx, "EXECUTE s"); codeOf(err) != "0A000" {
 		t.Fatalf("before the reload, EXECUTE: %v; want the example's 0A000", err)
 	}
 
@@ -170,7 +170,7 @@ path = %q
 		return nil
 	})
 	// The new module lets EXECUTE through: Postgres answers it.
-	if _, err := conn.Exec(ctx, "EXECUTE s"); sqlstateOf(err) != "26000" {
+	if _, err := conn.Exec(ctx, "EXECUTE s"); codeOf(err) != "26000" {
 		t.Errorf("after the reload, EXECUTE: %v; want Postgres' 26000", err)
 	}
 	var pid2 int
