@@ -146,9 +146,9 @@ func (sec *cacheSection) text() string {
 		b.WriteString("\n")
 		writeAlignedLeft(&b, 2, cacheTargetHeader, rows)
 	}
-	if rows := cpuRows(sec.results, o.seconds, runtime.NumCPU()); len(rows) > 0 {
+	if rows := sectionCPU.rows(sec.results, runtime.NumCPU()); len(rows) > 0 {
 		b.WriteString("\nCPU per transaction, µs (the median run's)\n\n")
-		writeAlignedLeft(&b, 3, cpuHeader, rows)
+		writeAlignedLeft(&b, sectionCPU.left(), sectionCPU.header(), rows)
 	}
 	for _, n := range append(sec.notes, sec.failures()...) {
 		b.WriteString("\nnote: " + n + "\n")
@@ -181,11 +181,11 @@ func (sec *cacheSection) markdown() string {
 		b.WriteString("\nIssue 6's targets for sluice with its cache:\n\n")
 		writeMarkdownTableLeft(&b, 2, cacheTargetHeader, rows)
 	}
-	if rows := cpuRows(sec.results, o.seconds, runtime.NumCPU()); len(rows) > 0 {
+	if rows := sectionCPU.rows(sec.results, runtime.NumCPU()); len(rows) > 0 {
 		b.WriteString("\nCPU time per transaction in microseconds, by process (the median run's): pgbench's own, the pooler's " +
 			"(sluice; pgpool-II's processes), redis-server's, Postgres' (postmaster and backends), the rest of the " +
 			"machine's busy time (kernel work not charged to a process, other programs); CPUs busy is busy time over wall time.\n\n")
-		writeMarkdownTableLeft(&b, 3, cpuHeader, rows)
+		writeMarkdownTableLeft(&b, sectionCPU.left(), sectionCPU.header(), rows)
 	}
 	if f := sec.failures(); len(f) > 0 {
 		b.WriteString("\nFailures:\n\n")

@@ -15,9 +15,10 @@ const (
 
 // runConnect measures connection setup, pgbench -C -S (a new connection, a
 // login, one SELECT and a disconnect per transaction), for each auth method in
-// o.connect, against PgBouncer and sluice started for that method. Each
-// pooler's server connections stay pooled, so this is the cost of accepting
-// and logging in a client. A failed run is recorded, never fatal.
+// o.connect, against PgBouncer and sluice started for that method, with the CPU
+// time of pgbench, the pooler and Postgres recorded. Each pooler's server
+// connections stay pooled, so this is the cost of accepting and logging in a
+// client. A failed run is recorded, never fatal.
 func runConnect(ctx context.Context, pg *pgtest.Postgres, o options) ([]pgbenchResult, error) {
 	var out []pgbenchResult
 	for _, auth := range o.connect {
@@ -48,7 +49,7 @@ func runConnect(ctx context.Context, pg *pgtest.Postgres, o options) ([]pgbenchR
 			for _, p := range procs {
 				fmt.Printf("pgbench -C -S -c %d -j %d -T %d on %s with %s (run %d/%d)\n",
 					o.connClients, o.threads, o.seconds, p.target.name, auth, i+1, o.runs)
-				r := runPgbenchConnect(ctx, p.target, auth, o)
+				r := runPgbenchConnect(ctx, p.target, auth, o, cpuMeter{pooler: p.pid, postgres: postmasterPID(pg.DataDir)})
 				if err := ctx.Err(); err != nil {
 					for _, q := range procs {
 						q.stop()
@@ -67,12 +68,13 @@ func runConnect(ctx context.Context, pg *pgtest.Postgres, o options) ([]pgbenchR
 	return out, nil
 }
 
-// runPgbenchConnect is runPgbench with -C and the simple protocol; the
-// result's mode is the auth method.
-func runPgbenchConnect(ctx context.Context, t target, auth string, o options) pgbenchResult {
+// runPgbenchConnect runs pgbench -C -S with the simple protocol and o.connClients
+// clients against t, with the CPU time of m's processes recorded; the result's
+// mode is the auth method.
+func runPgbenchConnect(ctx context.Context, t target, auth string, o options, m cpuMeter) pgbenchResult {
 	c := o
 	c.clients = o.connClients
-	r := runPgbenchArgs(ctx, t, "simple", c, "-C")
+	r := measuredRun(ctx, t, "simple", selectOnly(c, "-C"), m, "")
 	r.mode = auth
 	return r
 }

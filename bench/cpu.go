@@ -128,9 +128,11 @@ func pidByCmdline(words ...string) int {
 	return 0
 }
 
-// cpuUse is the CPU time a run took, by who took it.
+// cpuUse is the CPU time a run took, by who took it, and the wall time it was measured over
+// (pgbench's start, connections and exit included).
 type cpuUse struct {
 	pgbench, pooler, postgres, redis, machine time.Duration
+	wall                                      time.Duration
 }
 
 // cpuMeter samples the CPU time of the processes a run involves.
@@ -140,17 +142,19 @@ type cpuMeter struct {
 
 type cpuSample struct {
 	pooler, postgres, redis, machine time.Duration
+	at                               time.Time
 }
 
 func (m cpuMeter) sample() cpuSample {
-	return cpuSample{pooler: treeCPU(m.pooler), postgres: treeCPU(m.postgres), redis: treeCPU(m.redis), machine: machineBusy()}
+	return cpuSample{pooler: treeCPU(m.pooler), postgres: treeCPU(m.postgres), redis: treeCPU(m.redis), machine: machineBusy(),
+		at: time.Now()}
 }
 
 // since is the CPU used from s to now; pgbench's own comes from its rusage.
 func (m cpuMeter) since(s cpuSample, pgbench time.Duration) cpuUse {
 	e := m.sample()
 	return cpuUse{pgbench: pgbench, pooler: e.pooler - s.pooler, postgres: e.postgres - s.postgres,
-		redis: e.redis - s.redis, machine: e.machine - s.machine}
+		redis: e.redis - s.redis, machine: e.machine - s.machine, wall: e.at.Sub(s.at)}
 }
 
 // perTx formats d spread over n transactions, in microseconds.
@@ -189,12 +193,26 @@ func captureProfile(ctx context.Context, pprofAddr, path string, seconds int) {
 
 // postmasterPID is the pid of the Postgres whose data directory is dataDir, or 0.
 func postmasterPID(dataDir string) int {
-	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	return pidFromFile(filepath.Join(dataDir, "postmaster.pid"))
+}
+
+// pidFromFile is the pid on the first line of a pidfile (Postgres', PgBouncer's), or 0 when
+// the file is missing or does not begin with one.
+func pidFromFile(path string) int {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	pid, _ := strconv.Atoi(strings.TrimSpace(line))
+	return parsePidFile(string(b))
+}
+
+// parsePidFile is pidFromFile on the file's content.
+func parsePidFile(s string) int {
+	line, _, _ := strings.Cut(s, "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || pid <= 0 {
+		return 0
+	}
 	return pid
 }
 
@@ -218,31 +236,103 @@ func measuredRun(ctx context.Context, t target, mode string, w workload, m cpuMe
 	return r
 }
 
-var cpuHeader = []string{"workload", "mode", "target", "pgbench", "pooler", "redis", "postgres", "rest", "all", "CPUs busy"}
+// cpuTable is a table of CPU time per transaction: which columns it has besides target, mode
+// and the times every section measures.
+type cpuTable struct {
+	// workload and redis are the cache and sharding sections' columns: the pgbench workload,
+	// and redis-server's CPU.
+	workload, redis bool
+	// vsPgBouncer adds the pooler's CPU per transaction against PgBouncer's in the same mode
+	// (see cpuVsPgBouncer).
+	vsPgBouncer bool
+}
 
-// cpuRows are the CPU time per transaction, in microseconds, of each run with its CPU known:
-// pgbench's own, the pooler's (sluice, or pgpool-II's processes), redis-server's, Postgres'
-// (postmaster and backends), and the rest of the machine's busy time (the kernel's network
-// work not charged to a process, other programs). CPUs busy is the machine's busy time over
-// the wall time of the run, out of cpus.
-func cpuRows(results []pgbenchResult, seconds int, cpus int) [][]string {
+// sectionCPU is the CPU table of the cache and sharding sections.
+var sectionCPU = cpuTable{workload: true, redis: true}
+
+// left is the number of columns of names, aligned left; the others are numbers.
+func (c cpuTable) left() int {
+	if c.workload {
+		return 3
+	}
+	return 2
+}
+
+func (c cpuTable) header() []string {
+	h := []string{"target", "mode"}
+	if c.workload {
+		h = []string{"workload", "mode", "target"}
+	}
+	h = append(h, "pgbench", "pooler")
+	if c.redis {
+		h = append(h, "redis")
+	}
+	h = append(h, "postgres", "rest", "all", "CPUs busy")
+	if c.vsPgBouncer {
+		h = append(h, "pooler CPU vs PgBouncer")
+	}
+	return h
+}
+
+// rows are the CPU time per transaction, in microseconds, of each run of results with its CPU
+// known: pgbench's own, the pooler's (sluice, PgBouncer, or pgpool-II's processes; "-" for
+// direct), redis-server's, Postgres' (postmaster and backends), and the rest of the machine's
+// busy time (the kernel's network work not charged to a process, other programs). CPUs busy
+// is the machine's busy time over the wall time it was measured in, out of cpus.
+func (c cpuTable) rows(results []pgbenchResult, cpus int) [][]string {
 	var rows [][]string
 	for _, r := range results {
-		if !r.cpuKnown || r.failed || r.transactions == 0 {
+		if !cpuMeasured(r) {
 			continue
 		}
-		c, n := r.cpu, r.transactions
-		rest := c.machine - c.pgbench - c.pooler - c.redis - c.postgres
-		pooler, redis := perTx(c.pooler, n), perTx(c.redis, n)
+		u, n := r.cpu, r.transactions
+		rest := u.machine - u.pgbench - u.pooler - u.redis - u.postgres
+		pooler, redis := perTx(u.pooler, n), perTx(u.redis, n)
 		if r.target == targetDirect {
 			pooler = "-"
 		}
-		if c.redis == 0 {
+		if u.redis == 0 {
 			redis = "-"
 		}
-		busy := fmt.Sprintf("%.2f of %d", c.machine.Seconds()/float64(seconds), cpus)
-		rows = append(rows, []string{r.workload, r.mode, r.target, perTx(c.pgbench, n), pooler, redis,
-			perTx(c.postgres, n), perTx(max(rest, 0), n), perTx(c.machine, n), busy})
+		row := []string{r.target, r.mode}
+		if c.workload {
+			row = []string{r.workload, r.mode, r.target}
+		}
+		row = append(row, perTx(u.pgbench, n), pooler)
+		if c.redis {
+			row = append(row, redis)
+		}
+		busy := "-"
+		if u.wall > 0 {
+			busy = fmt.Sprintf("%.2f of %d", u.machine.Seconds()/u.wall.Seconds(), cpus)
+		}
+		row = append(row, perTx(u.postgres, n), perTx(max(rest, 0), n), perTx(u.machine, n), busy)
+		if c.vsPgBouncer {
+			row = append(row, cpuVsPgBouncer(r, results))
+		}
+		rows = append(rows, row)
 	}
 	return rows
+}
+
+// cpuMeasured reports whether r has CPU times to divide among its transactions.
+func cpuMeasured(r pgbenchResult) bool {
+	return r.cpuKnown && !r.failed && r.transactions > 0
+}
+
+// cpuVsPgBouncer is PgBouncer's pooler CPU per transaction over r's, from the run of results
+// with PgBouncer in r's workload and mode, as "1.25x" (above 1: r's pooler spends less than
+// PgBouncer), or "-" when r is direct or either has no pooler CPU to compare.
+func cpuVsPgBouncer(r pgbenchResult, results []pgbenchResult) string {
+	if r.target == targetDirect || !cpuMeasured(r) || r.cpu.pooler <= 0 {
+		return "-"
+	}
+	for _, b := range results {
+		if b.target != targetPgBouncer || b.mode != r.mode || b.workload != r.workload || !cpuMeasured(b) || b.cpu.pooler <= 0 {
+			continue
+		}
+		base := b.cpu.pooler.Seconds() / b.transactions
+		return fmt.Sprintf("%.2fx", base/(r.cpu.pooler.Seconds()/r.transactions))
+	}
+	return "-"
 }

@@ -353,7 +353,7 @@ func benchPooler(ctx context.Context, o options) error {
 		}
 	}
 
-	tps, err := runThroughput(ctx, targets, o)
+	tps, err := runThroughput(ctx, targets, postmasterPID(pg.DataDir), o)
 	if err != nil {
 		return err
 	}

@@ -61,9 +61,10 @@ func execOutput(name string, args ...string) (string, error) {
 
 // runThroughput runs pgbench -S in every mode against every target, o.runs
 // times, interleaving targets so that drift on a shared machine spreads over
-// all of them. A failed run is recorded, never fatal; only an interrupt or a
-// pooler that died stops the loop.
-func runThroughput(ctx context.Context, targets []target, o options) ([]pgbenchResult, error) {
+// all of them, with the CPU time of pgbench, the target's pooler and the
+// Postgres whose postmaster is postgres recorded. A failed run is recorded,
+// never fatal; only an interrupt or a pooler that died stops the loop.
+func runThroughput(ctx context.Context, targets []target, postgres int, o options) ([]pgbenchResult, error) {
 	type key struct{ target, mode string }
 	runs := map[key][]pgbenchResult{}
 	for i := 0; i < o.runs; i++ {
@@ -71,7 +72,7 @@ func runThroughput(ctx context.Context, targets []target, o options) ([]pgbenchR
 			for _, t := range targets {
 				fmt.Printf("pgbench -S -M %s -c %d -j %d -T %d on %s (run %d/%d)\n",
 					mode, o.clients, o.threads, o.seconds, t.name, i+1, o.runs)
-				r := runPgbench(ctx, t, mode, o)
+				r := measuredRun(ctx, t, mode, selectOnly(o), cpuMeter{pooler: t.pid, postgres: postgres}, "")
 				if err := ctx.Err(); err != nil {
 					return nil, err
 				}
@@ -123,18 +124,10 @@ var (
 	processedRE = regexp.MustCompile(`number of transactions actually processed: ([0-9]+)`)
 )
 
-// runPgbench runs one select-only pgbench against t and reads its summary.
-// The run fails if pgbench exits non-zero (a client aborted, as PgBouncer's
-// do with -M prepared in transaction mode), reports failed transactions, or
-// prints no tps.
-func runPgbench(ctx context.Context, t target, mode string, o options) pgbenchResult {
-	return runPgbenchArgs(ctx, t, mode, o)
-}
-
-// runPgbenchArgs is runPgbench with extra pgbench arguments.
-func runPgbenchArgs(ctx context.Context, t target, mode string, o options, extra ...string) pgbenchResult {
-	return runWorkload(ctx, t, mode, workload{script: []string{"-S"}, clients: o.clients,
-		threads: o.threads, seconds: o.seconds, extra: extra})
+// selectOnly is the pooler section's pgbench -S workload with o's clients, threads and
+// seconds, and extra pgbench arguments.
+func selectOnly(o options, extra ...string) workload {
+	return workload{script: []string{"-S"}, clients: o.clients, threads: o.threads, seconds: o.seconds, extra: extra}
 }
 
 // workload is what one pgbench run does: its script options (-S, or -f file@weight ...),

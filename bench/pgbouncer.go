@@ -96,6 +96,13 @@ pidfile = %s
 		return nil, err
 	}
 	p.logPath = filepath.Join(dir, "pgbouncer.log")
+	// The pid whose memory and CPU time are measured is the one PgBouncer writes to its
+	// pidfile, the process that serves, should it ever not be the one started here (a
+	// wrapper such as runuser, or a daemon's fork).
+	if pid := pidFromFile(filepath.Join(dir, "pgbouncer.pid")); pid != 0 && pid != p.pid {
+		fmt.Printf("pgbouncer: started as pid %d, serving as pid %d (its pidfile)\n", p.pid, pid)
+		p.pid = pid
+	}
 	return p, nil
 }
 

@@ -177,6 +177,26 @@ func (rep report) memRows() [][]string {
 	return rows
 }
 
+// poolerCPU is the pooler section's CPU table: no workload or redis-server, and each pooler's
+// CPU against PgBouncer's.
+var poolerCPU = cpuTable{vsPgBouncer: true}
+
+// cpuResults are the runs of the CPU table: the throughput runs, then the connection-setup
+// runs with "-C " before their auth method, the mode they are compared by.
+func (rep report) cpuResults() []pgbenchResult {
+	rs := append([]pgbenchResult(nil), rep.tps...)
+	for _, r := range rep.conn {
+		r.mode = "-C " + r.mode
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+// cpuRows are the rows of the CPU table.
+func (rep report) cpuRows() [][]string {
+	return poolerCPU.rows(rep.cpuResults(), runtime.NumCPU())
+}
+
 var memHeader = []string{"target", "idle clients", "RSS before MiB", "RSS after MiB", "KiB per client"}
 
 // failures lists why each failed measurement failed.
@@ -210,6 +230,10 @@ func (rep report) text() string {
 		fmt.Fprintf(&b, "\npgbench -C -S -c %d -j %d -T %d: a new connection and login per transaction\n\n",
 			rep.opts.connClients, rep.opts.threads, rep.opts.seconds)
 		writeAligned(&b, connHeader, rep.connRows())
+	}
+	if rows := rep.cpuRows(); len(rows) > 0 {
+		b.WriteString("\nCPU per transaction, µs (the median run's; -C: connection setup)\n\n")
+		writeAlignedLeft(&b, poolerCPU.left(), poolerCPU.header(), rows)
 	}
 	if len(rep.mem) > 0 {
 		b.WriteString("\n")
@@ -298,6 +322,19 @@ func (rep report) markdown() string {
 			"the server connections stay pooled.\n\n")
 		writeMarkdownTable(&b, connHeader, rep.connRows())
 	}
+	if rows := rep.cpuRows(); len(rows) > 0 {
+		b.WriteString("\n### CPU per transaction\n\n")
+		if o.runs > 1 {
+			b.WriteString("Of the median run of each row. ")
+		}
+		b.WriteString("CPU time per transaction in microseconds, by process: pgbench's own, the pooler's " +
+			"(PgBouncer's or sluice's process), Postgres' (postmaster and backends), the rest of the machine's busy " +
+			"time (kernel work not charged to a process, other programs), and all of it; CPUs busy is busy time " +
+			"over wall time. The `-C` rows are the connection-setup runs, where a transaction is a connection, " +
+			"its login and one SELECT. \"pooler CPU vs PgBouncer\" is PgBouncer's pooler figure over the row's, " +
+			"in the same mode: above 1.00x the pooler spends less CPU per transaction than PgBouncer.\n\n")
+		writeMarkdownTableLeft(&b, poolerCPU.left(), poolerCPU.header(), rows)
+	}
 	if len(rep.mem) > 0 {
 		fmt.Fprintf(&b, "\n### Memory: %d idle clients, logged in with md5\n\n", o.idle)
 		writeMarkdownTable(&b, memHeader, rep.memRows())
@@ -356,6 +393,12 @@ func (rep report) note() string {
 				"The median sets one bad run aside, but read small differences between rows as noise")
 		}
 		b.WriteString(".\n")
+	}
+	if len(rep.cpuRows()) > 0 {
+		b.WriteString("- Of all these figures, the pooler's CPU µs per transaction (CPU table) is the one least " +
+			"disturbed by other load: when other work takes the CPUs, tps falls and swings from run to run, but " +
+			"the work the pooler does for each transaction changes less (it still rises somewhat on contended " +
+			"CPUs), so compare poolers by it (the \"pooler CPU vs PgBouncer\" column) when the tps ratios are noisy.\n")
 	}
 	if busy(rep.load) {
 		fmt.Fprintf(&b, "- Other work was running when this run started (load average %s on %s CPUs), "+

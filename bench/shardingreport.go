@@ -93,9 +93,9 @@ func (sec *shardingSection) text() string {
 	fmt.Fprintf(&b, "sharding: point reads, -c %d -j %d -T %d, %d rows (%s)\n\n", o.clients, o.threads, o.seconds,
 		shardRows, sec.shardSizes())
 	writeAlignedLeft(&b, 2, sec.pointHeader(), sec.pointRows())
-	if rows := cpuRows(sec.point, o.seconds, runtime.NumCPU()); len(rows) > 0 {
+	if rows := sectionCPU.rows(sec.point, runtime.NumCPU()); len(rows) > 0 {
 		b.WriteString("\nCPU per transaction, µs (the median run's)\n\n")
-		writeAlignedLeft(&b, 3, cpuHeader, rows)
+		writeAlignedLeft(&b, sectionCPU.left(), sectionCPU.header(), rows)
 	}
 	fmt.Fprintf(&b, "\nfan-out latency, -M simple -c %d -T %d\n\n", o.fanoutClients, o.fanoutSeconds)
 	writeAlignedLeft(&b, 2, fanoutHeader, sec.fanoutRows())
@@ -130,9 +130,9 @@ func (sec *shardingSection) markdown() string {
 		fmt.Fprintf(&b, "Median of %d runs per row, interleaved.\n\n", o.runs)
 	}
 	writeMarkdownTableLeft(&b, 2, sec.pointHeader(), sec.pointRows())
-	if rows := cpuRows(sec.point, o.seconds, runtime.NumCPU()); len(rows) > 0 {
+	if rows := sectionCPU.rows(sec.point, runtime.NumCPU()); len(rows) > 0 {
 		b.WriteString("\nCPU time per transaction in microseconds (the median run's), as in the cache section.\n\n")
-		writeMarkdownTableLeft(&b, 3, cpuHeader, rows)
+		writeMarkdownTableLeft(&b, sectionCPU.left(), sectionCPU.header(), rows)
 	}
 	fmt.Fprintf(&b, "\n#### Fan-out latency: `pgbench -M simple -c %d -T %d`, every query logged (`-l`)\n\n", o.fanoutClients, o.fanoutSeconds)
 	for _, q := range fanoutQueries {
