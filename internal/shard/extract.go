@@ -306,6 +306,8 @@ type value struct {
 	nullFirst bool
 	// array: the parameter is an array of keys (key = ANY($1)); see arrayShards.
 	array bool
+	// set, for an array constant (key = ANY('{1,2}')), holds its elements' shards.
+	set *Set
 }
 
 // shard returns the shard of v; ok is false when it is not known (a NULL, a parameter that is
@@ -362,6 +364,10 @@ func (c *cond) eval(s Sharder, p Params, lits []value) Set {
 	case condIn:
 		var set Set
 		for _, v := range c.vals {
+			if v.set != nil {
+				set = union(set, *v.set)
+				continue
+			}
 			if v.array {
 				elems, ok := arrayShards(s, p, v.param-1)
 				if !ok {

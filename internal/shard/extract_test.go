@@ -92,6 +92,12 @@ var extractCases = []struct {
 	{"OR with IN", "SELECT * FROM users WHERE id = 1 OR id IN (2, 3)", Params{}, keys(1, 2, 3), nil},
 	{"AND of ORs", "SELECT * FROM users WHERE (id = 1 OR id = 2) AND (id = 2 OR id = 3)", Params{}, keys(2), nil},
 	{"ANY array", "SELECT * FROM users WHERE id = ANY(ARRAY[1, 3])", Params{}, keys(1, 3), nil},
+	{"ANY array constant", "SELECT * FROM users WHERE id = ANY('{1,3}')", Params{}, keys(1, 3), nil},
+	{"ANY array constant cast", "SELECT * FROM users WHERE id = ANY('{2, \"3\", NULL}'::bigint[])", Params{}, keys(2, 3), nil},
+	{"ANY array constant nested", "SELECT * FROM users WHERE id = ANY('[1:2]={1,2}')", Params{}, keys(1, 2), nil},
+	{"ANY array constant and a key", "SELECT * FROM users WHERE id = ANY('{1}') OR id = 2", Params{}, keys(1, 2), nil},
+	{"ANY array constant not keys", "SELECT * FROM users WHERE id = ANY('{1,x}')", Params{}, all, nil},
+	{"ANY array constant malformed", "SELECT * FROM users WHERE id = ANY('{1,2')", Params{}, all, nil},
 	{"OR with a non-key", "SELECT * FROM users WHERE id = 1 OR name = 'x'", Params{}, all, nil},
 
 	// Not restrictions.

@@ -58,10 +58,34 @@ func (a *analyzer) expr(scope []rel, n *pg.Node) *cond {
 					// key = ANY($1): the keys are the parameter's elements.
 					return &cond{op: condIn, vals: []value{{param: int(p), array: true}}}
 				}
+				if sv := r.GetAConst().GetSval(); sv != nil {
+					return a.arrayConst(sv.GetSval())
+				}
 			}
 		}
 	}
 	return nil
+}
+
+// arrayConst returns the restriction of key = ANY('{1,2}'): the key is one of the elements of
+// an array written as a string constant (as array_in reads it), or nil if one of them is not a
+// key value. The statement is then not shared by its shape: the shape's literal is the whole
+// array, which a text of the same shape may fill with keys of other shards.
+func (a *analyzer) arrayConst(text string) *cond {
+	a.st.noShape = true
+	var set Set
+	ok := textArray([]byte(text), func(e []byte) bool {
+		if e == nil {
+			return true // a NULL element matches no row
+		}
+		sh, err := a.e.sharder.Shard(e)
+		set.Add(sh)
+		return err == nil
+	})
+	if !ok {
+		return nil
+	}
+	return &cond{op: condIn, vals: []value{{set: &set}}}
 }
 
 // values returns the restriction "the key is one of these", or nil if one is not a value.

@@ -29,6 +29,7 @@ func TestAnalyzeSharesShapes(t *testing.T) {
 		{"SELECT * FROM users WHERE id = '1' -- c\n'2'", "SELECT * FROM users WHERE id = '3' -- c\n'4'"},
 		{"SELECT * FROM users WHERE id IN (1, 2, 3)", "SELECT * FROM users WHERE id IN (4, 5, 6)", "SELECT * FROM users WHERE id IN (1, 1, 1)"},
 		{"SELECT * FROM users WHERE id = ANY(ARRAY[1, 3])", "SELECT * FROM users WHERE id = ANY(ARRAY[2, 4])"},
+		{"SELECT * FROM users WHERE id = ANY('{1,3}')", "SELECT * FROM users WHERE id = ANY('{2,4}')", "SELECT * FROM users WHERE id = ANY('{5}')"},
 		{"SELECT * FROM users WHERE id = 1 OR id = 2", "SELECT * FROM users WHERE id = 3 OR id = 4", "SELECT * FROM users WHERE id = 5 OR id = 5"},
 		{"SELECT * FROM users WHERE name = 'a' AND id = 1 LIMIT 5", "SELECT * FROM users WHERE name = 'b' AND id = 2 LIMIT 6"},
 		{"SELECT * FROM users WHERE age = 1", "SELECT * FROM users WHERE age = 2"},
