@@ -566,13 +566,22 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 	if q.Protocol == plugin.Parse {
 		return plugin.ContinueQuery(), nil
 	}
-	key, ttl, seq, why := p.lookupKey(ctx, q, ss, an)
+	c, oids, ttl, seq, why := p.eligible(q, ss, an)
 	if why != "" {
 		p.bypass(why)
 		return plugin.ContinueQuery(), nil
 	}
-	gctx, cancel := context.WithTimeout(ctx, time.Duration(p.RedisTimeout))
-	v, err := p.st.get(gctx, key, ttl)
+	// One deadline for the lookup's Redis calls (the versions, then the entry): a hit served
+	// from the client-side cache makes no call, and a timer per call cost it a few percent.
+	rctx, cancel := context.WithTimeout(ctx, time.Duration(p.RedisTimeout))
+	epoch, gens, err := p.st.versions(rctx, c.ident, oids)
+	if err != nil {
+		cancel()
+		p.bypass("redis error")
+		return plugin.ContinueQuery(), nil
+	}
+	key := p.st.entryKey(deriveKey(c.ident, q, ss.settings, epoch, oids, gens))
+	v, err := p.st.get(rctx, key, ttl)
 	cancel()
 	if err != nil {
 		p.bypass("redis error")
@@ -639,53 +648,54 @@ func (p *Cache) land(f *fill) {
 	close(f.flight.done)
 }
 
-// lookupKey decides whether q may be cached and, if so, returns its key. why is the reason
-// when it may not.
-func (p *Cache) lookupKey(ctx context.Context, q *plugin.Query, ss *session, an *analysis) (key string, ttl time.Duration, seq uint64, why string) {
+// eligible decides whether q may be cached and, if so, returns what its key is made of: the
+// catalog of its database and the tables it reads (sorted), with its TTL and the store's
+// sequence. why is the reason when it may not.
+func (p *Cache) eligible(q *plugin.Query, ss *session, an *analysis) (c *catalog, oids []uint32, ttl time.Duration, seq uint64, why string) {
 	switch {
 	case an.nocache:
-		return "", 0, 0, "nocache hint"
+		return nil, nil, 0, 0, "nocache hint"
 	case q.InTransaction:
-		return "", 0, 0, "in a transaction"
+		return nil, nil, 0, 0, "in a transaction"
 	case q.Protocol == plugin.Parse:
 		// The extended protocol is cached at the Bind, which has the parameters and the
 		// result formats.
-		return "", 0, 0, "extended protocol: parse"
+		return nil, nil, 0, 0, "extended protocol: parse"
 	case ss.taint != "":
-		return "", 0, 0, "session ran " + ss.taint
+		return nil, nil, 0, 0, "session ran " + ss.taint
 	case !ss.known:
-		return "", 0, 0, "startup settings unknown"
+		return nil, nil, 0, 0, "startup settings unknown"
 	case an.why != "":
-		return "", 0, 0, an.why
+		return nil, nil, 0, 0, an.why
 	}
 	for _, prm := range q.Params {
 		if !prm.Binary && timeWord(string(prm.Value)) {
-			return "", 0, 0, "volatile parameter"
+			return nil, nil, 0, 0, "volatile parameter"
 		}
 	}
-	c := p.catalog(q.Client.Database, q.Client.User)
+	c = p.catalog(q.Client.Database, q.Client.User)
 	if c == nil {
-		return "", 0, 0, "catalog not loaded"
+		return nil, nil, 0, 0, "catalog not loaded"
 	}
 	if f, ok := c.funcsFit(an.funcs); !ok {
-		return "", 0, 0, "function " + f + " is not immutable"
+		return nil, nil, 0, 0, "function " + f + " is not immutable"
 	}
 	deps := map[uint32]bool{}
 	ttl = time.Duration(p.TTL)
 	for _, name := range an.reads {
 		r, why := c.resolveRead(name, q.Client.User)
 		if why != "" {
-			return "", 0, 0, why
+			return nil, nil, 0, 0, why
 		}
 		rn := relName{r.schema, r.name}
 		if p.excluded[rn] || p.excluded[relName{Name: r.name}] {
-			return "", 0, 0, "excluded table"
+			return nil, nil, 0, 0, "excluded table"
 		}
 		if len(p.tables) > 0 && !an.hint && !p.tables[rn] && !p.tables[relName{Name: r.name}] {
-			return "", 0, 0, "table not listed"
+			return nil, nil, 0, 0, "table not listed"
 		}
 		if why := c.readSet(r, deps); why != "" {
-			return "", 0, 0, why
+			return nil, nil, 0, 0, why
 		}
 		for _, k := range []relName{rn, {Name: r.name}} {
 			if d, ok := p.ttls[k]; ok && d < ttl {
@@ -698,23 +708,17 @@ func (p *Cache) lookupKey(ctx context.Context, q *plugin.Query, ss *session, an 
 	}
 	seq, ok := p.st.serving()
 	if !ok {
-		return "", 0, 0, "redis unavailable or invalidation pending"
+		return nil, nil, 0, 0, "redis unavailable or invalidation pending"
 	}
 	if p.wal != nil && !p.wal.ready.Load() {
-		return "", 0, 0, "WAL listener not streaming"
+		return nil, nil, 0, 0, "WAL listener not streaming"
 	}
-	oids := make([]uint32, 0, len(deps))
+	oids = make([]uint32, 0, len(deps))
 	for o := range deps {
 		oids = append(oids, o)
 	}
 	slices.Sort(oids)
-	vctx, cancel := context.WithTimeout(ctx, time.Duration(p.RedisTimeout))
-	epoch, gens, err := p.st.versions(vctx, c.ident, oids)
-	cancel()
-	if err != nil {
-		return "", 0, 0, "redis error"
-	}
-	return p.st.entryKey(deriveKey(c.ident, q, ss.settings, epoch, oids, gens)), ttl, seq, ""
+	return c, oids, ttl, seq, ""
 }
 
 // deriveKey hashes everything a result depends on: the database, the user (roles see

@@ -41,6 +41,12 @@ type store struct {
 	breakerFor   time.Duration
 
 	floors sync.Map // generation key -> int64: the highest value this process wrote
+	// genReads holds, per table (genID), its generation key and the pinned command that
+	// reads it through the client-side cache: built once, not at every lookup (a command's
+	// build hashes its key for the cluster slot). Commands come from client's builder, which
+	// is set once.
+	genReads  sync.Map // genID -> *genRead
+	epochRead atomic.Pointer[rueidis.Cacheable]
 	// epochPin is the epoch this process wrote last, until the client-side cache shows it:
 	// until Redis's invalidation message arrives, the cache may still hold the one before.
 	epochPin atomic.Pointer[string]
@@ -268,11 +274,18 @@ func (st *store) versions(ctx context.Context, ident string, oids []uint32) (str
 		return "", nil, errNotServing
 	}
 	cmds := make([]rueidis.CacheableTTL, 0, len(oids)+1)
-	cmds = append(cmds, rueidis.CT((*c).B().Get().Key(st.epochKey()).Cache(), st.genTTL))
+	ep := st.epochRead.Load()
+	if ep == nil {
+		cmd := (*c).B().Get().Key(st.epochKey()).Cache().Pin()
+		ep = &cmd
+		st.epochRead.Store(ep)
+	}
+	cmds = append(cmds, rueidis.CT(*ep, st.genTTL))
 	keys := make([]string, len(oids))
 	for i, o := range oids {
-		keys[i] = st.genKey(ident, o)
-		cmds = append(cmds, rueidis.CT((*c).B().Get().Key(keys[i]).Cache(), st.genTTL))
+		g := st.genRead(*c, ident, o)
+		keys[i] = g.key
+		cmds = append(cmds, rueidis.CT(g.cmd, st.genTTL))
 	}
 	res := (*c).DoMultiCache(ctx, cmds...)
 	epoch, err := res[0].ToString()
@@ -306,6 +319,30 @@ func (st *store) versions(ctx context.Context, ident string, oids []uint32) (str
 		gens[i] = n
 	}
 	return epoch, gens, nil
+}
+
+// genID names a table's generation counter.
+type genID struct {
+	ident string
+	oid   uint32
+}
+
+// genRead is a generation counter's key and the pinned command that reads it.
+type genRead struct {
+	key string
+	cmd rueidis.Cacheable
+}
+
+// genRead returns the read of the generation of table oid in database ident, building it the
+// first time.
+func (st *store) genRead(c rueidis.Client, ident string, oid uint32) *genRead {
+	id := genID{ident, oid}
+	if g, ok := st.genReads.Load(id); ok {
+		return g.(*genRead)
+	}
+	key := st.genKey(ident, oid)
+	g, _ := st.genReads.LoadOrStore(id, &genRead{key: key, cmd: c.B().Get().Key(key).Cache().Pin()})
+	return g.(*genRead)
 }
 
 // get returns the entry under key, or nil.
