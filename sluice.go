@@ -136,6 +136,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Reload:      s.reload,
 		Shutdown:    shutdown,
 		Bans:        admin.RouteBans(s.currentTable),
+		Kill:        s.fe.Kill,
+		SetDisabled: s.fe.SetDisabled,
+		Disabled:    s.fe.Disabled,
 		Version:     Version,
 		Log:         log,
 	}

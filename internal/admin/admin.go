@@ -35,6 +35,13 @@ type Console struct {
 	Shutdown func()
 	// Bans is the health checker's ban list. nil: SHOW BANS is empty and BAN, UNBAN are refused.
 	Bans Bans
+	// Kill disconnects the logged-in clients (admin sessions aside) that match, telling them
+	// why, and returns how many. nil: KILL and KILL_CLIENT are not supported.
+	Kill func(match func(Client) bool, why string) int
+	// SetDisabled turns new logins to a database away (DISABLE) or lets them in (ENABLE); and
+	// Disabled reports it. nil: DISABLE and ENABLE are not supported.
+	SetDisabled func(db string, disabled bool)
+	Disabled    func(db string) bool
 	// Version is shown by SHOW VERSION and sent as server_version at login.
 	Version string
 	// Log records the commands that change something (RELOAD, SHUTDOWN, BAN, UNBAN). nil: no log.
@@ -216,6 +223,18 @@ func (c *Console) run(res *result, cmd command) (err error) {
 		return c.pause(res, cmd.args)
 	case "RESUME":
 		return c.resume(res, cmd.args)
+	case "KILL":
+		return c.kill(res, cmd.args)
+	case "KILL_CLIENT":
+		return c.killClient(res, cmd.args)
+	case "RECONNECT":
+		return c.reconnect(res, cmd.args)
+	case "WAIT_CLOSE":
+		return c.waitClose(res, cmd.args)
+	case "DISABLE":
+		return c.disable(res, "DISABLE", cmd.args, true)
+	case "ENABLE":
+		return c.disable(res, "ENABLE", cmd.args, false)
 	case "SET":
 		// Drivers and ORMs send SET at connect time; like pgcat, the console accepts and ignores it.
 		res.complete("SET")

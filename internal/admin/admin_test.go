@@ -278,7 +278,7 @@ func TestErrors(t *testing.T) {
 		{"SHOW", "42601", "SHOW needs an object"},
 		{"SHOW POOLS extra", "42601", "takes no arguments"},
 		{"SHOW MEM", "0A000", "SHOW MEM is not supported"},
-		{"KILL app", "0A000", "KILL is not supported"},
+		{"SUSPEND", "0A000", "SUSPEND is not supported"},
 		{"PAUSE a b", "42601", "usage: PAUSE [db[,user]]"},
 		{"resume nosuchdb", "42704", "no pool nosuchdb"},
 		{"SHUTDOWN", "0A000", "SHUTDOWN is not supported"},

@@ -67,13 +67,10 @@ func unknownCommand(c command) error {
 
 // pgbouncerOnly are PgBouncer commands and SHOW objects that sluice does not have: they get
 // feature_not_supported rather than syntax_error, so a script written for PgBouncer learns why.
-var pgbouncerOnly = map[string]bool{
-	"SUSPEND": true, "KILL": true, "KILL_CLIENT": true,
-	"DISABLE": true, "ENABLE": true, "RECONNECT": true, "WAIT_CLOSE": true,
-}
+var pgbouncerOnly = map[string]bool{"SUSPEND": true}
 
 var pgbouncerOnlyShow = map[string]bool{
-	"TOTALS": true, "FDS": true, "SOCKETS": true,
+	"FDS": true, "SOCKETS": true,
 	"ACTIVE_SOCKETS": true, "MEM": true, "DNS_HOSTS": true, "DNS_ZONES": true, "PEERS": true,
-	"PEER_POOLS": true, "STATE": true, "PREPARED_STATEMENTS": true,
+	"PEER_POOLS": true, "PREPARED_STATEMENTS": true,
 }

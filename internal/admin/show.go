@@ -27,6 +27,8 @@ func init() {
 		"STATS":          (*Console).showStats,
 		"STATS_TOTALS":   (*Console).showStatsTotals,
 		"STATS_AVERAGES": (*Console).showStatsAverages,
+		"TOTALS":         (*Console).showTotals,
+		"STATE":          (*Console).showState,
 		"SERVERS":        (*Console).showServers,
 		"CLIENTS":        (*Console).showClients,
 		"USERS":          (*Console).showUsers,
@@ -44,9 +46,16 @@ var helpText = strings.Join([]string{
 	"SHOW STATS",
 	"SHOW BANS",
 	"SHOW PLUGINS",
-	"SHOW STATS_TOTALS|STATS_AVERAGES",
+	"SHOW STATS_TOTALS|STATS_AVERAGES|TOTALS",
+	"SHOW STATE",
 	"PAUSE [db[,user]]",
 	"RESUME [db[,user]]",
+	"KILL [db[,user]]",
+	"KILL_CLIENT client_id",
+	"RECONNECT [db[,user]]",
+	"WAIT_CLOSE [db[,user]]",
+	"DISABLE db",
+	"ENABLE db",
 	"BAN host[:port] [seconds]",
 	"UNBAN host[:port]",
 	"SET key = arg (accepted and ignored)",
@@ -154,7 +163,7 @@ func (c *Console) showDatabases(res *result) error {
 			st := sp.pool.Stats()
 			res.row(sp.name, sp.host, strconv.Itoa(sp.port), sp.database, u.ServerUser(),
 				u.PoolSize, u.MinPoolSize, 0, t.tg.Mode,
-				u.PoolSize, st.Open, sp.pool.Paused(), banned[t.db+"\x00"+t.user+"\x00"+sp.addr()],
+				u.PoolSize, st.Open, sp.pool.Paused(), banned[t.db+"\x00"+t.user+"\x00"+sp.addr()] || c.disabled(t.db),
 				sp.role, sp.lagBytes)
 		}
 	}

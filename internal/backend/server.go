@@ -80,6 +80,9 @@ type ServerConn struct {
 
 	Created  time.Time
 	LastUsed time.Time
+	// PoolGen is its pool's generation when it joined the pool: the pool closes a connection
+	// of an older generation instead of reusing it (the admin console's RECONNECT).
+	PoolGen uint64
 	// Broken is set when the server must not be reused (I/O error, protocol desync).
 	Broken bool
 

@@ -172,3 +172,49 @@ func (l *Listener) Snapshot() []admin.Client {
 	}
 	return out
 }
+
+// Kill ends the sessions of the logged-in clients that match (never an admin console's): each
+// gets FATAL 57P01 with why, and its connection closes. A server it held is rolled back or
+// closed, as when a client leaves. It returns how many sessions it ended.
+func (l *Listener) Kill(match func(admin.Client) bool, why string) int {
+	l.mu.Lock()
+	var victims []*ClientSession
+	for _, s := range l.sessions {
+		if !s.info.ready.Load() || s.info.admin {
+			continue
+		}
+		if match(admin.Client{ID: s.pid, Database: s.db, User: s.user}) {
+			victims = append(victims, s)
+		}
+	}
+	l.mu.Unlock()
+	for _, s := range victims {
+		go s.kill(why)
+	}
+	return len(victims)
+}
+
+// kill tells the client why its session ends and closes its connection: the reader's next read
+// fails and the session cleans up. The FATAL is best effort: a client that does not read gets
+// its connection closed within a second all the same.
+func (s *ClientSession) kill(why string) {
+	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = s.out.send(wire.AppendError(nil, "FATAL", "57P01", "terminating connection due to administrator command: "+why))
+	s.conn.Close()
+}
+
+// SetDisabled turns new logins to database db away (DISABLE) or lets them in again (ENABLE).
+// Clients already logged in stay.
+func (l *Listener) SetDisabled(db string, disabled bool) {
+	if disabled {
+		l.disabled.Store(db, true)
+	} else {
+		l.disabled.Delete(db)
+	}
+}
+
+// Disabled reports whether logins to database db are turned away.
+func (l *Listener) Disabled(db string) bool {
+	_, ok := l.disabled.Load(db)
+	return ok
+}

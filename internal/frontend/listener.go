@@ -33,6 +33,9 @@ type Listener struct {
 	// has the password for.
 	fakeVerifier *auth.Verifier
 
+	// disabled holds the databases whose new logins the console's DISABLE turns away.
+	disabled sync.Map // database name -> true
+
 	// console is the admin console (nil: off); adminTg caches the admin credentials.
 	console *admin.Console
 	adminTg atomic.Pointer[route.Target]

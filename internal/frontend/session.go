@@ -350,6 +350,10 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 	if err := s.authHooks(tbl); err != nil {
 		return err
 	}
+	if s.l.Disabled(s.db) {
+		// After authentication, as Postgres checks datallowconn: a stranger learns nothing.
+		return s.fatal("55000", fmt.Sprintf("database %q is not currently accepting connections (DISABLE in the admin console)", s.db))
+	}
 	s.target, s.gen, s.cls, s.sharding = tg, tbl.Generation, tbl.Classifier(s.db), tbl.Sharding(s.db)
 	s.txMode = tg.Mode != "session"
 	ctx, cancel := context.WithTimeout(context.Background(), tbl.Config.General.ConnectTimeout+time.Second)

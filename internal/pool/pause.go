@@ -52,3 +52,13 @@ func (p *Pool) Paused() bool {
 	defer p.mu.Unlock()
 	return p.paused
 }
+
+// Kill pauses the pool and closes its connections, as PgBouncer's KILL does: the idle ones at
+// once, those in use when their clients (which the console ends too) release them. Clients
+// that come later wait for Resume.
+func (p *Pool) Kill() {
+	p.mu.Lock()
+	p.paused = true
+	p.mu.Unlock()
+	p.Reconnect()
+}

@@ -50,11 +50,18 @@ type Pool struct {
 	open    int                   // connections open or being dialed
 	waiters []*waiter             // FIFO
 	closed  bool
-	paused  bool              // PAUSE: no checkouts until Resume
-	params0 map[string]string // server parameters reported by the first connection
+	paused  bool // PAUSE: no checkouts until Resume
+	// dialing counts the connections being dialed (part of open); stale counts the open
+	// connections that RECONNECT marked, which close when released (see Reconnect).
+	dialing, stale int
+	params0        map[string]string // server parameters reported by the first connection
 
 	stop chan struct{}
 	done chan struct{}
+
+	// gen is the pool's generation, which Reconnect advances: a connection of an older one
+	// (backend.ServerConn.PoolGen) is closed instead of reused.
+	gen atomic.Uint64
 
 	checkouts   atomic.Uint64
 	waits       atomic.Uint64
@@ -193,7 +200,7 @@ const quietAfter = time.Millisecond
 // (a server that terminated it while it sat idle has sent its FATAL and closed it: the next
 // client must not be the one to find out), and alive if it was idle long.
 func (p *Pool) usable(s *backend.ServerConn) bool {
-	if s.Broken {
+	if s.Broken || p.isStale(s) {
 		return false
 	}
 	now := time.Now()
@@ -221,6 +228,9 @@ func (p *Pool) usable(s *backend.ServerConn) bool {
 }
 
 func (p *Pool) dialOne(ctx context.Context) (*backend.ServerConn, error) {
+	p.mu.Lock()
+	p.dialing++
+	p.mu.Unlock()
 	s, err := p.dial(ctx, &p.params)
 	if err == nil && p.opts.OnConnect != nil {
 		if err = p.opts.OnConnect(s); err != nil {
@@ -228,10 +238,15 @@ func (p *Pool) dialOne(ctx context.Context) (*backend.ServerConn, error) {
 		}
 	}
 	if err != nil {
+		p.mu.Lock()
+		p.dialing--
+		p.mu.Unlock()
 		p.dialErrors.Add(1)
 		return nil, err
 	}
 	p.mu.Lock()
+	p.dialing--
+	s.PoolGen = p.gen.Load() // with dialing, under p.mu: see Reconnect
 	if p.params0 == nil {
 		p.params0 = make(map[string]string, len(s.Params))
 		for k, v := range s.Params {
@@ -246,12 +261,12 @@ func (p *Pool) dialOne(ctx context.Context) (*backend.ServerConn, error) {
 func (p *Pool) Release(s *backend.ServerConn) {
 	now := time.Now()
 	s.LastUsed = now
-	if s.Broken || (p.opts.Lifetime > 0 && now.Sub(s.Created) > p.jitteredLifetime(s)) {
+	if s.Broken || (p.opts.Lifetime > 0 && now.Sub(s.Created) > p.jitteredLifetime(s)) || p.isStale(s) {
 		p.discard(s)
 		return
 	}
 	p.mu.Lock()
-	if p.closed {
+	if p.closed || p.isStale(s) { // stale again under the lock: a Reconnect may have just run
 		p.mu.Unlock()
 		p.discard(s)
 		return
@@ -278,7 +293,13 @@ func (p *Pool) jitteredLifetime(s *backend.ServerConn) time.Duration {
 // discard closes s and frees its slot.
 func (p *Pool) discard(s *backend.ServerConn) {
 	go s.Close()
-	p.slotFreed()
+	p.mu.Lock()
+	if p.isStale(s) && p.stale > 0 {
+		p.stale--
+	}
+	p.open--
+	p.wakeDialer()
+	p.mu.Unlock()
 }
 
 // slotFreed accounts for a connection that is gone and lets a waiter dial in its place.
@@ -287,6 +308,34 @@ func (p *Pool) slotFreed() {
 	p.open--
 	p.wakeDialer()
 	p.mu.Unlock()
+}
+
+// isStale reports whether s joined the pool before the last Reconnect.
+func (p *Pool) isStale(s *backend.ServerConn) bool { return s.PoolGen < p.gen.Load() }
+
+// Reconnect makes every open connection close instead of being reused (the admin console's
+// RECONNECT): the idle ones now, those in use when they are released. New connections replace
+// them as clients need them.
+func (p *Pool) Reconnect() {
+	p.mu.Lock()
+	p.gen.Add(1)
+	idle := p.idle
+	p.idle = nil
+	// Every connection open now is stale, but those still being dialed: they join the pool
+	// in the new generation.
+	p.stale = p.open - p.dialing
+	p.mu.Unlock()
+	for _, s := range idle {
+		p.discard(s)
+	}
+}
+
+// Stale returns the number of connections the last Reconnect marked that are still open: in
+// use by clients, to be closed when released (WAIT_CLOSE waits for 0).
+func (p *Pool) Stale() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stale
 }
 
 // wakeDialer tells the first waiter, if any, that a slot is free so it dials. p.mu must be held.
@@ -372,7 +421,7 @@ func (p *Pool) reap() {
 		tooOld := p.opts.Lifetime > 0 && now.Sub(s.Created) > p.jitteredLifetime(s)
 		tooIdle := p.opts.IdleTimeout > 0 && now.Sub(s.LastUsed) > p.opts.IdleTimeout &&
 			p.open-len(drop) > p.opts.MinSize
-		if tooOld || tooIdle {
+		if tooOld || tooIdle || p.isStale(s) {
 			drop = append(drop, s)
 			p.idle[i] = nil
 			continue

@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -257,7 +259,10 @@ func TestAdminCommands(t *testing.T) {
 	for q, code := range map[string]string{
 		"SHOW NOTHING":        "42601",
 		"SELECT 1":            "42601",
-		"KILL app":            "0A000",
+		"SUSPEND":             "0A000",
+		"KILL nosuchdb":       "42704",
+		"KILL_CLIENT 999999":  "42704",
+		"DISABLE nosuchdb":    "42704",
 		"RESUME nosuchdb":     "42704",
 		"BAN nowhere.example": "42704",
 	} {
@@ -432,5 +437,179 @@ func TestAdminPauseResume(t *testing.T) {
 	cols, rows = adminQuery(t, mon, "SHOW STATS_TOTALS")
 	if len(rows) != 1 || column(t, cols, rows[0], "database") != appDB || column(t, cols, rows[0], "query_count") == "0" {
 		t.Errorf("SHOW STATS_TOTALS: %q %q", cols, rows)
+	}
+}
+
+// TestAdminKillReconnect: PgBouncer's commands on connections. RECONNECT replaces the servers
+// (the one in a transaction when the transaction ends; WAIT_CLOSE waits for it) without
+// disconnecting clients; KILL_CLIENT disconnects one client; DISABLE turns new logins away
+// while clients already in stay; KILL disconnects every client of the database, closes its
+// servers, and holds new queries until RESUME.
+func TestAdminKillReconnect(t *testing.T) {
+	ctx := context.Background()
+	s := startSluice(t, poolConfig{PoolSize: 2})
+	adm := connectAdmin(t, s, "pgbouncer")
+	backendPID := func(c *pgx.Conn) int {
+		t.Helper()
+		var pid int
+		if err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		return pid
+	}
+	alive := func(pid int) bool {
+		var n int
+		if err := direct(t).QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+
+	// RECONNECT: the idle server goes at once, the busy one when its transaction ends.
+	a, b := connect(t, s), connect(t, s)
+	tx, err := a.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	busyPID := backendPID(tx.Conn())
+	idlePID := backendPID(b)
+	if busyPID == idlePID {
+		t.Fatal("both clients on one server")
+	}
+	if _, err := adm.Exec(ctx, "RECONNECT "+appDB); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if alive(idlePID) {
+			return fmt.Errorf("idle server %d still open after RECONNECT", idlePID)
+		}
+		return nil
+	})
+	if got := backendPID(tx.Conn()); got != busyPID {
+		t.Fatalf("the transaction moved from server %d to %d", busyPID, got)
+	}
+	waited := make(chan error, 1)
+	go func() {
+		_, err := connectAdmin(t, s, "pgbouncer").Exec(ctx, "WAIT_CLOSE")
+		waited <- err
+	}()
+	select {
+	case err := <-waited:
+		t.Fatalf("WAIT_CLOSE returned (%v) while the old server is in a transaction", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatalf("WAIT_CLOSE: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WAIT_CLOSE did not return after the transaction ended")
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if alive(busyPID) {
+			return fmt.Errorf("server %d still open after its transaction", busyPID)
+		}
+		return nil
+	})
+	if got := backendPID(a); got == busyPID || got == idlePID {
+		t.Fatalf("client a still on an old server %d", got)
+	}
+
+	// KILL_CLIENT: b is disconnected, a is not.
+	cols, rows := adminQuery(t, adm, "SHOW CLIENTS")
+	if len(rows) < 2 {
+		t.Fatalf("SHOW CLIENTS: %q", rows)
+	}
+	var bID string
+	bPort := b.PgConn().Conn().LocalAddr().(*net.TCPAddr).Port
+	for _, r := range rows {
+		if column(t, cols, r, "port") == strconv.Itoa(bPort) {
+			bID = column(t, cols, r, "client_id")
+		}
+	}
+	if bID == "" {
+		t.Fatalf("client b (port %d) not in SHOW CLIENTS %q", bPort, rows)
+	}
+	if _, err := adm.Exec(ctx, "KILL_CLIENT "+bID); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Ping(ctx); err == nil {
+		t.Fatal("client b still works after KILL_CLIENT")
+	}
+	if err := a.Ping(ctx); err != nil {
+		t.Fatalf("client a after KILL_CLIENT of b: %v", err)
+	}
+
+	// DISABLE: new logins are refused, a stays; ENABLE lets them in.
+	if _, err := adm.Exec(ctx, "DISABLE "+appDB); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgx.Connect(ctx, s.URL()); codeOf(err) != "55000" {
+		t.Fatalf("a login while disabled: %v, want 55000", err)
+	}
+	cols, rows = adminQuery(t, adm, "SHOW DATABASES")
+	if len(rows) != 1 || column(t, cols, rows[0], "disabled") != "1" {
+		t.Errorf("SHOW DATABASES while disabled: %q", rows)
+	}
+	if err := a.Ping(ctx); err != nil {
+		t.Fatalf("a logged-in client while disabled: %v", err)
+	}
+	if _, err := adm.Exec(ctx, "ENABLE "+appDB); err != nil {
+		t.Fatal(err)
+	}
+	c := connect(t, s)
+
+	// KILL: a and c are disconnected with 57P01 and their servers closed; a new client waits
+	// for RESUME.
+	if _, err := adm.Exec(ctx, "KILL "+appDB); err != nil {
+		t.Fatal(err)
+	}
+	for name, cl := range map[string]*pgx.Conn{"a": a, "c": c} {
+		if err := cl.Ping(ctx); err == nil {
+			t.Errorf("client %s still works after KILL", name)
+		}
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if n := serverBackends(t); n != 0 {
+			rows, _ := direct(t).Query(ctx, "SELECT pid, state, application_name, query, backend_start FROM pg_stat_activity WHERE usename = $1", appUser)
+			var b strings.Builder
+			for rows.Next() {
+				v, _ := rows.Values()
+				fmt.Fprintln(&b, v...)
+			}
+			return fmt.Errorf("%d server connections left after KILL: %s", n, b.String())
+		}
+		return nil
+	})
+	cols, rows = adminQuery(t, adm, "SHOW STATE")
+	if len(rows) != 3 || rows[1][0] != "paused" || rows[1][1] != "yes" {
+		t.Errorf("SHOW STATE after KILL: %q %q", cols, rows)
+	}
+	d := connect(t, s)
+	answered := make(chan error, 1)
+	go func() { answered <- d.Ping(ctx) }()
+	select {
+	case err := <-answered:
+		t.Fatalf("a query ran after KILL before RESUME (%v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if _, err := adm.Exec(ctx, "RESUME"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Fatalf("the held query after RESUME: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held query did not run after RESUME")
+	}
+	_, rows = adminQuery(t, adm, "SHOW TOTALS")
+	if len(rows) == 0 || rows[0][0] != "total_xact_count" || rows[0][1] == "0" {
+		t.Errorf("SHOW TOTALS: %q", rows)
 	}
 }
