@@ -3,8 +3,11 @@ package plugin_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/BurntSushi/toml"
 	"github.com/sluicepg/sluice/plugin"
@@ -105,4 +108,82 @@ func ExampleErrorf() {
 	err := plugin.Errorf("28000", "user %q may not log in from here", "mallory")
 	fmt.Println(err)
 	// Output: user "mallory" may not log in from here (SQLSTATE 28000)
+}
+
+// Tally counts the queries it sees by statement kind, and reports the counts to operators:
+// SHOW TALLY in the admin console (its name, [plugins.tally]) and sluice_tally_queries_total
+// in the Prometheus exporter.
+type Tally struct {
+	mu     sync.Mutex
+	byKind map[string]int64
+}
+
+var (
+	_ plugin.QueryHook = (*Tally)(nil)
+	_ plugin.Shower    = (*Tally)(nil)
+	_ plugin.Collector = (*Tally)(nil)
+)
+
+// OnQuery counts the query.
+func (t *Tally) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byKind == nil {
+		t.byKind = map[string]int64{}
+	}
+	t.byKind[q.Kind]++
+	return plugin.ContinueQuery(), nil
+}
+
+// counts returns the counts, by kind in order.
+func (t *Tally) counts() ([]string, map[string]int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := maps.Clone(t.byKind)
+	return slices.Sorted(maps.Keys(m)), m
+}
+
+// Show answers SHOW TALLY: the console adds a first column, pool.
+func (t *Tally) Show(ctx context.Context) (*plugin.Rows, error) {
+	kinds, m := t.counts()
+	rows := &plugin.Rows{Columns: []string{"kind", "queries"}}
+	for _, k := range kinds {
+		n := strconv.FormatInt(m[k], 10)
+		rows.Rows = append(rows.Rows, []*string{&k, &n})
+	}
+	return rows, nil
+}
+
+// Collect exports one counter per kind; the exporter adds the label pool.
+func (t *Tally) Collect(ctx context.Context) []plugin.Metric {
+	kinds, m := t.counts()
+	var ms []plugin.Metric
+	for _, k := range kinds {
+		ms = append(ms, plugin.Metric{Name: "sluice_tally_queries_total", Help: "Queries seen, by statement kind",
+			Kind: plugin.Counter, Value: float64(m[k]), Labels: map[string]string{"kind": k}})
+	}
+	return ms
+}
+
+// This example feeds a plugin a few queries, then reads what SHOW TALLY and /metrics would
+// show.
+func ExampleShower() {
+	t := new(Tally)
+	for _, kind := range []string{"SelectStmt", "InsertStmt", "SelectStmt"} {
+		_, _ = t.OnQuery(context.Background(), &plugin.Query{Kind: kind})
+	}
+	rows, _ := t.Show(context.Background())
+	fmt.Println(rows.Columns)
+	for _, r := range rows.Rows {
+		fmt.Println(*r[0], *r[1])
+	}
+	for _, m := range t.Collect(context.Background()) {
+		fmt.Printf("%s{kind=%q} %v\n", m.Name, m.Labels["kind"], m.Value)
+	}
+	// Output:
+	// [kind queries]
+	// InsertStmt 1
+	// SelectStmt 2
+	// sluice_tally_queries_total{kind="InsertStmt"} 1
+	// sluice_tally_queries_total{kind="SelectStmt"} 2
 }

@@ -13,6 +13,9 @@
 // loaded, which hooks each plugin has, so a plugin pays only for its own hooks and a query meets
 // no plugin code at all when no plugin has a QueryHook.
 //
+// A plugin may also report to operators: Shower answers SHOW <its name> in the admin console,
+// Collector adds metrics to the Prometheus exporter.
+//
 // Hooks run in configuration order. The first to reject or answer ends the chain. A hook that
 // panics, or returns after its deadline, fails the query (or the login) with an error naming the
 // plugin; the process and the client's session go on.

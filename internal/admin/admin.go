@@ -6,12 +6,16 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/sluicepg/sluice/internal/hooks"
 	"github.com/sluicepg/sluice/internal/pool"
 	"github.com/sluicepg/sluice/internal/route"
 	"github.com/sluicepg/sluice/internal/wire"
@@ -196,6 +200,9 @@ func (c *Console) run(res *result, cmd command) (err error) {
 		}
 		show, ok := showCommands[cmd.args[0]]
 		if !ok {
+			show, ok = c.pluginShow(cmd.args[0])
+		}
+		if !ok {
 			if pgbouncerOnlyShow[cmd.args[0]] {
 				return notSupported("SHOW %s is not supported by sluice; use SHOW HELP;", cmd.args[0])
 			}
@@ -250,4 +257,63 @@ func (c *Console) logInfo(msg string, args ...any) {
 	if c.Log != nil {
 		c.Log.Info(msg, args...)
 	}
+}
+
+// pluginShow returns the SHOW command of the plugins called name (any case) that answer SHOW
+// <their name> (plugin.Shower): every instance's rows, top-level first, after a pool column.
+func (c *Console) pluginShow(name string) (func(*Console, *result) error, bool) {
+	var ins []*hooks.Instance
+	for _, in := range c.Table().Plugins.Instances() {
+		if in.HasShow() && strings.EqualFold(in.Name, name) {
+			ins = append(ins, in)
+		}
+	}
+	if len(ins) == 0 {
+		return nil, false
+	}
+	return func(c *Console, res *result) error {
+		var cols []string
+		type part struct {
+			pool any
+			rows [][]*string
+		}
+		var parts []part
+		for _, in := range ins {
+			rows, err := in.Show(context.Background())
+			if err != nil {
+				return err
+			}
+			if cols == nil {
+				cols = rows.Columns
+			} else if !slices.Equal(cols, rows.Columns) {
+				return fmt.Errorf("plugin %q: show: instances disagree on the columns: %q and %q", in.Name, cols, rows.Columns)
+			}
+			var pool any = in.Pool
+			if in.Pool == "" {
+				pool = null
+			}
+			parts = append(parts, part{pool, rows.Rows})
+		}
+		hdr := []column{text("pool")}
+		for _, name := range cols {
+			hdr = append(hdr, text(name))
+		}
+		res.header(hdr...)
+		for _, p := range parts {
+			for _, r := range p.rows {
+				vals := make([]any, 0, len(r)+1)
+				vals = append(vals, p.pool)
+				for _, v := range r {
+					if v == nil {
+						vals = append(vals, null)
+					} else {
+						vals = append(vals, *v)
+					}
+				}
+				res.row(vals...)
+			}
+		}
+		res.complete("SHOW")
+		return nil
+	}, true
 }

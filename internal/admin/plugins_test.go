@@ -2,8 +2,11 @@ package admin
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -90,5 +93,90 @@ func TestShowPlugins(t *testing.T) {
 	c.Table = func() *route.Table { return empty }
 	if r := execOne(t, c, "show plugins"); r.code != "" || len(r.rows) != 0 {
 		t.Errorf("without plugins: %+v", r)
+	}
+}
+
+// levelPlugin shows its level in the console and exports it as a metric; Fail makes Show fail.
+type levelPlugin struct {
+	Level int  `toml:"level"`
+	Fail  bool `toml:"fail"`
+}
+
+func (p *levelPlugin) Show(context.Context) (*plugin.Rows, error) {
+	if p.Fail {
+		return nil, errors.New("backend unreachable")
+	}
+	v := strconv.Itoa(p.Level)
+	return &plugin.Rows{Columns: []string{"name", "value"}, Rows: [][]*string{{ptr("level"), &v}, {ptr("note"), nil}}}, nil
+}
+
+func (p *levelPlugin) Collect(context.Context) []plugin.Metric {
+	return []plugin.Metric{{Name: "sluice_level", Help: "The level", Value: float64(p.Level)}}
+}
+
+func ptr(s string) *string { return &s }
+
+func init() {
+	plugin.Register(plugin.Info{Name: "admin_test_level", New: func() plugin.Plugin { return new(levelPlugin) }})
+}
+
+// consoleWith returns a console over a routing table whose plugins are extra's blocks.
+func consoleWith(t *testing.T, extra string) *Console {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "sluice.toml")
+	if err := os.WriteFile(path, []byte(testConfig+"\n"+extra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, _ := route.Build(cfg, nil)
+	t.Cleanup(func() { tbl.Targets(func(_, _ string, tg *route.Target) { tg.Close() }) })
+	set, err := hooks.Load(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl.SetPlugins(set)
+	return &Console{Table: func() *route.Table { return tbl }, Clients: func() []Client { return nil }}
+}
+
+// TestShowPluginObject: a plugin that implements plugin.Shower answers SHOW <its name>, in any
+// case, with a pool column before its own and every instance's rows, top-level first; SHOW
+// HELP lists it; its failure is the command's error, not the session's; PluginMetrics has
+// every instance's metrics.
+func TestShowPluginObject(t *testing.T) {
+	c := consoleWith(t, "[plugins.admin_test_level]\nlevel = 1\n\n[pools.app.plugins.admin_test_level]\nlevel = 2\n")
+	r := execOne(t, c, "show Admin_Test_Level")
+	if r.code != "" {
+		t.Fatalf("error %s: %s", r.code, r.msg)
+	}
+	if got := strings.Join(r.cols, ","); got != "pool,name,value" {
+		t.Errorf("columns %s, want pool,name,value", got)
+	}
+	want := [][]string{{"", "level", "1"}, {"", "note", ""}, {"app", "level", "2"}, {"app", "note", ""}}
+	if fmt.Sprint(r.rows) != fmt.Sprint(want) || r.tag != "SHOW" {
+		t.Errorf("rows %q tag %q, want %q SHOW", r.rows, r.tag, want)
+	}
+	if h := execOne(t, c, "SHOW HELP"); !strings.Contains(h.notice, "SHOW ADMIN_TEST_LEVEL (plugin admin_test_level)") {
+		t.Errorf("SHOW HELP does not list the plugin's object:\n%s", h.notice)
+	}
+	var got []string
+	for _, pm := range c.PluginMetrics(context.Background()) {
+		for _, m := range pm.Metrics {
+			got = append(got, fmt.Sprintf("%s/%s/%s=%v", pm.Name, pm.Pool, m.Name, m.Value))
+		}
+	}
+	if w := "admin_test_level//sluice_level=1 admin_test_level/app/sluice_level=2"; strings.Join(got, " ") != w {
+		t.Errorf("PluginMetrics %q, want %s", got, w)
+	}
+
+	failing := consoleWith(t, "[plugins.admin_test_level]\nfail = true\n")
+	if r := execOne(t, failing, "SHOW ADMIN_TEST_LEVEL"); r.code != "XX000" || !strings.Contains(r.msg, "backend unreachable") {
+		t.Errorf("a failing Show: %+v", r)
+	}
+	// A plugin without Show is no SHOW object.
+	if r := execOne(t, consoleWith(t, "[plugins.admin_test_counter]\n"), "SHOW ADMIN_TEST_COUNTER"); r.code != codeSyntax {
+		t.Errorf("SHOW of a plugin without Show: %+v", r)
 	}
 }

@@ -64,7 +64,15 @@ var helpText = strings.Join([]string{
 }, "\n\t")
 
 func (c *Console) showHelp(res *result) error {
-	res.notice("Console usage", helpText)
+	help := helpText
+	seen := map[string]bool{}
+	for _, in := range c.Table().Plugins.Instances() {
+		if name := strings.ToUpper(in.Name); in.HasShow() && !seen[name] && showCommands[name] == nil {
+			seen[name] = true
+			help += "\n\tSHOW " + name + " (plugin " + in.Name + ")"
+		}
+	}
+	res.notice("Console usage", help)
 	res.complete("SHOW")
 	return nil
 }

@@ -1,9 +1,11 @@
 package admin
 
 import (
+	"context"
 	"time"
 
 	"github.com/sluicepg/sluice/internal/pool"
+	"github.com/sluicepg/sluice/plugin"
 )
 
 // ServerView is one server of one (database, user) pool, as SHOW DATABASES and SHOW STATS list
@@ -129,6 +131,24 @@ func (c *Console) databaseTotals() []*dbTotals {
 		}
 		if d.avgQueryN > 0 {
 			d.avg.QueryTime = time.Duration(float64(d.avg.QueryTime) / d.avgQueryN)
+		}
+	}
+	return out
+}
+
+// PluginMetrics are the metrics of one plugin instance (plugin.Collector), for the Prometheus
+// exporter; Pool is "" for a top-level plugin.
+type PluginMetrics struct {
+	Name, Pool string
+	Metrics    []plugin.Metric
+}
+
+// PluginMetrics collects the metrics of every plugin that exports some, top-level first.
+func (c *Console) PluginMetrics(ctx context.Context) []PluginMetrics {
+	var out []PluginMetrics
+	for _, in := range c.Table().Plugins.Instances() {
+		if ms := in.Collect(ctx); len(ms) > 0 {
+			out = append(out, PluginMetrics{Name: in.Name, Pool: in.Pool, Metrics: ms})
 		}
 	}
 	return out

@@ -42,6 +42,9 @@ type Instance struct {
 	connect plugin.ServerConnectHook
 	disconn plugin.DisconnectHook
 
+	shower    plugin.Shower
+	collector plugin.Collector
+
 	calls, rejects, errs, nanos atomic.Int64
 }
 
@@ -251,6 +254,8 @@ func setup(b *config.PluginBlock, pool string, host plugin.Host, log *slog.Logge
 	in.txEnd, _ = p.(plugin.TxEndHook)
 	in.connect, _ = p.(plugin.ServerConnectHook)
 	in.disconn, _ = p.(plugin.DisconnectHook)
+	in.shower, _ = p.(plugin.Shower)
+	in.collector, _ = p.(plugin.Collector)
 	return in, nil
 }
 

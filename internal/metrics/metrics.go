@@ -8,9 +8,11 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -19,12 +21,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sluicepg/sluice/internal/admin"
+	"github.com/sluicepg/sluice/plugin"
 )
 
 // Source is what the exporter reads.
 type Source interface {
 	Servers() []admin.ServerView
 	Pools() []admin.PoolView
+	// PluginMetrics are the plugins' own metrics (plugin.Collector).
+	PluginMetrics(ctx context.Context) []admin.PluginMetrics
 }
 
 // Handler returns the /metrics handler for src, with clients as the gauge of connected clients
@@ -206,6 +211,47 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		emit(poolsSvActive, float64(p.SvActive))
 		emit(poolsSvLogin, 0)
 		emit(poolsSvTested, 0)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	collectPlugins(ch, c.src.PluginMetrics(ctx))
+}
+
+// scrapeTimeout bounds the plugins' part of a scrape (Prometheus's default scrape timeout is
+// 10 s).
+const scrapeTimeout = 5 * time.Second
+
+// collectPlugins sends the plugins' samples as constant metrics, each with a pool label. A
+// sample that Prometheus refuses (a bad name, a label called pool) is sent as an invalid
+// metric: the scrape reports it and serves the rest.
+func collectPlugins(ch chan<- prometheus.Metric, pms []admin.PluginMetrics) {
+	for _, pm := range pms {
+		for _, m := range pm.Metrics {
+			names := make([]string, 0, len(m.Labels)+1)
+			for k := range m.Labels {
+				names = append(names, k)
+			}
+			slices.Sort(names)
+			values := make([]string, 0, len(names)+1)
+			for _, k := range names {
+				values = append(values, m.Labels[k])
+			}
+			names, values = append(names, "pool"), append(values, pm.Pool)
+			typ := prometheus.GaugeValue
+			if m.Kind == plugin.Counter {
+				typ = prometheus.CounterValue
+			}
+			desc := prometheus.NewDesc(m.Name, m.Help, names, nil)
+			if _, clash := m.Labels["pool"]; clash {
+				ch <- prometheus.NewInvalidMetric(desc, fmt.Errorf("plugin %q: metric %s: the label pool is the exporter's", pm.Name, m.Name))
+				continue
+			}
+			cm, err := prometheus.NewConstMetric(desc, typ, m.Value, values...)
+			if err != nil {
+				cm = prometheus.NewInvalidMetric(desc, fmt.Errorf("plugin %q: %w", pm.Name, err))
+			}
+			ch <- cm
+		}
 	}
 }
 
