@@ -100,13 +100,14 @@ type Cache struct {
 	MirrorSlot        string `toml:"mirror_slot"`
 	MirrorPublication string `toml:"mirror_publication"`
 
-	// StampedeWait is how long a miss waits for another client of this sluice that is
-	// already filling the same key, instead of running the same query too (default 1s).
+	// StampedeWait is how long a miss waits for another client that is already filling the
+	// same key, in this sluice or in another one sharing the Redis (through a fill lease in
+	// Redis, which lasts as long), instead of running the same query too (default 1s).
 	StampedeWait Duration `toml:"stampede_wait"`
 
 	// StatsInterval, when set, logs the counters (Stats) every StatsInterval while they
-	// change, and once more at Cleanup: until SHOW CACHE exists, the way to read the hit
-	// ratio of a running sluice.
+	// change, and once more at Cleanup. SHOW CACHE and the sluice_cache_* metrics show them
+	// at any time.
 	StatsInterval Duration `toml:"stats_interval"`
 
 	log      *slog.Logger
@@ -130,32 +131,60 @@ type Cache struct {
 	wg   sync.WaitGroup
 
 	stats counters
+
+	umu   sync.Mutex // one count of the entries at a time
+	usage usage      // the last count
 }
 
 type counters struct {
 	hits, misses, fills, fillsSkipped, bumps, epochBumps atomic.Int64
-	bmu                                                  sync.Mutex
-	bypass                                               map[string]int64
+	// leases counts the misses that took the fill lease in Redis; the waits count the misses
+	// that waited for another client's fill, in this process or through a lease, by whether
+	// they got it (a hit) or ran the query after all.
+	leases                                                             atomic.Int64
+	processWaitHits, processWaitMisses, leaseWaitHits, leaseWaitMisses atomic.Int64
+
+	bmu    sync.Mutex
+	bypass map[string]int64
 }
 
 // Stats are the cache's counters since it started.
 type Stats struct {
+	// Hits and Misses are lookups (queries fit to be cached): answered from the cache, or
+	// sent to Postgres. A miss that waited for another client's fill and got it is a hit.
 	Hits, Misses, Fills, FillsSkipped int64
 	Bumps, EpochBumps                 int64
 	RedisErrors, BumpFailures         int64
 	WALEvents                         int64
-	Mirror                            *MirrorStats // nil without a mirror
-	Serving                           bool
-	NotServingWhy                     string
-	Bypass                            map[string]int64 // reason -> queries
+	// Leases, and the waits for another client's fill, in this process or another.
+	Leases                                                             int64
+	ProcessWaitHits, ProcessWaitMisses, LeaseWaitHits, LeaseWaitMisses int64
+	Breaker                                                            string       // "closed", "open" or "connecting"
+	WAL                                                                *WALStats    // nil without the WAL listener
+	Mirror                                                             *MirrorStats // nil without a mirror
+	Serving                                                            bool
+	NotServingWhy                                                      string
+	Bypass                                                             map[string]int64 // reason -> queries
+}
+
+// WALStats are the WAL listener's state: whether it streams, and how far it is behind the
+// server's WAL when it does.
+type WALStats struct {
+	Streaming bool
+	LagBytes  int64
+	Lag       time.Duration
 }
 
 // Stats returns the cache's counters.
 func (p *Cache) Stats() Stats {
 	s := Stats{Hits: p.stats.hits.Load(), Misses: p.stats.misses.Load(), Fills: p.stats.fills.Load(),
 		FillsSkipped: p.stats.fillsSkipped.Load(), Bumps: p.stats.bumps.Load(),
-		EpochBumps: p.stats.epochBumps.Load(), Bypass: map[string]int64{}}
+		EpochBumps: p.stats.epochBumps.Load(), Leases: p.stats.leases.Load(),
+		ProcessWaitHits: p.stats.processWaitHits.Load(), ProcessWaitMisses: p.stats.processWaitMisses.Load(),
+		LeaseWaitHits: p.stats.leaseWaitHits.Load(), LeaseWaitMisses: p.stats.leaseWaitMisses.Load(),
+		Bypass: map[string]int64{}}
 	if p.st != nil {
+		s.Breaker = p.st.breakerState()
 		s.RedisErrors, s.BumpFailures = p.st.errs.Load(), p.st.bumpFailures.Load()
 		_, s.Serving = p.st.serving()
 		if !s.Serving {
@@ -164,7 +193,10 @@ func (p *Cache) Stats() Stats {
 	}
 	if p.wal != nil {
 		s.WALEvents = p.wal.events.Load()
-		if !p.wal.ready.Load() {
+		s.WAL = &WALStats{Streaming: p.wal.ready.Load()}
+		if s.WAL.Streaming {
+			s.WAL.LagBytes, s.WAL.Lag = p.wal.lag.lag(time.Now())
+		} else {
 			s.Serving, s.NotServingWhy = false, "WAL listener not streaming"
 		}
 	}
@@ -522,6 +554,7 @@ type fill struct {
 	ttl    time.Duration
 	seq    uint64
 	flight *flight
+	lease  string // the token of the fill lease in Redis; "" when none was taken
 }
 
 // flight is one client's fill of a key that others missed too: they wait for it rather than
@@ -595,19 +628,79 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 		p.stats.hits.Add(1)
 		return plugin.AnswerWire(v), nil
 	}
-	p.stats.misses.Add(1)
 	f, waited := p.joinFlight(ctx, key)
 	if waited {
 		gctx, cancel := context.WithTimeout(ctx, time.Duration(p.RedisTimeout))
 		v, err := p.st.get(gctx, key, ttl)
 		cancel()
 		if _, ok := p.st.serving(); err == nil && v != nil && ok {
+			p.stats.processWaitHits.Add(1)
 			p.stats.hits.Add(1)
 			return plugin.AnswerWire(v), nil
 		}
+		p.stats.processWaitMisses.Add(1)
+		p.stats.misses.Add(1)
 		return plugin.ContinueQuery(), nil // the fill failed: run it, without filling again
 	}
-	return plugin.Action{Capture: &fill{key: key, ttl: ttl, seq: seq, flight: f}, CaptureLimit: p.MaxEntrySize}, nil
+	// This client fills key for this process; across processes, the lease decides.
+	token := newLeaseToken()
+	lctx, cancel := context.WithTimeout(ctx, time.Duration(p.RedisTimeout))
+	held, err := p.st.lease(lctx, key, token, time.Duration(p.StampedeWait))
+	cancel()
+	if held || err != nil {
+		// An error is no reason to wait (the breaker is open now): fill as without a lease.
+		if held {
+			p.stats.leases.Add(1)
+		} else {
+			token = ""
+		}
+		p.stats.misses.Add(1)
+		return plugin.Action{Capture: &fill{key: key, ttl: ttl, seq: seq, flight: f, lease: token}, CaptureLimit: p.MaxEntrySize}, nil
+	}
+	v = p.awaitLease(ctx, key, f.start.Add(time.Duration(p.StampedeWait)))
+	p.land(&fill{key: key, flight: f}) // this process's waiters read the entry now, or run the query
+	if v != nil {
+		p.stats.leaseWaitHits.Add(1)
+		p.stats.hits.Add(1)
+		return plugin.AnswerWire(v), nil
+	}
+	p.stats.leaseWaitMisses.Add(1)
+	p.stats.misses.Add(1)
+	return plugin.ContinueQuery(), nil
+}
+
+// awaitLease polls Redis for the fill of key by the client of another sluice that holds its
+// lease, until deadline, and returns the entry, or nil when the holder gave up (the lease is
+// gone and no entry came), the deadline passed, or Redis failed: then the query runs on
+// Postgres, without filling (the holder's result would be the same; a crowd of waiters
+// filling it at once is what the lease is for). Each poll is one round trip with the
+// Redis timeout, so a slow Redis delays the query by at most the deadline.
+func (p *Cache) awaitLease(ctx context.Context, key string, deadline time.Time) []byte {
+	pause := 5 * time.Millisecond
+	for {
+		t := time.NewTimer(min(pause, max(time.Until(deadline), 0)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		pause = min(2*pause, 50*time.Millisecond)
+		if _, ok := p.st.serving(); !ok {
+			return nil
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Duration(p.RedisTimeout))
+		v, leased, err := p.st.poll(pctx, key)
+		cancel()
+		switch {
+		case err != nil:
+			return nil
+		case v != nil:
+			return v
+		case !leased, !time.Now().Before(deadline):
+			return nil
+		}
+	}
 }
 
 // joinFlight makes this miss the one that fills key, or, when another client already fills it,
@@ -813,15 +906,25 @@ func (p *Cache) OnResult(ctx context.Context, r *plugin.Result) {
 		return
 	}
 	defer p.land(f)
+	pctx, cancel := context.WithTimeout(ctx, time.Duration(p.RedisTimeout))
+	defer cancel()
 	seq, serving := p.st.serving()
 	if r.Error != nil || r.Wire == nil || len(r.Wire) > p.MaxEntrySize || !serving || seq != f.seq {
 		p.stats.fillsSkipped.Add(1)
+		if f.lease != "" && serving {
+			// Other sluices' waiters stop waiting and run the query.
+			_ = p.st.release(pctx, f.key, f.lease)
+		}
 		return
 	}
 	ttl := f.ttl + time.Duration(rand.Int64N(int64(f.ttl)/10+1))
-	pctx, cancel := context.WithTimeout(ctx, time.Duration(p.RedisTimeout))
-	defer cancel()
-	if err := p.st.put(pctx, f.key, r.Wire, ttl); err == nil {
+	var err error
+	if f.lease != "" {
+		err = p.st.putRelease(pctx, f.key, r.Wire, ttl, f.lease)
+	} else {
+		err = p.st.put(pctx, f.key, r.Wire, ttl)
+	}
+	if err == nil {
 		p.stats.fills.Add(1)
 	}
 }

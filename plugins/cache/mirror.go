@@ -42,7 +42,7 @@ func (p *Cache) mirrorSpecs() ([]*mirrorSpec, string, error) {
 	}
 	// Keys of different tables, and the cache's own keys, must never share a beginning: a
 	// table's TRUNCATE and reload delete every key that starts with its namespace.
-	taken := []string{p.Prefix + "e:", p.Prefix + "g:", p.Prefix + "epoch", p.Prefix + "mirror:"}
+	taken := []string{p.Prefix + "e:", p.Prefix + "g:", p.Prefix + "l:", p.Prefix + "epoch", p.Prefix + "mirror:"}
 	names := make([]string, 0, len(p.Mirror))
 	for name := range p.Mirror {
 		names = append(names, name)
@@ -125,6 +125,14 @@ type mirrorStats struct {
 	lastCommit atomic.Int64 // unix nanos: commit time of the last transaction applied
 	txns       atomic.Int64
 	loads      atomic.Int64
+	lag        lagMeter
+	tables     map[string]*mirrorTableStats // by the configuration's name; fixed at start
+}
+
+// mirrorTableStats are one mirrored table's counters.
+type mirrorTableStats struct {
+	changes    atomic.Int64 // rows written or deleted, and truncations, applied to Redis
+	lastChange atomic.Int64 // unix nanos: commit time of the last transaction that changed it
 }
 
 // MirrorStats are the row mirror's counters.
@@ -134,12 +142,28 @@ type MirrorStats struct {
 	LastCommit time.Time // commit time of that transaction
 	Txns       int64     // transactions applied since start
 	Loads      int64     // snapshots loaded since start
+	// LagBytes and Lag are how far the stream is behind the server's WAL, in bytes and in
+	// time (0 when caught up). The tables share the stream, so they share the lag.
+	LagBytes int64
+	Lag      time.Duration
+	Tables   []MirrorTableStats // sorted by name
+}
+
+// MirrorTableStats are one mirrored table's counters.
+type MirrorTableStats struct {
+	Name       string    // as in the configuration: [plugins.cache.mirror.<Name>]
+	Changes    int64     // row changes (and truncations) applied since start
+	LastChange time.Time // commit time of the last change applied; zero: none yet
 }
 
 func newMirror(p *Cache, specs []*mirrorSpec, config string) *mirror {
 	m := &mirror{dsn: p.WALDSN, slot: p.MirrorSlot, publication: p.MirrorPublication, config: config,
 		specs: specs, addrs: p.Redis, markerKey: p.Prefix + "mirror:" + p.MirrorSlot, log: p.log}
 	m.stats.state.Store("starting")
+	m.stats.tables = map[string]*mirrorTableStats{}
+	for _, s := range specs {
+		m.stats.tables[s.name] = &mirrorTableStats{}
+	}
 	return m
 }
 
@@ -148,6 +172,17 @@ func (m *mirror) statsNow() MirrorStats {
 		Txns: m.stats.txns.Load(), Loads: m.stats.loads.Load()}
 	if n := m.stats.lastCommit.Load(); n != 0 {
 		s.LastCommit = time.Unix(0, n)
+	}
+	if s.State == "streaming" {
+		s.LagBytes, s.Lag = m.stats.lag.lag(time.Now())
+	}
+	for _, sp := range m.specs {
+		ts := m.stats.tables[sp.name]
+		t := MirrorTableStats{Name: sp.name, Changes: ts.changes.Load()}
+		if n := ts.lastChange.Load(); n != 0 {
+			t.LastChange = time.Unix(0, n)
+		}
+		s.Tables = append(s.Tables, t)
 	}
 	return s
 }

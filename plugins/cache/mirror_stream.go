@@ -61,6 +61,8 @@ func (m *mirror) stream(ctx context.Context, conn *pgconn.PgConn, r *mirrorRedis
 	m.streamed = true
 	m.stats.state.Store("streaming")
 	m.stats.applied.Store(uint64(start))
+	m.stats.lag.start(time.Now())
+	m.stats.lag.handled(start, time.Now())
 	m.log.Info("cache: mirror streaming", "slot", m.slot, "from", start)
 	var tx *txnBuf
 	for {
@@ -106,12 +108,18 @@ func (m *mirror) stream(ctx context.Context, conn *pgconn.PgConn, r *mirrorRedis
 			if tx == nil && ka.ServerWALEnd > s.idleEnd {
 				s.idleEnd = ka.ServerWALEnd
 			}
+			m.stats.lag.server(ka.ServerWALEnd, time.Now())
+			if tx == nil {
+				// Nothing open: all the server has sent is in Redis or holds nothing for it.
+				m.stats.lag.handled(max(s.applied, s.idleEnd), time.Now())
+			}
 			s.reply = s.reply || ka.ReplyRequested
 		case pglogrepl.XLogDataByteID:
 			xld, err := pglogrepl.ParseXLogData(data[1:])
 			if err != nil {
 				return fmt.Errorf("mirror: xlog data: %w", err)
 			}
+			m.stats.lag.server(xld.ServerWALEnd, time.Now())
 			if tx, err = s.message(ctx, tx, xld.WALData); err != nil {
 				return err
 			}
@@ -214,6 +222,13 @@ func (s *streamer) commit(ctx context.Context, tx *txnBuf, c *pglogrepl.CommitMe
 	s.m.stats.applied.Store(uint64(end))
 	s.m.stats.lastCommit.Store(c.CommitTime.UnixNano())
 	s.m.stats.txns.Add(1)
+	s.m.stats.lag.handled(end, time.Now())
+	for _, op := range tx.ops {
+		if ts := s.m.stats.tables[op.table.name]; ts != nil {
+			ts.changes.Add(1)
+			ts.lastChange.Store(c.CommitTime.UnixNano())
+		}
+	}
 	return nil
 }
 

@@ -381,3 +381,154 @@ func (st *store) put(ctx context.Context, key string, value []byte, ttl time.Dur
 	}
 	return nil
 }
+
+// breakerState says whether Redis is in use: "closed" (in use), "open" (an error opened the
+// breaker: not tried until it closes, at most a second later) or "connecting" (no client yet).
+func (st *store) breakerState() string {
+	switch {
+	case st.client.Load() == nil:
+		return "connecting"
+	case time.Now().UnixNano() < st.breakerUntil.Load():
+		return "open"
+	}
+	return "closed"
+}
+
+func (st *store) leaseKey(entryKey string) string {
+	return st.prefix + "l:" + strings.TrimPrefix(entryKey, st.prefix+"e:")
+}
+
+// newLeaseToken returns a token that names one holder of a lease.
+func newLeaseToken() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// lease takes the fill lease of entry key for ttl with token, and reports whether it got it:
+// false when another client (of any sluice sharing this Redis) holds it.
+func (st *store) lease(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
+	c := st.client.Load()
+	if c == nil {
+		return false, errNotServing
+	}
+	err := (*c).Do(ctx, (*c).B().Set().Key(st.leaseKey(key)).Value(token).Nx().Px(ttl).Build()).Error()
+	if rueidis.IsRedisNil(err) {
+		return false, nil // NX refused: held by another
+	}
+	if err != nil {
+		st.failed(err)
+		return false, fmt.Errorf("cache: take a fill lease: %w", err)
+	}
+	return true, nil
+}
+
+// releaseScript deletes a lease only if token still holds it: a lease that expired and was
+// taken by another client is not ours to delete.
+const releaseScript = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`
+
+func (st *store) releaseCmd(c rueidis.Client, key, token string) rueidis.Completed {
+	return c.B().Eval().Script(releaseScript).Numkeys(1).Key(st.leaseKey(key)).Arg(token).Build()
+}
+
+// release gives up the lease of entry key held with token, so that clients waiting for its
+// fill stop waiting.
+func (st *store) release(ctx context.Context, key, token string) error {
+	c := st.client.Load()
+	if c == nil {
+		return errNotServing
+	}
+	if err := (*c).Do(ctx, st.releaseCmd(*c, key, token)).Error(); err != nil {
+		st.failed(err)
+		return fmt.Errorf("cache: release a fill lease: %w", err)
+	}
+	return nil
+}
+
+// putRelease stores value under key for ttl and releases the lease held with token, in one
+// round trip.
+func (st *store) putRelease(ctx context.Context, key string, value []byte, ttl time.Duration, token string) error {
+	c := st.client.Load()
+	if c == nil {
+		return errNotServing
+	}
+	res := (*c).DoMulti(ctx,
+		(*c).B().Set().Key(key).Value(rueidis.BinaryString(value)).Px(ttl).Build(),
+		st.releaseCmd(*c, key, token))
+	for _, r := range res {
+		if err := r.Error(); err != nil {
+			st.failed(err)
+			return fmt.Errorf("cache: store an entry: %w", err)
+		}
+	}
+	return nil
+}
+
+// poll reads entry key and whether its lease is still held, in one round trip, bypassing the
+// client-side cache: a waiter wants Redis's answer now.
+func (st *store) poll(ctx context.Context, key string) (value []byte, leased bool, err error) {
+	c := st.client.Load()
+	if c == nil {
+		return nil, false, errNotServing
+	}
+	res := (*c).DoMulti(ctx, (*c).B().Get().Key(key).Build(), (*c).B().Exists().Key(st.leaseKey(key)).Build())
+	v, err := res[0].AsBytes()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		st.failed(err)
+		return nil, false, fmt.Errorf("cache: poll for a fill: %w", err)
+	}
+	n, err := res[1].AsInt64()
+	if err != nil {
+		st.failed(err)
+		return nil, false, fmt.Errorf("cache: poll for a fill: %w", err)
+	}
+	return v, n > 0, nil
+}
+
+// usage counts the entries under the prefix in Redis, every sluice's, and the bytes of their
+// values: a SCAN of the primaries with STRLEN of each key found. It is O(entries): callers
+// keep its answer for a while.
+func (st *store) usage(ctx context.Context) (entries, bytes int64, err error) {
+	c := st.client.Load()
+	if c == nil {
+		return 0, 0, errNotServing
+	}
+	for addr, node := range (*c).Nodes() {
+		role, err := node.Do(ctx, node.B().Role().Build()).ToArray()
+		if err != nil {
+			return 0, 0, fmt.Errorf("cache: count entries: role of %s: %w", addr, err)
+		}
+		if len(role) > 0 {
+			if r, _ := role[0].ToString(); r != "master" {
+				continue // a replica's keys are its primary's
+			}
+		}
+		var cursor uint64
+		for {
+			e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(st.prefix+"e:*").Count(1000).Build()).AsScanEntry()
+			if err != nil {
+				return 0, 0, fmt.Errorf("cache: count entries on %s: %w", addr, err)
+			}
+			if len(e.Elements) > 0 {
+				cmds := make(rueidis.Commands, len(e.Elements))
+				for i, k := range e.Elements {
+					cmds[i] = node.B().Strlen().Key(k).Build()
+				}
+				for _, r := range node.DoMulti(ctx, cmds...) {
+					n, err := r.AsInt64()
+					if err != nil {
+						return 0, 0, fmt.Errorf("cache: count entries on %s: %w", addr, err)
+					}
+					if n > 0 { // 0: expired between the SCAN and the STRLEN
+						entries++
+						bytes += n
+					}
+				}
+			}
+			if cursor = e.Cursor; cursor == 0 {
+				break
+			}
+		}
+	}
+	return entries, bytes, nil
+}

@@ -123,3 +123,62 @@ func TestStoreRedisDown(t *testing.T) {
 		t.Fatalf("after Redis came back: epoch %q (was %q), %v; want a new one", e2, e1, err)
 	}
 }
+
+// TestStoreLease: one holder at a time gets a key's fill lease; a waiter's poll sees it held
+// and no entry, then the entry once the holder stored it (which releases the lease in the same
+// round trip); a token that no longer holds the lease releases nothing. usage counts the
+// entries and their bytes, not the leases or counters.
+func TestStoreLease(t *testing.T) {
+	r, err := pgtest.StartRedis()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	st := newStore([]string{r.Addr}, "t:", 200*time.Millisecond, 0)
+	defer st.close()
+	waitServing(t, st, true)
+	ctx := context.Background()
+	key := st.entryKey([]byte{9})
+
+	check := func(what string, wantValue string, wantLeased bool) {
+		t.Helper()
+		v, leased, err := st.poll(ctx, key)
+		if err != nil || string(v) != wantValue || leased != wantLeased {
+			t.Fatalf("%s: poll = %q, leased %v, %v; want %q, leased %v", what, v, leased, err, wantValue, wantLeased)
+		}
+	}
+	check("before any lease", "", false)
+	if ok, err := st.lease(ctx, key, "a", time.Minute); !ok || err != nil {
+		t.Fatalf("first lease: %v %v", ok, err)
+	}
+	if ok, err := st.lease(ctx, key, "b", time.Minute); ok || err != nil {
+		t.Fatalf("second lease while the first holds: %v %v; want refused", ok, err)
+	}
+	check("while held", "", true)
+	if err := st.release(ctx, key, "b"); err != nil {
+		t.Fatal(err)
+	}
+	check("after a release by a token that does not hold it", "", true)
+	if err := st.putRelease(ctx, key, []byte("rows"), time.Minute, "a"); err != nil {
+		t.Fatal(err)
+	}
+	check("after the fill", "rows", false)
+
+	if ok, err := st.lease(ctx, key, "c", 50*time.Millisecond); !ok || err != nil {
+		t.Fatalf("lease after the release: %v %v", ok, err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	check("after the lease expired", "rows", false)
+
+	if err := st.put(ctx, st.entryKey([]byte{10}), []byte("more rows"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	st.bump("db", []uint32{1})
+	entries, bytes, err := st.usage(ctx)
+	if err != nil || entries != 2 || bytes != int64(len("rows")+len("more rows")) {
+		t.Errorf("usage: %d entries, %d bytes, %v; want 2, %d", entries, bytes, err, len("rows")+len("more rows"))
+	}
+	if got := st.breakerState(); got != "closed" {
+		t.Errorf("breaker %s, want closed", got)
+	}
+}

@@ -28,6 +28,7 @@ type walListener struct {
 
 	ready  atomic.Bool
 	events atomic.Int64
+	lag    lagMeter
 }
 
 func newWALListener(dsn, publication, slot string, st *store, log *slog.Logger, stats *counters) *walListener {
@@ -112,6 +113,7 @@ func (w *walListener) stream(ctx context.Context) error {
 	// Changes committed before the slot existed were never seen: entries older than now
 	// may be stale.
 	w.st.bumpEpoch("WAL listener (re)started")
+	w.lag.start(time.Now())
 	w.ready.Store(true)
 	w.log.Info("cache: WAL listener streaming", "slot", w.slot, "publication", w.publication)
 
@@ -155,6 +157,8 @@ func (w *walListener) stream(ctx context.Context) error {
 			if ka.ServerWALEnd > pos && len(changed) == 0 {
 				pos = ka.ServerWALEnd
 			}
+			w.lag.server(ka.ServerWALEnd, time.Now())
+			w.lag.handled(pos, time.Now())
 			if ka.ReplyRequested {
 				nextStatus = time.Time{}
 			}
@@ -163,6 +167,7 @@ func (w *walListener) stream(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
+			w.lag.server(xld.ServerWALEnd, time.Now())
 			msg, err := pglogrepl.Parse(xld.WALData)
 			if err != nil {
 				return fmt.Errorf("decode pgoutput: %w", err)
@@ -190,6 +195,7 @@ func (w *walListener) stream(ctx context.Context) error {
 					clear(changed)
 				}
 				pos = m.TransactionEndLSN
+				w.lag.handled(pos, time.Now())
 			}
 		}
 	}
