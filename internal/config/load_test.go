@@ -229,8 +229,8 @@ func TestErrors(t *testing.T) {
 		{"general not a table", "general = 5\n" + minimal,
 			"test.toml:1: general: want a table ([general]), got integer 5"},
 
-		{"bad pool mode", "[pools.app]\npool_mode = \"statement\"\n" + minimal,
-			`test.toml:2: pools.app.pool_mode: must be "session" or "transaction", got "statement"`},
+		{"bad pool mode", "[pools.app]\npool_mode = \"connection\"\n" + minimal,
+			`test.toml:2: pools.app.pool_mode: must be "session", "transaction" or "statement", got "connection"`},
 		{"pool size zero", minimal + "[pools.app.users.1]\nusername = \"b\"\npassword = \"b\"\npool_size = 0\n",
 			"test.toml:12: pools.app.users.1.pool_size: must be between 1 and 2147483647, got 0"},
 		{"min pool size above pool size", strings.Replace(minimal, `password = "x"`, "password = \"x\"\npool_size = 2\nmin_pool_size = 3", 1),

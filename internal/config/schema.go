@@ -13,6 +13,9 @@ import (
 const (
 	PoolModeSession     = "session"
 	PoolModeTransaction = "transaction"
+	// PoolModeStatement is PgBouncer's statement pooling: transaction pooling in which a
+	// transaction may not span statements.
+	PoolModeStatement = "statement"
 
 	RolePrimary = "primary"
 	RoleReplica = "replica"
@@ -403,11 +406,11 @@ func poolModeKey[T any](field func(*T) *string) setter[T] {
 	return func(dst *T, v any) error {
 		s, ok := v.(string)
 		if !ok {
-			return wantGot(`"session" or "transaction"`, v)
+			return wantGot(`"session", "transaction" or "statement"`, v)
 		}
 		mode, ok := parsePoolMode(s)
 		if !ok {
-			return fmt.Errorf(`must be "session" or "transaction", got %q`, s)
+			return fmt.Errorf(`must be "session", "transaction" or "statement", got %q`, s)
 		}
 		*field(dst) = mode
 		return nil
@@ -538,6 +541,8 @@ func parsePoolMode(s string) (string, bool) {
 		return PoolModeSession, true
 	case "transaction", "Transaction":
 		return PoolModeTransaction, true
+	case "statement", "Statement":
+		return PoolModeStatement, true
 	}
 	return "", false
 }

@@ -118,7 +118,7 @@ type General struct {
 type Pool struct {
 	// Name is the database name clients connect with (the section name).
 	Name     string
-	PoolMode string // "transaction" (default) or "session"
+	PoolMode string // "transaction" (default), "session" or "statement"
 
 	// AuthQuery is the query that fetches a user's secret (md5 hash or SCRAM verifier) from the
 	// pool's primary of shard 0, logged in as AuthQueryUser with AuthQueryPassword; "" for none.

@@ -570,6 +570,19 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 			s.params = append(s.params[:0], s.initial...)
 			s.pver++
 		}
+		if s.stmtMode && s.tx != 'I' && s.q.empty() && !s.open {
+			// Statement pooling, as PgBouncer's: a transaction left open at the end of a
+			// request ends the session; the server is closed, which rolls it back.
+			srv.Broken = true
+			s.stmtViolation.Store(true)
+			_, _ = s.out.Write(wire.AppendError(nil, "FATAL", errStatementMode.code, errStatementMode.msg))
+			_ = s.conn.SetReadDeadline(time.Now())
+			srv.R.Discard(len(msg))
+			if !drain {
+				s.pumping = false
+			}
+			return pumpIdle
+		}
 		// Replies sluice gives itself for messages after this request's (a Parse answered
 		// without the server) are due now, before the server can go back to its pool.
 		_, _ = s.out.Write(msg)

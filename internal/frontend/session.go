@@ -42,6 +42,7 @@ type ClientSession struct {
 	target   *route.Target
 	gen      uint64 // routing table generation target was looked up in
 	txMode   bool   // transaction pooling: rename statements, release at idle
+	stmtMode bool   // statement pooling (txMode too): a transaction may not outlast a request
 
 	// failing is set after a local error in an extended-protocol batch: messages are dropped up
 	// to Sync, as Postgres does. Reader only.
@@ -63,6 +64,10 @@ type ClientSession struct {
 	wmu sync.Mutex
 	// deadline is set while the idle-in-transaction read deadline is armed.
 	deadline atomic.Bool
+	// stmtViolation is set by the pump when a request left a transaction open in statement
+	// pooling mode: the client has its FATAL, and the reader ends the session before it reads
+	// another message.
+	stmtViolation atomic.Bool
 
 	// mu guards the fields below, shared by the reader and the pump.
 	mu   sync.Mutex
@@ -280,6 +285,10 @@ func (s *ClientSession) fatal(code, msg string) error {
 
 type clientError struct{ code, msg string }
 
+// errStatementMode ends a session whose request left a transaction open in statement pooling
+// mode (the client was told with a FATAL).
+var errStatementMode = &clientError{code: "08P01", msg: "transaction blocks not allowed in statement pooling mode"}
+
 func (e *clientError) Error() string { return e.msg + " (SQLSTATE " + e.code + ")" }
 
 // untracked startup parameters are not settings to carry to servers.
@@ -355,7 +364,8 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 		return s.fatal("55000", fmt.Sprintf("database %q is not currently accepting connections (DISABLE in the admin console)", s.db))
 	}
 	s.target, s.gen, s.cls, s.sharding = tg, tbl.Generation, tbl.Classifier(s.db), tbl.Sharding(s.db)
-	s.txMode = tg.Mode != "session"
+	s.txMode = tg.Mode != config.PoolModeSession
+	s.stmtMode = tg.Mode == config.PoolModeStatement
 	ctx, cancel := context.WithTimeout(context.Background(), tbl.Config.General.ConnectTimeout+time.Second)
 	defer cancel()
 	sparams, err := serverParameters(ctx, tg)
@@ -433,6 +443,9 @@ func (s *ClientSession) run() error {
 		if err != nil {
 			return s.readError(err)
 		}
+		if s.stmtViolation.Load() {
+			return errStatementMode
+		}
 		if s.failing && typ != wire.Sync {
 			if typ == wire.Terminate {
 				return nil
@@ -464,6 +477,9 @@ func (s *ClientSession) readError(err error) error {
 		st := s.tx
 		stopping := s.stopping
 		s.mu.Unlock()
+		if s.stmtViolation.Load() {
+			return errStatementMode
+		}
 		if stopping {
 			return s.fatal("57P01", "terminating connection: sluice is shutting down")
 		}

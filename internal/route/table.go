@@ -62,7 +62,7 @@ func (t *Table) Classifier(db string) *classify.Classifier { return t.classifier
 type Target struct {
 	Pool *config.Pool
 	User *config.User
-	Mode string // "session" or "transaction"
+	Mode string // "session", "transaction" or "statement"
 	// Shards[i] lists the server pools of shard i; Shards[i][0] is its primary when it has one.
 	Shards [][]*Server
 	// scram caches the user's SCRAM verifier: deriving one from a plain password costs 4096
