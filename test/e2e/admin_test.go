@@ -390,22 +390,11 @@ func TestAdminPauseResume(t *testing.T) {
 		_, err := adm.Exec(ctx, "PAUSE "+appDB)
 		paused <- err
 	}()
-	select {
-	case err := <-paused:
-		t.Fatalf("PAUSE returned (%v) while a transaction still holds a server", err)
-	case <-time.After(300 * time.Millisecond):
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-paused:
-		if err != nil {
-			t.Fatalf("PAUSE: %v", err)
+	heldUntil(t, "PAUSE while a transaction holds a server", paused, func() {
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("PAUSE did not return after the transaction ended")
-	}
+	})
 
 	other := connect(t, s)
 	answered := make(chan error, 1)
@@ -413,28 +402,17 @@ func TestAdminPauseResume(t *testing.T) {
 		var n int
 		answered <- other.QueryRow(ctx, "SELECT 42").Scan(&n)
 	}()
-	select {
-	case err := <-answered:
-		t.Fatalf("a query ran during PAUSE (%v)", err)
-	case <-time.After(300 * time.Millisecond):
-	}
 	mon := connectAdmin(t, s, "pgcat")
-	cols, rows := adminQuery(t, mon, "SHOW DATABASES")
-	if len(rows) != 1 || column(t, cols, rows[0], "paused") != "1" {
-		t.Errorf("SHOW DATABASES during PAUSE: %q", rows)
-	}
-	if _, err := mon.Exec(ctx, "RESUME"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-answered:
-		if err != nil {
-			t.Fatalf("the held query after RESUME: %v", err)
+	heldUntil(t, "a query during PAUSE", answered, func() {
+		cols, rows := adminQuery(t, mon, "SHOW DATABASES")
+		if len(rows) != 1 || column(t, cols, rows[0], "paused") != "1" {
+			t.Errorf("SHOW DATABASES during PAUSE: %q", rows)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the held query did not run after RESUME")
-	}
-	cols, rows = adminQuery(t, mon, "SHOW STATS_TOTALS")
+		if _, err := mon.Exec(ctx, "RESUME"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	cols, rows := adminQuery(t, mon, "SHOW STATS_TOTALS")
 	if len(rows) != 1 || column(t, cols, rows[0], "database") != appDB || column(t, cols, rows[0], "query_count") == "0" {
 		t.Errorf("SHOW STATS_TOTALS: %q %q", cols, rows)
 	}
@@ -493,22 +471,11 @@ func TestAdminKillReconnect(t *testing.T) {
 		_, err := connectAdmin(t, s, "pgbouncer").Exec(ctx, "WAIT_CLOSE")
 		waited <- err
 	}()
-	select {
-	case err := <-waited:
-		t.Fatalf("WAIT_CLOSE returned (%v) while the old server is in a transaction", err)
-	case <-time.After(300 * time.Millisecond):
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-waited:
-		if err != nil {
-			t.Fatalf("WAIT_CLOSE: %v", err)
+	heldUntil(t, "WAIT_CLOSE while the old server is in a transaction", waited, func() {
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("WAIT_CLOSE did not return after the transaction ended")
-	}
+	})
 	checkFor(t, 5*time.Second, func() error {
 		if alive(busyPID) {
 			return fmt.Errorf("server %d still open after its transaction", busyPID)
@@ -592,24 +559,33 @@ func TestAdminKillReconnect(t *testing.T) {
 	d := connect(t, s)
 	answered := make(chan error, 1)
 	go func() { answered <- d.Ping(ctx) }()
-	select {
-	case err := <-answered:
-		t.Fatalf("a query ran after KILL before RESUME (%v)", err)
-	case <-time.After(300 * time.Millisecond):
-	}
-	if _, err := adm.Exec(ctx, "RESUME"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-answered:
-		if err != nil {
-			t.Fatalf("the held query after RESUME: %v", err)
+	heldUntil(t, "a query after KILL", answered, func() {
+		if _, err := adm.Exec(ctx, "RESUME"); err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the held query did not run after RESUME")
-	}
+	})
 	_, rows = adminQuery(t, adm, "SHOW TOTALS")
 	if len(rows) == 0 || rows[0][0] != "total_xact_count" || rows[0][1] == "0" {
 		t.Errorf("SHOW TOTALS: %q", rows)
+	}
+}
+
+// heldUntil checks that done (what a goroutine sends when its command or query ends) is still
+// held 300 ms on, then runs release and checks that it ends without error within 5 s.
+func heldUntil(t testing.TB, what string, done <-chan error, release func()) {
+	t.Helper()
+	select {
+	case err := <-done:
+		t.Fatalf("%s ended (%v) before it was released", what, err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	release()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s did not end once released", what)
 	}
 }
