@@ -248,7 +248,19 @@ func serverStatementName(query, ptypes []byte) string {
 	h.Write([]byte{0})
 	h.Write(ptypes)
 	var sum [32]byte
-	return "sluice_" + hex.EncodeToString(h.Sum(sum[:0])[:16])
+	return statementPrefix + hex.EncodeToString(h.Sum(sum[:0])[:16])
+}
+
+// statementPrefix begins every server statement name sluice makes; the hash's 32 hex digits
+// follow, then a renewal's number after a stale plan (route.StatementSet.Renew).
+const statementPrefix = "sluice_"
+
+// baseStatementName returns a server statement name without its renewal's number.
+func baseStatementName(name string) string {
+	if n := len(statementPrefix) + 32; len(name) > n {
+		return name[:n]
+	}
+	return name
 }
 
 // parseNamed handles the client's Parse of a named statement in transaction mode: the statement
@@ -260,7 +272,7 @@ func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
 	if dup {
 		return s.failBatch("42P05", fmt.Sprintf("prepared statement %q already exists", name))
 	}
-	sname := serverStatementName(query, ptypes)
+	sname := s.target.Statements.Current(serverStatementName(query, ptypes))
 	st := &statement{server: sname, parse: wire.AppendParse(nil, sname, query, ptypes)}
 	if (s.target.Statements.Has(sname) || s.deferParse()) && !s.attached() {
 		s.mu.Lock()
@@ -353,10 +365,10 @@ func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
 		send = s.prepareLocked(srv, st, kParseSwallow, "", send)
 	}
 	if typ == wire.Bind {
-		s.q.push(entry{kind: kBind})
+		s.q.push(entry{kind: kBind, name: st.server})
 		send = wire.AppendBindRenamed(send, body, st.server)
 	} else {
-		e := entry{kind: kDescribe}
+		e := entry{kind: kDescribe, name: st.server}
 		if s.chain != nil {
 			e.desc = "S" + string(name)
 		}

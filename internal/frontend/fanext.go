@@ -215,7 +215,7 @@ func (s *ClientSession) fanRun(p *fanPortal, exec bool, maxRows int32) error {
 	}
 	var buf []byte
 	for i, c := range conns {
-		buf = p.shardMessages(buf[:0], c, i, exec, wrap, hidden)
+		buf = p.shardMessages(buf[:0], &s.target.Statements, c, i, exec, wrap, hidden)
 		if _, err := c.srv.W.Write(buf); err == nil {
 			if err = c.srv.W.Flush(); err != nil {
 				c.err = err
@@ -247,6 +247,10 @@ func (s *ClientSession) fanRun(p *fanPortal, exec bool, maxRows int32) error {
 	for _, c := range conns {
 		if c.parseName != "" && !c.parsed {
 			c.srv.Prepared.Remove(c.parseName) // the Parse failed, or never ran
+		}
+		if c.stmtName != "" && c.errMsg != nil && !c.bound && stalePlan(wire.Body(c.errMsg)) {
+			// The shard's statement predates a schema change: the next Bind prepares anew.
+			s.target.Statements.Renew(baseStatementName(c.stmtName), c.stmtName)
 		}
 		failed = failed || c.err != nil || c.errMsg != nil
 	}
@@ -385,7 +389,9 @@ func (p *fanPortal) describe(b []byte, c *fanConn) []byte {
 // Execute (with exec) and a Sync. The shard runs the plan's text (or its part of a split
 // INSERT) as its unnamed portal, with the result formats of the client and text for the
 // hidden columns the plan adds.
-func (p *fanPortal) shardMessages(dst []byte, c *fanConn, i int, exec, wrap bool, hidden int) []byte {
+//
+// names gives the current server name of a named statement's text (see StatementSet.Renew).
+func (p *fanPortal) shardMessages(dst []byte, names *route.StatementSet, c *fanConn, i int, exec, wrap bool, hidden int) []byte {
 	if wrap {
 		dst = wire.AppendQuery(dst, "BEGIN")
 	}
@@ -396,7 +402,8 @@ func (p *fanPortal) shardMessages(dst []byte, c *fanConn, i int, exec, wrap bool
 	}
 	name := ""
 	if p.named {
-		name = serverStatementName(q, ptypes)
+		name = names.Current(serverStatementName(q, ptypes))
+		c.stmtName = name
 		if !c.srv.Prepared.Has(name) {
 			if ev := c.srv.Prepared.Add(name); ev != "" {
 				dst = wire.AppendStatementMsg(dst, wire.Close, 'S', ev)

@@ -162,7 +162,9 @@ type fanConn struct {
 	// that ParseComplete and BindComplete came, noData that a Describe answered NoData.
 	parseName     string
 	parsed, bound bool
-	noData        bool
+	// stmtName is the named statement the Bind used (parsed in this round or before).
+	stmtName string
+	noData   bool
 	// home is set for the session's own server inside a transaction across shards.
 	home bool
 }

@@ -547,7 +547,7 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		}
 		s.popIf(kExecute)
 	case wire.ErrorResponse:
-		keep = s.serverErrorLocked(srv)
+		keep = s.serverErrorLocked(srv, msg)
 		if keep {
 			if sev := wire.ErrorSeverity(wire.Body(msg)); sev == "FATAL" || sev == "PANIC" {
 				s.saidFatal = srv
@@ -659,11 +659,16 @@ func (s *ClientSession) emitDueLocked() {
 // serverErrorLocked handles an ErrorResponse: in an extended batch the server skips to Sync, so
 // the entries up to Sync get no reply, and statements whose Parse was skipped or failed do not
 // exist. It returns whether the error goes to the client.
-func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn) bool {
+func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn, msg []byte) bool {
 	s.traf.errors++
 	h := s.q.head()
 	if h == nil {
 		return true // an asynchronous error, such as a FATAL from an administrator command
+	}
+	if (h.kind == kBind || h.kind == kDescribe) && h.name != "" && stalePlan(wire.Body(msg)) {
+		// Clients share server statements by text: one prepared before a schema change must
+		// not serve those that prepare the text after it.
+		s.target.Statements.Renew(baseStatementName(h.name), h.name)
 	}
 	keep := true
 	switch h.kind {
@@ -699,6 +704,14 @@ func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn) bool {
 		}
 	}
 	return keep
+}
+
+// stalePlan reports whether an ErrorResponse body is Postgres' "cached plan must not change
+// result type": a prepared statement whose result columns a schema change (or another
+// search_path) altered. The routine's name is not translated, unlike the message.
+func stalePlan(body []byte) bool {
+	return string(wire.ErrorField(body, 'C')) == "0A000" &&
+		string(wire.ErrorField(body, 'R')) == "RevalidateCachedQuery"
 }
 
 // cancelQuery forwards a client's cancel request to the server running its query, if any, and

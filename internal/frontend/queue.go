@@ -23,8 +23,10 @@ const (
 
 // entry is one outstanding reply, in the order the client will see replies.
 type entry struct {
-	kind   entryKind
-	name   string // server statement name, for Parse and Close entries in transaction mode
+	kind entryKind
+	// name is the server statement name, for Parse and Close entries and for the Bind and
+	// Describe of a named statement, in transaction mode.
+	name   string
 	client string // client statement name, for the client's own Parse
 	msg    []byte // for kErrorSynth and kRawSynth
 	// capture is a plugin's Action.Capture for the statement this entry's reply belongs to

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -479,9 +480,17 @@ func (tg *Target) Close() {
 // successfully. A client's Parse of such a statement is answered without a server: the Parse is
 // sent later, in front of the Bind that needs it. That keeps clients that prepare synchronously
 // outside a transaction (pgbench -M prepared) from waiting for a server just to prepare.
+//
+// It also keeps the renewals of statements whose plans went stale (see Renew): clients that
+// prepare such a text get a new server name, so that they never share a statement a server
+// prepared before a schema change.
 type StatementSet struct {
 	mu sync.RWMutex
 	m  map[string]struct{}
+	// renewed maps a base name to its number of renewals; nrenewed is its size, read without
+	// the lock so that the usual case (no statement ever renewed) costs no map lookup.
+	renewed  map[string]uint32
+	nrenewed atomic.Int32
 }
 
 // maxKnownStatements bounds a StatementSet; when full it starts over.
@@ -506,6 +515,45 @@ func (s *StatementSet) Add(name string) {
 	}
 	s.m[name] = struct{}{}
 	s.mu.Unlock()
+}
+
+// Current returns the server name for a statement whose name, before any renewal, is base:
+// base itself, or base with the renewal's number appended ("_1", "_2", ...) after Renew.
+func (s *StatementSet) Current(base string) string {
+	if s.nrenewed.Load() == 0 {
+		return base
+	}
+	s.mu.RLock()
+	n := s.renewed[base]
+	s.mu.RUnlock()
+	if n == 0 {
+		return base
+	}
+	return base + "_" + strconv.FormatUint(uint64(n), 10)
+}
+
+// Renew gives the statement base a new server name after a server reported that failed, its
+// current name, stale (Postgres' "cached plan must not change result type" after a schema
+// change). Statements already prepared under failed stay as they are: the clients that use them
+// get the error, as they would from Postgres, and those that prepare the text again get the new
+// name. A failed name that is no longer current (another client renewed it first) changes
+// nothing. When maxKnownStatements bases were renewed, the record starts over.
+func (s *StatementSet) Renew(base, failed string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.renewed[base]
+	cur := base
+	if n > 0 {
+		cur = base + "_" + strconv.FormatUint(uint64(n), 10)
+	}
+	if cur != failed {
+		return
+	}
+	if s.renewed == nil || len(s.renewed) >= maxKnownStatements {
+		s.renewed = make(map[string]uint32)
+	}
+	s.renewed[base] = n + 1
+	s.nrenewed.Store(int32(len(s.renewed)))
 }
 
 // Remove forgets name, after a server failed to prepare it.

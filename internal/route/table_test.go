@@ -502,3 +502,26 @@ func TestStatementSetConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestStatementSetRenewGivesStaleStatementsNewNames(t *testing.T) {
+	var s StatementSet
+	if got := s.Current("sluice_ab"); got != "sluice_ab" {
+		t.Fatalf("Current before any renewal = %q", got)
+	}
+	s.Renew("sluice_ab", "sluice_ab")
+	if got := s.Current("sluice_ab"); got != "sluice_ab_1" {
+		t.Fatalf("Current after a renewal = %q, want sluice_ab_1", got)
+	}
+	// Other servers report the old name stale too: the text is renewed once for them all.
+	s.Renew("sluice_ab", "sluice_ab")
+	if got := s.Current("sluice_ab"); got != "sluice_ab_1" {
+		t.Fatalf("Current after a second report of the old name = %q, want sluice_ab_1", got)
+	}
+	s.Renew("sluice_ab", "sluice_ab_1")
+	if got := s.Current("sluice_ab"); got != "sluice_ab_2" {
+		t.Fatalf("Current after the renewed name went stale = %q, want sluice_ab_2", got)
+	}
+	if got := s.Current("sluice_cd"); got != "sluice_cd" {
+		t.Fatalf("another statement's Current = %q", got)
+	}
+}

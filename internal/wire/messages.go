@@ -275,6 +275,23 @@ func ErrorFields(body []byte) (code, msg string) {
 	return code, msg
 }
 
+// ErrorField returns the field f (such as 'C' for the SQLSTATE or 'R' for the routine) of an
+// ErrorResponse or NoticeResponse body, or nil when the body has none. The result aliases body.
+func ErrorField(body []byte, f byte) []byte {
+	for len(body) > 0 && body[0] != 0 {
+		g := body[0]
+		v, rest, ok := CString(body[1:])
+		if !ok {
+			break
+		}
+		if g == f {
+			return v
+		}
+		body = rest
+	}
+	return nil
+}
+
 // ErrorSeverity returns the severity of an ErrorResponse or NoticeResponse body: the field that
 // is never translated (V, sent since Postgres 9.6) when present, else the localized one (S).
 func ErrorSeverity(body []byte) string {

@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// pythonDir holds the Python client scripts.
+var pythonDir = filepath.Join("..", "python")
+
+// debianPython is Debian's interpreter, the one that sees the python3-asyncpg, python3-psycopg and
+// python3-psycopg2 packages scripts/deps.sh installs (a python3 earlier on PATH, such as pyenv's,
+// may not).
+const debianPython = "/usr/bin/python3"
+
+// asyncpgChecks are the checks test/python/asyncpg_clients.py runs, in its order.
+var asyncpgChecks = []string{
+	"fetch and execute",
+	"executemany",
+	"pool of connections",
+	"transaction",
+	"savepoint",
+	"error in a transaction",
+	"copy",
+	"prepared statements",
+	"type introspection",
+	"timeout cancels the query",
+	"cached statement invalidated by a schema change",
+}
+
+// TestAsyncpgTransactionMode runs test/python/asyncpg_clients.py through sluice in transaction
+// mode with three servers for up to a dozen clients: asyncpg with its default statement cache
+// (named statements prepared on one server and bound on others), executemany, a pool,
+// transactions and savepoints, COPY both ways, cursors, type introspection, a timeout's cancel
+// request and a statement made stale by ALTER TABLE.
+func TestAsyncpgTransactionMode(t *testing.T) {
+	s := startPooler(t, poolConfig{PoolSize: 3})
+	runPython(t, "asyncpg_clients.py", "asyncpg", []string{"SLUICE_URL=" + s.URL()}, asyncpgChecks)
+}
+
+// TestAsyncpgSessionMode runs the same script in session mode.
+func TestAsyncpgSessionMode(t *testing.T) {
+	s := startPooler(t, poolConfig{Mode: "session", PoolSize: 40})
+	runPython(t, "asyncpg_clients.py", "asyncpg", []string{"SLUICE_URL=" + s.URL()}, asyncpgChecks)
+}
+
+// runPython runs a script of test/python with Debian's python3 and env added to the environment,
+// and checks that it printed "ok <check>" for each of checks, then "all ok". It skips when python3
+// or the module is missing (scripts/deps.sh installs them).
+func runPython(t *testing.T, script, module string, env []string, checks []string) {
+	t.Helper()
+	if !fileExists(debianPython) {
+		t.Skipf("%s is not installed: run make deps (Debian's python3 and python3-%s)", debianPython, module)
+	}
+	if out, err := exec.Command(debianPython, "-c", "import "+module).CombinedOutput(); err != nil {
+		t.Skipf("%s cannot import %s (run make deps: Debian's python3-%s): %s", debianPython, module, module, strings.TrimSpace(string(out)))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, debianPython, script)
+	cmd.Dir = pythonDir
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(cmd.Env, "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python3 %s: %v\n%s\nstderr:\n%s", script, err, out, stderr.String())
+	}
+	if stderr.Len() > 0 {
+		t.Logf("python3 %s stderr:\n%s", script, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	want := make([]string, 0, len(checks)+1)
+	for _, c := range checks {
+		want = append(want, "ok "+c)
+	}
+	want = append(want, "all ok")
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("python3 %s printed:\n%s\nwant:\n%s", script, out, strings.Join(want, "\n"))
+	}
+}

@@ -1,0 +1,80 @@
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// TestStatementPreparedAfterSchemaChangeIsFresh checks that a statement a client prepares after
+// a schema change sees the new schema. In transaction mode clients that prepare the same text
+// share one statement on each server; after ALTER TABLE those statements are stale ("cached plan
+// must not change result type", 0A000). The client whose statement was prepared before the change
+// gets that error, as from Postgres; when it prepares the text again (as pgx and asyncpg do after
+// that error), and when any client prepares it from then on, it must get a statement that fits
+// the new columns, not the stale one shared under the same name.
+func TestStatementPreparedAfterSchemaChangeIsFresh(t *testing.T) {
+	s := startPooler(t, poolConfig{PoolSize: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d := direct(t)
+	mustExec(t, d, "DROP TABLE IF EXISTS stale_plan")
+	mustExec(t, d, "CREATE TABLE stale_plan (a int)")
+	mustExec(t, d, "INSERT INTO stale_plan VALUES (1)")
+	mustExec(t, d, "GRANT ALL ON stale_plan TO "+appUser)
+	const q = "SELECT * FROM stale_plan"
+
+	// Two clients, both inside a transaction so that each holds one server, prepare the query:
+	// both servers have it.
+	a, b := connect(t, s).PgConn(), connect(t, s).PgConn()
+	for _, c := range []*pgconn.PgConn{a, b} {
+		if err := c.Exec(ctx, "BEGIN").Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Prepare(ctx, "q", q, nil); err != nil {
+			t.Fatalf("prepare: %v", err)
+		}
+		res := c.ExecPrepared(ctx, "q", nil, nil, nil).Read()
+		if res.Err != nil || len(res.FieldDescriptions) != 1 {
+			t.Fatalf("before the change: %d columns, %v", len(res.FieldDescriptions), res.Err)
+		}
+	}
+	for _, c := range []*pgconn.PgConn{a, b} {
+		if err := c.Exec(ctx, "COMMIT").Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustExec(t, d, "ALTER TABLE stale_plan ADD COLUMN b text DEFAULT 'x'")
+
+	// a's statement was prepared before the change: Postgres says it is stale.
+	res := a.ExecPrepared(ctx, "q", nil, nil, nil).Read()
+	if code := codeOf(res.Err); code != "0A000" {
+		t.Fatalf("the statement prepared before the change: %v (SQLSTATE %q), want 0A000", res.Err, code)
+	}
+	// Prepared again after the error, and prepared by another client, the text fits the new
+	// columns on every server.
+	if err := a.Deallocate(ctx, "q"); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []*pgconn.PgConn{a, b, a, b} {
+		name := "again"
+		if i >= 2 {
+			name = "again2"
+		}
+		sd, err := c.Prepare(ctx, name, q, nil)
+		if err != nil {
+			t.Fatalf("prepare %d after the change: %v", i, err)
+		}
+		if len(sd.Fields) != 2 {
+			t.Fatalf("prepare %d after the change describes %d columns, want 2", i, len(sd.Fields))
+		}
+		for j := 0; j < 4; j++ {
+			res := c.ExecPrepared(ctx, name, nil, nil, nil).Read()
+			if res.Err != nil || len(res.Rows) != 1 || len(res.Rows[0]) != 2 || string(res.Rows[0][1]) != "x" {
+				t.Fatalf("execute %d.%d after the change: %v rows, %v", i, j, res.Rows, res.Err)
+			}
+		}
+	}
+}
