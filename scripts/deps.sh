@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure the programs that sluice's tests, demo and benchmarks run are installed: PostgreSQL
 # (initdb, pg_ctl, pg_basebackup, psql, pgbench), redis-server, pgbouncer, pgpool (pgpool-II, which
-# only the cache benchmark runs), node and npm.
+# only the cache benchmark runs), node and npm, and Debian's python3 with asyncpg, psycopg (3) and
+# psycopg2 for test/python (run with /usr/bin/python3, which sees Debian's python3-* packages; a
+# python3 earlier on PATH, such as pyenv's, may not).
 #
 # As root on Debian/Ubuntu it installs what is missing with apt-get (one apt-get update first).
 # Otherwise it prints the apt-get command to run and exits 1.
@@ -46,6 +48,15 @@ if ! command -v npm >/dev/null; then
 	missing+=("npm")
 	packages+=(npm)
 fi
+# module:package pairs; each is checked with Debian's interpreter.
+for mod_pkg in asyncpg:python3-asyncpg psycopg:python3-psycopg psycopg2:python3-psycopg2; do
+	mod=${mod_pkg%%:*}
+	pkg=${mod_pkg#*:}
+	if [ ! -x /usr/bin/python3 ] || ! /usr/bin/python3 -c "import $mod" >/dev/null 2>&1; then
+		missing+=("python3 $mod")
+		packages+=("$pkg")
+	fi
+done
 
 # stop_services stops the services of the packages above and keeps them from starting at boot,
 # with systemd when it runs, else with the SysV scripts (and systemctl's offline disable, which

@@ -2,6 +2,7 @@
 # Runs sluice's checks: go vet, then every Go test against real servers (internal/pgtest starts
 # them). `make test` runs scripts/deps.sh first.
 #
+# The Python client tests under test/python need only Debian's packages (scripts/deps.sh).
 # The Node.js client tests under test/node are driven by Go tests, which start the servers they
 # need; their packages are installed here first, from the lock file when there is one.
 set -euo pipefail
