@@ -81,6 +81,10 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 			if len(name) > 0 {
 				return s.useNamed(typ, body, name)
 			}
+			s.answering = nil // a new portal
+			if done, err := s.deallocateBind(body); done {
+				return err
+			}
 		case wire.Describe, wire.Close:
 			kind, name, ok := wire.StatementRef(typ, body)
 			if !ok || (kind != 'S' && kind != 'P') {

@@ -717,6 +717,11 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 	}
 	body := wire.Body(msg)
 	text := bytes.TrimSuffix(body, []byte{0})
+	if s.txMode {
+		if done, err := s.deallocateQuery(text); done {
+			return err
+		}
+	}
 	if cmd, ok, cerr := classify.ParseCommand(text); ok {
 		return s.command(cmd, cerr)
 	}

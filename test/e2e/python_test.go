@@ -85,3 +85,33 @@ func runPython(t *testing.T, script, module string, env []string, checks []strin
 		t.Fatalf("python3 %s printed:\n%s\nwant:\n%s", script, out, strings.Join(want, "\n"))
 	}
 }
+
+// psycopgChecks are the checks test/python/psycopg_clients.py runs, in its order.
+var psycopgChecks = []string{
+	"execute with parameters",
+	"prepared statements",
+	"pipeline",
+	"copy",
+	"server-side cursor",
+	"binary results",
+	"autocommit and transactions",
+	"executemany",
+	"errors",
+	"cancel",
+}
+
+// TestPsycopgTransactionMode runs test/python/psycopg_clients.py (psycopg 3) through sluice in
+// transaction mode with three servers for up to eight clients: server-side parameters, named
+// statements past prepare_threshold and their DEALLOCATE beyond prepared_max, pipelines with
+// errors, COPY both ways, a server-side cursor, binary results, transactions, executemany and
+// conn.cancel().
+func TestPsycopgTransactionMode(t *testing.T) {
+	s := startPooler(t, poolConfig{PoolSize: 3})
+	runPython(t, "psycopg_clients.py", "psycopg", []string{"SLUICE_URL=" + s.URL()}, psycopgChecks)
+}
+
+// TestPsycopgSessionMode runs the same script in session mode.
+func TestPsycopgSessionMode(t *testing.T) {
+	s := startPooler(t, poolConfig{Mode: "session", PoolSize: 20})
+	runPython(t, "psycopg_clients.py", "psycopg", []string{"SLUICE_URL=" + s.URL()}, psycopgChecks)
+}

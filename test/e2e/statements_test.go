@@ -78,3 +78,61 @@ func TestStatementPreparedAfterSchemaChangeIsFresh(t *testing.T) {
 		}
 	}
 }
+
+// TestDeallocateForgetsTheClientsStatement checks the SQL command DEALLOCATE of a statement the
+// client prepared in the protocol, which in transaction mode exists on servers under another
+// name: psycopg 3 sends "DEALLOCATE _pg3_N" with the extended protocol for the statements beyond
+// prepared_max, Rails with a simple Query. The name is free afterwards; a name the client never
+// prepared gets the server's error; SQL PREPARE's statements are the server's own.
+func TestDeallocateForgetsTheClientsStatement(t *testing.T) {
+	s := startPooler(t, poolConfig{PoolSize: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := connect(t, s).PgConn()
+	prepareAndRun := func(text, want string) {
+		t.Helper()
+		if _, err := c.Prepare(ctx, "s1", text, nil); err != nil {
+			t.Fatalf("prepare s1 as %s: %v", text, err)
+		}
+		res := c.ExecPrepared(ctx, "s1", nil, nil, nil).Read()
+		if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][0]) != want {
+			t.Fatalf("s1 (%s): %v, %v; want %s", text, res.Rows, res.Err, want)
+		}
+	}
+	prepareAndRun("SELECT 1", "1")
+	res := c.ExecParams(ctx, "DEALLOCATE s1", nil, nil, nil, nil).Read()
+	if res.Err != nil || res.CommandTag.String() != "DEALLOCATE" {
+		t.Fatalf("DEALLOCATE s1 (extended protocol): %q, %v", res.CommandTag, res.Err)
+	}
+	prepareAndRun("SELECT 2", "2")
+
+	if _, err := c.Exec(ctx, "BEGIN").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	results, err := c.Exec(ctx, "DEALLOCATE PREPARE s1").ReadAll()
+	if err != nil || len(results) != 1 || results[0].CommandTag.String() != "DEALLOCATE" {
+		t.Fatalf("DEALLOCATE PREPARE s1 (simple protocol, in a transaction): %v", err)
+	}
+	if st := c.TxStatus(); st != 'T' {
+		t.Fatalf("transaction status after DEALLOCATE in a transaction: %c", st)
+	}
+	prepareAndRun("SELECT 3", "3")
+	if _, err := c.Exec(ctx, "COMMIT").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+
+	if res := c.ExecParams(ctx, "DEALLOCATE nothing", nil, nil, nil, nil).Read(); codeOf(res.Err) != "26000" {
+		t.Fatalf("DEALLOCATE of an unknown name (extended protocol): %v, want 26000", res.Err)
+	}
+	if _, err := c.Exec(ctx, "DEALLOCATE nothing").ReadAll(); codeOf(err) != "26000" {
+		t.Fatalf("DEALLOCATE of an unknown name (simple protocol): %v, want 26000", err)
+	}
+	results, err = c.Exec(ctx, "BEGIN; PREPARE sq AS SELECT 4; EXECUTE sq; DEALLOCATE sq; COMMIT").ReadAll()
+	if err != nil || len(results) != 5 || string(results[2].Rows[0][0]) != "4" || results[3].CommandTag.String() != "DEALLOCATE" {
+		t.Fatalf("SQL PREPARE, EXECUTE, DEALLOCATE in a transaction: %v", err)
+	}
+	// s1 is still the client's.
+	if res := c.ExecPrepared(ctx, "s1", nil, nil, nil).Read(); res.Err != nil || string(res.Rows[0][0]) != "3" {
+		t.Fatalf("s1 at the end: %v, %v", res.Rows, res.Err)
+	}
+}
