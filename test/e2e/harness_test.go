@@ -1,5 +1,6 @@
 // Package e2e runs sluice against real PostgreSQL servers (started by internal/pgtest) with real
-// clients: pgx, psql and pgbench (libpq), and node-postgres.
+// clients: pgx, psql and pgbench (libpq), node-postgres, and asyncpg, psycopg 3 and psycopg2
+// (test/python).
 package e2e
 
 import (

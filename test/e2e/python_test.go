@@ -115,3 +115,27 @@ func TestPsycopgSessionMode(t *testing.T) {
 	s := startPooler(t, poolConfig{Mode: "session", PoolSize: 20})
 	runPython(t, "psycopg_clients.py", "psycopg", []string{"SLUICE_URL=" + s.URL()}, psycopgChecks)
 }
+
+// psycopg2Checks are the checks test/python/psycopg2_clients.py runs, in its order.
+var psycopg2Checks = []string{
+	"execute",
+	"executemany",
+	"copy_expert",
+	"transaction and error",
+	"cancel",
+}
+
+// TestPsycopg2TransactionMode runs test/python/psycopg2_clients.py through sluice in transaction
+// mode with two servers: parameters interpolated by the client, executemany, execute_values and
+// execute_batch, copy_expert both ways, transactions and errors, a named cursor, autocommit and
+// cancel().
+func TestPsycopg2TransactionMode(t *testing.T) {
+	s := startPooler(t, poolConfig{PoolSize: 2})
+	runPython(t, "psycopg2_clients.py", "psycopg2", []string{"SLUICE_URL=" + s.URL()}, psycopg2Checks)
+}
+
+// TestPsycopg2SessionMode runs the same script in session mode.
+func TestPsycopg2SessionMode(t *testing.T) {
+	s := startPooler(t, poolConfig{Mode: "session", PoolSize: 10})
+	runPython(t, "psycopg2_clients.py", "psycopg2", []string{"SLUICE_URL=" + s.URL()}, psycopg2Checks)
+}
