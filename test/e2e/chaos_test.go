@@ -439,6 +439,7 @@ var chaosOps = []chaosOp{
 	{"show", 3, (*chaosClient).opShow},
 	{"copy", 3, (*chaosClient).opCopy},
 	{"cancel", 1, (*chaosClient).opCancel},
+	{"idle cancel", 1, (*chaosClient).opIdleCancel},
 	{"verify", 2, (*chaosClient).opVerify},
 	{"abrupt", 3, (*chaosClient).opAbrupt},
 }
@@ -1145,7 +1146,9 @@ func (c *chaosClient) opCopy(ctx context.Context) error {
 	return nil
 }
 
-// opCancel cancels this client's pg_sleep once it runs: only it fails, with 57014.
+// opCancel cancels this client's pg_sleep once it sleeps: only it fails, with 57014. (Once it
+// sleeps: a cancel that reaches a server while it parses the query, or between two messages of a
+// batch, can land on whatever the server runs next, which in a pool may be another client's.)
 func (c *chaosClient) opCancel(ctx context.Context) error {
 	c.cancelN++
 	marker := fmt.Sprintf("chaos-cancel-%d-%d", c.id, c.cancelN)
@@ -1156,7 +1159,8 @@ func (c *chaosClient) opCancel(ctx context.Context) error {
 		for {
 			var n int
 			err := c.w.mon.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-				WHERE usename = $1 AND state = 'active' AND query LIKE '%' || $2 || '%'`, appUser, marker).Scan(&n)
+				WHERE usename = $1 AND state = 'active' AND wait_event = 'PgSleep' AND query LIKE '%' || $2 || '%'`,
+				appUser, marker).Scan(&n)
 			if err != nil || n > 0 {
 				if err == nil {
 					cancel()
@@ -1190,6 +1194,22 @@ func (c *chaosClient) opCancel(ctx context.Context) error {
 	c.w.cancels.Add(1)
 	if c.conn.PgConn().IsClosed() {
 		return violation("the connection closed after a cancel")
+	}
+	return nil
+}
+
+// opIdleCancel sends a cancel request while the client runs nothing: it must cancel nothing,
+// neither this client's next query nor another client's on the server this one used last.
+func (c *chaosClient) opIdleCancel(ctx context.Context) error {
+	if err := c.conn.PgConn().CancelRequest(ctx); err != nil {
+		return err
+	}
+	var n int
+	if err := c.conn.QueryRow(ctx, "SELECT $1::int FROM pg_sleep(0.01)", c.id).Scan(&n); err != nil {
+		return err
+	}
+	if n != c.id {
+		return violation("SELECT %d after an idle cancel request: %d", c.id, n)
 	}
 	return nil
 }
