@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -77,6 +78,11 @@ type ServerConn struct {
 	// Syncs, in transaction mode) gets its Parse sent again.
 	UnnamedOwner any
 	UnnamedSeq   uint64
+
+	// cancelMu guards cancels and cancelsDone; see HoldForCancel.
+	cancelMu    sync.Mutex
+	cancels     int           // cancel requests for this connection under way
+	cancelsDone chan struct{} // closed when cancels comes back to zero
 
 	Created  time.Time
 	LastUsed time.Time
@@ -145,9 +151,49 @@ func (s *ServerConn) Quiet() bool {
 // wakes a goroutine blocked in a read.
 func (s *ServerConn) SetReadDeadline(t time.Time) error { return s.conn.SetReadDeadline(t) }
 
-// Cancel asks the server to cancel what this connection is running, over a new connection, as the
-// protocol requires.
-func (s *ServerConn) Cancel(ctx context.Context) error {
+// HoldForCancel records that a cancel request for what this connection runs is about to be sent,
+// and returns the function that sends it (over a new connection, as the protocol requires) and
+// then ends the hold. Until the returned function has returned, WaitCancels blocks: the pool
+// calls it before it hands the connection to another client, because Postgres applies a cancel
+// to whatever the connection runs when the request arrives, which must not be the next client's
+// query.
+//
+// Call HoldForCancel while the connection cannot be released yet (the session that holds it
+// reads it under the lock that its release takes), and always call the function it returns.
+func (s *ServerConn) HoldForCancel() (send func(ctx context.Context) error) {
+	s.cancelMu.Lock()
+	if s.cancels == 0 {
+		s.cancelsDone = make(chan struct{})
+	}
+	s.cancels++
+	s.cancelMu.Unlock()
+	return func(ctx context.Context) error {
+		defer s.endCancel()
+		return s.cancel(ctx)
+	}
+}
+
+func (s *ServerConn) endCancel() {
+	s.cancelMu.Lock()
+	s.cancels--
+	if s.cancels == 0 {
+		close(s.cancelsDone)
+	}
+	s.cancelMu.Unlock()
+}
+
+// WaitCancels blocks until no cancel request taken by HoldForCancel is under way.
+func (s *ServerConn) WaitCancels() {
+	s.cancelMu.Lock()
+	n, done := s.cancels, s.cancelsDone
+	s.cancelMu.Unlock()
+	if n > 0 {
+		<-done
+	}
+}
+
+// cancel asks the server to cancel what this connection is running.
+func (s *ServerConn) cancel(ctx context.Context) error {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", s.addr)
 	if err != nil {
@@ -165,8 +211,8 @@ func (s *ServerConn) Cancel(ctx context.Context) error {
 	if _, err := c.Write(buf); err != nil {
 		return fmt.Errorf("cancel on %s: %w", s.addr, err)
 	}
-	// The server closes the connection when it is done; wait for that so the cancel has been
-	// delivered before the caller goes on.
+	// The server closes the connection once it has signalled the backend; wait for that so the
+	// cancel has been delivered before the caller (and the pool) goes on.
 	var one [1]byte
 	_, _ = c.Read(one[:])
 	return nil

@@ -715,22 +715,28 @@ func stalePlan(body []byte) bool {
 }
 
 // cancelQuery forwards a client's cancel request to the server running its query, if any, and
-// to every server a query across shards holds, all at once.
+// to every server a query across shards holds, all at once. Each server is held for the cancel
+// (HoldForCancel) under s.mu, while it is still this session's: the pool hands it to no other
+// client before the request is done.
 func (s *ClientSession) cancelQuery() {
 	s.mu.Lock()
 	srvs := append([]*backend.ServerConn(nil), s.fanSrvs...)
 	if s.srv != nil && !slices.Contains(srvs, s.srv) {
 		srvs = append(srvs, s.srv)
 	}
+	sends := make([]func(context.Context) error, len(srvs))
+	for i, srv := range srvs {
+		sends[i] = srv.HoldForCancel()
+	}
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, srv := range srvs {
+	for i, srv := range srvs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := srv.Cancel(ctx); err != nil {
+			if err := sends[i](ctx); err != nil {
 				s.l.log.Warn("cancel request failed", "server", srv.Addr(), "err", err)
 			}
 		}()

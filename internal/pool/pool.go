@@ -257,7 +257,9 @@ func (p *Pool) dialOne(ctx context.Context) (*backend.ServerConn, error) {
 	return s, nil
 }
 
-// Release gives a connection back. A broken connection, or one past its lifetime, is closed.
+// Release gives a connection back. A broken connection, or one past its lifetime, is closed. A
+// connection with a cancel request under way (HoldForCancel) is kept from every client, and
+// Release blocks, until the request is done.
 func (p *Pool) Release(s *backend.ServerConn) {
 	now := time.Now()
 	s.LastUsed = now
@@ -265,6 +267,8 @@ func (p *Pool) Release(s *backend.ServerConn) {
 		p.discard(s)
 		return
 	}
+	// A cancel request on its way to the server must not land on the next client's query.
+	s.WaitCancels()
 	p.mu.Lock()
 	if p.closed || p.isStale(s) { // stale again under the lock: a Reconnect may have just run
 		p.mu.Unlock()

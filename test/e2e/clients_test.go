@@ -416,6 +416,54 @@ func TestCancelFromAnIdleClientCancelsNothing(t *testing.T) {
 	}
 }
 
+// TestCancelRacingTheEndOfAQueryCancelsNoOtherClient sends cancel requests for a client's short
+// queries at random moments, some just as the query ends, while another client runs queries on
+// the only server (pool_size 1). A cancel that sluice passed on while the first client held the
+// server may reach Postgres after the server went to the second client: the server must not
+// change hands before its cancel request is done, or the second client's query is cancelled.
+func TestCancelRacingTheEndOfAQueryCancelsNoOtherClient(t *testing.T) {
+	s := startPooler(t, poolConfig{PoolSize: 1})
+	canceller, other := connect(t, s), connect(t, s)
+	ctx := context.Background()
+	stop := time.Now().Add(3 * time.Second)
+	otherErr := make(chan error, 1)
+	go func() {
+		for time.Now().Before(stop) {
+			if _, err := other.Exec(ctx, "SELECT pg_sleep(0.001)"); err != nil {
+				otherErr <- err
+				return
+			}
+		}
+		otherErr <- nil
+	}()
+	cancelled := 0
+	for i := 0; time.Now().Before(stop); i++ {
+		done := make(chan error, 1)
+		go func() {
+			time.Sleep(time.Duration(i%10) * 400 * time.Microsecond)
+			done <- canceller.PgConn().CancelRequest(ctx)
+		}()
+		_, err := canceller.Exec(ctx, "SELECT pg_sleep(0.001)")
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		switch codeOf(err) {
+		case "57014":
+			cancelled++
+		case "":
+			if err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatal(err)
+		}
+	}
+	if err := <-otherErr; err != nil {
+		t.Fatalf("the other client's query: %v, want success (a cancel meant for the first client reached it)", err)
+	}
+	t.Logf("%d of the first client's queries were cancelled", cancelled)
+}
+
 // terminateOnFailure ends, when the test has failed, the server connections running a query
 // marked with marker, so that a sluice stuck on them can shut down when the test ends.
 func terminateOnFailure(t *testing.T, marker string) {
