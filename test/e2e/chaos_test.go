@@ -442,6 +442,11 @@ var chaosOps = []chaosOp{
 	{"idle cancel", 1, (*chaosClient).opIdleCancel},
 	{"verify", 2, (*chaosClient).opVerify},
 	{"abrupt", 3, (*chaosClient).opAbrupt},
+	{"query then terminate", 1, (*chaosClient).opQueryTerminate},
+	{"racing cancel", 2, (*chaosClient).opRacingCancel},
+	{"errors", 3, (*chaosClient).opErrors},
+	{"flushed batch", 2, (*chaosClient).opFlushed},
+	{"copy failures", 2, (*chaosClient).opCopyFailures},
 }
 
 func (c *chaosClient) run(end time.Time) {
@@ -1342,6 +1347,291 @@ func (c *chaosClient) opAbrupt(ctx context.Context) error {
 		})
 	}
 }
+
+// opQueryTerminate sends an INSERT and a Terminate in one write, on a second connection, and
+// leaves without waiting: Postgres runs the INSERT before it reads the Terminate, so the rows
+// must be committed (unless a killed server explains their absence).
+func (c *chaosClient) opQueryTerminate(ctx context.Context) error {
+	tag, n := c.newTag(), 1+c.rng.IntN(5)
+	kills := c.w.kills.Load()
+	err := c.rawAbrupt(ctx, func(hc *pgconn.HijackedConn) error {
+		hc.Frontend.Send(&pgproto3.Query{String: insertSQL(c.id, tag, 1, n, false)})
+		hc.Frontend.Send(&pgproto3.Terminate{})
+		if err := hc.Frontend.Flush(); err != nil {
+			return err
+		}
+		// Postgres closes the connection after the Terminate; so does sluice.
+		_, err := io.Copy(io.Discard, hc.Conn)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var got int
+		if err := c.w.mon.QueryRow(ctx, "SELECT count(*) FROM chaos_rows WHERE tag = $1", tag).Scan(&got); err != nil {
+			return err
+		}
+		if got == n {
+			c.expected[tag] = n
+			return nil
+		}
+		if got != 0 {
+			return violation("query then terminate: %d of %d rows", got, n)
+		}
+		if time.Now().After(deadline) {
+			if c.w.kills.Load() != kills {
+				c.uncertain[tag] = n
+				return nil
+			}
+			return violation("an INSERT sent just before a Terminate was not run: no row of tag %d after 10 s", tag)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// opRacingCancel runs a short query and sends a cancel request for it at a random moment: before
+// it starts, while it runs, or after it ended. This client's query may fail with 57014; nobody
+// else's may, even when the cancel arrives as the server goes back to the pool.
+func (c *chaosClient) opRacingCancel(ctx context.Context) error {
+	pc := c.conn.PgConn()
+	done := make(chan error, 1)
+	delay := time.Duration(c.rng.IntN(3000)) * time.Microsecond
+	go func() {
+		time.Sleep(delay)
+		done <- pc.CancelRequest(ctx)
+	}()
+	k := c.rng.IntN(1000)
+	res, err := pc.Exec(ctx, fmt.Sprintf("SELECT %d FROM pg_sleep(0.001 * %d)", k, c.rng.IntN(3))).ReadAll()
+	if cerr := <-done; cerr != nil {
+		return cerr
+	}
+	if codeOf(err) == "57014" {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 || string(res[0].Rows[0][0]) != strconv.Itoa(k) {
+		return violation("SELECT %d: %s", k, resultsText(res))
+	}
+	return nil
+}
+
+// opErrors makes the server fail in different places: a syntax error in a Parse (unnamed and
+// named), an error at Bind (a parameter the type refuses), an empty query, a notice, and a large
+// parameter; each time the connection must go on as in Postgres.
+func (c *chaosClient) opErrors(ctx context.Context) error {
+	pc := c.conn.PgConn()
+	mode := chaosExecModes[c.rng.IntN(len(chaosExecModes))]
+	switch c.rng.IntN(6) {
+	case 0:
+		_, err := c.conn.Exec(ctx, fmt.Sprintf("SELEC %d", c.id), mode)
+		if err := wantCode(err, "42601", "a syntax error"); err != nil {
+			return err
+		}
+	case 1:
+		name := fmt.Sprintf("chaos_bad_%d", c.rng.IntN(3))
+		_, err := pc.Prepare(ctx, name, "SELECT FROM WHERE", nil)
+		if err := wantCode(err, "42601", "a Parse with a syntax error"); err != nil {
+			return err
+		}
+		res := pc.ExecPrepared(ctx, name, nil, nil, nil).Read()
+		if err := wantCode(res.Err, "26000", "a statement whose Parse failed"); err != nil {
+			return err
+		}
+	case 2:
+		var n int
+		err := c.conn.QueryRow(ctx, "SELECT $1::int", mode, "not a number").Scan(&n)
+		if err := wantCode(err, "22P02", "a bad integer"); err != nil {
+			return err
+		}
+	case 3:
+		res, err := pc.Exec(ctx, "").ReadAll()
+		if err != nil {
+			return err
+		}
+		if len(res) != 1 || res[0].CommandTag.String() != "" || len(res[0].Rows) != 0 {
+			return violation("an empty query: %s", resultsText(res))
+		}
+		res, err = pc.Exec(ctx, ";;").ReadAll()
+		if err != nil {
+			return err
+		}
+	case 4:
+		_, err := c.conn.Exec(ctx, fmt.Sprintf("DO $$ BEGIN RAISE NOTICE 'chaos %d'; END $$", c.id), mode)
+		if err != nil {
+			return err
+		}
+	default:
+		big := strings.Repeat(fmt.Sprintf("%d-", c.id), 20000+c.rng.IntN(200000))
+		var got string
+		if err := c.conn.QueryRow(ctx, "SELECT $1::text || 'x'", mode, big).Scan(&got); err != nil {
+			return err
+		}
+		if got != big+"x" {
+			return violation("a large parameter came back as %d bytes, want %d", len(got), len(big)+1)
+		}
+	}
+	// The connection goes on.
+	var n int
+	if err := c.conn.QueryRow(ctx, "SELECT $1::int + 1", mode, c.id).Scan(&n); err != nil {
+		return err
+	}
+	if n != c.id+1 {
+		return violation("after an error: %d, want %d", n, c.id+1)
+	}
+	return nil
+}
+
+// opFlushed sends the first part of a batch with a Flush and reads its results before the Sync
+// (the server stays with this client meanwhile), in a transaction or not, then a Close and a
+// Parse of the same statement name with another text in the same batch.
+func (c *chaosClient) opFlushed(ctx context.Context) error {
+	pc := c.conn.PgConn()
+	tag := c.newTag()
+	inTx := c.rng.IntN(2) == 0
+	if inTx {
+		if _, err := pc.Exec(ctx, "BEGIN").ReadAll(); err != nil {
+			return err
+		}
+	}
+	c.inflight[tag] = 2
+	p := pc.StartPipeline(ctx)
+	defer p.Close()
+	ins := "INSERT INTO chaos_rows (client, tag, seq, val) VALUES ($1, $2, $3, $1 || '-' || $2 || '-' || $3) RETURNING pg_backend_pid()"
+	args := func(seq int) [][]byte {
+		return [][]byte{[]byte(strconv.Itoa(c.id)), []byte(strconv.FormatInt(tag, 10)), []byte(strconv.Itoa(seq))}
+	}
+	p.SendQueryParams(ins, args(1), []uint32{23, 20, 23}, nil, nil)
+	p.SendFlushRequest()
+	if err := p.Flush(); err != nil {
+		return err
+	}
+	r, err := p.GetResults()
+	if err != nil {
+		return err
+	}
+	res := r.(*pgconn.ResultReader).Read()
+	if res.Err != nil {
+		return res.Err
+	}
+	if len(res.Rows) != 1 {
+		return violation("flushed INSERT RETURNING: %d rows", len(res.Rows))
+	}
+	pid := string(res.Rows[0][0])
+	time.Sleep(time.Duration(c.rng.IntN(20)) * time.Millisecond) // the server must wait for us
+	p.SendQueryParams(ins, args(2), []uint32{23, 20, 23}, nil, nil)
+	p.SendDeallocate("chaos_flushed")
+	k := c.rng.IntN(100)
+	p.SendPrepare("chaos_flushed", fmt.Sprintf("SELECT %d + $1::int", k), nil)
+	p.SendQueryPrepared("chaos_flushed", [][]byte{[]byte(strconv.Itoa(c.id))}, nil, nil)
+	p.SendPipelineSync()
+	if err := p.Flush(); err != nil {
+		return err
+	}
+	r, err = p.GetResults()
+	if err != nil {
+		return err
+	}
+	res = r.(*pgconn.ResultReader).Read()
+	if res.Err != nil {
+		return res.Err
+	}
+	if len(res.Rows) != 1 || string(res.Rows[0][0]) != pid {
+		return violation("a batch moved from server %s to %v between its Flush and its Sync", pid, res.Rows)
+	}
+	if _, err := p.GetResults(); err != nil { // CloseComplete
+		return err
+	}
+	if _, err := p.GetResults(); err != nil { // the statement description
+		return err
+	}
+	r, err = p.GetResults()
+	if err != nil {
+		return err
+	}
+	res = r.(*pgconn.ResultReader).Read()
+	if res.Err != nil {
+		return res.Err
+	}
+	if len(res.Rows) != 1 || string(res.Rows[0][0]) != strconv.Itoa(k+c.id) {
+		return violation("chaos_flushed (SELECT %d + $1)(%d) = %v", k, c.id, res.Rows)
+	}
+	if r, err := p.GetResults(); err != nil {
+		return err
+	} else if _, ok := r.(*pgconn.PipelineSync); !ok {
+		return violation("flushed batch: %#v, want its sync", r)
+	}
+	if err := p.Close(); err != nil {
+		return err
+	}
+	if err := pc.Deallocate(ctx, "chaos_flushed"); err != nil {
+		return err
+	}
+	if inTx {
+		if c.rng.IntN(2) == 0 {
+			if _, err := pc.Exec(ctx, "ROLLBACK").ReadAll(); err != nil {
+				return err
+			}
+			c.rolledBack()
+			return nil
+		}
+		if _, err := pc.Exec(ctx, "COMMIT").ReadAll(); err != nil {
+			return err
+		}
+	}
+	c.committed()
+	return nil
+}
+
+// opCopyFailures runs COPY FROM STDIN that fails: bad data (22P02), a CopyFail from the client
+// (57014), or inside a transaction that rolls back. None of its rows may stay.
+func (c *chaosClient) opCopyFailures(ctx context.Context) error {
+	pc := c.conn.PgConn()
+	tag, n := c.newTag(), 1+c.rng.IntN(500)
+	c.never[tag] = true
+	var in bytes.Buffer
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&in, "%d\t%d\t%d\t%d-%d-%d\n", c.id, tag, i, c.id, tag, i)
+	}
+	copySQL := "COPY chaos_rows (client, tag, seq, val) FROM STDIN"
+	switch c.rng.IntN(3) {
+	case 0:
+		in.WriteString("not a number\t1\t1\tx\n")
+		_, err := pc.CopyFrom(ctx, &in, copySQL)
+		return wantCode(err, "22P02", "COPY of a bad row")
+	case 1:
+		r := io.MultiReader(&in, errReader{errors.New("chaos: the client gives up")})
+		_, err := pc.CopyFrom(ctx, r, copySQL)
+		return wantCode(err, "57014", "COPY ended by CopyFail")
+	default:
+		if _, err := pc.Exec(ctx, "BEGIN").ReadAll(); err != nil {
+			return err
+		}
+		ct, err := pc.CopyFrom(ctx, &in, copySQL)
+		if err != nil {
+			return err
+		}
+		if ct.RowsAffected() != int64(n) {
+			return violation("COPY in a transaction: %s, want %d rows", ct, n)
+		}
+		var got int
+		if err := c.conn.QueryRow(ctx, "SELECT count(*) FROM chaos_rows WHERE tag = $1", tag).Scan(&got); err != nil {
+			return err
+		}
+		if got != n {
+			return violation("after COPY in a transaction: %d rows, want %d", got, n)
+		}
+		_, err = pc.Exec(ctx, "ROLLBACK").ReadAll()
+		return err
+	}
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
 // rawAbrupt opens a second connection, runs fn on it and closes its socket without a word. An
 // error on that connection from a killed server is fine; any other fails the operation.
