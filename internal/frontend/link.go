@@ -372,6 +372,10 @@ func (s *ClientSession) serverLost(srv *backend.ServerConn, pl *pool.Pool, err e
 		s.open = false
 		s.pumping = false
 	}
+	if s.drained != nil {
+		close(s.drained)
+		s.drained = nil
+	}
 	told := s.saidFatal == srv
 	s.mu.Unlock()
 	srv.Broken = true
@@ -589,6 +593,10 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		keep = false
 		s.emitDueLocked()
 		s.idlePointLocked()
+		if s.drained != nil && s.q.empty() {
+			close(s.drained)
+			s.drained = nil
+		}
 		if s.txMode && s.q.empty() && !s.open && !s.copyOpen {
 			if s.tx == 'I' && !s.closing && !srv.Broken {
 				s.srv, s.pl = nil, nil

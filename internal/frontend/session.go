@@ -92,6 +92,9 @@ type ClientSession struct {
 	stmts   map[string]*statement
 	closing bool // the reader is taking the server back or the client left
 	pumping bool // a pump goroutine is reading the server
+	// drained, when set, is closed (and cleared) once no reply is outstanding or the server is
+	// lost: a session-mode client's Terminate waits on it; see terminate.
+	drained chan struct{}
 	// discarded is set between a DISCARD ALL's CommandComplete and its ReadyForQuery.
 	discarded bool
 	stopping  bool // shutdown: close the client at its next idle point
@@ -538,7 +541,7 @@ func (s *ClientSession) beforeBlock() error {
 func (s *ClientSession) dispatch(typ byte, size int) error {
 	switch typ {
 	case wire.Terminate:
-		return io.EOF
+		return s.terminate()
 	case wire.Sync:
 		s.r.Discard(size)
 		s.record(syncMsg)
@@ -601,6 +604,39 @@ func (s *ClientSession) dispatch(typ byte, size int) error {
 		return s.extended(typ, size)
 	}
 	return s.fatal("08P01", fmt.Sprintf("invalid frontend message type %q", typ))
+}
+
+// terminate ends the session at the client's Terminate. Postgres runs everything the client sent
+// before its Terminate, whether or not the client waits for the replies: a client may send a
+// query and a Terminate in one write and go. So a complete request (up to its Query or Sync)
+// still buffered for the server or running there is sent and its replies read (and passed on,
+// for a client that still reads) before the session ends; then the server goes back to its pool
+// as after any request. An incomplete batch or a COPY is not finished: Postgres aborts those at a
+// Terminate, and cleanup closes the server, which does the same.
+func (s *ClientSession) terminate() error {
+	s.mu.Lock()
+	complete := s.srv != nil && !s.q.empty() && !s.open && !s.copyOpen
+	var drained chan struct{}
+	if complete && !s.txMode {
+		// The session's pump reads the replies; it closes drained when they are all in.
+		drained = make(chan struct{})
+		s.drained = drained
+	}
+	s.mu.Unlock()
+	if !complete {
+		return io.EOF
+	}
+	_ = s.flushServer()
+	if !s.txMode {
+		<-drained
+		return io.EOF
+	}
+	if err := s.settle(); err != nil {
+		return err
+	}
+	// A pump that was already reading the replies stops when they are all in.
+	s.pump.Wait()
+	return io.EOF
 }
 
 // syncMsg is a Sync message.

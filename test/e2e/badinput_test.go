@@ -154,6 +154,23 @@ func (c *rawClient) expectClosed(d time.Duration) {
 	}
 }
 
+// expectClosedAfterReplies reads whatever replies come until the connection is closed, which
+// must happen within d.
+func (c *rawClient) expectClosedAfterReplies(d time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		_, err := c.receive(time.Until(deadline))
+		if err == nil {
+			continue
+		}
+		if isTimeout(err) {
+			c.t.Fatalf("connection still open after %s", d)
+		}
+		return
+	}
+}
+
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()

@@ -1382,6 +1382,11 @@ func (c *chaosClient) opQueryTerminate(ctx context.Context) error {
 		}
 		if time.Now().After(deadline) {
 			if c.w.kills.Load() != kills {
+				// A killed server may explain it, and counts as this client's loss.
+				c.w.losses.Add(1)
+				c.w.lossMu.Lock()
+				c.w.lossLog = append(c.w.lossLog, fmt.Sprintf("client %d: the INSERT before a Terminate did not run", c.id))
+				c.w.lossMu.Unlock()
 				c.uncertain[tag] = n
 				return nil
 			}

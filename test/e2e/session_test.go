@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // backendPID is the pid of the server that runs c's next query. It uses the simple protocol, so
@@ -301,6 +303,75 @@ func TestDisconnectInsideTransactionRollsBack(t *testing.T) {
 				}
 				if err := watch.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil || n != 1 {
 					t.Fatalf("after the next client's autocommit insert: %d rows, %v", n, err)
+				}
+			})
+		}
+	}
+}
+
+// TestTerminateAfterARequestRunsIt sends a request and a Terminate in one write and reads
+// nothing. Postgres runs what came before the Terminate: a complete request (a Query, or a batch
+// up to its Sync) commits; an incomplete batch or a transaction left open does not. sluice must
+// do the same, and give the server back to its pool clean (pool_size 1: the next client gets it).
+func TestTerminateAfterARequestRunsIt(t *testing.T) {
+	ctx := context.Background()
+	watch := direct(t)
+	insert := func(table string) string { return "INSERT INTO " + table + " VALUES (1), (2)" }
+	cases := []struct {
+		name string
+		msgs func(table string) []pgproto3.FrontendMessage
+		rows int
+	}{
+		{"query", func(table string) []pgproto3.FrontendMessage {
+			return []pgproto3.FrontendMessage{&pgproto3.Query{String: insert(table)}}
+		}, 2},
+		{"batch up to its Sync", func(table string) []pgproto3.FrontendMessage {
+			return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: insert(table)}, &pgproto3.Bind{},
+				&pgproto3.Execute{}, &pgproto3.Sync{}}
+		}, 2},
+		{"two queries, the second slow", func(table string) []pgproto3.FrontendMessage {
+			return []pgproto3.FrontendMessage{&pgproto3.Query{String: insert(table)},
+				&pgproto3.Query{String: "SELECT pg_sleep(0.2); " + insert(table)}}
+		}, 4},
+		{"batch without its Sync", func(table string) []pgproto3.FrontendMessage {
+			return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: insert(table)}, &pgproto3.Bind{},
+				&pgproto3.Execute{}}
+		}, 0},
+		{"open transaction", func(table string) []pgproto3.FrontendMessage {
+			return []pgproto3.FrontendMessage{&pgproto3.Query{String: "BEGIN; " + insert(table)}}
+		}, 0},
+	}
+	for _, mode := range []string{"transaction", "session", "postgres"} {
+		for _, tc := range cases {
+			t.Run(mode+"/"+tc.name, func(t *testing.T) {
+				s := &Sluice{Port: pg.Port}
+				if mode != "postgres" {
+					s = startSluice(t, poolConfig{Mode: mode, PoolSize: 1})
+				}
+				table := fmt.Sprintf("terminate_%d", time.Now().UnixNano())
+				if err := pg.Exec(ctx, appDB, fmt.Sprintf("CREATE TABLE %s (v int); GRANT ALL ON %[1]s TO %s", table, appUser)); err != nil {
+					t.Fatal(err)
+				}
+				raw := dialRaw(t, s)
+				raw.login()
+				raw.send(append(tc.msgs(table), &pgproto3.Terminate{})...)
+				_ = raw.conn.(*net.TCPConn).CloseWrite()
+				raw.expectClosedAfterReplies(10 * time.Second)
+				// The rows are there once the server is done with them: poll.
+				checkFor(t, 5*time.Second, func() error {
+					var n, busy int
+					err := watch.QueryRow(ctx, `SELECT (SELECT count(*) FROM `+table+`),
+						(SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND state <> 'idle')`, appUser).Scan(&n, &busy)
+					if err == nil && (n != tc.rows || busy != 0) {
+						err = fmt.Errorf("%d rows, want %d; %d server backends not idle", n, tc.rows, busy)
+					}
+					return err
+				})
+				if mode != "postgres" {
+					next := connect(t, s)
+					if _, err := next.Exec(ctx, insert(table)); err != nil {
+						t.Fatalf("the next client: %v", err)
+					}
 				}
 			})
 		}
