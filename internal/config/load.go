@@ -582,7 +582,83 @@ func (l *loader) shard(n *node) *Shard {
 	} else {
 		l.errorAt(n, "servers", `a shard needs servers = [["host", port, "primary"], ...]`)
 	}
+	if mv, ok := n.kids["mirrors"]; ok {
+		s.Mirrors = l.mirrors(mv, s.Servers)
+	}
 	return s
+}
+
+// mirrors decodes a shard's mirrors = [["host", port, server_index], ...], pgcat's query
+// mirroring. pgcat also reads each entry as a table {host, port, mirroring_target_index}, and
+// so does sluice. An index with no server behind it is a warning: pgcat loads such a file and
+// never uses the mirror.
+func (l *loader) mirrors(n *node, servers []Server) []Mirror {
+	const want = `["host", port, server_index]`
+	var entries []any
+	switch v := n.val.(type) {
+	case []any:
+		entries = v
+	case []map[string]any:
+		for _, t := range v {
+			entries = append(entries, t)
+		}
+	default:
+		l.errorf(n, "want an array of %s entries, got %s", want, describe(n.val))
+		return nil
+	}
+	var mirrors []Mirror
+	for i, e := range entries {
+		var host, port, index any
+		switch e := e.(type) {
+		case []any:
+			if len(e) != 3 {
+				l.errorf(n, "entry %d: want 3 elements %s, got %d", i, want, len(e))
+				continue
+			}
+			host, port, index = e[0], e[1], e[2]
+		case map[string]any:
+			bad := false
+			for k := range e {
+				if k != "host" && k != "port" && k != "mirroring_target_index" {
+					l.errorf(n, "entry %d: unknown key %q (a mirror has host, port and mirroring_target_index)", i, k)
+					bad = true
+				}
+			}
+			if bad {
+				continue
+			}
+			host, port, index = e["host"], e["port"], e["mirroring_target_index"]
+		default:
+			l.errorf(n, "entry %d: want %s, got %s", i, want, describe(e))
+			continue
+		}
+		h, hostOK := host.(string)
+		p, portOK := port.(int64)
+		x, indexOK := index.(int64)
+		switch {
+		case !hostOK:
+			l.errorf(n, "entry %d: the host (first element) must be a string, got %s", i, describe(host))
+		case h == "":
+			l.errorf(n, "entry %d: the host must not be empty", i)
+		case !portOK:
+			l.errorf(n, "entry %d: the port (second element) must be an integer, got %s", i, describe(port))
+		case p < 1 || p > 65535:
+			l.errorf(n, "entry %d: the port must be between 1 and 65535, got %d", i, p)
+		case !indexOK:
+			l.errorf(n, "entry %d: the server index (third element) must be an integer, got %s", i, describe(index))
+		case x < 0:
+			l.errorf(n, "entry %d: the server index must not be negative, got %d", i, x)
+		case x >= int64(len(servers)):
+			l.warn(n, fmt.Sprintf("entry %d: the shard has no server %d (servers are numbered from 0); pgcat ignores this mirror and so does sluice", i, x))
+		default:
+			m := Mirror{Host: h, Port: int(p), Server: int(x)}
+			if sv := servers[m.Server]; sv.Host == m.Host && sv.Port == m.Port {
+				l.warn(n, fmt.Sprintf("entry %d: mirror %s:%d is server %d itself: every statement would run on it twice", i, h, p, x))
+			}
+			mirrors = append(mirrors, m)
+		}
+	}
+	return mirrors
 }
 
 // servers decodes a shard's servers = [["host", port, "primary"|"replica"], ...].

@@ -110,6 +110,9 @@ func render(cfg *Config, warns []Warning, err error) string {
 		}
 		for i, s := range p.Shards {
 			fmt.Fprintf(&b, "  shard %d database=%s servers=%v\n", i, s.Database, s.Servers)
+			if len(s.Mirrors) > 0 {
+				fmt.Fprintf(&b, "  shard %d mirrors=%v\n", i, s.Mirrors)
+			}
 		}
 	}
 	return b.String()
@@ -281,6 +284,29 @@ func TestErrors(t *testing.T) {
 		{"same server twice", strings.Replace(minimal, `[["db1", 5432, "primary"]]`, `[["a", 1, "replica"], ["a", 1, "replica"]]`, 1),
 			"test.toml:8: pools.app.shards.0.servers: entry 1: replica a:1 is already entry 0"},
 
+		{"mirrors not an array", minimal + `mirrors = "m:5432"` + "\n",
+			`test.toml:9: pools.app.shards.0.mirrors: want an array of ["host", port, server_index] entries, got string "m:5432"`},
+		{"mirror entry too short", minimal + `mirrors = [["m", 5432]]` + "\n",
+			`test.toml:9: pools.app.shards.0.mirrors: entry 0: want 3 elements ["host", port, server_index], got 2`},
+		{"mirror entry not an array", minimal + `mirrors = ["m", 5432, 0]` + "\n",
+			`test.toml:9: pools.app.shards.0.mirrors: entry 0: want ["host", port, server_index], got string "m"`},
+		{"mirror host not a string", minimal + `mirrors = [[5432, "m", 0]]` + "\n",
+			"test.toml:9: pools.app.shards.0.mirrors: entry 0: the host (first element) must be a string, got integer 5432"},
+		{"mirror host empty", minimal + `mirrors = [["", 5432, 0]]` + "\n",
+			"test.toml:9: pools.app.shards.0.mirrors: entry 0: the host must not be empty"},
+		{"mirror port as string", minimal + `mirrors = [["m", "5432", 0]]` + "\n",
+			`test.toml:9: pools.app.shards.0.mirrors: entry 0: the port (second element) must be an integer, got string "5432"`},
+		{"mirror port out of range", minimal + `mirrors = [["m", 65536, 0]]` + "\n",
+			"test.toml:9: pools.app.shards.0.mirrors: entry 0: the port must be between 1 and 65535, got 65536"},
+		{"mirror index a role", minimal + `mirrors = [["m", 5432, "primary"]]` + "\n",
+			`test.toml:9: pools.app.shards.0.mirrors: entry 0: the server index (third element) must be an integer, got string "primary"`},
+		{"mirror index negative", minimal + `mirrors = [["m", 5432, -1]]` + "\n",
+			"test.toml:9: pools.app.shards.0.mirrors: entry 0: the server index must not be negative, got -1"},
+		{"mirror table with an unknown key", minimal + `mirrors = [{ host = "m", port = 5432, index = 0 }]` + "\n",
+			`test.toml:9: pools.app.shards.0.mirrors: entry 0: unknown key "index" (a mirror has host, port and mirroring_target_index)`},
+		{"mirror table without a port", minimal + `mirrors = [{ host = "m", mirroring_target_index = 0 }]` + "\n",
+			"test.toml:9: pools.app.shards.0.mirrors: entry 0: the port (second element) must be an integer, got nothing"},
+
 		{"syntax error", "[general]\nport = 6432\n[pools.app\n",
 			"test.toml:3: TOML syntax: expected '.' or ']' to end table name, but got '\\n' instead"},
 	}
@@ -325,6 +351,43 @@ func TestAllErrorsReported(t *testing.T) {
 	}
 }
 
+// TestMirrors checks the shapes of pgcat's mirrors key that pgcat reads: arrays, inline tables
+// and an array of tables, each naming a server of the shard by its index.
+func TestMirrors(t *testing.T) {
+	servers := `servers = [["db1", 5432, "primary"], ["db2", 5432, "replica"]]`
+	shard := strings.Replace(minimal, `servers = [["db1", 5432, "primary"]]`, servers, 1)
+	tests := []struct {
+		name string
+		text string
+		want []Mirror
+	}{
+		{"none", shard, nil},
+		{"arrays", shard + `mirrors = [["m1", 5433, 0], ["m2", 5434, 1]]` + "\n",
+			[]Mirror{{"m1", 5433, 0}, {"m2", 5434, 1}}},
+		{"the same mirror thrice, as pgcat's own test has it", shard + `mirrors = [["m", 5433, 0], ["m", 5433, 0], ["m", 5433, 0]]` + "\n",
+			[]Mirror{{"m", 5433, 0}, {"m", 5433, 0}, {"m", 5433, 0}}},
+		{"inline tables", shard + `mirrors = [{ host = "m1", port = 5433, mirroring_target_index = 1 }]` + "\n",
+			[]Mirror{{"m1", 5433, 1}}},
+		{"array of tables", shard + "[[pools.app.shards.0.mirrors]]\nhost = \"m1\"\nport = 5433\nmirroring_target_index = 0\n",
+			[]Mirror{{"m1", 5433, 0}}},
+		{"empty", shard + "mirrors = []\n", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, warns, err := load(t, tt.text)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if len(warns) > 0 {
+				t.Errorf("warnings: %v", warns)
+			}
+			if got := cfg.Pools["app"].Shards[0].Mirrors; !slices.Equal(got, tt.want) {
+				t.Errorf("Mirrors = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestWarnings(t *testing.T) {
 	tests := []struct {
 		name string
@@ -337,8 +400,10 @@ func TestWarnings(t *testing.T) {
 			[]string{"test.toml:2: pools.app.checkout_failure_limit: pgcat key not implemented by sluice yet; ignored"}},
 		{"pgcat user key", minimal + "[pools.app.users.1]\nusername = \"b\"\npassword = \"b\"\nidle_timeout = 5\n",
 			[]string{"test.toml:12: pools.app.users.1.idle_timeout: pgcat key not implemented by sluice yet; ignored"}},
-		{"pgcat shard key", minimal + "mirrors = [[\"m\", 5432, 0]]\n",
-			[]string{"test.toml:9: pools.app.shards.0.mirrors: pgcat key not implemented by sluice yet; ignored"}},
+		{"mirror of a server the shard lacks", minimal + "mirrors = [[\"m\", 5432, 0], [\"m\", 5432, 3]]\n",
+			[]string{"test.toml:9: pools.app.shards.0.mirrors: entry 1: the shard has no server 3 (servers are numbered from 0); pgcat ignores this mirror and so does sluice"}},
+		{"mirror is its own server", minimal + "mirrors = [[\"db1\", 5432, 0]]\n",
+			[]string{"test.toml:9: pools.app.shards.0.mirrors: entry 0: mirror db1:5432 is server 0 itself: every statement would run on it twice"}},
 		{"same server in two roles", strings.Replace(minimal, `[["db1", 5432, "primary"]]`, `[["a", 1, "primary"], ["a", 1, "replica"]]`, 1),
 			[]string{"test.toml:8: pools.app.shards.0.servers: entry 1: server a:1 is also entry 0, in another role"}},
 	}

@@ -74,7 +74,7 @@ func PoolsEqual(a, b *Pool) bool {
 		}
 	}
 	return slices.EqualFunc(a.Shards, b.Shards, func(x, y *Shard) bool {
-		return x.Database == y.Database && slices.Equal(x.Servers, y.Servers)
+		return x.Database == y.Database && slices.Equal(x.Servers, y.Servers) && slices.Equal(x.Mirrors, y.Mirrors)
 	})
 }
 

@@ -35,6 +35,7 @@ func TestPoolsEqual(t *testing.T) {
 		{"shards swapped", func(p *Pool) *Pool { p.Shards[0], p.Shards[1] = p.Shards[1], p.Shards[0]; return p }, false},
 		{"server role", func(p *Pool) *Pool { p.Shards[0].Servers[1].Role = RolePrimary; return p }, false},
 		{"server removed", func(p *Pool) *Pool { p.Shards[0].Servers = p.Shards[0].Servers[:1]; return p }, false},
+		{"mirror added", func(p *Pool) *Pool { p.Shards[1].Mirrors = []Mirror{{"m", 5432, 0}}; return p }, false},
 		{"nil", func(p *Pool) *Pool { return nil }, false},
 	}
 	for _, tt := range tests {

@@ -168,7 +168,7 @@ var (
 	shardKeys = map[string]setter[Shard]{
 		"database": stringKey(func(s *Shard) *string { return &s.Database }),
 	}
-	shardTables = []string{"servers"}
+	shardTables = []string{"servers", "mirrors"}
 
 	// topTables are the top-level keys sluice reads.
 	topTables = []string{"general", "pools", "plugins"}
@@ -244,9 +244,7 @@ var (
 		"idle_timeout":    nil,
 	}
 
-	pgcatShard = map[string]*pgcatKey{
-		"mirrors": nil,
-	}
+	pgcatShard = map[string]*pgcatKey{}
 
 	// pgcatMisspelledPool is the top-level [pool.<db>.plugins] that pgcat's own example file has
 	// (for [pools.<db>.plugins]). pgcat ignores it, so sluice loads that file with a warning.

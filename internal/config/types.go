@@ -221,6 +221,16 @@ type User struct {
 type Shard struct {
 	Database string // the database name on the servers
 	Servers  []Server
+	// Mirrors are pgcat's query mirrors: each receives a copy of everything sluice sends to
+	// the server it names, logged in with the same user, password and database.
+	Mirrors []Mirror
+}
+
+// Mirror is one entry of a shard's mirrors list: ["host", port, index of a server in Servers].
+type Mirror struct {
+	Host   string
+	Port   int
+	Server int // the index in the shard's Servers of the server whose traffic it gets
 }
 
 // Server is one entry of a shard's servers list: ["host", port, "primary"|"replica"].
