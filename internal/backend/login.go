@@ -175,6 +175,11 @@ func dial(ctx context.Context, p *Params, useTLS bool) (*ServerConn, error) {
 	}
 	s.conn, s.sock, s.R, s.W, s.sent = c, sock, r, w, sent
 	s.recvSeen, s.sentSeen = r.BytesRead(), sent.n.Load()
+	if len(p.Mirrors) > 0 {
+		// From here on, and not before: each mirror logs in on its own.
+		s.mirrors = startMirrors(p.Mirrors)
+		sent.tee = s.mirrors
+	}
 	ok = true
 	return s, nil
 }

@@ -43,6 +43,9 @@ type Params struct {
 	// is a SCRAM verifier (see Dial). The pool's Params share it with the client logins that
 	// fill it.
 	Credentials *Credentials
+	// Mirrors get a copy of everything sent to each connection Dial opens, after its login,
+	// each over a connection of its own (see Mirror).
+	Mirrors []*Mirror
 }
 
 // Addr is host:port.
@@ -94,18 +97,25 @@ type ServerConn struct {
 
 	sent               *sentCounter
 	sentSeen, recvSeen uint64 // the counts at the last Traffic
+	mirrors            *mirrorTee
 }
 
 // sentCounter counts the bytes written to a server. Atomic: while a pump reads the server, the
-// client's reader may be writing to it.
+// client's reader may be writing to it. Every byte written to the server after its login passes
+// here, whatever the path (a client's messages, COPY data, sluice's own queries), so this is
+// where mirrors get their copy: tee is nil when the pool has no mirrors.
 type sentCounter struct {
-	w io.Writer
-	n atomic.Uint64
+	w   io.Writer
+	n   atomic.Uint64
+	tee *mirrorTee
 }
 
 func (c *sentCounter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n.Add(uint64(n))
+	if c.tee != nil {
+		c.tee.write(p[:n])
+	}
 	return n, err
 }
 
@@ -129,8 +139,12 @@ func (s *ServerConn) Addr() string { return s.addr }
 // PID returns the server process ID.
 func (s *ServerConn) PID() uint32 { return s.pid }
 
-// Close closes the connection, saying Terminate first when it is still usable.
+// Close closes the connection, saying Terminate first when it is still usable. Its mirror
+// connections close once they have sent what is queued for them, without delaying Close.
 func (s *ServerConn) Close() error {
+	if s.mirrors != nil {
+		s.mirrors.close()
+	}
 	if !s.Broken {
 		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = s.conn.Write([]byte{wire.Terminate, 0, 0, 0, 4})

@@ -217,6 +217,7 @@ func secretFromRows(rows [][][]byte, user string) (UserSecret, error) {
 // when that user's secret comes from auth_query (nothing to log in with until a client has), as
 // auth_query_user.
 func checkParams(pc *config.Pool, p backend.Params) backend.Params {
+	p.Mirrors = nil // the checker's queries are its own, not the pool's traffic
 	if p.Password == "" && pc.AuthQuery != "" {
 		p.User, p.Password, p.Credentials = pc.AuthQueryUser, pc.AuthQueryPassword, nil
 	}

@@ -148,6 +148,8 @@ type Checks struct {
 // StartChecks starts (or, after a reload, adjusts) the health checker for t's shards. The checker
 // lives across reloads; StopChecks ends it.
 func (t *Table) StartChecks(log *slog.Logger) {
+	// Outside c.mu: DynamicTarget takes t.mu, then c.mu.
+	t.Targets(func(_, _ string, tg *Target) { tg.setMirrorLogger(log) })
 	c := t.checks
 	c.mu.Lock()
 	defer c.mu.Unlock()

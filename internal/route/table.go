@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"strconv"
@@ -173,6 +174,11 @@ func (t *Table) DynamicTarget(db, user string) *Target {
 		return tg
 	}
 	tg := newTarget(&t.Config.General, pc, pc.DynamicUser(user), t.existingNode, &backend.Credentials{})
+	t.checks.mu.Lock()
+	if l := t.checks.log; l != nil {
+		tg.setMirrorLogger(l)
+	}
+	t.checks.mu.Unlock()
 	if t.dyn == nil {
 		t.dyn = map[string]map[string]*Target{}
 	}
@@ -190,6 +196,17 @@ func (t *Table) existingNode(host string, port int, db, role string) *Node {
 		return n
 	}
 	return &Node{Host: host, Port: port, Database: db, Configured: role}
+}
+
+// setMirrorLogger sets where the target's mirrors log.
+func (tg *Target) setMirrorLogger(l *slog.Logger) {
+	for _, sh := range tg.Shards {
+		for _, sv := range sh {
+			for _, m := range sv.Pool.Params().Mirrors {
+				m.SetLogger(l)
+			}
+		}
+	}
 }
 
 // Primary returns the server that takes writes on shard 0.
@@ -358,8 +375,8 @@ func newTarget(g *config.General, pc *config.Pool, u *config.User, node func(hos
 	}
 	for _, sh := range pc.Shards {
 		var servers []*Server
-		for _, sv := range sh.Servers {
-			p := pool.New(backend.Params{
+		for i, sv := range sh.Servers {
+			params := backend.Params{
 				Host: sv.Host, Port: sv.Port, Database: sh.Database,
 				User: serverUser, Password: serverPass, Startup: startup,
 				ConnectTimeout: g.ConnectTimeout,
@@ -370,7 +387,17 @@ func newTarget(g *config.General, pc *config.Pool, u *config.User, node func(hos
 				Credentials:    creds,
 				// Server messages stream through whatever their size: max_message_size guards
 				// against clients.
-			}, pool.Options{
+			}
+			// pgcat's mirrors: each gets what this server gets, logged in as the pool logs in
+			// to the server.
+			for _, m := range sh.Mirrors {
+				if m.Server == i {
+					mp := params
+					mp.Host, mp.Port = m.Host, m.Port
+					params.Mirrors = append(params.Mirrors, &backend.Mirror{Params: mp})
+				}
+			}
+			p := pool.New(params, pool.Options{
 				Size: u.PoolSize, MinSize: u.MinPoolSize,
 				Lifetime: g.ServerLifetime, IdleTimeout: g.IdleTimeout,
 				HealthcheckDelay: g.HealthcheckDelay, HealthcheckTimeout: g.HealthcheckTimeout,
