@@ -35,6 +35,7 @@ func init() {
 		"LISTS":          (*Console).showLists,
 		"BANS":           (*Console).showBans,
 		"PLUGINS":        (*Console).showPlugins,
+		"MIRRORS":        (*Console).showMirrors,
 	}
 }
 
@@ -46,6 +47,7 @@ var helpText = strings.Join([]string{
 	"SHOW STATS",
 	"SHOW BANS",
 	"SHOW PLUGINS",
+	"SHOW MIRRORS",
 	"SHOW STATS_TOTALS|STATS_AVERAGES|TOTALS",
 	"SHOW STATE",
 	"PAUSE [db[,user]]",
@@ -231,6 +233,25 @@ func (c *Console) showStats(res *result) error {
 			tr.XactTime.Microseconds(), tr.QueryTime.Microseconds(), st.TotalWait.Microseconds(), tr.Errors,
 			int64(avg.Xacts), int64(avg.Queries), int64(avg.BytesRecv), int64(avg.BytesSent),
 			int64(avg.Errors), avg.XactTime.Microseconds(), avg.QueryTime.Microseconds(), avg.WaitTime.Microseconds())
+	}
+	res.complete("SHOW")
+	return nil
+}
+
+// showMirrors is sluice's SHOW MIRRORS: one row per mirror of each server (pgcat's mirrors key),
+// with what it was sent and what it missed.
+func (c *Console) showMirrors(res *result) error {
+	res.header(text("name"), text("database"), text("user"), text("mirror"),
+		num("connections"), num("messages"), num("bytes"), num("dropped_messages"),
+		num("dropped_bytes"), num("connect_errors"), num("server_errors"))
+	for _, sv := range c.Servers() {
+		for _, m := range sv.Pool.Params().Mirrors {
+			st := &m.Stats
+			res.row(sv.Name, sv.Database, sv.User, m.Params.Addr(),
+				st.Connections.Load(), int64(st.Messages.Load()), int64(st.Bytes.Load()),
+				int64(st.DroppedMessages.Load()), int64(st.DroppedBytes.Load()),
+				int64(st.ConnectErrors.Load()), int64(st.ServerErrors.Load()))
+		}
 	}
 	res.complete("SHOW")
 	return nil

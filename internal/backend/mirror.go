@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"log/slog"
@@ -92,8 +93,9 @@ type mirrorTee struct {
 
 func startMirrors(ms []*Mirror) *mirrorTee {
 	t := &mirrorTee{conns: make([]*mirrorConn, len(ms))}
+	t.fr.stmts = &stmtLog{byName: map[string][]byte{}}
 	for i, m := range ms {
-		c := &mirrorConn{m: m, accepting: true, wake: make(chan struct{}, 1)}
+		c := &mirrorConn{m: m, stmts: t.fr.stmts, accepting: true, wake: make(chan struct{}, 1)}
 		c.ctx, c.cancel = context.WithCancel(context.Background())
 		t.conns[i] = c
 		go c.run()
@@ -124,11 +126,62 @@ func (t *mirrorTee) close() {
 }
 
 // framer follows message boundaries in the byte stream written to a server, whose writes cut
-// messages anywhere.
+// messages anywhere. With stmts, it also keeps the named statements' Parse messages.
 type framer struct {
-	rest int // bytes of the current message's body still to come
-	hn   int // header bytes of the next message seen so far
-	hdr  [wire.HeaderLen]byte
+	rest  int // bytes of the current message's body still to come
+	hn    int // header bytes of the next message seen so far
+	hdr   [wire.HeaderLen]byte
+	stmts *stmtLog
+	msg   []byte // the current message, when it is a Parse or Close being kept
+	keep  bool
+}
+
+// stmtLog holds the Parse message of every named statement prepared on a server and not
+// closed since, so that a new mirror session (after a gap) prepares them before it goes on:
+// without them, each later Bind of one would fail on the mirror for the server's whole life.
+type stmtLog struct {
+	mu     sync.Mutex
+	byName map[string][]byte
+}
+
+// maxKeptStatements bounds a stmtLog; sluice's own statement cache is smaller.
+const maxKeptStatements = 4096
+
+// maxKeptParse is the largest Parse message a stmtLog keeps.
+const maxKeptParse = 64 << 10
+
+func (l *stmtLog) note(msg []byte) {
+	name, _, ok := wire.CString(msg[wire.HeaderLen:])
+	switch {
+	case !ok || len(name) == 0:
+	case msg[0] == wire.Parse:
+		l.mu.Lock()
+		if _, has := l.byName[string(name)]; has || len(l.byName) < maxKeptStatements {
+			l.byName[string(name)] = bytes.Clone(msg)
+		}
+		l.mu.Unlock()
+	case msg[0] == wire.Close && msg[wire.HeaderLen] == 'S':
+		name, _, ok = wire.CString(msg[wire.HeaderLen+1:])
+		if ok {
+			l.mu.Lock()
+			delete(l.byName, string(name))
+			l.mu.Unlock()
+		}
+	}
+}
+
+// replay returns the kept Parse messages followed by a Sync, or nil when there are none.
+func (l *stmtLog) replay() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.byName) == 0 {
+		return nil
+	}
+	var b []byte
+	for _, m := range l.byName {
+		b = append(b, m...)
+	}
+	return wire.AppendSimple(b, wire.Sync)
 }
 
 // scan advances over p and returns the offset in p of the first message that begins in it (-1
@@ -138,8 +191,14 @@ func (f *framer) scan(p []byte) (first, starts int) {
 	for i := 0; i < len(p); {
 		if f.rest > 0 {
 			k := min(f.rest, len(p)-i)
+			if f.keep {
+				f.msg = append(f.msg, p[i:i+k]...)
+			}
 			f.rest -= k
 			i += k
+			if f.rest == 0 && f.keep {
+				f.kept()
+			}
 			continue
 		}
 		if f.hn == 0 {
@@ -154,15 +213,29 @@ func (f *framer) scan(p []byte) (first, starts int) {
 		if f.hn == wire.HeaderLen {
 			f.hn = 0
 			f.rest = max(int(binary.BigEndian.Uint32(f.hdr[1:]))-4, 0)
+			typ := f.hdr[0]
+			f.keep = f.stmts != nil && (typ == wire.Parse || typ == wire.Close) && f.rest > 0 && f.rest <= maxKeptParse
+			if f.keep {
+				f.msg = append(f.msg[:0], f.hdr[:]...)
+			}
 		}
 	}
 	return first, starts
+}
+
+func (f *framer) kept() {
+	f.keep = false
+	f.stmts.note(f.msg)
+	if cap(f.msg) > 4<<10 {
+		f.msg = nil
+	}
 }
 
 // mirrorConn is one server connection's connection to one mirror: a queue the tee fills and a
 // goroutine that empties it into the mirror.
 type mirrorConn struct {
 	m         *Mirror
+	stmts     *stmtLog
 	ctx       context.Context // canceled when closed with nothing left to send
 	cancel    context.CancelFunc
 	wake      chan struct{}
@@ -403,7 +476,7 @@ func (c *mirrorConn) dial() (*mirrorLink, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &mirrorLink{s: s, m: c.m, dead: make(chan struct{})}
+	l := &mirrorLink{s: s, m: c.m, stmts: c.stmts, dead: make(chan struct{})}
 	c.up()
 	c.m.Stats.Connections.Add(1)
 	go l.read()
@@ -412,12 +485,13 @@ func (c *mirrorConn) dial() (*mirrorLink, error) {
 
 // mirrorLink is one logged-in connection to a mirror.
 type mirrorLink struct {
-	s    *ServerConn
-	m    *Mirror
-	used bool // something was sent on it
-	dead chan struct{}
-	once sync.Once
-	rerr error
+	s     *ServerConn
+	m     *Mirror
+	used  bool // something was sent on it
+	stmts *stmtLog
+	dead  chan struct{}
+	once  sync.Once
+	rerr  error
 }
 
 // read reads and discards what the mirror answers, counting its errors, until the connection
@@ -451,8 +525,16 @@ func (l *mirrorLink) isDead() bool {
 func (l *mirrorLink) err() error { return l.rerr }
 
 func (l *mirrorLink) send(q []mirrorChunk, timeout time.Duration) error {
-	l.used = true
 	_ = l.s.conn.SetWriteDeadline(time.Now().Add(timeout))
+	if !l.used && q[0].fresh {
+		// The session begins after a gap: the server has statements it was never sent.
+		if b := l.stmts.replay(); b != nil {
+			if _, err := l.s.W.Write(b); err != nil {
+				return err
+			}
+		}
+	}
+	l.used = true
 	for _, ch := range q {
 		if _, err := l.s.W.Write(ch.b); err != nil {
 			return err

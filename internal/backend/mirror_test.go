@@ -199,9 +199,15 @@ func TestStalledMirrorDropsWholeMessagesWithoutBlocking(t *testing.T) {
 	close(f.stall)
 	// After the gap, a new session; its bytes are whole messages from a message's start.
 	mark := wire.AppendQuery(nil, "SELECT 'after'")
-	waitFor(t, 15*time.Second, "a second session with the next message", func() bool {
+	waitFor(t, 30*time.Second, "a second session with the next message", func() bool {
 		tee.write(mark) // dropped while the queue is still full
-		_, got := f.received()
+		n, got := f.received()
+		if testing.Verbose() {
+			c := tee.conns[0]
+			c.mu.Lock()
+			t.Logf("logins %d sessions %d queued %d acc %v resync %v; sent %d dropped %d conns %d errs %d", n, len(got), c.queued, c.accepting, c.resync, m.Stats.Messages.Load(), m.Stats.DroppedMessages.Load(), m.Stats.Connections.Load(), m.Stats.ConnectErrors.Load())
+			c.mu.Unlock()
+		}
 		return len(got) >= 2 && bytes.HasSuffix(got[len(got)-1], mark)
 	})
 	_, got := f.received()

@@ -147,7 +147,26 @@ var (
 		prometheus.CounterValue, serverLabels)
 	poolDialErrors = newMetric("sluice_server_connect_errors_total", "Failed attempts to open a server connection",
 		prometheus.CounterValue, serverLabels)
+
+	// sluice's own, per mirror of a server (pgcat has no mirroring metrics). The labels are the
+	// mirrored server's, and mirror, the mirror's host:port.
+	mirrorBytes = newMetric("sluice_mirror_bytes_total", "Bytes written to the mirror",
+		prometheus.CounterValue, mirrorLabels)
+	mirrorMessages = newMetric("sluice_mirror_messages_total", "Protocol messages written to the mirror",
+		prometheus.CounterValue, mirrorLabels)
+	mirrorDroppedBytes = newMetric("sluice_mirror_dropped_bytes_total", "Bytes sent to the server that the mirror did not get: its queue was full or it was down",
+		prometheus.CounterValue, mirrorLabels)
+	mirrorDroppedMessages = newMetric("sluice_mirror_dropped_messages_total", "Protocol messages sent to the server that the mirror did not get",
+		prometheus.CounterValue, mirrorLabels)
+	mirrorConnectErrors = newMetric("sluice_mirror_connect_errors_total", "Failed logins to the mirror and mirror connections lost",
+		prometheus.CounterValue, mirrorLabels)
+	mirrorServerErrors = newMetric("sluice_mirror_server_errors_total", "ErrorResponses the mirror answered with (read and thrown away)",
+		prometheus.CounterValue, mirrorLabels)
+	mirrorConnections = newMetric("sluice_mirror_connections", "Open connections to the mirror",
+		prometheus.GaugeValue, mirrorLabels)
 )
+
+var mirrorLabels = append(append([]string(nil), serverLabels...), "mirror")
 
 // collector reads the metrics from a Source at each scrape.
 type collector struct{ src Source }
@@ -197,6 +216,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		emit(replicaLagBytes, float64(sv.LagBytes))
 		emit(poolWaits, float64(st.Waits))
 		emit(poolDialErrors, float64(st.DialErrors))
+
+		for _, m := range sv.Pool.Params().Mirrors {
+			mlv := append(lv[:len(lv):len(lv)], m.Params.Addr())
+			emitM := func(x metric, v float64) { ch <- prometheus.MustNewConstMetric(x.desc, x.typ, v, mlv...) }
+			ms := &m.Stats
+			emitM(mirrorBytes, float64(ms.Bytes.Load()))
+			emitM(mirrorMessages, float64(ms.Messages.Load()))
+			emitM(mirrorDroppedBytes, float64(ms.DroppedBytes.Load()))
+			emitM(mirrorDroppedMessages, float64(ms.DroppedMessages.Load()))
+			emitM(mirrorConnectErrors, float64(ms.ConnectErrors.Load()))
+			emitM(mirrorServerErrors, float64(ms.ServerErrors.Load()))
+			emitM(mirrorConnections, float64(ms.Connections.Load()))
+		}
 	}
 	for _, p := range c.src.Pools() {
 		lv := []string{p.Database, p.User}
