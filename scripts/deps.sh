@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Makes sure the programs that sluice's tests, demo and benchmarks run are installed: PostgreSQL
 # (initdb, pg_ctl, pg_basebackup, psql, pgbench), redis-server, pgbouncer, pgpool (pgpool-II, which
-# only the cache benchmark runs), node and npm, and Debian's python3 with asyncpg, psycopg (3) and
+# only the cache benchmark runs), node and npm, Debian's python3 with asyncpg, psycopg (3) and
 # psycopg2 for test/python (run with /usr/bin/python3, which sees Debian's python3-* packages; a
-# python3 earlier on PATH, such as pyenv's, may not).
+# python3 earlier on PATH, such as pyenv's, may not), and a JDK (java, javac) with Debian's
+# PostgreSQL JDBC driver (libpostgresql-jdbc-java: /usr/share/java/postgresql.jar) for test/java.
 #
 # As root on Debian/Ubuntu it installs what is missing with apt-get (one apt-get update first).
 # Otherwise it prints the apt-get command to run and exits 1.
@@ -57,6 +58,14 @@ for mod_pkg in asyncpg:python3-asyncpg psycopg:python3-psycopg psycopg2:python3-
 		packages+=("$pkg")
 	fi
 done
+if ! command -v java >/dev/null || ! command -v javac >/dev/null; then
+	missing+=("java/javac")
+	packages+=(default-jdk-headless)
+fi
+if [ ! -f /usr/share/java/postgresql.jar ]; then
+	missing+=("pgjdbc")
+	packages+=(libpostgresql-jdbc-java)
+fi
 
 # stop_services stops the services of the packages above and keeps them from starting at boot,
 # with systemd when it runs, else with the SysV scripts (and systemctl's offline disable, which
