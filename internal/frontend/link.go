@@ -200,8 +200,20 @@ func canonicalName(n string) string {
 //
 // It runs before the pump starts, so the reader owns the session's parameters here.
 func (s *ClientSession) syncParams(srv *backend.ServerConn) error {
+	reported, err := s.applyParams(srv)
+	if len(reported) > 0 {
+		s.out.mu.Lock()
+		_, _ = s.out.Write(reported)
+		s.out.mu.Unlock()
+	}
+	return err
+}
+
+// applyParams is syncParams without the telling: it returns the ParameterStatus messages the
+// client is to get.
+func (s *ClientSession) applyParams(srv *backend.ServerConn) (reported []byte, _ error) {
 	if srv.Synced == s.paramsKey() {
-		return nil
+		return nil, nil
 	}
 	var sb strings.Builder
 	for _, p := range s.params {
@@ -223,7 +235,6 @@ func (s *ClientSession) syncParams(srv *backend.ServerConn) error {
 		}
 	}
 	if sb.Len() > 0 {
-		var reported []byte
 		_, err := srv.ExecNotify(sb.String(), func(body []byte) {
 			name, rest, _ := wire.CString(body)
 			val, _, _ := wire.CString(rest)
@@ -231,10 +242,10 @@ func (s *ClientSession) syncParams(srv *backend.ServerConn) error {
 		})
 		if err != nil {
 			if isServerError(err) {
-				return err // the client's own setting is invalid: it hears the server's words
+				return nil, err // the client's own setting is invalid: it hears the server's words
 			}
 			srv.Broken = true
-			return fmt.Errorf("apply the client's settings on the server: %w", err)
+			return nil, fmt.Errorf("apply the client's settings on the server: %w", err)
 		}
 		for _, k := range resets {
 			if iv, ok := srv.Initial[k]; ok {
@@ -254,14 +265,9 @@ func (s *ClientSession) syncParams(srv *backend.ServerConn) error {
 				srv.Params[p.name] = p.value
 			}
 		}
-		if len(reported) > 0 {
-			s.out.mu.Lock()
-			_, _ = s.out.Write(reported)
-			s.out.mu.Unlock()
-		}
 	}
 	srv.Synced = s.paramsKey()
-	return nil
+	return reported, nil
 }
 
 // paramsKey returns a string that is equal for two clients whose settings are equal, rebuilt

@@ -376,20 +376,26 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 		return s.fatal("08006", "could not connect to server: "+err.Error())
 	}
 	s.l.register(s)
+	for k, v := range sparams {
+		if _, ok := s.paramLocked(k); !ok && trackedReported[k] {
+			// What the client is told now is what it expects of every server it gets.
+			s.params = append(s.params, param{k, v})
+		}
+	}
+	// Sorted, so that clients with the same settings have the same settings key.
+	slices.SortFunc(s.params, func(a, b param) int { return strings.Compare(a.name, b.name) })
+	if err := s.spellStartup(tbl, sparams); err != nil {
+		return err
+	}
+	s.initial = append([]param(nil), s.params...)
 	b := make([]byte, 0, 512)
 	b = append(b, wire.Authentication, 0, 0, 0, 8, 0, 0, 0, 0) // AuthenticationOk
 	for k, v := range sparams {
 		if cv, ok := s.paramLocked(k); ok {
 			v = cv
-		} else if trackedReported[k] {
-			// What the client is told now is what it expects of every server it gets.
-			s.params = append(s.params, param{k, v})
 		}
 		b = wire.AppendParameterStatus(b, k, v)
 	}
-	// Sorted, so that clients with the same settings have the same settings key.
-	slices.SortFunc(s.params, func(a, b param) int { return strings.Compare(a.name, b.name) })
-	s.initial = append([]param(nil), s.params...)
 	b = append(b, wire.BackendKeyData, 0, 0, 0, 12,
 		byte(s.pid>>24), byte(s.pid>>16), byte(s.pid>>8), byte(s.pid))
 	b = append(b, s.secret[:]...)
@@ -399,6 +405,52 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 	s.out.Idle()
 	s.out.mu.Unlock()
 	return err
+}
+
+// spellStartup gives the client's startup settings the spelling servers give them, so that the
+// client is told at login what Postgres would tell it (DateStyle "ISO" is "ISO, MDY", which
+// pgjdbc asks for), and a value the server refuses fails the login, as in Postgres. sparams are
+// the values servers report at login; only settings among them that the client set otherwise
+// are spelled. Spellings are learned on a server of the pool, so the first login with a value
+// new to the target waits for one (as its first query would), and are remembered
+// (route.SettingCache). When no server is to be had, the client is told its own spelling and
+// its first query applies it.
+func (s *ClientSession) spellStartup(tbl *route.Table, sparams map[string]string) error {
+	learn := false
+	for i := range s.params {
+		p := &s.params[i]
+		if sv, ok := sparams[p.name]; !ok || sv == p.value {
+			continue
+		}
+		if v, ok := s.target.Spellings.Get(p.name, p.value); ok {
+			p.value = v
+			continue
+		}
+		learn = true
+	}
+	if !learn {
+		return nil
+	}
+	srv, pl, _, err := s.checkout(s.target, route.Primary, tbl.Config.General.QueryWaitTimeout)
+	if err != nil {
+		return nil
+	}
+	asked := slices.Clone(s.params)
+	_, err = s.applyParams(srv)
+	pl.Release(srv)
+	if err != nil {
+		var se *backend.ServerError
+		if errors.As(err, &se) {
+			return s.fatal(se.Code, se.Message)
+		}
+		return nil
+	}
+	for i, p := range asked {
+		if _, ok := sparams[p.name]; ok {
+			s.target.Spellings.Put(p.name, p.value, s.params[i].value)
+		}
+	}
+	return nil
 }
 
 // setParam sets a client setting, replacing an earlier value of the same name.

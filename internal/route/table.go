@@ -78,7 +78,9 @@ type Target struct {
 	Creds *backend.Credentials
 	// Statements are the transaction-mode statements known to prepare on this target's servers.
 	Statements StatementSet
-	closed     bool
+	// Spellings are the spellings this target's servers gave settings clients asked for at login.
+	Spellings SettingCache
+	closed    bool
 	// settings are the pool's routing settings, replaced at a reload that keeps the target.
 	settings atomic.Pointer[config.Pool]
 	rr       atomic.Uint32 // round_robin's counter
@@ -588,6 +590,36 @@ func (s *StatementSet) Remove(name string) {
 	s.mu.Lock()
 	delete(s.m, name)
 	s.mu.Unlock()
+}
+
+// SettingCache remembers how servers spell a setting's value once it is set, such as DateStyle
+// "ISO" as "ISO, MDY": what a client that logs in with the value must be told, as Postgres would
+// tell it. It holds at most maxKnownSettings values and then stops learning.
+type SettingCache struct {
+	mu sync.RWMutex
+	m  map[[2]string]string
+}
+
+const maxKnownSettings = 4096
+
+// Get returns the server's spelling of value for setting name, when it is known.
+func (c *SettingCache) Get(name, value string) (string, bool) {
+	c.mu.RLock()
+	v, ok := c.m[[2]string{name, value}]
+	c.mu.RUnlock()
+	return v, ok
+}
+
+// Put records that a server spells value for setting name as norm.
+func (c *SettingCache) Put(name, value, norm string) {
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[[2]string]string)
+	}
+	if len(c.m) < maxKnownSettings {
+		c.m[[2]string{name, value}] = norm
+	}
+	c.mu.Unlock()
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -486,6 +486,47 @@ func TestStartupParametersAreAppliedOnTheServer(t *testing.T) {
 	}
 }
 
+// TestStartupSettingsAreReportedAsTheServerSpellsThem logs in with DateStyle "ISO" (what pgjdbc
+// sends): Postgres reports it as "ISO, MDY" at login, before any query, and so must sluice, for
+// the first client with the value and for the next (which sluice answers from what it learned).
+// A value the server refuses fails the login, as in Postgres.
+func TestStartupSettingsAreReportedAsTheServerSpellsThem(t *testing.T) {
+	for _, mode := range []string{"transaction", "session"} {
+		t.Run(mode, func(t *testing.T) {
+			// In session mode a login spells settings on a server only when one is free.
+			s := startPooler(t, poolConfig{Mode: mode, PoolSize: 3})
+			for i := range 2 {
+				c := connectConfig(t, s, func(cfg *pgx.ConnConfig) {
+					cfg.RuntimeParams["DateStyle"] = "ISO"
+					cfg.RuntimeParams["TimeZone"] = "utc"
+				})
+				if got := c.PgConn().ParameterStatus("DateStyle"); got != "ISO, MDY" {
+					t.Errorf("client %d was told DateStyle %q at login, want \"ISO, MDY\"", i, got)
+				}
+				if got := c.PgConn().ParameterStatus("TimeZone"); got != "UTC" {
+					t.Errorf("client %d was told TimeZone %q at login, want \"UTC\"", i, got)
+				}
+				if got := queryString(t, c, "SHOW DateStyle"); got != "ISO, MDY" {
+					t.Errorf("SHOW DateStyle = %q", got)
+				}
+			}
+			cfg, err := pgx.ParseConfig(s.URL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.RuntimeParams["TimeZone"] = "Nowhere/Bogus"
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if c, err := pgx.ConnectConfig(ctx, cfg); codeOf(err) != "22023" {
+				if err == nil {
+					c.Close(ctx)
+				}
+				t.Errorf("login with TimeZone Nowhere/Bogus: %v, want SQLSTATE 22023", err)
+			}
+		})
+	}
+}
+
 func TestStartupSettingsOfOneClientDoNotReachTheNext(t *testing.T) {
 	ctx := context.Background()
 	// One server, clients one after another: each must see its own startup settings, and a client
