@@ -701,10 +701,16 @@ func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn, msg []byte) b
 					s.target.Statements.Remove(e.name)
 				}
 			}
-			if e.kind != kParseSynth && e.name == "" && e.client == "" && failed {
-				// A failed Parse of the unnamed statement leaves none: do not send it again.
-				s.unnamed = s.unnamed[:0]
+			if e.kind != kParseSynth && e.name == "" && e.client == "" {
+				// A failed Parse of the unnamed statement leaves none on the server; one the
+				// server skipped leaves the one before, maybe another client's: either way this
+				// session's is not there.
 				srv.UnnamedOwner = nil
+				if failed || e.kind == kParse {
+					// The client's own Parse failed or was skipped: it has no unnamed
+					// statement now (as after a failure in Postgres), so do not send it again.
+					s.unnamed = s.unnamed[:0]
+				}
 			}
 			if e.client != "" {
 				if st := s.stmts[e.client]; st != nil && st.server == e.name || e.kind == kParseSynth {

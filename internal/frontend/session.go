@@ -914,6 +914,8 @@ func (s *ClientSession) failBatchMsg(errMsg []byte) error {
 		now = s.q.takeSynth(now)
 		s.q.push(entry{kind: kAbortSwallow})
 		s.open = true
+		// The failing Parse drops the server's unnamed statement, whoever's it was.
+		srv.UnnamedOwner = nil
 	}
 	s.mu.Unlock()
 	if srv == nil {

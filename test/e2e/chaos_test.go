@@ -447,6 +447,7 @@ var chaosOps = []chaosOp{
 	{"errors", 3, (*chaosClient).opErrors},
 	{"flushed batch", 2, (*chaosClient).opFlushed},
 	{"copy failures", 2, (*chaosClient).opCopyFailures},
+	{"protocol", 3, (*chaosClient).opProtocol},
 }
 
 func (c *chaosClient) run(end time.Time) {
@@ -1663,6 +1664,158 @@ func (c *chaosClient) rawAbrupt(ctx context.Context, fn func(hc *pgconn.Hijacked
 		return err
 	}
 	return err
+}
+
+// opProtocol speaks the protocol itself on a second connection, for what pgx does not do:
+// simple queries pipelined without waiting (a whole transaction in one write), a Sync on its
+// own, a named portal read in parts with Execute row limits across Syncs inside a transaction,
+// and Describe and Close of a named statement. Every reply is checked, in order.
+func (c *chaosClient) opProtocol(ctx context.Context) error {
+	tag, n := c.newTag(), 1+c.rng.IntN(10)
+	c.inflight[tag] = n
+	return c.rawAbrupt(ctx, func(hc *pgconn.HijackedConn) error {
+		fe := hc.Frontend
+		fe.Send(&pgproto3.Query{String: "BEGIN"})
+		fe.Send(&pgproto3.Query{String: insertSQL(c.id, tag, 1, n, false)})
+		fe.Send(&pgproto3.Query{String: fmt.Sprintf("SELECT count(*) FROM chaos_rows WHERE tag = %d", tag)})
+		fe.Send(&pgproto3.Query{String: "COMMIT"})
+		fe.Send(&pgproto3.Sync{})
+		if err := fe.Flush(); err != nil {
+			return err
+		}
+		rows, err := rawExpect(hc, "CommandComplete", "ReadyForQuery T", "CommandComplete", "ReadyForQuery T",
+			"RowDescription", "DataRow", "CommandComplete", "ReadyForQuery T", "CommandComplete", "ReadyForQuery I",
+			"ReadyForQuery I")
+		if err != nil {
+			return err
+		}
+		if len(rows) != 1 || rows[0] != strconv.Itoa(n) {
+			return violation("pipelined transaction: counted %v rows, want %d", rows, n)
+		}
+		c.committed()
+
+		// A portal read three rows at a time, across Syncs, in a transaction.
+		total := 7 + c.rng.IntN(10)
+		fe.Send(&pgproto3.Query{String: "BEGIN"})
+		fe.Send(&pgproto3.Parse{Query: "SELECT g, $2::int FROM generate_series(1, $1::int) g"})
+		fe.Send(&pgproto3.Bind{DestinationPortal: "chaos_portal",
+			Parameters: [][]byte{[]byte(strconv.Itoa(total)), []byte(strconv.Itoa(c.id))}})
+		fe.Send(&pgproto3.Execute{Portal: "chaos_portal", MaxRows: 3})
+		fe.Send(&pgproto3.Sync{})
+		if err := fe.Flush(); err != nil {
+			return err
+		}
+		got, err := rawExpect(hc, "CommandComplete", "ReadyForQuery T", "ParseComplete", "BindComplete",
+			"DataRow", "DataRow", "DataRow", "PortalSuspended", "ReadyForQuery T")
+		if err != nil {
+			return err
+		}
+		time.Sleep(time.Duration(c.rng.IntN(10)) * time.Millisecond)
+		fe.Send(&pgproto3.Execute{Portal: "chaos_portal", MaxRows: 3})
+		fe.Send(&pgproto3.Flush{})
+		if err := fe.Flush(); err != nil {
+			return err
+		}
+		more, err := rawExpect(hc, "DataRow", "DataRow", "DataRow", "PortalSuspended")
+		if err != nil {
+			return err
+		}
+		got = append(got, more...)
+		fe.Send(&pgproto3.Execute{Portal: "chaos_portal"})
+		fe.Send(&pgproto3.Close{ObjectType: 'P', Name: "chaos_portal"})
+		fe.Send(&pgproto3.Sync{})
+		fe.Send(&pgproto3.Query{String: "COMMIT"})
+		if err := fe.Flush(); err != nil {
+			return err
+		}
+		want := []string{}
+		for i := 7; i <= total; i++ {
+			want = append(want, "DataRow")
+		}
+		want = append(want, "CommandComplete", "CloseComplete", "ReadyForQuery T", "CommandComplete", "ReadyForQuery I")
+		rest, err := rawExpect(hc, want...)
+		if err != nil {
+			return err
+		}
+		got = append(got, rest...)
+		for i, v := range got {
+			if want := fmt.Sprintf("%d|%d", i+1, c.id); v != want {
+				return violation("portal row %d: %q, want %q", i+1, v, want)
+			}
+		}
+
+		// Describe, Bind, Close of a named statement; a Sync on its own.
+		name := fmt.Sprintf("chaos_raw_%d", c.rng.IntN(3))
+		fe.Send(&pgproto3.Parse{Name: name, Query: fmt.Sprintf("SELECT $1::int * 10 + %d AS v", c.id%10)})
+		fe.Send(&pgproto3.Describe{ObjectType: 'S', Name: name})
+		fe.Send(&pgproto3.Sync{})
+		fe.Send(&pgproto3.Sync{})
+		k := c.rng.IntN(1000)
+		fe.Send(&pgproto3.Bind{PreparedStatement: name, Parameters: [][]byte{[]byte(strconv.Itoa(k))}})
+		fe.Send(&pgproto3.Describe{ObjectType: 'P'})
+		fe.Send(&pgproto3.Execute{})
+		fe.Send(&pgproto3.Close{ObjectType: 'S', Name: name})
+		fe.Send(&pgproto3.Sync{})
+		fe.Send(&pgproto3.Bind{PreparedStatement: name})
+		fe.Send(&pgproto3.Execute{})
+		fe.Send(&pgproto3.Sync{})
+		if err := fe.Flush(); err != nil {
+			return err
+		}
+		rows, err = rawExpect(hc, "ParseComplete", "ParameterDescription", "RowDescription", "ReadyForQuery I",
+			"ReadyForQuery I", "BindComplete", "RowDescription", "DataRow", "CommandComplete", "CloseComplete",
+			"ReadyForQuery I", "ErrorResponse 26000", "ReadyForQuery I")
+		if err != nil {
+			return err
+		}
+		if len(rows) != 1 || rows[0] != strconv.Itoa(k*10+c.id%10) {
+			return violation("%s(%d): %v, want %d", name, k, rows, k*10+c.id%10)
+		}
+		fe.Send(&pgproto3.Terminate{})
+		if err := fe.Flush(); err != nil {
+			return err
+		}
+		return nil
+	})
+}
+
+// rawExpect reads one message per entry of want, which names its type (without "*pgproto3."),
+// followed for a ReadyForQuery by its status and for an ErrorResponse by its SQLSTATE. It skips
+// ParameterStatus and NoticeResponse. It returns the DataRows' values, joined by "|".
+func rawExpect(hc *pgconn.HijackedConn, want ...string) ([]string, error) {
+	var rows []string
+	for i := 0; i < len(want); {
+		m, err := hc.Frontend.Receive()
+		if err != nil {
+			return nil, err
+		}
+		var got string
+		switch m := m.(type) {
+		case *pgproto3.ParameterStatus, *pgproto3.NoticeResponse:
+			continue
+		case *pgproto3.ReadyForQuery:
+			got = "ReadyForQuery " + string(m.TxStatus)
+		case *pgproto3.ErrorResponse:
+			got = "ErrorResponse " + m.Code
+			if want[i] != got {
+				return nil, pgconn.ErrorResponseToPgError(m)
+			}
+		case *pgproto3.DataRow:
+			var vals []string
+			for _, v := range m.Values {
+				vals = append(vals, string(v))
+			}
+			rows = append(rows, strings.Join(vals, "|"))
+			got = "DataRow"
+		default:
+			got = strings.TrimPrefix(fmt.Sprintf("%T", m), "*pgproto3.")
+		}
+		if got != want[i] {
+			return nil, violation("message %d: %s, want %s (all: %q)", i, got, want[i], want)
+		}
+		i++
+	}
+	return rows, nil
 }
 
 // rawUntil receives messages until done says so; an ErrorResponse is returned as an error.

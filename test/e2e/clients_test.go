@@ -1088,6 +1088,79 @@ func TestUnnamedStatementSurvivesSync(t *testing.T) {
 	}
 }
 
+// TestUnnamedStatementSurvivesAnotherClientsFailedBatch leaves client b's unnamed statement on
+// the only server (pool_size 1), then has client a make that server drop or keep its unnamed
+// statement in ways sluice must follow: a batch that sluice itself fails (a second Parse of a
+// name, refused with 42P05: sluice aborts the batch on the server with a Parse of the unnamed
+// statement that fails), and a Parse of the unnamed statement that the server skips after an
+// earlier error in its batch. Client b's next Bind must still run its own statement, and client
+// a's must never run client b's.
+func TestUnnamedStatementSurvivesAnotherClientsFailedBatch(t *testing.T) {
+	s := startPooler(t, poolConfig{PoolSize: 1})
+	ctx := context.Background()
+	a, b := connect(t, s).PgConn(), connect(t, s).PgConn()
+	bRuns := func(when string) {
+		t.Helper()
+		res := b.ExecPrepared(ctx, "", [][]byte{[]byte("7")}, nil, nil).Read()
+		if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][0]) != "client b" {
+			t.Fatalf("client b's unnamed statement %s: %q, %v", when, res.Rows, res.Err)
+		}
+	}
+	if _, err := b.Prepare(ctx, "", "SELECT 'client b', $1::int", nil); err != nil {
+		t.Fatal(err)
+	}
+	bRuns("at first")
+
+	// A batch sluice fails: 42P05 for a name prepared twice, inside a transaction.
+	if _, err := a.Exec(ctx, "BEGIN").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Prepare(ctx, "twice", "SELECT 1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Prepare(ctx, "twice", "SELECT 2", nil); codeOf(err) != "42P05" {
+		t.Fatalf("second Parse of a name: %v, want 42P05", err)
+	}
+	if _, err := a.Exec(ctx, "ROLLBACK").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	bRuns("after client a's batch failed by sluice")
+
+	// A batch whose unnamed Parse the server skips: an error comes before it.
+	if _, err := a.Prepare(ctx, "div", "SELECT 1/$1::int", nil); err != nil {
+		t.Fatal(err)
+	}
+	p := a.StartPipeline(ctx)
+	p.SendQueryPrepared("div", [][]byte{[]byte("0")}, nil, nil)
+	p.SendPrepare("", "SELECT 'client a', $1::int", nil)
+	if err := p.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.GetResults(); codeOf(err) != "22012" {
+		t.Fatalf("1/0 in the pipeline: %v, want 22012", err)
+	}
+	for {
+		r, err := p.GetResults()
+		if err != nil {
+			continue
+		}
+		if _, ok := r.(*pgconn.PipelineSync); ok {
+			break
+		}
+		if r == nil {
+			t.Fatal("no PipelineSync")
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	res := a.ExecPrepared(ctx, "", [][]byte{[]byte("8")}, nil, nil).Read()
+	if len(res.Rows) > 0 && string(res.Rows[0][0]) == "client b" {
+		t.Fatalf("client a ran client b's unnamed statement: %q", res.Rows)
+	}
+	bRuns("after client a's unnamed Parse was skipped")
+}
+
 // TestPortalFetchedInPiecesInsideTransaction fetches a named portal a few rows at a time, with a
 // Sync after each piece, inside a transaction, as JDBC's fetchSize and node's pg-cursor do: the
 // portal lives until the transaction ends, on the one server the transaction holds. The named
