@@ -50,7 +50,7 @@ func TestCacheShowAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, direct := startCachedSluiceConfig(t, poolConfig{
-		General: fmt.Sprintf("enable_prometheus_exporter = true\nprometheus_exporter_port = %d", port)})
+		General: fmt.Sprintf("enable_prometheus_exporter = true\nprometheus_exporter_port = %d", port)}, "")
 	ctx := context.Background()
 	// Made before the first query through sluice, which loads the catalog: a table made after
 	// it changes the catalog, and the next refresh would renew the epoch (an extra miss).
@@ -177,9 +177,12 @@ func TestCacheStampedeAcrossInstances(t *testing.T) {
 		INSERT INTO cache_stampede2 SELECT g, repeat('x', 50) FROM generate_series(1, 200000) g`); err != nil {
 		t.Fatal(err)
 	}
-	// Both have the same prefix (the test's name), so they share the cache's keys.
-	a, dconn := startCachedSluice(t)
-	b, _ := startCachedSluice(t)
+	// Both have the same prefix (the test's name), so they share the cache's keys. The waits
+	// outlast the query however slow a loaded machine makes it: a fill that takes longer than
+	// stampede_wait lets the waiters run the query themselves, by design.
+	const wait = `stampede_wait = "60s"`
+	a, dconn := startCachedSluiceConfig(t, poolConfig{}, wait)
+	b, _ := startCachedSluiceConfig(t, poolConfig{}, wait)
 
 	// Slow enough (md5 of every row, then a sort) that both sluices miss before either fills;
 	// immutable, so it may be cached (pg_sleep is volatile).

@@ -58,12 +58,13 @@ func startCachedSluice(t *testing.T, extra ...string) (*Sluice, *pgx.Conn) {
 		pgc, _ := cacheServers(t)
 		pc.Shards = strings.Join(extra, "\n") + fmt.Sprintf("\n[pools.app.shards.0]\ndatabase = %q\nservers = [[\"127.0.0.1\", %d, \"primary\"]]\n", appDB, pgc.Port)
 	}
-	return startCachedSluiceConfig(t, pc)
+	return startCachedSluiceConfig(t, pc, "")
 }
 
 // startCachedSluiceConfig is startCachedSluice with more of the config: pc's General is added
-// to the cache's [general] lines, and its server is the cache tests' Postgres.
-func startCachedSluiceConfig(t *testing.T, pc poolConfig) (*Sluice, *pgx.Conn) {
+// to the [general] lines, cacheKeys to [plugins.cache], and its server is the cache tests'
+// Postgres.
+func startCachedSluiceConfig(t *testing.T, pc poolConfig, cacheKeys string) (*Sluice, *pgx.Conn) {
 	pgc, r := cacheServers(t)
 	general := fmt.Sprintf(`
 [plugins.cache]
@@ -71,7 +72,8 @@ redis = %q
 prefix = %q
 ttl = "60s"
 wal_dsn = %q
-`, r.Addr, "e2e:"+t.Name()+":", pgc.DSN(appDB, pgtest.SuperUser, pgtest.SuperPassword))
+%s
+`, r.Addr, "e2e:"+t.Name()+":", pgc.DSN(appDB, pgtest.SuperUser, pgtest.SuperPassword), cacheKeys)
 	pc.ServerPort, pc.General = pgc.Port, pc.General+general
 	s := startSluice(t, pc)
 	ctx := context.Background()
@@ -433,7 +435,7 @@ func TestCacheExtendedProtocol(t *testing.T) {
 // while another client holds the pool's only server. An unnamed statement that no Bind uses
 // before the Sync is still prepared on a server, so its errors come where Postgres gives them.
 func TestCacheHitTakesNoServer(t *testing.T) {
-	s, direct := startCachedSluiceConfig(t, poolConfig{PoolSize: 1, General: "query_wait_timeout = 2000\n"})
+	s, direct := startCachedSluiceConfig(t, poolConfig{PoolSize: 1, General: "query_wait_timeout = 2000\n"}, "")
 	ctx := context.Background()
 	if _, err := direct.Exec(ctx, `CREATE TABLE cache_noserver (id int PRIMARY KEY, v text);
 		ALTER TABLE cache_noserver OWNER TO app;
@@ -510,7 +512,9 @@ func TestCacheHitTakesNoServer(t *testing.T) {
 // TestCacheStampede: 100 clients missing the same key at once make one query on Postgres; the
 // others wait for its fill and are answered from it.
 func TestCacheStampede(t *testing.T) {
-	s, direct := startCachedSluice(t)
+	// The wait outlasts the query however slow a loaded machine makes it: a fill slower than
+	// stampede_wait lets the waiters run the query themselves, by design.
+	s, direct := startCachedSluiceConfig(t, poolConfig{}, `stampede_wait = "60s"`)
 	ctx := context.Background()
 	if _, err := direct.Exec(ctx, `CREATE TABLE cache_stampede (id int, pad text);
 		ALTER TABLE cache_stampede OWNER TO app;
