@@ -94,6 +94,10 @@ type ServerConn struct {
 	PoolGen uint64
 	// Broken is set when the server must not be reused (I/O error, protocol desync).
 	Broken bool
+	// Dirty is set when a client changed the session in a way the pooler does not carry from
+	// server to server (SET or RESET of a setting the server does not report, SET ROLE, SET
+	// SESSION AUTHORIZATION): the pool resets the session before another client gets it.
+	Dirty bool
 
 	sent               *sentCounter
 	sentSeen, recvSeen uint64 // the counts at the last Traffic
@@ -308,6 +312,22 @@ func (s *ServerConn) exec(sql string, onParam func(body []byte), onRow func(body
 		}
 		s.R.Discard(len(msg))
 	}
+}
+
+// ResetSession undoes what a client changed with SET, RESET, SET ROLE and SET SESSION
+// AUTHORIZATION (see Dirty), as pgcat's cleanup_server_connections does with RESET ROLE and RESET
+// ALL. The settings the server reports come back in ParameterStatus messages, recorded in Params;
+// Synced is cleared so the next client's settings are compared afresh.
+func (s *ServerConn) ResetSession(timeout time.Duration) error {
+	_ = s.SetReadDeadline(time.Now().Add(timeout))
+	defer func() { _ = s.SetReadDeadline(time.Time{}) }()
+	st, err := s.Exec("RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL")
+	if err == nil && st != 'I' {
+		err = fmt.Errorf("reset the session of %s: transaction status %q after RESET ALL", s.addr, st)
+	}
+	s.Synced = ""
+	s.Dirty = false
+	return err
 }
 
 // ResetParams records that the server's settings are back to their values at login, as after

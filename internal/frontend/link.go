@@ -545,6 +545,12 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		}
 	case wire.CommandComplete:
 		tag := wire.CommandTag(msg)
+		if s.txMode && (bytes.Equal(tag, []byte("SET")) || bytes.Equal(tag, []byte("RESET"))) {
+			// What this set may be a setting no ParameterStatus reports (search_path before
+			// PostgreSQL 18, statement_timeout, role): the server is reset before another
+			// client gets it. (SET LOCAL has the same tag; its reset is merely spare.)
+			srv.Dirty = true
+		}
 		if bytes.Equal(tag, []byte("DISCARD ALL")) || bytes.Equal(tag, []byte("DEALLOCATE ALL")) {
 			srv.Prepared.Clear()
 			clear(s.stmts)

@@ -261,6 +261,16 @@ func (p *Pool) dialOne(ctx context.Context) (*backend.ServerConn, error) {
 // connection with a cancel request under way (HoldForCancel) is kept from every client, and
 // Release blocks, until the request is done.
 func (p *Pool) Release(s *backend.ServerConn) {
+	if s.Dirty && !s.Broken {
+		// A client changed the session in ways no other client may inherit.
+		to := p.opts.HealthcheckTimeout
+		if to <= 0 {
+			to = time.Second
+		}
+		if err := s.ResetSession(to); err != nil {
+			s.Broken = true
+		}
+	}
 	now := time.Now()
 	s.LastUsed = now
 	if s.Broken || (p.opts.Lifetime > 0 && now.Sub(s.Created) > p.jitteredLifetime(s)) || p.isStale(s) {

@@ -1,0 +1,62 @@
+package e2e
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestUnreportedSettingsDoNotLeak: in transaction mode, what a client changes with SET that the
+// server does not report (search_path before PostgreSQL 18, statement_timeout, work_mem, the
+// role) never reaches the next client of its server: the server's session is reset first. A
+// setting the server reports still follows its client.
+func TestUnreportedSettingsDoNotLeak(t *testing.T) {
+	ctx := context.Background()
+	d := direct(t)
+	mustExec(t, d, "DROP ROLE IF EXISTS sluice_leak_role; CREATE ROLE sluice_leak_role NOLOGIN; GRANT sluice_leak_role TO "+appUser)
+	defer mustExec(t, d, "DROP ROLE IF EXISTS sluice_leak_role")
+	s := startSluice(t, poolConfig{PoolSize: 1})
+	simple := func(c *pgx.ConnConfig) { c.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol }
+	a, b := connectConfig(t, s, simple), connectConfig(t, s, simple)
+	show := func(c *pgx.Conn, q string) string {
+		t.Helper()
+		var v string
+		if err := c.QueryRow(ctx, q).Scan(&v); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return v
+	}
+	want := map[string]string{}
+	for _, q := range []string{"SHOW search_path", "SHOW statement_timeout", "SHOW work_mem", "SELECT current_user", "SHOW TimeZone"} {
+		want[q] = show(b, q)
+	}
+	for _, q := range []string{
+		"SET search_path TO pg_catalog",
+		"SET statement_timeout = 5",
+		"BEGIN; SET work_mem = '1MB'; COMMIT",
+		"SET ROLE sluice_leak_role",
+		"SET TimeZone = 'Asia/Tokyo'",
+	} {
+		if _, err := a.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		// The pool's one server goes to b next.
+		for what, w := range want {
+			if got := show(b, what); got != w {
+				t.Errorf("after the other client's %q: %s = %q, want %q", q, what, got, w)
+			}
+		}
+	}
+	if got := show(a, "SHOW TimeZone"); got != "Asia/Tokyo" {
+		t.Errorf("a reported setting did not follow its client: TimeZone %q", got)
+	}
+	// pgx's extended protocol sets nothing unreported in the same way.
+	c := connect(t, s)
+	if _, err := c.Exec(ctx, "SET search_path TO pg_catalog"); err != nil {
+		t.Fatal(err)
+	}
+	if got := show(b, "SHOW search_path"); got != want["SHOW search_path"] {
+		t.Errorf("after an extended-protocol SET: search_path %q, want %q", got, want["SHOW search_path"])
+	}
+}
