@@ -114,13 +114,9 @@ func (p *Pool) Checkout(ctx context.Context) (*backend.ServerConn, error) {
 		}
 		if p.open < p.opts.Size && !p.paused {
 			p.open++
+			p.dialing++ // with open: see Reconnect
 			p.mu.Unlock()
-			s, err := p.dialOne(ctx)
-			if err != nil {
-				p.slotFreed()
-				return nil, err
-			}
-			return s, nil
+			return p.dialOne(ctx)
 		}
 		if start.IsZero() {
 			start = time.Now()
@@ -227,10 +223,9 @@ func (p *Pool) usable(s *backend.ServerConn) bool {
 	return true
 }
 
+// dialOne dials a connection in a slot the caller counted in open and dialing, under one hold
+// of p.mu: a Reconnect in between must not count it as stale. On error the slot is freed.
 func (p *Pool) dialOne(ctx context.Context) (*backend.ServerConn, error) {
-	p.mu.Lock()
-	p.dialing++
-	p.mu.Unlock()
 	s, err := p.dial(ctx, &p.params)
 	if err == nil && p.opts.OnConnect != nil {
 		if err = p.opts.OnConnect(s); err != nil {
@@ -238,10 +233,12 @@ func (p *Pool) dialOne(ctx context.Context) (*backend.ServerConn, error) {
 		}
 	}
 	if err != nil {
-		p.mu.Lock()
-		p.dialing--
-		p.mu.Unlock()
 		p.dialErrors.Add(1)
+		p.mu.Lock()
+		p.dialing-- // with open, as they were counted
+		p.open--
+		p.wakeDialer()
+		p.mu.Unlock()
 		return nil, err
 	}
 	p.mu.Lock()
@@ -460,12 +457,12 @@ func (p *Pool) fillMin() {
 			return
 		}
 		p.open++
+		p.dialing++ // with open: see Reconnect
 		p.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), p.params.ConnectTimeout+time.Second)
 		s, err := p.dialOne(ctx)
 		cancel()
 		if err != nil {
-			p.slotFreed()
 			return
 		}
 		p.Release(s)

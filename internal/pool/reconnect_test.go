@@ -1,6 +1,14 @@
 package pool
 
-import "testing"
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicepg/sluice/internal/backend"
+)
 
 // Reconnect closes the idle servers at once and those in use when they come back; WAIT_CLOSE's
 // count (Stale) falls to 0 then, and new checkouts get new servers.
@@ -36,4 +44,34 @@ func TestReconnectReplacesEveryServer(t *testing.T) {
 		p.Release(s)
 	}
 	wantStats(t, p, 1, 1, 0)
+}
+
+// A Reconnect that runs while a checkout dials (or fails to) must not count that connection as
+// stale: it joins the new generation, or never joins, and WAIT_CLOSE would wait for it forever.
+func TestReconnectRacingDialsLeavesNoStaleCount(t *testing.T) {
+	p := New(backend.Params{}, Options{Size: 4})
+	t.Cleanup(p.Close)
+	p.dial = func(context.Context, *backend.Params) (*backend.ServerConn, error) {
+		return nil, errors.New("connection refused")
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 20 {
+					_, _ = p.Checkout(context.Background())
+				}
+			}()
+		}
+		for range 20 {
+			p.Reconnect()
+		}
+		wg.Wait()
+		if n := p.Stale(); n != 0 {
+			t.Fatalf("iteration %d: Stale = %d with no connection open (Open = %d): WAIT_CLOSE would never return", i, n, p.Stats().Open)
+		}
+	}
 }
