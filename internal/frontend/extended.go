@@ -191,9 +191,7 @@ func (s *ClientSession) unnamedLocked(srv *backend.ServerConn, typ byte, msg []b
 	case wire.Close:
 		if wire.Body(msg)[0] == 'S' {
 			s.unnamed = s.unnamed[:0]
-			if srv.UnnamedOwner == s {
-				srv.UnnamedOwner = nil
-			}
+			srv.UnnamedOwner = nil // the server's unnamed statement goes, whoever's it was
 		}
 	}
 	return false, nil

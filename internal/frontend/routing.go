@@ -511,6 +511,7 @@ func (s *ClientSession) commandReply(col, val string) error {
 	srv := s.srv
 	if srv != nil {
 		s.q.push(entry{kind: kQuery}) // pushed under the lock: the server stays attached
+		srv.UnnamedOwner = nil        // the Query drops the server's unnamed statement
 	}
 	s.mu.Unlock()
 	if srv != nil {

@@ -869,9 +869,7 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 		capReq.queued = true
 		s.capOut.Store(true)
 	}
-	if srv.UnnamedOwner == s {
-		srv.UnnamedOwner = nil // a simple Query drops the unnamed statement
-	}
+	srv.UnnamedOwner = nil // a simple Query drops the unnamed statement, whoever's it was
 	s.unnamed = s.unnamed[:0]
 	s.unnamedDeferred = false
 	s.mu.Unlock()
@@ -885,6 +883,7 @@ func (s *ClientSession) queryError(code, msg string) error {
 	srv := s.srv
 	if srv != nil {
 		s.q.push(entry{kind: kQuery}) // pushed under the lock: the server stays attached
+		srv.UnnamedOwner = nil        // the Query drops the server's unnamed statement
 	}
 	s.mu.Unlock()
 	if srv == nil {

@@ -1161,6 +1161,50 @@ func TestUnnamedStatementSurvivesAnotherClientsFailedBatch(t *testing.T) {
 	bRuns("after client a's unnamed Parse was skipped")
 }
 
+// TestUnnamedStatementSurvivesOtherClients: what destroys the unnamed statement on a server (a
+// simple Query, a Close of it, the failing Parse sluice sends to abort a batch) is sent by other
+// clients, or by sluice for this one, between a client's Parse and its Bind on the same server
+// (pool_size 1): the client's Bind must still find its own statement, as it would in Postgres.
+func TestUnnamedStatementSurvivesOtherClients(t *testing.T) {
+	s := startPooler(t, poolConfig{PoolSize: 1})
+	ctx := context.Background()
+	a, b := connect(t, s).PgConn(), connect(t, s).PgConn()
+	execA := func(what, want string) {
+		t.Helper()
+		res := a.ExecPrepared(ctx, "", [][]byte{[]byte(want)}, nil, nil).Read()
+		if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][1]) != want {
+			t.Errorf("client a's unnamed statement after %s: %v %q", what, res.Err, res.Rows)
+		}
+	}
+	if _, err := a.Prepare(ctx, "", "SELECT 'client a', $1::int", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Exec(ctx, "SELECT 1").Close(); err != nil {
+		t.Fatal(err)
+	}
+	execA("another client's simple Query", "1")
+
+	if err := b.Exec(ctx, "BEGIN").Close(); err != nil {
+		t.Fatal(err)
+	}
+	protocolTrace(t, b, []pgproto3.FrontendMessage{&pgproto3.Close{ObjectType: 'S'}, &pgproto3.Sync{}}, 1, false)
+	if err := b.Exec(ctx, "COMMIT").Close(); err != nil {
+		t.Fatal(err)
+	}
+	execA("another client's Close of its unnamed statement in a transaction", "2")
+
+	// A batch that fails after its Parse keeps the statement the Parse made.
+	got := protocolTrace(t, a, []pgproto3.FrontendMessage{
+		&pgproto3.Parse{Query: "SELECT 'client a', $1::int"},
+		&pgproto3.Bind{PreparedStatement: "no_such_statement"},
+		&pgproto3.Sync{},
+	}, 1, false)
+	if want := "*pgproto3.ParseComplete\nErrorResponse 26000 prepared statement \"no_such_statement\" does not exist\nReadyForQuery I\n"; got != want {
+		t.Errorf("Parse then a Bind of a missing statement:\n%s\nwant\n%s", got, want)
+	}
+	execA("its batch failed after the Parse", "3")
+}
+
 // TestPortalFetchedInPiecesInsideTransaction fetches a named portal a few rows at a time, with a
 // Sync after each piece, inside a transaction, as JDBC's fetchSize and node's pg-cursor do: the
 // portal lives until the transaction ends, on the one server the transaction holds. The named
