@@ -196,11 +196,18 @@ func (l *Listener) Kill(match func(admin.Client) bool, why string) int {
 
 // kill tells the client why its session ends and closes its connection: the reader's next read
 // fails and the session cleans up. The FATAL is best effort: a client that does not read gets
-// its connection closed within a second all the same.
+// its connection closed within a second all the same. A query the session's servers run is
+// canceled: the reader (or the pump) waiting for its result would otherwise notice the client
+// is gone only once the query ends. Those servers are closed, not reused: the cancel must not
+// reach another client's query.
 func (s *ClientSession) kill(why string) {
+	s.mu.Lock()
+	s.killed = true
+	s.mu.Unlock()
 	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
 	_ = s.out.send(wire.AppendError(nil, "FATAL", "57P01", "terminating connection due to administrator command: "+why))
 	s.conn.Close()
+	s.cancelQuery()
 }
 
 // SetDisabled turns new logins to database db away (DISABLE) or lets them in again (ENABLE).

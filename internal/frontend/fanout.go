@@ -231,9 +231,10 @@ func (s *ClientSession) releaseServers(conns []*fanConn) {
 	s.mu.Lock()
 	clear(s.fanSrvs)
 	s.fanSrvs = s.fanSrvs[:0]
+	killed := s.killed // a cancel may be on its way to them
 	s.mu.Unlock()
 	for _, c := range conns {
-		if c.err != nil || c.status != 'I' {
+		if c.err != nil || c.status != 'I' || killed {
 			c.srv.Broken = true
 		}
 		c.pl.Release(c.srv)

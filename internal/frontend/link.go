@@ -610,7 +610,7 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 			s.drained = nil
 		}
 		if s.txMode && s.q.empty() && !s.open && !s.copyOpen {
-			if s.tx == 'I' && !s.closing && !srv.Broken {
+			if s.tx == 'I' && !s.closing && !s.killed && !srv.Broken {
 				s.srv, s.pl = nil, nil
 				res = pumpReleased
 			} else {
@@ -800,7 +800,7 @@ func (s *ClientSession) cleanup() {
 	s.pump.Wait()
 	s.mu.Lock()
 	srv, pl := s.srv, s.pl
-	busy := !s.q.empty() || s.open
+	busy := !s.q.empty() || s.open || s.killed
 	st := s.tx
 	s.srv, s.pl = nil, nil
 	s.q.reset()

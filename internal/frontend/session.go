@@ -98,6 +98,9 @@ type ClientSession struct {
 	// discarded is set between a DISCARD ALL's CommandComplete and its ReadyForQuery.
 	discarded bool
 	stopping  bool // shutdown: close the client at its next idle point
+	// killed is set by the admin console's KILL or KILL_CLIENT: the session's servers may have
+	// a cancel request on the way, and are closed, never released for reuse.
+	killed bool
 	// saidFatal is the server whose FATAL ErrorResponse the client was given: when that server
 	// closes the connection, as it does next, the client has already heard why.
 	saidFatal *backend.ServerConn

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/sluicepg/sluice/internal/auth"
 )
@@ -587,5 +589,83 @@ func heldUntil(t testing.TB, what string, done <-chan error, release func()) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatalf("%s did not end once released", what)
+	}
+}
+
+// TestAdminKillClientMidRequest: KILL_CLIENT of a client in the middle of a long query, or of a
+// COPY FROM STDIN whose data stalls, ends the client's session and its server's work at once,
+// not when the query ends: the server is not left running for a client that is gone.
+func TestAdminKillClientMidRequest(t *testing.T) {
+	ctx := context.Background()
+	s := startSluice(t, poolConfig{PoolSize: 2})
+	adm := connectAdmin(t, s, "pgbouncer")
+	mustExec(t, connect(t, s), "CREATE TABLE IF NOT EXISTS kill_mid_copy (v int)")
+	clientID := func(t *testing.T, c *pgconn.PgConn) string {
+		t.Helper()
+		port := strconv.Itoa(c.Conn().LocalAddr().(*net.TCPAddr).Port)
+		var id string
+		checkFor(t, 5*time.Second, func() error {
+			cols, rows := adminQuery(t, adm, "SHOW CLIENTS")
+			for _, r := range rows {
+				if column(t, cols, r, "port") == port {
+					id = column(t, cols, r, "client_id")
+					return nil
+				}
+			}
+			return fmt.Errorf("client on port %s not in SHOW CLIENTS %q", port, rows)
+		})
+		return id
+	}
+	running := func(query string) int {
+		var n int
+		if err := direct(t).QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state <> 'idle'", query).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, c := range []struct {
+		name, query string
+		run         func(*pgconn.PgConn, string) error
+	}{
+		{"long query", "SELECT pg_sleep(60)", func(pc *pgconn.PgConn, q string) error {
+			return pc.Exec(ctx, q).Close()
+		}},
+		{"stalled COPY", "COPY kill_mid_copy FROM STDIN", func(pc *pgconn.PgConn, q string) error {
+			r, w := io.Pipe()
+			defer w.Close()
+			go func() { _, _ = w.Write([]byte("1\n2\n")) }() // then nothing, and no end
+			_, err := pc.CopyFrom(ctx, r, q)
+			return err
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pc := connect(t, s).PgConn()
+			id := clientID(t, pc)
+			done := make(chan error, 1)
+			go func() { done <- c.run(pc, c.query) }()
+			checkFor(t, 5*time.Second, func() error {
+				if running(c.query) != 1 {
+					return fmt.Errorf("%q is not running", c.query)
+				}
+				return nil
+			})
+			if _, err := adm.Exec(ctx, "KILL_CLIENT "+id); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatal("the request succeeded after KILL_CLIENT")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the client's request still runs 5 s after KILL_CLIENT")
+			}
+			checkFor(t, 5*time.Second, func() error {
+				if n := running(c.query); n != 0 {
+					return fmt.Errorf("the server still runs %q for the killed client", c.query)
+				}
+				return nil
+			})
+		})
 	}
 }
