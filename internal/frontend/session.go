@@ -599,8 +599,11 @@ func (s *ClientSession) dispatch(typ byte, size int) error {
 		return s.terminate()
 	case wire.Sync:
 		s.r.Discard(size)
+		err := s.sync()
+		// Recorded after: the Sync may attach the request's server (checkDeferredParse), which
+		// starts the recording, and a retry must end with the Sync.
 		s.record(syncMsg)
-		return s.sync()
+		return err
 	case wire.Flush:
 		s.r.Discard(size)
 		if s.fan != nil {
