@@ -51,9 +51,9 @@ type Pool struct {
 	waiters []*waiter             // FIFO
 	closed  bool
 	paused  bool // PAUSE: no checkouts until Resume
-	// dialing counts the connections being dialed (part of open); stale counts the open
-	// connections that RECONNECT marked, which close when released (see Reconnect).
-	dialing, stale int
+	// stale counts the open connections (dialed or being dialed) that RECONNECT marked, which
+	// close when released (see Reconnect).
+	stale int
 	params0        map[string]string // server parameters reported by the first connection
 
 	stop chan struct{}
@@ -114,9 +114,9 @@ func (p *Pool) Checkout(ctx context.Context) (*backend.ServerConn, error) {
 		}
 		if p.open < p.opts.Size && !p.paused {
 			p.open++
-			p.dialing++ // with open: see Reconnect
+			gen := p.gen.Load() // with open: see Reconnect
 			p.mu.Unlock()
-			return p.dialOne(ctx)
+			return p.dialOne(ctx, gen)
 		}
 		if start.IsZero() {
 			start = time.Now()
@@ -223,9 +223,11 @@ func (p *Pool) usable(s *backend.ServerConn) bool {
 	return true
 }
 
-// dialOne dials a connection in a slot the caller counted in open and dialing, under one hold
-// of p.mu: a Reconnect in between must not count it as stale. On error the slot is freed.
-func (p *Pool) dialOne(ctx context.Context) (*backend.ServerConn, error) {
+// dialOne dials a connection in a slot the caller counted in open, in the generation gen the
+// pool had then (read under the same hold of p.mu): a Reconnect during the dial counted the
+// slot stale, so the connection is of the old generation and closes when released, as KILL and
+// RECONNECT promise for every connection they find. On error the slot is freed.
+func (p *Pool) dialOne(ctx context.Context, gen uint64) (*backend.ServerConn, error) {
 	s, err := p.dial(ctx, &p.params)
 	if err == nil && p.opts.OnConnect != nil {
 		if err = p.opts.OnConnect(s); err != nil {
@@ -235,15 +237,16 @@ func (p *Pool) dialOne(ctx context.Context) (*backend.ServerConn, error) {
 	if err != nil {
 		p.dialErrors.Add(1)
 		p.mu.Lock()
-		p.dialing-- // with open, as they were counted
+		if gen < p.gen.Load() && p.stale > 0 {
+			p.stale-- // a stale slot that never opened
+		}
 		p.open--
 		p.wakeDialer()
 		p.mu.Unlock()
 		return nil, err
 	}
 	p.mu.Lock()
-	p.dialing--
-	s.PoolGen = p.gen.Load() // with dialing, under p.mu: see Reconnect
+	s.PoolGen = gen
 	if p.params0 == nil {
 		p.params0 = make(map[string]string, len(s.Params))
 		for k, v := range s.Params {
@@ -332,9 +335,8 @@ func (p *Pool) Reconnect() {
 	p.gen.Add(1)
 	idle := p.idle
 	p.idle = nil
-	// Every connection open now is stale, but those still being dialed: they join the pool
-	// in the new generation.
-	p.stale = p.open - p.dialing
+	// Every connection open now is stale, those still being dialed too (see dialOne).
+	p.stale = p.open
 	p.mu.Unlock()
 	for _, s := range idle {
 		p.discard(s)
@@ -457,10 +459,10 @@ func (p *Pool) fillMin() {
 			return
 		}
 		p.open++
-		p.dialing++ // with open: see Reconnect
+		gen := p.gen.Load() // with open: see Reconnect
 		p.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), p.params.ConnectTimeout+time.Second)
-		s, err := p.dialOne(ctx)
+		s, err := p.dialOne(ctx, gen)
 		cancel()
 		if err != nil {
 			return

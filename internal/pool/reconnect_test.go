@@ -75,3 +75,39 @@ func TestReconnectRacingDialsLeavesNoStaleCount(t *testing.T) {
 		}
 	}
 }
+
+// A connection still being dialed when Reconnect runs is of the old generation: its client uses
+// it, and it closes when released, so KILL and RECONNECT leave no connection they did not
+// replace, and Stale counts it until then.
+func TestReconnectMarksDialsUnderWay(t *testing.T) {
+	f := newFakeServer(t)
+	p := newTestPool(t, f, Options{Size: 2})
+	dial := p.dial
+	entered, proceed := make(chan struct{}), make(chan struct{})
+	p.dial = func(ctx context.Context, bp *backend.Params) (*backend.ServerConn, error) {
+		close(entered)
+		<-proceed
+		return dial(ctx, bp)
+	}
+	got := make(chan result, 1)
+	go func() {
+		s, err := p.Checkout(context.Background())
+		got <- result{s, err}
+	}()
+	<-entered
+	p.Reconnect()
+	if n := p.Stale(); n != 1 {
+		t.Fatalf("Stale = %d with one dial under way, want 1", n)
+	}
+	close(proceed)
+	r := receive(t, got)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	p.dial = dial
+	p.Release(r.s)
+	if n := p.Stale(); n != 0 {
+		t.Fatalf("Stale = %d after the dialed connection came back, want 0", n)
+	}
+	wantStats(t, p, 0, 0, 0)
+}
