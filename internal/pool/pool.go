@@ -53,8 +53,8 @@ type Pool struct {
 	paused  bool // PAUSE: no checkouts until Resume
 	// stale counts the open connections (dialed or being dialed) that RECONNECT marked, which
 	// close when released (see Reconnect).
-	stale int
-	params0        map[string]string // server parameters reported by the first connection
+	stale   int
+	params0 map[string]string // server parameters reported by the first connection
 
 	stop chan struct{}
 	done chan struct{}
