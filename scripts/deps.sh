@@ -3,8 +3,9 @@
 # (initdb, pg_ctl, pg_basebackup, psql, pgbench), redis-server, pgbouncer, pgpool (pgpool-II, which
 # only the cache benchmark runs), node and npm, Debian's python3 with asyncpg, psycopg (3) and
 # psycopg2 for test/python (run with /usr/bin/python3, which sees Debian's python3-* packages; a
-# python3 earlier on PATH, such as pyenv's, may not), and a JDK (java, javac) with Debian's
-# PostgreSQL JDBC driver (libpostgresql-jdbc-java: /usr/share/java/postgresql.jar) for test/java.
+# python3 earlier on PATH, such as pyenv's, may not), a JDK (java, javac) with Debian's
+# PostgreSQL JDBC driver (libpostgresql-jdbc-java: /usr/share/java/postgresql.jar) for test/java,
+# and Debian's ruby with ruby-pg for test/ruby (run with /usr/bin/ruby).
 #
 # As root on Debian/Ubuntu it installs what is missing with apt-get (one apt-get update first).
 # Otherwise it prints the apt-get command to run and exits 1.
@@ -65,6 +66,11 @@ fi
 if [ ! -f /usr/share/java/postgresql.jar ]; then
 	missing+=("pgjdbc")
 	packages+=(libpostgresql-jdbc-java)
+fi
+
+if [ ! -x /usr/bin/ruby ] || ! /usr/bin/ruby -e 'require "pg"' >/dev/null 2>&1; then
+	missing+=("ruby pg")
+	packages+=(ruby ruby-pg)
 fi
 
 # stop_services stops the services of the packages above and keeps them from starting at boot,
