@@ -743,7 +743,8 @@ func stalePlan(body []byte) bool {
 // cancelQuery forwards a client's cancel request to the server running its query, if any, and
 // to every server a query across shards holds, all at once. Each server is held for the cancel
 // (HoldForCancel) under s.mu, while it is still this session's: the pool hands it to no other
-// client before the request is done.
+// client before the request is done. A client waiting for a server has its wait ended instead
+// (errWaitCanceled): its query fails with 57014 without having run.
 func (s *ClientSession) cancelQuery() {
 	s.mu.Lock()
 	srvs := append([]*backend.ServerConn(nil), s.fanSrvs...)
@@ -753,6 +754,9 @@ func (s *ClientSession) cancelQuery() {
 	sends := make([]func(context.Context) error, len(srvs))
 	for i, srv := range srvs {
 		sends[i] = srv.HoldForCancel()
+	}
+	if s.stopWait != nil {
+		s.stopWait(errWaitCanceled)
 	}
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -315,11 +315,23 @@ func (s *ClientSession) checkout(tg *route.Target, role route.Role, wait time.Du
 	return srv, rs.Pool, rs, nil
 }
 
+// checkoutFrom takes a server of p, waiting up to wait (0: as long as it takes) when none is idle.
+// A cancel request that arrives while the client waits ends the wait with errWaitCanceled. s.mu
+// must not be held.
 func (s *ClientSession) checkoutFrom(p *pool.Pool, wait time.Duration) (*backend.ServerConn, error) {
 	if srv := p.TryCheckout(); srv != nil {
 		return srv, nil
 	}
-	ctx := context.Background()
+	ctx, stop := context.WithCancelCause(context.Background())
+	defer stop(nil)
+	s.mu.Lock()
+	s.stopWait = stop
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.stopWait = nil
+		s.mu.Unlock()
+	}()
 	if wait > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, wait)
@@ -327,6 +339,9 @@ func (s *ClientSession) checkoutFrom(p *pool.Pool, wait time.Duration) (*backend
 	}
 	srv, err := p.Checkout(ctx)
 	if err != nil {
+		if context.Cause(ctx) == errWaitCanceled {
+			return nil, errWaitCanceled
+		}
 		if errors.Is(err, pool.ErrWaitTimeout) {
 			return nil, fmt.Errorf("no server connection available within query_wait_timeout (%s) for database %q user %q: %w",
 				wait, s.db, s.user, err)
@@ -340,10 +355,19 @@ func (s *ClientSession) checkoutFrom(p *pool.Pool, wait time.Duration) (*backend
 	return srv, nil
 }
 
+// errWaitCanceled ends a wait for a server that a cancel request interrupted. The client's query
+// reached no server, so nothing of it ran: it is answered as Postgres answers a statement
+// cancelled at once, with 57014, and a client's next query waits afresh. (A pooler that dropped
+// the cancel would run the query when a server came free, and the client, which believes it
+// cancelled, would wait for all of it: PHP's pg_cancel_query of a query queued behind a full
+// pool waited for its whole pg_sleep.)
+var errWaitCanceled = &codedError{"57014", "canceling statement due to user request"}
+
 // unreachable reports whether a checkout failed for want of the server itself, not for a full
-// pool, a shutdown or a client that left.
+// pool, a shutdown, a client that left or one that cancelled its query.
 func unreachable(err error) bool {
-	return !errors.Is(err, pool.ErrWaitTimeout) && !errors.Is(err, pool.ErrClosed) && !errors.Is(err, errClientGone)
+	return !errors.Is(err, pool.ErrWaitTimeout) && !errors.Is(err, pool.ErrClosed) &&
+		!errors.Is(err, errClientGone) && !errors.Is(err, errWaitCanceled)
 }
 
 // ban keeps a failed server out of rotation for ban_time, when there is another to go to.

@@ -1341,3 +1341,72 @@ func TestLargeRowWhileBatchArrivesInPieces(t *testing.T) {
 		t.Fatalf("replies %v, want %v", got, want)
 	}
 }
+
+// TestCancelWhileWaitingForAServer cancels a query that waits for a server (pool_size 1, the
+// server held by another client's transaction), in each protocol and pool mode. Postgres would
+// stop the query at once; sluice ends the wait with 57014, runs nothing of the query, and the
+// client's next query waits and runs as usual. PHP's pg_cancel_query of a query queued behind a
+// full pool waited for the whole query before this.
+func TestCancelWhileWaitingForAServer(t *testing.T) {
+	for _, mode := range []string{"transaction", "session"} {
+		t.Run(mode, func(t *testing.T) {
+			s := startPooler(t, poolConfig{Mode: mode, PoolSize: 1})
+			ctx := context.Background()
+			holder, waiter := connect(t, s), connect(t, s)
+			mustExec(t, holder, "DROP TABLE IF EXISTS cancel_wait")
+			mustExec(t, holder, "CREATE TABLE cancel_wait (n int)")
+			mustExec(t, holder, "BEGIN")
+			mustExec(t, holder, "SELECT 1")
+			adm := connectAdmin(t, s, "pgcat")
+			waiting := func() error {
+				cols, rows := adminQuery(t, adm, "SHOW POOLS")
+				if len(rows) != 1 || column(t, cols, rows[0], "cl_waiting") != "1" {
+					return fmt.Errorf("SHOW POOLS: %q %q, want a waiting client", cols, rows)
+				}
+				return nil
+			}
+			for _, tc := range []struct {
+				name string
+				run  func() error
+			}{
+				{"simple protocol", func() error {
+					return waiter.PgConn().Exec(ctx, "INSERT INTO cancel_wait VALUES (1)").Close()
+				}},
+				{"extended protocol", func() error {
+					return waiter.PgConn().ExecParams(ctx, "INSERT INTO cancel_wait VALUES ($1)", [][]byte{[]byte("2")}, nil, nil, nil).Read().Err
+				}},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					done := make(chan error, 1)
+					go func() { done <- tc.run() }()
+					checkFor(t, 10*time.Second, waiting)
+					if err := waiter.PgConn().CancelRequest(ctx); err != nil {
+						t.Fatal(err)
+					}
+					select {
+					case err := <-done:
+						var pe *pgconn.PgError
+						if !errors.As(err, &pe) || pe.Code != "57014" || pe.Message != "canceling statement due to user request" {
+							t.Fatalf("the cancelled query: %v, want 57014 canceling statement due to user request", err)
+						}
+					case <-time.After(5 * time.Second):
+						t.Fatal("the cancelled query still waits")
+					}
+				})
+			}
+			// The waiter's next query waits for the server, and runs once the holder lets it go
+			// (at COMMIT in transaction mode, when it leaves in session mode).
+			done := make(chan error, 1)
+			var got int
+			go func() { done <- waiter.QueryRow(ctx, "SELECT count(*) FROM cancel_wait").Scan(&got) }()
+			checkFor(t, 10*time.Second, waiting)
+			mustExec(t, holder, "COMMIT")
+			if mode == "session" {
+				holder.Close(ctx)
+			}
+			if err := <-done; err != nil || got != 0 {
+				t.Fatalf("the query after the cancels: %d, %v; want 0 rows (nothing of the cancelled queries ran)", got, err)
+			}
+		})
+	}
+}
