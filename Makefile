@@ -2,8 +2,8 @@
 #
 #   make build   bin/sluice
 #   make deps    check (and as root, install) PostgreSQL, Redis, PgBouncer, pgpool-II, Node.js,
-#                Debian's python3-asyncpg, python3-psycopg, python3-psycopg2, a JDK, pgjdbc and
-#                ruby-pg: scripts/deps.sh
+#                Debian's python3-asyncpg, python3-psycopg, python3-psycopg2, a JDK, pgjdbc,
+#                ruby-pg, php-cli and php-pgsql: scripts/deps.sh
 #   make test    deps, go vet, all tests against real servers (and test/node's npm packages)
 #   make demo    primary + replica + Redis + sluice on free ports, pgbench through sluice; Ctrl-C ends it
 #   make bench   the benchmark harness (bench/): every section, or BENCH=pooler|cache|sharding (a

@@ -5,7 +5,8 @@
 # psycopg2 for test/python (run with /usr/bin/python3, which sees Debian's python3-* packages; a
 # python3 earlier on PATH, such as pyenv's, may not), a JDK (java, javac) with Debian's
 # PostgreSQL JDBC driver (libpostgresql-jdbc-java: /usr/share/java/postgresql.jar) for test/java,
-# and Debian's ruby with ruby-pg for test/ruby (run with /usr/bin/ruby).
+# Debian's ruby with ruby-pg for test/ruby (run with /usr/bin/ruby), and Debian's php-cli with
+# php-pgsql (PDO pgsql and the pgsql extension) for test/php (run with /usr/bin/php).
 #
 # As root on Debian/Ubuntu it installs what is missing with apt-get (one apt-get update first).
 # Otherwise it prints the apt-get command to run and exits 1.
@@ -71,6 +72,11 @@ fi
 if [ ! -x /usr/bin/ruby ] || ! /usr/bin/ruby -e 'require "pg"' >/dev/null 2>&1; then
 	missing+=("ruby pg")
 	packages+=(ruby ruby-pg)
+fi
+# php-pgsql brings both pdo_pgsql and pgsql.
+if [ ! -x /usr/bin/php ] || ! /usr/bin/php -r 'exit(extension_loaded("pdo_pgsql") && extension_loaded("pgsql") ? 0 : 1);' >/dev/null 2>&1; then
+	missing+=("php pdo_pgsql pgsql")
+	packages+=(php-cli php-pgsql)
 fi
 
 # stop_services stops the services of the packages above and keeps them from starting at boot,
