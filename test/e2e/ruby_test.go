@@ -24,6 +24,7 @@ var rubyPGChecks = []string{
 	"cancel",
 	"single row mode",
 	"type maps",
+	"connection settings",
 	"listen and notify",
 }
 
@@ -32,7 +33,8 @@ var rubyPGChecks = []string{
 // binary results, Rails-style statement names (a1, a2) prepared by several clients for different
 // SQL and deallocated with the SQL command DEALLOCATE, send_query and pipeline mode, copy_data both
 // ways, transactions with savepoints and errors, conn.cancel, single-row mode, the basic type maps
-// (which read pg_type) and the refusal of LISTEN.
+// (which read pg_type), Rails' SET commands at connect followed across servers (search_path only
+// where servers report it, PostgreSQL 18 and later) and the refusal of LISTEN.
 func TestRubyPGTransactionMode(t *testing.T) {
 	s := startPooler(t, poolConfig{PoolSize: 2})
 	runRuby(t, "pg_clients.rb", []string{"SLUICE_URL=" + s.URL(), "SLUICE_MODE=transaction"}, rubyPGChecks)
