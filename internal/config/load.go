@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -324,6 +325,9 @@ func (l *loader) config(root *node) *Config {
 	if _, ok := root.kids["pools"]; !ok {
 		l.errs = append(l.errs, &Error{File: l.file, Key: "pools", Msg: "no [pools.<db>] section: there is nothing to serve"})
 	}
+	for _, p := range cfg.Pools {
+		inherit(p, &cfg.General)
+	}
 	l.admin(root, cfg)
 	l.checkCert(cfg, generalNode)
 	return cfg
@@ -444,7 +448,8 @@ func (l *loader) pool(n *node) *Pool {
 	}
 	p := &Pool{Name: name, PoolMode: defaultPoolMode, LoadBalancingMode: BalanceRandom, DefaultRole: RoleAny, RoleDiscovery: true,
 		ShardingFunction: "pg_bigint_hash", ShardingKeyType: "bigint", RegexSearchLimit: 1000, DefaultShard: "shard_0",
-		CrossShardReads: CrossShardDefault, CrossShardWrites: CrossShardReject}
+		CrossShardReads: CrossShardDefault, CrossShardWrites: CrossShardReject, CleanupServerConnections: true,
+		ConnectTimeout: unset, IdleTimeout: unset, ServerLifetime: unset}
 	if name == "" {
 		l.errorf(n, "the database name must not be empty")
 	}
@@ -495,7 +500,7 @@ func (l *loader) users(pn, un *node, p *Pool) {
 		if !l.table(n, "a table (a user section)") {
 			continue
 		}
-		u := &User{PoolSize: defaultPoolSize}
+		u := &User{PoolSize: defaultPoolSize, ConnectTimeout: unset, IdleTimeout: unset, ServerLifetime: unset}
 		decodeKeys(l, n, u, userKeys, nil, pgcatUser)
 		p.Users = append(p.Users, u)
 
@@ -524,6 +529,28 @@ func (l *loader) users(pn, un *node, p *Pool) {
 		if u.MinPoolSize > u.PoolSize {
 			l.errorAt(n, "min_pool_size", "min_pool_size %d is larger than pool_size %d", u.MinPoolSize, u.PoolSize)
 		}
+	}
+}
+
+// inherit fills in what a pool and its users do not set themselves, as pgcat does: a user's
+// connect_timeout, idle_timeout and server_lifetime are its own, else its pool's, else
+// [general]'s; a pool's statement cache size is its own when above 0, else [general]'s.
+func inherit(p *Pool, g *General) {
+	or := func(v *time.Duration, parent time.Duration) {
+		if *v == unset {
+			*v = parent
+		}
+	}
+	or(&p.ConnectTimeout, g.ConnectTimeout)
+	or(&p.IdleTimeout, g.IdleTimeout)
+	or(&p.ServerLifetime, g.ServerLifetime)
+	if p.PreparedStatementsCacheSize == 0 {
+		p.PreparedStatementsCacheSize = g.PreparedStatementsCacheSize
+	}
+	for _, u := range p.Users {
+		or(&u.ConnectTimeout, p.ConnectTimeout)
+		or(&u.IdleTimeout, p.IdleTimeout)
+		or(&u.ServerLifetime, p.ServerLifetime)
 	}
 }
 

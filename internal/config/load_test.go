@@ -164,6 +164,10 @@ func TestDefaults(t *testing.T) {
 		TCPKeepalivesIdle:              5 * time.Second,
 		TCPKeepalivesCount:             5,
 		TCPKeepalivesInterval:          5 * time.Second,
+		TCPUserTimeout:                 10 * time.Second,
+		ValidateConfig:                 true,
+		DNSMaxTTL:                      30 * time.Second,
+		PreparedStatementsCacheSize:    500,
 		MaxClientConn:                  10000,
 		MaxMessageSize:                 268435456,
 		ServerResetQuery:               "DISCARD ALL",
@@ -178,7 +182,8 @@ func TestDefaults(t *testing.T) {
 		t.Fatalf("pool app: %+v", p)
 	}
 	u := p.User("app")
-	wantUser := User{Username: "app", Password: "x", PoolSize: 10}
+	wantUser := User{Username: "app", Password: "x", PoolSize: 10,
+		ConnectTimeout: 5 * time.Second, IdleTimeout: 10 * time.Minute, ServerLifetime: time.Hour}
 	if u == nil || *u != wantUser {
 		t.Errorf("user defaults: got %+v, want %+v", u, wantUser)
 	}
@@ -394,12 +399,8 @@ func TestWarnings(t *testing.T) {
 		text string
 		want []string
 	}{
-		{"pgcat general key", "[general]\nworker_threads = 4\n" + minimal,
-			[]string{"test.toml:2: general.worker_threads: pgcat key not implemented by sluice yet; ignored"}},
-		{"pgcat pool key", "[pools.app]\ncheckout_failure_limit = 3\n" + minimal,
-			[]string{"test.toml:2: pools.app.checkout_failure_limit: pgcat key not implemented by sluice yet; ignored"}},
-		{"pgcat user key", minimal + "[pools.app.users.1]\nusername = \"b\"\npassword = \"b\"\nidle_timeout = 5\n",
-			[]string{"test.toml:12: pools.app.users.1.idle_timeout: pgcat key not implemented by sluice yet; ignored"}},
+		{"pgcat pool key", "[pools.app]\ntable_mutation_cache_ms_ttl = 50\n" + minimal,
+			[]string{"test.toml:2: pools.app.table_mutation_cache_ms_ttl: pgcat key not implemented by sluice yet; ignored"}},
 		{"mirror of a server the shard lacks", minimal + "mirrors = [[\"m\", 5432, 0], [\"m\", 5432, 3]]\n",
 			[]string{"test.toml:9: pools.app.shards.0.mirrors: entry 1: the shard has no server 3 (servers are numbered from 0); pgcat ignores this mirror and so does sluice"}},
 		{"mirror is its own server", minimal + "mirrors = [[\"db1\", 5432, 0]]\n",

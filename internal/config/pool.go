@@ -63,6 +63,7 @@ func PoolsEqual(a, b *Pool) bool {
 		return a == b
 	}
 	if a.Name != b.Name || a.PoolMode != b.PoolMode || len(a.Users) != len(b.Users) ||
+		a.PreparedStatementsCacheSize != b.PreparedStatementsCacheSize ||
 		a.AuthQuery != b.AuthQuery || a.AuthQueryUser != b.AuthQueryUser ||
 		a.AuthQueryPassword != b.AuthQueryPassword || a.AuthQueryAnyUser != b.AuthQueryAnyUser {
 		return false
@@ -81,12 +82,14 @@ func PoolsEqual(a, b *Pool) bool {
 // DynamicUser returns the settings of a user who is not in the file and logs in through the
 // pool's auth_query (auth_query_any_user): those of the pool's user named by auth_query_user when
 // the pool lists it (pool_size, min_pool_size, pool_mode, statement_timeout, auth_type), else
-// sluice's defaults. The user logs in to the servers as itself, with the secret auth_query gave.
+// sluice's defaults (the pool's timeouts). The user logs in to the servers as itself, with the secret auth_query gave.
 func (p *Pool) DynamicUser(name string) *User {
-	u := &User{Username: name, PoolSize: defaultPoolSize, NoPassword: true}
+	u := &User{Username: name, PoolSize: defaultPoolSize, NoPassword: true,
+		ConnectTimeout: p.ConnectTimeout, IdleTimeout: p.IdleTimeout, ServerLifetime: p.ServerLifetime}
 	if t := p.User(p.AuthQueryUser); t != nil {
 		u.PoolSize, u.MinPoolSize, u.PoolMode = t.PoolSize, t.MinPoolSize, t.PoolMode
 		u.StatementTimeout, u.AuthType = t.StatementTimeout, t.AuthType
+		u.ConnectTimeout, u.IdleTimeout, u.ServerLifetime = t.ConnectTimeout, t.IdleTimeout, t.ServerLifetime
 	}
 	return u
 }

@@ -29,6 +29,14 @@ const (
 	maxMessageSizeMin  = 1024
 	maxMessageSizeMax  = 1 << 30 // Postgres cannot take a message of 1 GiB or more anyway
 	defaultMessageSize = 256 << 20
+	// pgcat's defaults for tcp_user_timeout and for pgcat 1.x's general
+	// prepared_statements_cache_size.
+	defaultTCPUserTimeout     = 10 * time.Second
+	defaultStatementCacheSize = 500
+	maxStatementCacheSize     = 1 << 20
+	// unset marks a pool's or user's timeout that the file does not set, until Load fills in
+	// the value it inherits. No file can write it: durationKey refuses negative values.
+	unset = -1
 )
 
 func defaultGeneral() General {
@@ -49,6 +57,10 @@ func defaultGeneral() General {
 		TCPKeepalivesIdle:              5 * time.Second,
 		TCPKeepalivesCount:             5,
 		TCPKeepalivesInterval:          5 * time.Second,
+		TCPUserTimeout:                 defaultTCPUserTimeout,
+		ValidateConfig:                 true,
+		DNSMaxTTL:                      30 * time.Second,
+		PreparedStatementsCacheSize:    defaultStatementCacheSize,
 		MaxClientConn:                  10000,
 		MaxMessageSize:                 defaultMessageSize,
 		ServerResetQuery:               "DISCARD ALL",
@@ -85,6 +97,18 @@ var (
 		"tcp_keepalives_idle":     durationKey(time.Second, 1, func(g *General) *time.Duration { return &g.TCPKeepalivesIdle }),
 		"tcp_keepalives_count":    intKey(1, math.MaxInt32, func(g *General) *int { return &g.TCPKeepalivesCount }),
 		"tcp_keepalives_interval": durationKey(time.Second, 1, func(g *General) *time.Duration { return &g.TCPKeepalivesInterval }),
+		"tcp_user_timeout":        durationKey(time.Millisecond, 0, func(g *General) *time.Duration { return &g.TCPUserTimeout }),
+
+		"server_round_robin": boolKey(func(g *General) *bool { return &g.ServerRoundRobin }),
+		"worker_threads":     intKey(1, 4096, func(g *General) *int { return &g.WorkerThreads }),
+		"autoreload":         durationKey(time.Millisecond, 1, func(g *General) *time.Duration { return &g.Autoreload }),
+		"validate_config":    boolKey(func(g *General) *bool { return &g.ValidateConfig }),
+		"verify_config":      boolKey(func(g *General) *bool { return &g.ValidateConfig }), // CONFIG.md's name for validate_config
+		"dns_cache_enabled":  boolKey(func(g *General) *bool { return &g.DNSCacheEnabled }),
+		"dns_max_ttl":        durationKey(time.Second, 1, func(g *General) *time.Duration { return &g.DNSMaxTTL }),
+
+		"prepared_statements":            boolKey(func(g *General) *bool { return &g.PreparedStatements }),
+		"prepared_statements_cache_size": intKey(0, maxStatementCacheSize, func(g *General) *int { return &g.PreparedStatementsCacheSize }),
 
 		"max_client_conn":  intKey(1, math.MaxInt32, func(g *General) *int { return &g.MaxClientConn }),
 		"max_message_size": intKey(maxMessageSizeMin, maxMessageSizeMax, func(g *General) *int { return &g.MaxMessageSize }),
@@ -150,6 +174,14 @@ var (
 		"cross_shard_reads":        enumKey(map[string]string{"default_shard": CrossShardDefault, "all": CrossShardAll}, func(p *Pool) *string { return &p.CrossShardReads }),
 		"cross_shard_writes":       enumKey(map[string]string{"reject": CrossShardReject, "all": CrossShardAll}, func(p *Pool) *string { return &p.CrossShardWrites }),
 		"cross_shard_transactions": boolKey(func(p *Pool) *bool { return &p.CrossShardTransactions }),
+
+		"connect_timeout":                     durationKey(time.Millisecond, 1, func(p *Pool) *time.Duration { return &p.ConnectTimeout }),
+		"idle_timeout":                        durationKey(time.Millisecond, 0, func(p *Pool) *time.Duration { return &p.IdleTimeout }),
+		"server_lifetime":                     durationKey(time.Millisecond, 0, func(p *Pool) *time.Duration { return &p.ServerLifetime }),
+		"checkout_failure_limit":              intKey(0, math.MaxInt32, func(p *Pool) *int { return &p.CheckoutFailureLimit }),
+		"cleanup_server_connections":          boolKey(func(p *Pool) *bool { return &p.CleanupServerConnections }),
+		"log_client_parameter_status_changes": boolKey(func(p *Pool) *bool { return &p.LogClientParameterStatusChanges }),
+		"prepared_statements_cache_size":      intKey(0, maxStatementCacheSize, func(p *Pool) *int { return &p.PreparedStatementsCacheSize }),
 	}
 	poolTables = []string{"users", "shards", "plugins"}
 
@@ -163,6 +195,9 @@ var (
 		"server_username":   stringKey(func(u *User) *string { return &u.ServerUsername }),
 		"server_password":   stringKey(func(u *User) *string { return &u.ServerPassword }),
 		"auth_type":         clientAuthTypeKey(func(u *User) *string { return &u.AuthType }),
+		"connect_timeout":   durationKey(time.Millisecond, 1, func(u *User) *time.Duration { return &u.ConnectTimeout }),
+		"idle_timeout":      durationKey(time.Millisecond, 0, func(u *User) *time.Duration { return &u.IdleTimeout }),
+		"server_lifetime":   durationKey(time.Millisecond, 0, func(u *User) *time.Duration { return &u.ServerLifetime }),
 	}
 
 	shardKeys = map[string]setter[Shard]{
@@ -210,39 +245,17 @@ var (
 		"path": nil, // pgcat's Config.path: where pgcat thinks the file is
 	}
 
-	pgcatGeneral = map[string]*pgcatKey{
-		"tcp_user_timeout":               nil,
-		"dns_cache_enabled":              nil,
-		"dns_max_ttl":                    nil,
-		"server_round_robin":             nil,
-		"worker_threads":                 nil,
-		"autoreload":                     nil,
-		"validate_config":                nil,
-		"verify_config":                  nil, // the name CONFIG.md uses for validate_config
-		"prepared_statements":            nil,
-		"prepared_statements_cache_size": nil,
-	}
+	pgcatGeneral = map[string]*pgcatKey{}
 
 	pgcatPool = map[string]*pgcatKey{
-		"connect_timeout":                     nil,
-		"idle_timeout":                        nil,
-		"server_lifetime":                     nil,
-		"checkout_failure_limit":              nil,
-		"cleanup_server_connections":          nil,
-		"log_client_parameter_status_changes": nil,
-		"prepared_statements_cache_size":      nil,
-		"db_activity_based_routing":           nil,
-		"db_activity_init_delay":              nil,
-		"db_activity_based_ms_init_delay":     nil, // the name CONFIG.md uses for db_activity_init_delay
-		"db_activity_ttl":                     nil,
-		"table_mutation_cache_ms_ttl":         nil,
+		"db_activity_based_routing":       nil,
+		"db_activity_init_delay":          nil,
+		"db_activity_based_ms_init_delay": nil, // the name CONFIG.md uses for db_activity_init_delay
+		"db_activity_ttl":                 nil,
+		"table_mutation_cache_ms_ttl":     nil,
 	}
 
-	pgcatUser = map[string]*pgcatKey{
-		"server_lifetime": nil,
-		"connect_timeout": nil,
-		"idle_timeout":    nil,
-	}
+	pgcatUser = map[string]*pgcatKey{}
 
 	pgcatShard = map[string]*pgcatKey{}
 

@@ -54,6 +54,37 @@ type General struct {
 	TCPKeepalivesIdle     time.Duration // pgcat tcp_keepalives_idle seconds; default 5s
 	TCPKeepalivesCount    int           // default 5
 	TCPKeepalivesInterval time.Duration // pgcat seconds; default 5s
+	// TCPUserTimeout (pgcat's tcp_user_timeout, ms; default 10s) is TCP_USER_TIMEOUT on client
+	// and server sockets, Linux only: how long sent data may go unacknowledged before the
+	// connection is dropped. 0 leaves the system's default.
+	TCPUserTimeout time.Duration
+
+	// ServerRoundRobin (pgcat's server_round_robin) hands out a server pool's idle connections
+	// oldest first, so all of them take turns; false (the default) hands out the most recently
+	// used first, so that the ones not needed stay idle and idle_timeout closes them.
+	ServerRoundRobin bool
+	// WorkerThreads (pgcat's worker_threads) sets GOMAXPROCS at start when above 0; 0 leaves
+	// Go's default, the number of CPUs.
+	WorkerThreads int
+	// Autoreload (pgcat's autoreload, ms) is how often the file is checked for a change, which
+	// is then reloaded as on SIGHUP. 0: never.
+	Autoreload time.Duration
+	// ValidateConfig (pgcat's validate_config, also spelled verify_config; default true)
+	// connects to every server at start: a pool whose min_pool_size connections cannot be made
+	// stops sluice from starting, as it stops pgcat; other failures are logged.
+	ValidateConfig bool
+	// DNSCacheEnabled and DNSMaxTTL (pgcat's dns_cache_enabled, dns_max_ttl seconds, default
+	// 30s): every DNSMaxTTL, each server's host name is resolved again, and idle connections
+	// to an address it no longer resolves to are closed.
+	DNSCacheEnabled bool
+	DNSMaxTTL       time.Duration
+
+	// PreparedStatements is pgcat 1.x's prepared_statements switch. sluice handles named
+	// prepared statements in every pool mode whatever it says; it is kept for SHOW CONFIG.
+	PreparedStatements bool
+	// PreparedStatementsCacheSize is how many statements sluice keeps prepared on each server
+	// connection (least recently used closed first), unless a pool sets its own; default 500.
+	PreparedStatementsCacheSize int
 
 	MaxClientConn  int // sluice: default 10000; beyond it clients get FATAL 53300
 	MaxMessageSize int // sluice: bytes, default 256 MiB; a larger message is 08P01
@@ -181,6 +212,25 @@ type Pool struct {
 	// another (not atomically). Off: a statement inside a transaction block that needs
 	// another shard is an error.
 	CrossShardTransactions bool
+
+	// ConnectTimeout, IdleTimeout and ServerLifetime are the pool's own values of the
+	// [general] keys (pgcat's overrides), or [general]'s when the pool does not set them. A
+	// user's own values beat these.
+	ConnectTimeout time.Duration
+	IdleTimeout    time.Duration
+	ServerLifetime time.Duration
+	// CheckoutFailureLimit (pgcat's) disconnects a client whose attempts to get a server have
+	// failed this many times; 0: never.
+	CheckoutFailureLimit int
+	// CleanupServerConnections is pgcat's switch (default true) for resetting what a client
+	// changed on a server in transaction mode. sluice tracks each client's settings and sets
+	// them on whatever server the client gets, so nothing leaks either way.
+	CleanupServerConnections bool
+	// LogClientParameterStatusChanges logs every ParameterStatus a server sends a client.
+	LogClientParameterStatusChanges bool
+	// PreparedStatementsCacheSize is the pool's per-server statement cache size: its own
+	// prepared_statements_cache_size when above 0, else [general]'s.
+	PreparedStatementsCacheSize int
 }
 
 // Values of Pool.CrossShardReads and Pool.CrossShardWrites.
@@ -211,6 +261,11 @@ type User struct {
 	ServerPassword   string // "" = Password
 	// AuthType overrides General.AuthType for this user ("" = the general one).
 	AuthType string
+	// ConnectTimeout, IdleTimeout and ServerLifetime are the user's own values (pgcat's
+	// overrides), else the pool's (see Pool).
+	ConnectTimeout time.Duration
+	IdleTimeout    time.Duration
+	ServerLifetime time.Duration
 	// NoPassword is set when the file gives no password at all (pgcat allows that with
 	// auth_query): the secret comes from the pool's auth_query. An explicit password = ""
 	// means trust.
