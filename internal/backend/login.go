@@ -2,6 +2,7 @@ package backend
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/sluicepg/sluice/internal/auth"
@@ -100,6 +102,9 @@ func (e *tlsHandshakeError) Unwrap() error { return e.err }
 
 func dial(ctx context.Context, p *Params, useTLS bool) (*ServerConn, error) {
 	d := &net.Dialer{KeepAliveConfig: p.KeepAlive}
+	if p.UserTimeout > 0 {
+		d.Control = func(_, _ string, c syscall.RawConn) error { return netio.SetUserTimeout(c, p.UserTimeout) }
+	}
 	c, err := d.DialContext(ctx, "tcp", p.Addr())
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", p.Addr(), err)
@@ -394,7 +399,7 @@ func (l *login) readParameters() (*ServerConn, error) {
 	s := &ServerConn{
 		addr:     l.p.Addr(),
 		Params:   map[string]string{},
-		Prepared: NewStatementCache(defaultStatementCacheSize),
+		Prepared: NewStatementCache(cmp.Or(l.p.StatementCacheSize, defaultStatementCacheSize)),
 		Created:  now,
 		LastUsed: now,
 	}

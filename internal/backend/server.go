@@ -32,6 +32,11 @@ type Params struct {
 	ConnectTimeout time.Duration
 	// KeepAlive configures TCP keepalives; zero values keep the system defaults.
 	KeepAlive net.KeepAliveConfig
+	// UserTimeout is the socket's TCP_USER_TIMEOUT (Linux); 0 keeps the system's default.
+	UserTimeout time.Duration
+	// StatementCacheSize is how many statements ServerConn.Prepared holds before it evicts the
+	// least recently used; 0 means 500, pgcat's default.
+	StatementCacheSize int
 	// MaxMessageSize caps a message read from the server; 0 means 1 GiB.
 	MaxMessageSize int
 	// TLS, when not nil, is used to encrypt the connection (ServerName is set per host when
@@ -135,7 +140,19 @@ func (s *ServerConn) Traffic() (sent, recv uint64) {
 	return sent, recv
 }
 
-const defaultStatementCacheSize = 1024
+const defaultStatementCacheSize = 500
+
+// RemoteIP returns the IP address the connection is connected to, or "" when it is not a TCP
+// connection.
+func (s *ServerConn) RemoteIP() string {
+	if s.conn == nil {
+		return ""
+	}
+	if a, ok := s.conn.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return ""
+}
 
 // Addr returns the server's host:port.
 func (s *ServerConn) Addr() string { return s.addr }

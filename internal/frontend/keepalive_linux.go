@@ -1,16 +1,21 @@
 package frontend
 
 import (
-	"net"
 	"syscall"
+
+	"github.com/sluicepg/sluice/internal/netio"
 )
 
-// keepAliveInherited: Linux copies SO_KEEPALIVE and the TCP_KEEP* settings of a listening socket
-// to the connections it accepts.
+// keepAliveInherited: Linux copies SO_KEEPALIVE, the TCP_KEEP* settings and TCP_USER_TIMEOUT of a
+// listening socket to the connections it accepts.
 const keepAliveInherited = true
 
-func inheritKeepAlive(ka net.KeepAliveConfig) func(network, address string, c syscall.RawConn) error {
+func inheritKeepAlive(o sockOpts) func(network, address string, c syscall.RawConn) error {
+	ka := o.ka
 	return func(_, _ string, c syscall.RawConn) error {
+		if err := netio.SetUserTimeout(c, o.userTimeout); err != nil {
+			return err
+		}
 		var serr error
 		err := c.Control(func(fd uintptr) {
 			opts := []struct{ level, opt, v int }{

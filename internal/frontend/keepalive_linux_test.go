@@ -2,12 +2,16 @@ package frontend
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sluicepg/sluice/internal/config"
+	"github.com/sluicepg/sluice/internal/netio"
+	"github.com/sluicepg/sluice/internal/route"
 )
 
 // An accepted connection has the configured keepalive without login setting it: the kernel
@@ -19,7 +23,7 @@ func TestListenTCPKeepAliveInherited(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	if tl, ok := ln.(*tcpListener); !ok || tl.ka != keepAlive(g) {
+	if tl, ok := ln.(*tcpListener); !ok || tl.ka != clientSockOpts(g) {
 		t.Fatalf("listener %T does not record the keepalive it gives", ln)
 	}
 	d, err := net.Dial("tcp", ln.Addr().String())
@@ -54,4 +58,66 @@ func TestListenTCPKeepAliveInherited(t *testing.T) {
 			}
 		}
 	})
+}
+
+// acceptOne listens with g, dials the listener and returns the accepted connection.
+func acceptOne(t *testing.T, g *config.General) (net.Listener, *net.TCPConn) {
+	t.Helper()
+	ln, err := ListenTCP(context.Background(), "127.0.0.1:0", g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	d, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return ln, c.(*net.TCPConn)
+}
+
+func userTimeoutOf(t *testing.T, c *net.TCPConn) time.Duration {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := netio.UserTimeout(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// An accepted connection has tcp_user_timeout as its TCP_USER_TIMEOUT, from the listening socket.
+func TestListenTCPUserTimeout(t *testing.T) {
+	for _, want := range []time.Duration{10 * time.Second, 2500 * time.Millisecond, 0} {
+		g := &config.General{TCPKeepalivesIdle: 5 * time.Second, TCPKeepalivesInterval: 5 * time.Second, TCPKeepalivesCount: 5, TCPUserTimeout: want}
+		_, c := acceptOne(t, g)
+		if got := userTimeoutOf(t, c); got != want {
+			t.Errorf("tcp_user_timeout %v: the accepted socket has TCP_USER_TIMEOUT %v", want, got)
+		}
+	}
+}
+
+// A reload that changes tcp_user_timeout reaches connections accepted after it: login sets the
+// new value where it differs from the listener's.
+func TestLoginSetsChangedUserTimeout(t *testing.T) {
+	g := &config.General{TCPKeepalivesIdle: 5 * time.Second, TCPKeepalivesInterval: 5 * time.Second, TCPKeepalivesCount: 5, TCPUserTimeout: 10 * time.Second}
+	ln, c := acceptOne(t, g)
+	inherited := ln.(*tcpListener).ka
+	reloaded := *g
+	reloaded.TCPUserTimeout = 1234 * time.Millisecond
+	reloaded.ClientLoginTimeout = time.Millisecond // login gives up at once: no client speaks
+	tbl, _ := route.Build(&config.Config{General: reloaded, Pools: map[string]*config.Pool{}}, nil)
+	l := NewListener(func() *route.Table { return tbl }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	l.login(c, 1, &inherited)
+	if got := userTimeoutOf(t, c); got != 1234*time.Millisecond {
+		t.Errorf("after login under the reloaded file, TCP_USER_TIMEOUT = %v, want 1.234s", got)
+	}
 }

@@ -2,14 +2,11 @@
 
 package frontend
 
-import (
-	"net"
-	"syscall"
-)
+import "syscall"
 
 // keepAliveInherited: elsewhere login sets the keepalive on each connection.
 const keepAliveInherited = false
 
-func inheritKeepAlive(net.KeepAliveConfig) func(network, address string, c syscall.RawConn) error {
+func inheritKeepAlive(sockOpts) func(network, address string, c syscall.RawConn) error {
 	return nil
 }

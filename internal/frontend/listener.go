@@ -54,7 +54,7 @@ type Listener struct {
 // listener (nil: none).
 type accepted struct {
 	c  net.Conn
-	ka *net.KeepAliveConfig
+	ka *sockOpts
 }
 
 // Login goroutines are reused. A login's calls go deep (startup, hashing, hooks, formatting), so
@@ -91,7 +91,7 @@ func (l *Listener) Serve(ln net.Listener) error {
 	}
 	l.lns = append(l.lns, ln)
 	l.mu.Unlock()
-	var inherited *net.KeepAliveConfig
+	var inherited *sockOpts
 	if tl, ok := ln.(*tcpListener); ok {
 		inherited = &tl.ka
 	}

@@ -123,7 +123,7 @@ type statement struct {
 
 // serveConn logs c in and starts its session. inherited is the keepalive c has from its
 // listener, or nil.
-func (l *Listener) serveConn(c net.Conn, inherited *net.KeepAliveConfig) {
+func (l *Listener) serveConn(c net.Conn, inherited *sockOpts) {
 	n := l.clients.Add(1)
 	s := l.login(c, n, inherited)
 	if s == nil {
@@ -156,12 +156,18 @@ func (l *Listener) serveConn(c net.Conn, inherited *net.KeepAliveConfig) {
 // login runs a new connection's startup and authentication. It returns the logged-in session, or
 // nil when the connection is to be closed (after telling the client why, where that is possible).
 // n is the number of connected clients including this one.
-func (l *Listener) login(c net.Conn, n int64, inherited *net.KeepAliveConfig) *ClientSession {
+func (l *Listener) login(c net.Conn, n int64, inherited *sockOpts) *ClientSession {
 	tbl := l.table()
 	g := &tbl.Config.General
 	if tc, ok := c.(*net.TCPConn); ok {
-		if ka := keepAlive(g); inherited == nil || *inherited != ka {
-			_ = tc.SetKeepAliveConfig(ka)
+		o := clientSockOpts(g)
+		if inherited == nil || inherited.ka != o.ka {
+			_ = tc.SetKeepAliveConfig(o.ka)
+		}
+		if (inherited == nil && o.userTimeout > 0) || (inherited != nil && inherited.userTimeout != o.userTimeout) {
+			if rc, err := tc.SyscallConn(); err == nil {
+				_ = netio.SetUserTimeout(rc, o.userTimeout)
+			}
 		}
 	}
 	c = netio.Wrap(c)

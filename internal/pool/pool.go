@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +28,15 @@ type Options struct {
 
 	HealthcheckDelay   time.Duration // a connection idle longer than this is checked before use
 	HealthcheckTimeout time.Duration
+
+	// RoundRobin hands out the idle connection released longest ago (pgcat's
+	// server_round_robin), so that all of them are used in turn; otherwise the one released
+	// last, so that connections not needed stay idle until IdleTimeout closes them.
+	RoundRobin bool
+	// ResolveEvery, when above 0, resolves the server's host name again at this interval
+	// (pgcat's dns_cache_enabled with dns_max_ttl); once its addresses change, connections to
+	// an address it no longer has are closed when idle, never while in use.
+	ResolveEvery time.Duration
 
 	// ResetQuery runs on release when the releaser asks for a reset (session mode).
 	ResetQuery string
@@ -44,6 +56,7 @@ type Pool struct {
 	params backend.Params
 	opts   Options
 	dial   func(context.Context, *backend.Params) (*backend.ServerConn, error)
+	lookup func(ctx context.Context, host string) ([]string, error)
 
 	mu      sync.Mutex
 	idle    []*backend.ServerConn // LIFO: the most recently used is handed out first
@@ -55,6 +68,10 @@ type Pool struct {
 	// close when released (see Reconnect).
 	stale   int
 	params0 map[string]string // server parameters reported by the first connection
+	// addrs are the host's addresses at the last resolution that changed them (ResolveEvery),
+	// nil before any change: a connection to an address not among them is closed.
+	addrs    map[string]bool
+	resolved []string // the addresses of the last resolution, sorted
 
 	stop chan struct{}
 	done chan struct{}
@@ -82,7 +99,8 @@ func New(p backend.Params, o Options) *Pool {
 	if o.Size < 1 {
 		o.Size = 1
 	}
-	pl := &Pool{params: p, opts: o, dial: backend.Dial, stop: make(chan struct{}), done: make(chan struct{})}
+	pl := &Pool{params: p, opts: o, dial: backend.Dial, lookup: net.DefaultResolver.LookupHost,
+		stop: make(chan struct{}), done: make(chan struct{})}
 	go pl.maintain()
 	return pl
 }
@@ -101,10 +119,8 @@ func (p *Pool) Checkout(ctx context.Context) (*backend.ServerConn, error) {
 			p.mu.Unlock()
 			return nil, ErrClosed
 		}
-		for n := len(p.idle); n > 0 && !p.paused; n = len(p.idle) {
-			s := p.idle[n-1]
-			p.idle[n-1] = nil
-			p.idle = p.idle[:n-1]
+		for len(p.idle) > 0 && !p.paused {
+			s := p.takeIdle()
 			p.mu.Unlock()
 			if p.usable(s) {
 				return s, nil
@@ -169,14 +185,11 @@ func (p *Pool) Checkout(ctx context.Context) (*backend.ServerConn, error) {
 func (p *Pool) TryCheckout() *backend.ServerConn {
 	for {
 		p.mu.Lock()
-		n := len(p.idle)
-		if n == 0 || p.closed || p.paused {
+		if len(p.idle) == 0 || p.closed || p.paused {
 			p.mu.Unlock()
 			return nil
 		}
-		s := p.idle[n-1]
-		p.idle[n-1] = nil
-		p.idle = p.idle[:n-1]
+		s := p.takeIdle()
 		p.mu.Unlock()
 		p.checkouts.Add(1)
 		if p.usable(s) {
@@ -184,6 +197,22 @@ func (p *Pool) TryCheckout() *backend.ServerConn {
 		}
 		p.discard(s)
 	}
+}
+
+// takeIdle removes and returns the idle connection to hand out next: the one released last, or
+// with RoundRobin the one released first. p.mu must be held and p.idle not empty.
+func (p *Pool) takeIdle() *backend.ServerConn {
+	if p.opts.RoundRobin {
+		s := p.idle[0]
+		p.idle[0] = nil
+		p.idle = p.idle[1:]
+		return s
+	}
+	n := len(p.idle)
+	s := p.idle[n-1]
+	p.idle[n-1] = nil
+	p.idle = p.idle[:n-1]
+	return s
 }
 
 // quietAfter is how long a connection must have been idle before usable asks the socket whether
@@ -196,7 +225,7 @@ const quietAfter = time.Millisecond
 // (a server that terminated it while it sat idle has sent its FATAL and closed it: the next
 // client must not be the one to find out), and alive if it was idle long.
 func (p *Pool) usable(s *backend.ServerConn) bool {
-	if s.Broken || p.isStale(s) {
+	if s.Broken || p.isStale(s) || p.staleAddr(s) {
 		return false
 	}
 	now := time.Now()
@@ -273,7 +302,7 @@ func (p *Pool) Release(s *backend.ServerConn) {
 	}
 	now := time.Now()
 	s.LastUsed = now
-	if s.Broken || (p.opts.Lifetime > 0 && now.Sub(s.Created) > p.jitteredLifetime(s)) || p.isStale(s) {
+	if s.Broken || (p.opts.Lifetime > 0 && now.Sub(s.Created) > p.jitteredLifetime(s)) || p.isStale(s) || p.staleAddr(s) {
 		p.discard(s)
 		return
 	}
@@ -413,12 +442,20 @@ func (p *Pool) maintain() {
 	defer close(p.done)
 	tick := time.NewTicker(time.Second + time.Duration(rand.IntN(200))*time.Millisecond)
 	defer tick.Stop()
+	lastResolve := time.Now()
+	if p.opts.ResolveEvery > 0 {
+		p.resolve()
+	}
 	p.fillMin()
 	for {
 		select {
 		case <-p.stop:
 			return
 		case <-tick.C:
+			if p.opts.ResolveEvery > 0 && time.Since(lastResolve) >= p.opts.ResolveEvery {
+				lastResolve = time.Now()
+				p.resolve()
+			}
 			p.reap()
 			p.fillMin()
 		}
@@ -434,7 +471,7 @@ func (p *Pool) reap() {
 		tooOld := p.opts.Lifetime > 0 && now.Sub(s.Created) > p.jitteredLifetime(s)
 		tooIdle := p.opts.IdleTimeout > 0 && now.Sub(s.LastUsed) > p.opts.IdleTimeout &&
 			p.open-len(drop) > p.opts.MinSize
-		if tooOld || tooIdle || p.isStale(s) {
+		if tooOld || tooIdle || p.isStale(s) || p.staleAddrLocked(s) {
 			drop = append(drop, s)
 			p.idle[i] = nil
 			continue
@@ -449,6 +486,51 @@ func (p *Pool) reap() {
 	for _, s := range drop {
 		p.discard(s)
 	}
+}
+
+// resolve looks the server's host name up again. When its addresses differ from the last
+// lookup's, connections to an address no longer among them become stale: reap closes the idle
+// ones and Release the others. A failed lookup changes nothing.
+func (p *Pool) resolve() {
+	host := p.params.Host
+	if net.ParseIP(host) != nil || strings.HasPrefix(host, "/") {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ips, err := p.lookup(ctx, host)
+	cancel()
+	if err != nil || len(ips) == 0 {
+		return
+	}
+	slices.Sort(ips)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.resolved != nil && !slices.Equal(p.resolved, ips) {
+		p.addrs = make(map[string]bool, len(ips))
+		for _, ip := range ips {
+			p.addrs[ip] = true
+		}
+	}
+	p.resolved = ips
+}
+
+// staleAddr reports whether s is connected to an address its host no longer resolves to.
+func (p *Pool) staleAddr(s *backend.ServerConn) bool {
+	if p.opts.ResolveEvery <= 0 {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.staleAddrLocked(s)
+}
+
+// staleAddrLocked is staleAddr with p.mu held.
+func (p *Pool) staleAddrLocked(s *backend.ServerConn) bool {
+	if p.addrs == nil {
+		return false
+	}
+	ip := s.RemoteIP()
+	return ip != "" && !p.addrs[ip]
 }
 
 func (p *Pool) fillMin() {

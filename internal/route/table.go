@@ -350,7 +350,8 @@ func generalPoolKeysEqual(a, b *config.General) bool {
 		a.ServerLifetime == b.ServerLifetime && a.HealthcheckDelay == b.HealthcheckDelay &&
 		a.HealthcheckTimeout == b.HealthcheckTimeout && a.ServerResetQuery == b.ServerResetQuery &&
 		a.TCPKeepalivesIdle == b.TCPKeepalivesIdle && a.TCPKeepalivesCount == b.TCPKeepalivesCount &&
-		a.TCPKeepalivesInterval == b.TCPKeepalivesInterval &&
+		a.TCPKeepalivesInterval == b.TCPKeepalivesInterval && a.TCPUserTimeout == b.TCPUserTimeout &&
+		a.ServerRoundRobin == b.ServerRoundRobin && a.DNSCacheEnabled == b.DNSCacheEnabled && a.DNSMaxTTL == b.DNSMaxTTL &&
 		a.ServerTLSMode == b.ServerTLSMode && a.ServerTLSCAFile == b.ServerTLSCAFile
 }
 
@@ -381,12 +382,14 @@ func newTarget(g *config.General, pc *config.Pool, u *config.User, node func(hos
 			params := backend.Params{
 				Host: sv.Host, Port: sv.Port, Database: sh.Database,
 				User: serverUser, Password: serverPass, Startup: startup,
-				ConnectTimeout: g.ConnectTimeout,
-				KeepAlive:      keepAlive(g),
-				TLS:            serverTLS(g),
-				VerifyHost:     g.ServerTLSMode == config.ServerTLSVerifyFull,
-				TLSOptional:    g.ServerTLSMode == config.ServerTLSPrefer,
-				Credentials:    creds,
+				ConnectTimeout:     u.ConnectTimeout,
+				KeepAlive:          keepAlive(g),
+				UserTimeout:        g.TCPUserTimeout,
+				StatementCacheSize: pc.PreparedStatementsCacheSize,
+				TLS:                serverTLS(g),
+				VerifyHost:         g.ServerTLSMode == config.ServerTLSVerifyFull,
+				TLSOptional:        g.ServerTLSMode == config.ServerTLSPrefer,
+				Credentials:        creds,
 				// Server messages stream through whatever their size: max_message_size guards
 				// against clients.
 			}
@@ -401,10 +404,13 @@ func newTarget(g *config.General, pc *config.Pool, u *config.User, node func(hos
 			}
 			p := pool.New(params, pool.Options{
 				Size: u.PoolSize, MinSize: u.MinPoolSize,
-				Lifetime: g.ServerLifetime, IdleTimeout: g.IdleTimeout,
+				// The user's own timeouts, else its pool's, else [general]'s (config settles it).
+				Lifetime: u.ServerLifetime, IdleTimeout: u.IdleTimeout,
 				HealthcheckDelay: g.HealthcheckDelay, HealthcheckTimeout: g.HealthcheckTimeout,
-				ResetQuery: g.ServerResetQuery,
-				OnConnect:  tg.onConnect,
+				RoundRobin:   g.ServerRoundRobin,
+				ResolveEvery: resolveEvery(g),
+				ResetQuery:   g.ServerResetQuery,
+				OnConnect:    tg.onConnect,
 			})
 			n := node(sv.Host, sv.Port, sh.Database, sv.Role)
 			n.addPool(p)
@@ -413,6 +419,15 @@ func newTarget(g *config.General, pc *config.Pool, u *config.User, node func(hos
 		tg.Shards = append(tg.Shards, servers)
 	}
 	return tg
+}
+
+// resolveEvery is how often a server pool resolves its host name again: dns_max_ttl when
+// dns_cache_enabled, else never.
+func resolveEvery(g *config.General) time.Duration {
+	if !g.DNSCacheEnabled {
+		return 0
+	}
+	return g.DNSMaxTTL
 }
 
 // serverTLS builds the TLS configuration for server connections from server_tls_mode.

@@ -27,15 +27,18 @@ func testConfig(change func(*config.Config)) *config.Config {
 			ServerLifetime: time.Hour, QueryWaitTimeout: 2 * time.Minute,
 			HealthcheckTimeout: time.Second, HealthcheckDelay: 30 * time.Second,
 			TCPKeepalivesCount: 5, TCPKeepalivesInterval: 5 * time.Second,
-			MaxClientConn: 10000, ServerResetQuery: "DISCARD ALL",
+			MaxClientConn: 10000, ServerResetQuery: "DISCARD ALL", TCPUserTimeout: 10 * time.Second,
 		},
 		Pools: map[string]*config.Pool{
 			"app": {
-				Name: "app", PoolMode: "transaction",
+				Name: "app", PoolMode: "transaction", PreparedStatementsCacheSize: 64,
+				// Timeouts as config.Load settles them: bob has his own connect_timeout.
 				Users: []*config.User{
-					{Username: "alice", Password: "a-secret", PoolSize: 10},
+					{Username: "alice", Password: "a-secret", PoolSize: 10,
+						ConnectTimeout: 5 * time.Second, IdleTimeout: 10 * time.Minute, ServerLifetime: time.Hour},
 					{Username: "bob", Password: "b-secret", PoolSize: 5, PoolMode: "session",
-						ServerUsername: "app_rw", ServerPassword: "rw-secret", StatementTimeout: 1500 * time.Millisecond},
+						ServerUsername: "app_rw", ServerPassword: "rw-secret", StatementTimeout: 1500 * time.Millisecond,
+						ConnectTimeout: 250 * time.Millisecond, IdleTimeout: 10 * time.Minute, ServerLifetime: time.Hour},
 				},
 				Shards: []*config.Shard{{Database: "app_db", Servers: []config.Server{
 					{Host: "10.0.0.2", Port: 5433, Role: "replica"},
@@ -307,10 +310,12 @@ func TestTargetServerParams(t *testing.T) {
 		{user: "alice", want: backend.Params{
 			Host: "10.0.0.1", Port: 5432, Database: "app_db", User: "alice", Password: "a-secret",
 			Startup: map[string]string{}, ConnectTimeout: 5 * time.Second,
+			UserTimeout: 10 * time.Second, StatementCacheSize: 64,
 		}},
 		{user: "bob", want: backend.Params{
 			Host: "10.0.0.1", Port: 5432, Database: "app_db", User: "app_rw", Password: "rw-secret",
-			Startup: map[string]string{"statement_timeout": "1500"}, ConnectTimeout: 5 * time.Second,
+			Startup: map[string]string{"statement_timeout": "1500"}, ConnectTimeout: 250 * time.Millisecond,
+			UserTimeout: 10 * time.Second, StatementCacheSize: 64,
 		}},
 	}
 	for _, tc := range tests {
