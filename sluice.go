@@ -4,6 +4,7 @@ package sluice
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -119,6 +121,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	ctx, shutdown := context.WithCancel(ctx)
 	defer shutdown()
 	s := &server{log: log}
+	if n := cfg.General.WorkerThreads; n > 0 {
+		runtime.GOMAXPROCS(n) // pgcat's worker_threads
+	}
 	tbl, _ := route.Build(cfg, nil)
 	s.table.Store(tbl)
 	set, err := hooks.Load(cfg, route.Host{Table: s.currentTable}, log)
@@ -127,6 +132,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	tbl.SetPlugins(set)
+	if cfg.General.ValidateConfig {
+		if err := tbl.Validate(ctx, log); err != nil {
+			tbl.Targets(func(_, _ string, tg *route.Target) { tg.Close() })
+			set.Cleanup(log)
+			return fmt.Errorf("validate_config: %w", err)
+		}
+	}
 	tbl.StartChecks(log)
 	s.fe = frontend.NewListener(s.currentTable, log)
 	console := &admin.Console{
@@ -189,6 +201,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	go s.autoreload(ctx)
 	for {
 		select {
 		case <-hup:
@@ -227,6 +240,44 @@ type server struct {
 
 func (s *server) currentTable() *route.Table { return s.table.Load() }
 
+// autoreload is pgcat's autoreload: every general.autoreload it reads the configuration file, and
+// when its content differs from the running configuration's it reloads it as SIGHUP does. A file
+// that failed to load is not tried again until it changes again. It runs until ctx is done; a
+// reload may turn it on, off, or change its interval.
+func (s *server) autoreload(ctx context.Context) {
+	var failed [sha256.Size]byte
+	for {
+		every := s.currentTable().Config.General.Autoreload
+		wait := every
+		if wait == 0 {
+			wait = time.Second // off: look again later, in case a reload turns it on
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if every == 0 {
+			continue
+		}
+		cfg := s.currentTable().Config
+		data, err := os.ReadFile(cfg.Path)
+		if err != nil {
+			continue // a file being replaced; the next look finds it
+		}
+		d := sha256.Sum256(data)
+		if d == cfg.Digest || d == failed {
+			continue
+		}
+		s.log.Info("autoreload: the configuration file changed", "path", cfg.Path)
+		if s.reload() != nil {
+			failed = d
+		}
+	}
+}
+
 // reload reads the configuration file again. Pools whose settings did not change keep their
 // connections; the others are rebuilt, and the old ones closed once nothing uses them. A file
 // with errors changes nothing: reload logs them and returns them.
@@ -248,6 +299,9 @@ func (s *server) reload() error {
 	}
 	if og.EnablePrometheusExporter != ng.EnablePrometheusExporter || og.PrometheusExporterPort != ng.PrometheusExporterPort {
 		s.log.Warn("prometheus exporter changes need a restart; keeping the old setting")
+	}
+	if og.WorkerThreads != ng.WorkerThreads {
+		s.log.Warn("worker_threads changes need a restart; keeping the old setting")
 	}
 	set, err := hooks.Load(cfg, route.Host{Table: s.currentTable}, s.log)
 	if err != nil {

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"cmp"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -88,6 +89,7 @@ func parse(file string, data []byte) (*Config, []Warning, error) {
 		return nil, l.warns, errors.Join(errs...)
 	}
 	cfg.Path = file
+	cfg.Digest = sha256.Sum256(data)
 	return cfg, l.warns, nil
 }
 

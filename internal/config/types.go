@@ -3,6 +3,7 @@
 package config
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"strings"
@@ -12,8 +13,10 @@ import (
 // Config is a loaded, defaulted and validated configuration. It is immutable once returned by Load:
 // a reload builds a new Config and the caller diffs the two.
 type Config struct {
-	// Path is the file the configuration was read from.
+	// Path is the file the configuration was read from, and Digest the SHA-256 of its content
+	// (autoreload compares it with the file's).
 	Path    string
+	Digest  [sha256.Size]byte
 	General General
 	// Pools is keyed by the database name clients put in their startup packet.
 	Pools map[string]*Pool

@@ -318,6 +318,11 @@ func (s *ClientSession) paramLocked(name string) (string, bool) {
 func (s *ClientSession) noteParameterLocked(srv *backend.ServerConn, body []byte) {
 	srv.NoteParameter(body)
 	name, rest, ok := wire.CString(body)
+	if st := s.target.Settings(); ok && st != nil && st.LogClientParameterStatusChanges {
+		val, _, _ := wire.CString(rest)
+		s.l.log.Info("client parameter status change", "user", s.user, "db", s.db, "server", srv.Addr(),
+			"parameter", string(name), "value", string(val))
+	}
 	if !ok || !trackedReported[string(name)] {
 		return
 	}

@@ -295,6 +295,7 @@ func (st *statement) query() []byte {
 func (s *ClientSession) checkout(tg *route.Target, role route.Role, wait time.Duration) (*backend.ServerConn, *pool.Pool, *route.Server, error) {
 	rs, err := tg.Pick(s.shard, role, s.avoid)
 	if err != nil {
+		s.checkoutFailures++
 		return nil, nil, nil, err
 	}
 	srv, err := s.checkoutFrom(rs.Pool, wait)
@@ -304,6 +305,9 @@ func (s *ClientSession) checkout(tg *route.Target, role route.Role, wait time.Du
 			rs = next
 			srv, err = s.checkoutFrom(rs.Pool, wait)
 		}
+	}
+	if err != nil && !errors.Is(err, errClientGone) {
+		s.checkoutFailures++
 	}
 	if err != nil {
 		if len(tg.Shards) > 1 && !errors.Is(err, errClientGone) {

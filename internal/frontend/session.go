@@ -47,6 +47,9 @@ type ClientSession struct {
 	// failing is set after a local error in an extended-protocol batch: messages are dropped up
 	// to Sync, as Postgres does. Reader only.
 	failing bool
+	// checkoutFailures counts the client's failed attempts to get a server, for the pool's
+	// checkout_failure_limit. Reader only.
+	checkoutFailures int
 	// scratch is the reader's buffer for messages it builds.
 	scratch []byte
 	// unnamed is the client's last Parse of the unnamed statement (transaction mode), and
@@ -962,6 +965,14 @@ func (s *ClientSession) emit(msgs ...[]byte) error {
 func (s *ClientSession) attachFatal(err error) error {
 	if errors.Is(err, errClientGone) {
 		return err
+	}
+	if st := s.target.Settings(); st != nil && st.CheckoutFailureLimit > 0 && s.checkoutFailures >= st.CheckoutFailureLimit {
+		lim := st.CheckoutFailureLimit
+		// pgcat's checkout_failure_limit: a client that keeps failing to get a server is sent
+		// away, so that it reconnects, perhaps to another, less busy pooler.
+		s.l.log.Warn("checkout failure limit reached; disconnecting the client", "user", s.user, "db", s.db,
+			"failures", s.checkoutFailures, "limit", lim)
+		return s.fatal(checkoutCode(err), fmt.Sprintf("checkout failure limit reached (%d / %d): %v", s.checkoutFailures, lim, err))
 	}
 	var se *backend.ServerError
 	if errors.As(err, &se) {
