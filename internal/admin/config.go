@@ -60,6 +60,15 @@ var generalSettings = []setting{
 	{"tcp_keepalives_idle", secs(func(g *config.General) time.Duration { return g.TCPKeepalivesIdle }), true},
 	{"tcp_keepalives_count", integer(func(g *config.General) int { return g.TCPKeepalivesCount }), true},
 	{"tcp_keepalives_interval", secs(func(g *config.General) time.Duration { return g.TCPKeepalivesInterval }), true},
+	{"tcp_user_timeout", ms(func(g *config.General) time.Duration { return g.TCPUserTimeout }), true},
+	{"server_round_robin", boolean(func(g *config.General) bool { return g.ServerRoundRobin }), true},
+	{"worker_threads", integer(func(g *config.General) int { return g.WorkerThreads }), false},
+	{"autoreload", ms(func(g *config.General) time.Duration { return g.Autoreload }), true},
+	{"validate_config", boolean(func(g *config.General) bool { return g.ValidateConfig }), false},
+	{"dns_cache_enabled", boolean(func(g *config.General) bool { return g.DNSCacheEnabled }), true},
+	{"dns_max_ttl", secs(func(g *config.General) time.Duration { return g.DNSMaxTTL }), true},
+	{"prepared_statements", boolean(func(g *config.General) bool { return g.PreparedStatements }), true},
+	{"prepared_statements_cache_size", integer(func(g *config.General) int { return g.PreparedStatementsCacheSize }), true},
 	{"max_client_conn", integer(func(g *config.General) int { return g.MaxClientConn }), true},
 	{"max_message_size", integer(func(g *config.General) int { return g.MaxMessageSize }), true},
 	{"server_reset_query", str(func(g *config.General) string { return g.ServerResetQuery }), true},
@@ -133,6 +142,13 @@ func (c *Console) showConfig(res *result) error {
 			{"auth_query", p.AuthQuery, ""},
 			{"auth_query_user", p.AuthQueryUser, ""},
 			{"auth_query_any_user", strconv.FormatBool(p.AuthQueryAnyUser), "false"},
+			{"connect_timeout", strconv.FormatInt(p.ConnectTimeout.Milliseconds(), 10), "general's"},
+			{"idle_timeout", strconv.FormatInt(p.IdleTimeout.Milliseconds(), 10), "general's"},
+			{"server_lifetime", strconv.FormatInt(p.ServerLifetime.Milliseconds(), 10), "general's"},
+			{"checkout_failure_limit", strconv.Itoa(p.CheckoutFailureLimit), "0"},
+			{"cleanup_server_connections", strconv.FormatBool(p.CleanupServerConnections), "true"},
+			{"log_client_parameter_status_changes", strconv.FormatBool(p.LogClientParameterStatusChanges), "false"},
+			{"prepared_statements_cache_size", strconv.Itoa(p.PreparedStatementsCacheSize), "general's"},
 		} {
 			res.row(prefix+kv[0], kv[1], kv[2], "yes")
 		}
@@ -153,6 +169,9 @@ func (c *Console) showConfig(res *result) error {
 				method = config.AuthTrust // password = "" in the file
 			}
 			res.row(up+"auth_type", method, "-", "yes")
+			res.row(up+"connect_timeout", strconv.FormatInt(u.ConnectTimeout.Milliseconds(), 10), "pool's", "yes")
+			res.row(up+"idle_timeout", strconv.FormatInt(u.IdleTimeout.Milliseconds(), 10), "pool's", "yes")
+			res.row(up+"server_lifetime", strconv.FormatInt(u.ServerLifetime.Milliseconds(), 10), "pool's", "yes")
 		}
 		res.row(prefix+"shard_count", strconv.Itoa(len(p.Shards)), "-", "yes")
 		for n, sh := range p.Shards {
