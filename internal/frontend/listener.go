@@ -50,7 +50,7 @@ type Listener struct {
 	quit       chan struct{}
 }
 
-// accepted is a connection on its way to a login goroutine, with the keepalive it has from its
+// accepted is a connection on its way to a login goroutine, with the socket options it has from its
 // listener (nil: none).
 type accepted struct {
 	c  net.Conn

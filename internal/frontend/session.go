@@ -124,7 +124,7 @@ type statement struct {
 	parse  []byte // a Parse message for server, ready to send
 }
 
-// serveConn logs c in and starts its session. inherited is the keepalive c has from its
+// serveConn logs c in and starts its session. inherited are the socket options c has from its
 // listener, or nil.
 func (l *Listener) serveConn(c net.Conn, inherited *sockOpts) {
 	n := l.clients.Add(1)
