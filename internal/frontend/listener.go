@@ -219,6 +219,9 @@ func (l *Listener) Shutdown(ctx context.Context) {
 	l.mu.Lock()
 	for _, s := range l.sessions {
 		s.conn.Close()
+		// A session waiting for a server (a paused pool) would not see its connection close:
+		// end the wait, and what its servers run, as a cancel request does.
+		go s.cancelQuery()
 	}
 	l.mu.Unlock()
 	<-done
