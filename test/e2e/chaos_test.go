@@ -110,6 +110,7 @@ func TestChaos(t *testing.T) {
 		return err
 	}, t)
 	baseline := settledGoroutines(0)
+	t.Logf("%d goroutines before the clients", baseline)
 
 	end := time.Now().Add(dur)
 	killDone := make(chan struct{})
@@ -200,7 +201,9 @@ func TestChaos(t *testing.T) {
 	if againstPostgres {
 		return
 	}
-	if got := settledGoroutines(baseline + 3); got > baseline+3 {
+	got := settledGoroutines(baseline + 3)
+	t.Logf("%d goroutines after every client left", got)
+	if got > baseline+3 {
 		var b strings.Builder
 		_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
 		t.Errorf("%d goroutines after every client left, %d before the clients came:\n%s", got, baseline, b.String())
@@ -448,6 +451,9 @@ var chaosOps = []chaosOp{
 	{"flushed batch", 2, (*chaosClient).opFlushed},
 	{"copy failures", 2, (*chaosClient).opCopyFailures},
 	{"protocol", 3, (*chaosClient).opProtocol},
+	{"skipped parse", 1, (*chaosClient).opSkippedParse},
+	{"slow reader", 1, (*chaosClient).opSlowReader},
+	{"reconnect", 1, (*chaosClient).opReconnect},
 }
 
 func (c *chaosClient) run(end time.Time) {
@@ -1091,13 +1097,29 @@ func (c *chaosClient) opSet(ctx context.Context) error {
 		v = vals[c.rng.IntN(len(vals))]
 	}
 	sql := fmt.Sprintf("SET %s TO '%s'", name, v)
-	if c.rng.IntN(2) == 0 {
-		_, err := c.conn.PgConn().Exec(ctx, sql).ReadAll()
-		if err != nil {
+	switch c.rng.IntN(4) {
+	case 0:
+		if _, err := c.conn.PgConn().Exec(ctx, sql).ReadAll(); err != nil {
 			return err
 		}
-	} else if _, err := c.conn.Exec(ctx, sql); err != nil {
-		return err
+	case 1:
+		// A SET inside a transaction that rolls back is undone (the server reports the old
+		// value again); one that commits stays.
+		commit := c.rng.IntN(2) == 0
+		end := "ROLLBACK"
+		if commit {
+			end = "COMMIT"
+		}
+		if _, err := c.conn.PgConn().Exec(ctx, "BEGIN; "+sql+"; SELECT 1; "+end).ReadAll(); err != nil {
+			return err
+		}
+		if !commit {
+			return c.opShow(ctx)
+		}
+	default:
+		if _, err := c.conn.Exec(ctx, sql); err != nil {
+			return err
+		}
 	}
 	c.settings[name] = v
 	return c.opShow(ctx)
@@ -1777,6 +1799,95 @@ func (c *chaosClient) opProtocol(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// opSkippedParse sends a batch whose unnamed Parse the server skips (an error comes first), then
+// a Bind of the unnamed statement: the client may get its own earlier statement (Postgres) or
+// 26000 (sluice), never another client's.
+func (c *chaosClient) opSkippedParse(ctx context.Context) error {
+	return c.rawAbrupt(ctx, func(hc *pgconn.HijackedConn) error {
+		fe := hc.Frontend
+		// 1/0 when it runs, not when it is planned (as 1/$1 would be, with $1 bound).
+		fe.Send(&pgproto3.Parse{Query: "SELECT 1/($1::int - g) FROM generate_series(1, 1) g"})
+		fe.Send(&pgproto3.Bind{Parameters: [][]byte{[]byte("1")}})
+		fe.Send(&pgproto3.Execute{})
+		fe.Send(&pgproto3.Parse{Query: fmt.Sprintf("SELECT 'client %d', $1::int", c.id)})
+		fe.Send(&pgproto3.Sync{})
+		if err := fe.Flush(); err != nil {
+			return err
+		}
+		if _, err := rawExpect(hc, "ParseComplete", "BindComplete", "ErrorResponse 22012", "ReadyForQuery I"); err != nil {
+			return err
+		}
+		time.Sleep(time.Duration(c.rng.IntN(5)) * time.Millisecond) // another client may take the server
+		fe.Send(&pgproto3.Bind{Parameters: [][]byte{[]byte("0")}})
+		fe.Send(&pgproto3.Execute{})
+		fe.Send(&pgproto3.Sync{})
+		if err := fe.Flush(); err != nil {
+			return err
+		}
+		for {
+			m, err := hc.Frontend.Receive()
+			if err != nil {
+				return err
+			}
+			switch m := m.(type) {
+			case *pgproto3.DataRow:
+				if string(m.Values[0]) != "-1" { // this client's first statement, with 0
+					return violation("a Bind of the unnamed statement after a skipped Parse ran another statement: %q", m.Values)
+				}
+			case *pgproto3.ErrorResponse:
+				if m.Code != "26000" {
+					return pgconn.ErrorResponseToPgError(m)
+				}
+			case *pgproto3.ReadyForQuery:
+				fe.Send(&pgproto3.Terminate{})
+				return fe.Flush()
+			}
+		}
+	})
+}
+
+// opSlowReader reads a large result slowly, holding its server while other clients wait: every
+// row must come, in order, and be this client's.
+func (c *chaosClient) opSlowReader(ctx context.Context) error {
+	n := 2000 + c.rng.IntN(20000)
+	rows, err := c.conn.Query(ctx, "SELECT g, $2::int, repeat('x', 100) FROM generate_series(1, $1::int) g", n, c.id)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	i := 0
+	for rows.Next() {
+		var g, id int
+		var pad string
+		if err := rows.Scan(&g, &id, &pad); err != nil {
+			return err
+		}
+		i++
+		if g != i || id != c.id || len(pad) != 100 {
+			return violation("slow reader, row %d: %d, %d", i, g, id)
+		}
+		if i%1000 == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if i != n {
+		return violation("slow reader: %d rows, want %d", i, n)
+	}
+	return nil
+}
+
+// opReconnect leaves politely and logs in again.
+func (c *chaosClient) opReconnect(ctx context.Context) error {
+	if err := c.conn.Close(ctx); err != nil {
+		return err
+	}
+	c.conn = nil
+	return c.connect()
 }
 
 // rawExpect reads one message per entry of want, which names its type (without "*pgproto3."),
