@@ -109,7 +109,20 @@ func TestChaos(t *testing.T) {
 		_, err = c.Exec(ctx, "SELECT pg_sleep(0.2)")
 		return err
 	}, t)
+	phase := time.Now()
+	slow := func(what string) {
+		if d := time.Since(phase); d > 5*time.Second {
+			t.Logf("%s took %s", what, d.Round(100*time.Millisecond))
+		}
+		phase = time.Now()
+	}
+	defer func() {
+		phase = time.Now()
+		s.Stop()
+		slow("stopping sluice")
+	}()
 	baseline := settledGoroutines(0)
+	slow("settling the goroutine count")
 	t.Logf("%d goroutines before the clients", baseline)
 
 	end := time.Now().Add(dur)
@@ -133,6 +146,10 @@ func TestChaos(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	phase = time.Now()
+	if late := time.Since(end); late > 30*time.Second {
+		t.Logf("the clients finished %s after the end of the run", late.Round(time.Second))
+	}
 	close(killStop)
 	<-killDone
 	for _, c := range cs {
@@ -162,6 +179,7 @@ func TestChaos(t *testing.T) {
 	if !againstPostgres {
 		w.checkAdmin()
 	}
+	slow("the admin console's checks")
 	checkFor(t, 15*time.Second, func() error {
 		var n int
 		err := mon.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
@@ -173,6 +191,7 @@ func TestChaos(t *testing.T) {
 	})
 
 	// The table holds exactly the committed rows.
+	slow("waiting for server backends to be idle")
 	w.checkTable(cs)
 
 	// The pool still serves new clients, all its servers at once.
@@ -197,6 +216,7 @@ func TestChaos(t *testing.T) {
 		return tx.Commit(ctx)
 	}, t)
 
+	slow("new clients")
 	// sluice's goroutines come back to what they were before the clients.
 	if againstPostgres {
 		return
