@@ -172,6 +172,7 @@ func (s *ClientSession) answer(act plugin.Action) error {
 	}
 	if srv != nil {
 		s.q.push(entry{kind: kQuery})
+		srv.UnnamedOwner = nil // the Query below drops the unnamed statement
 	}
 	s.mu.Unlock()
 	if srv != nil {

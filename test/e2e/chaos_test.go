@@ -1471,9 +1471,17 @@ func (c *chaosClient) opRacingCancel(ctx context.Context) error {
 // named), an error at Bind (a parameter the type refuses), an empty query, a notice, and a large
 // parameter; each time the connection must go on as in Postgres.
 func (c *chaosClient) opErrors(ctx context.Context) error {
-	pc := c.conn.PgConn()
 	mode := chaosExecModes[c.rng.IntN(len(chaosExecModes))]
-	switch c.rng.IntN(6) {
+	which := c.rng.IntN(6)
+	if err := c.errorsCase(ctx, mode, which); err != nil {
+		return fmt.Errorf("case %d, %v: %w", which, mode, err)
+	}
+	return nil
+}
+
+func (c *chaosClient) errorsCase(ctx context.Context, mode pgx.QueryExecMode, which int) error {
+	pc := c.conn.PgConn()
+	switch which {
 	case 0:
 		_, err := c.conn.Exec(ctx, fmt.Sprintf("SELEC %d", c.id), mode)
 		if err := wantCode(err, "42601", "a syntax error"); err != nil {

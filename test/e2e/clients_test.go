@@ -1205,6 +1205,53 @@ func TestUnnamedStatementSurvivesOtherClients(t *testing.T) {
 	execA("its batch failed after the Parse", "3")
 }
 
+// TestUnnamedStatementSurvivesAnotherClientsSimpleQuery leaves client b's unnamed statement on
+// the only server (pool_size 1); then client a runs simple Queries there, which drop the server's
+// unnamed statement (Postgres zaps it at every simple Query): its own, and the one sluice sends for
+// a query it refuses inside a transaction. Client b's next Bind must get its statement prepared
+// again, not 26000.
+func TestUnnamedStatementSurvivesAnotherClientsSimpleQuery(t *testing.T) {
+	s := startPooler(t, poolConfig{PoolSize: 1})
+	ctx := context.Background()
+	a, b := connect(t, s).PgConn(), connect(t, s).PgConn()
+	bPrepares := func() {
+		t.Helper()
+		if _, err := b.Prepare(ctx, "", "SELECT 'client b', $1::int", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bRuns := func(when string) {
+		t.Helper()
+		res := b.ExecPrepared(ctx, "", [][]byte{[]byte("7")}, nil, nil).Read()
+		if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][0]) != "client b" {
+			t.Fatalf("client b's unnamed statement %s: %q, %v", when, res.Rows, res.Err)
+		}
+	}
+	bPrepares()
+	if _, err := a.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	bRuns("after client a's simple Query")
+
+	// Statements prepared by name, so that only the refused LISTEN is a simple Query.
+	for _, st := range []string{"BEGIN", "ROLLBACK"} {
+		if _, err := a.Prepare(ctx, st, st, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bPrepares()
+	if res := a.ExecPrepared(ctx, "BEGIN", nil, nil, nil).Read(); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if _, err := a.Exec(ctx, "LISTEN chaos").ReadAll(); codeOf(err) != "0A000" && !againstPostgres {
+		t.Fatalf("LISTEN in transaction mode: %v, want 0A000", err)
+	}
+	if res := a.ExecPrepared(ctx, "ROLLBACK", nil, nil, nil).Read(); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	bRuns("after sluice refused client a's LISTEN in a transaction")
+}
+
 // TestPortalFetchedInPiecesInsideTransaction fetches a named portal a few rows at a time, with a
 // Sync after each piece, inside a transaction, as JDBC's fetchSize and node's pg-cursor do: the
 // portal lives until the transaction ends, on the one server the transaction holds. The named
