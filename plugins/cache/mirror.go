@@ -116,6 +116,10 @@ type mirror struct {
 	reload string
 
 	stats mirrorStats
+
+	// slotMade, when set (by tests), runs when load has made the slot and not yet read its
+	// snapshot.
+	slotMade func()
 }
 
 // mirrorStats are the mirror's counters, read by Stats.

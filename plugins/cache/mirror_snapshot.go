@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -16,12 +17,35 @@ import (
 // loadBatch is how many rows one apply script writes while loading a snapshot.
 const loadBatch = 500
 
+// loadAttempts bounds the snapshots one load reads when TRUNCATEs keep landing between a slot's
+// creation and the read of its snapshot (see errTableRewritten).
+const loadAttempts = 5
+
+// errTableRewritten says a mirrored table got new storage (TRUNCATE, or ALTER TABLE rewriting
+// it) after the slot's snapshot was taken and before the load locked it. Such commands are not
+// MVCC-safe: the snapshot then reads the new storage (empty, its new rows invisible), not the
+// rows it should see, while the stream starts before the change and updates those rows. The
+// read is worthless; a new slot and snapshot are needed.
+var errTableRewritten = errors.New("mirror: a table was truncated or rewritten while its snapshot was being read")
+
 // load replaces the mirror in Redis with the tables as they are now, and returns the marker to
 // stream on from. The slot is made anew with an exported snapshot: the rows read in that snapshot
 // and the changes the slot streams after it are exactly all changes, none missing, none twice.
 // Until the last step marks the load complete, a crash or a Redis restart leaves a marker that
 // says to load again.
 func (m *mirror) load(ctx context.Context, conn *pgconn.PgConn, r *mirrorRedis, tables []*mirrorTable, slotExists bool) (marker, error) {
+	for attempt := 1; ; attempt++ {
+		mk, err := m.loadSnapshot(ctx, conn, r, tables, slotExists)
+		if !errors.Is(err, errTableRewritten) || attempt == loadAttempts {
+			return mk, err
+		}
+		m.log.Info("cache: mirror reading a new snapshot", "why", err.Error(), "slot", m.slot)
+		slotExists = true // this attempt made it
+	}
+}
+
+// loadSnapshot is one attempt of load: a new slot, and its snapshot read into Redis.
+func (m *mirror) loadSnapshot(ctx context.Context, conn *pgconn.PgConn, r *mirrorRedis, tables []*mirrorTable, slotExists bool) (marker, error) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	sync := hex.EncodeToString(b[:])
@@ -51,6 +75,9 @@ func (m *mirror) load(ctx context.Context, conn *pgconn.PgConn, r *mirrorRedis, 
 	if err != nil {
 		return nil, fmt.Errorf("mirror: slot %s: consistent point %q: %w", m.slot, slot.ConsistentPoint, err)
 	}
+	if m.slotMade != nil {
+		m.slotMade()
+	}
 	// The snapshot lives as long as the replication connection runs no other command: read it
 	// on a second connection now.
 	sc, err := m.connect(ctx, false)
@@ -61,6 +88,9 @@ func (m *mirror) load(ctx context.Context, conn *pgconn.PgConn, r *mirrorRedis, 
 	if _, err := sc.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT "+
 		quoteLiteral(slot.SnapshotName)).ReadAll(); err != nil {
 		return nil, fmt.Errorf("mirror: use snapshot %s: %w", slot.SnapshotName, err)
+	}
+	if err := lockUnchanged(ctx, sc, tables); err != nil {
+		return nil, err
 	}
 	for _, t := range tables {
 		if err := loadTable(ctx, sc, r, sync, t); err != nil {
@@ -86,6 +116,37 @@ func (m *mirror) load(ctx context.Context, conn *pgconn.PgConn, r *mirrorRedis, 
 	}
 	m.log.Info("cache: mirror loaded", "slot", m.slot, "lsn", start)
 	return mk, nil
+}
+
+// lockUnchanged locks the tables against TRUNCATE and rewrites until the snapshot's transaction
+// on sc ends, then checks that none got new storage between the snapshot and the lock: the
+// snapshot's view of pg_class (MVCC, as of the slot's consistent point) must name the storage the
+// table has now (pg_relation_filenode reads the catalog as it is). A TRUNCATE that committed
+// before the consistent point is in both; one after it, and before the lock, makes them differ
+// (errTableRewritten). LOCK takes no snapshot, so it may follow SET TRANSACTION SNAPSHOT.
+func lockUnchanged(ctx context.Context, sc *pgconn.PgConn, tables []*mirrorTable) error {
+	names := make([]string, len(tables))
+	oids := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = t.sqlName
+		oids[i] = fmt.Sprint(t.oid)
+	}
+	if _, err := sc.Exec(ctx, "LOCK TABLE "+strings.Join(names, ", ")+" IN ACCESS SHARE MODE").ReadAll(); err != nil {
+		return fmt.Errorf("mirror: lock the mirrored tables: %w", err)
+	}
+	rows, err := simpleRows(ctx, sc, `SELECT c.oid::regclass::text FROM pg_class c
+WHERE c.oid IN (`+strings.Join(oids, ", ")+`) AND c.relfilenode IS DISTINCT FROM pg_relation_filenode(c.oid) ORDER BY 1`)
+	if err != nil {
+		return fmt.Errorf("mirror: check the mirrored tables' storage: %w", err)
+	}
+	if len(rows) > 0 {
+		var changed []string
+		for _, r := range rows {
+			changed = append(changed, r[0])
+		}
+		return fmt.Errorf("%w: %s", errTableRewritten, strings.Join(changed, ", "))
+	}
+	return nil
 }
 
 // loadTable writes every row of t, as the snapshot sees it, into Redis.
