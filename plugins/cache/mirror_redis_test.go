@@ -3,8 +3,11 @@ package cache
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"testing"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/sluicepg/sluice/internal/pgtest"
 )
 
@@ -81,5 +84,58 @@ func TestApplyScript(t *testing.T) {
 	}
 	if err := r.apply(ctx, "sync1", "0/20", "0/30", nil, []string{"U", "1", "t:x"}); !errors.Is(err, errMirrorLost) {
 		t.Errorf("after FLUSHALL: %v; want errMirrorLost", err)
+	}
+}
+
+// TestCommitSaysLostOrInconsistent: a transaction that needs a row Redis lacks fails as an
+// inconsistency while the marker is intact, and as a lost mirror when the marker is gone (a
+// Redis that restarted empty), so that only a real inconsistency is reported as one.
+func TestCommitSaysLostOrInconsistent(t *testing.T) {
+	rs, err := pgtest.StartRedis()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Stop()
+	r, err := newMirrorRedis([]string{rs.Addr}, "t:mirror:s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	ctx := context.Background()
+	m := &mirror{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	m.stats.tables = map[string]*mirrorTableStats{}
+	for _, c := range []struct {
+		name   string
+		marker bool
+		want   error
+	}{
+		{"marker intact", true, errMirrorInconsistent},
+		{"marker gone", false, errMirrorLost},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if err := r.startLoading(ctx, "sync1"); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.apply(ctx, "sync1", "-", "0/10", map[string]string{"state": "ready"}, nil); err != nil {
+				t.Fatal(err)
+			}
+			if !c.marker {
+				if err := r.client.Do(ctx, r.client.B().Del().Key("t:mirror:s").Build()).Error(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s := &streamer{m: m, r: r, sync: "sync1", applied: 0x10}
+			table := docsTable(false)
+			tx := newTxnBuf()
+			// A key change of a row whose TOASTed body is unchanged: the body is read from the
+			// old key, which Redis lacks.
+			if err := updKey('K', []string{"1", "<n>", "<n>"}, "2", "b", "<u>")(tx, table); err != nil {
+				t.Fatal(err)
+			}
+			err := s.commit(ctx, tx, &pglogrepl.CommitMessage{TransactionEndLSN: 0x20})
+			if !errors.Is(err, c.want) {
+				t.Fatalf("commit: %v; want %v", err, c.want)
+			}
+		})
 	}
 }

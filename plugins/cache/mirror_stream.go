@@ -208,9 +208,12 @@ func (s *streamer) commit(ctx context.Context, tx *txnBuf, c *pglogrepl.CommitMe
 			}
 		}
 		if errors.Is(err, errMirrorInconsistent) {
-			// A Redis that restarted empty lacks the row too: say so when that is why.
-			if lost := s.r.apply(ctx, s.sync, s.applied.String(), s.applied.String(), nil, nil); errors.Is(lost, errMirrorLost) {
-				return lost
+			// A Redis that restarted empty lacks the row too: say so when that is why. Only a
+			// marker found intact makes the row's absence an inconsistency; a check that cannot
+			// tell (Redis unreachable, as it often is while it restarts) fails this try, which
+			// retry repeats once Redis answers.
+			if check := s.r.apply(ctx, s.sync, s.applied.String(), s.applied.String(), nil, nil); check != nil {
+				return check
 			}
 		}
 		return err
