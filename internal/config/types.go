@@ -225,9 +225,9 @@ type Pool struct {
 	// CheckoutFailureLimit (pgcat's) disconnects a client whose attempts to get a server have
 	// failed this many times; 0: never.
 	CheckoutFailureLimit int
-	// CleanupServerConnections is pgcat's switch (default true) for resetting what a client
-	// changed on a server in transaction mode. sluice tracks each client's settings and sets
-	// them on whatever server the client gets, so nothing leaks either way.
+	// CleanupServerConnections is pgcat's switch (default true) for resetting, in transaction
+	// mode, the session of a server whose client ran SET or RESET before another client gets
+	// it (settings the server reports follow their client either way).
 	CleanupServerConnections bool
 	// LogClientParameterStatusChanges logs every ParameterStatus a server sends a client.
 	LogClientParameterStatusChanges bool

@@ -550,7 +550,7 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		}
 	case wire.CommandComplete:
 		tag := wire.CommandTag(msg)
-		if s.txMode && (bytes.Equal(tag, []byte("SET")) || bytes.Equal(tag, []byte("RESET"))) {
+		if s.txMode && s.target.Pool.CleanupServerConnections && (bytes.Equal(tag, []byte("SET")) || bytes.Equal(tag, []byte("RESET"))) {
 			// What this set may be a setting no ParameterStatus reports (search_path before
 			// PostgreSQL 18, statement_timeout, role): the server is reset before another
 			// client gets it. (SET LOCAL has the same tag; its reset is merely spare.)

@@ -60,3 +60,19 @@ func TestUnreportedSettingsDoNotLeak(t *testing.T) {
 		t.Errorf("after an extended-protocol SET: search_path %q, want %q", got, want["SHOW search_path"])
 	}
 }
+
+// TestCleanupServerConnectionsOff: with pgcat's cleanup_server_connections = false the reset is
+// skipped, as in pgcat: a SET stays on the server for its next client.
+func TestCleanupServerConnectionsOff(t *testing.T) {
+	ctx := context.Background()
+	s := startSluice(t, poolConfig{PoolSize: 1, Pool: "cleanup_server_connections = false\n"})
+	simple := func(c *pgx.ConnConfig) { c.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol }
+	a, b := connectConfig(t, s, simple), connectConfig(t, s, simple)
+	if _, err := a.Exec(ctx, "SET work_mem = '1MB'"); err != nil {
+		t.Fatal(err)
+	}
+	var v string
+	if err := b.QueryRow(ctx, "SHOW work_mem").Scan(&v); err != nil || v != "1MB" {
+		t.Fatalf("work_mem on the next client = %q (%v); want 1MB, the first client's, left as pgcat leaves it", v, err)
+	}
+}
