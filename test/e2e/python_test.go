@@ -40,7 +40,7 @@ var asyncpgChecks = []string{
 // request and a statement made stale by ALTER TABLE.
 func TestAsyncpgTransactionMode(t *testing.T) {
 	s := startPooler(t, poolConfig{PoolSize: 3})
-	runPython(t, "asyncpg_clients.py", "asyncpg", []string{"SLUICE_URL=" + s.URL()}, asyncpgChecks)
+	runPython(t, "asyncpg_clients.py", "asyncpg", []string{"SLUICE_URL=" + s.URL(), "SLUICE_MODE=transaction"}, asyncpgChecks)
 }
 
 // TestAsyncpgSessionMode runs the same script in session mode.
