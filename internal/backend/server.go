@@ -342,6 +342,13 @@ func (s *ServerConn) ResetSession(timeout time.Duration) error {
 	if err == nil && st != 'I' {
 		err = fmt.Errorf("reset the session of %s: transaction status %q after RESET ALL", s.addr, st)
 	}
+	// RESET ALL brings back what the server reports in ParameterStatus (recorded as it comes)
+	// and the settings sluice carried for a client, which nothing reports: forget those.
+	for k := range s.Params {
+		if _, ok := s.Initial[k]; !ok {
+			delete(s.Params, k)
+		}
+	}
 	s.Synced = ""
 	s.Dirty = false
 	return err

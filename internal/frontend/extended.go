@@ -85,6 +85,8 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 			if done, err := s.deallocateBind(body); done {
 				return err
 			}
+			_, q, _, _ := wire.ParseQuery(wire.Body(s.unnamed))
+			s.bindSettings(body, q)
 		case wire.Describe, wire.Close:
 			kind, name, ok := wire.StatementRef(typ, body)
 			if !ok || (kind != 'S' && kind != 'P') {
@@ -141,6 +143,10 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 		}
 	}
 	e := entry{kind: passKinds[typ]}
+	if typ == wire.Execute && s.portalSets != nil {
+		portal, _, _ := wire.CString(body)
+		e.sets = s.portalSets[string(portal)]
+	}
 	if typ == wire.Describe && body[0] == 'S' && s.chain != nil {
 		e.desc = "S" + string(body[1:len(body)-1])
 	}
@@ -341,6 +347,7 @@ func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
 	var bind, shardText []byte
 	if typ == wire.Bind {
 		bind, shardText = body, st.query()
+		s.bindSettings(body, shardText)
 		if len(s.joined) > 0 {
 			if err := s.txControlBatch(shardText); err != nil {
 				return err

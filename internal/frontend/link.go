@@ -220,6 +220,11 @@ func (s *ClientSession) applyParams(srv *backend.ServerConn) (reported []byte, _
 		if cur, ok := srv.Params[p.name]; ok && cur == p.value {
 			continue
 		}
+		if s.carried[p.name] {
+			sb.WriteString(p.value) // the client's own SET statement
+			sb.WriteByte(';')
+			continue
+		}
 		fmt.Fprintf(&sb, "SET %s TO %s;", quoteIdent(p.name), quoteLiteral(p.value))
 	}
 	// Settings an earlier client left on this server that this client never asked for go back
@@ -256,6 +261,10 @@ func (s *ClientSession) applyParams(srv *backend.ServerConn) (reported []byte, _
 		}
 		for i := range s.params {
 			p := &s.params[i]
+			if s.carried[p.name] {
+				srv.Params[p.name] = p.value // nothing reports it: what sluice set is what it is
+				continue
+			}
 			if v, ok := srv.Params[p.name]; ok {
 				if p.value != v {
 					p.value = v // the server's normalized spelling, e.g. "ISO, MDY" for "ISO"
@@ -550,11 +559,10 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		}
 	case wire.CommandComplete:
 		tag := wire.CommandTag(msg)
-		if s.txMode && s.target.Pool.CleanupServerConnections && (bytes.Equal(tag, []byte("SET")) || bytes.Equal(tag, []byte("RESET"))) {
-			// What this set may be a setting no ParameterStatus reports (search_path before
-			// PostgreSQL 18, statement_timeout, role): the server is reset before another
-			// client gets it. (SET LOCAL has the same tag; its reset is merely spare.)
-			srv.Dirty = true
+		if s.txMode && s.target.Pool.CleanupServerConnections {
+			// A SET or RESET is carried or resets the server (settings.go); with pgcat's
+			// cleanup_server_connections off it stays on the server, as in pgcat.
+			s.noteTagLocked(srv, tag)
 		}
 		if bytes.Equal(tag, []byte("DISCARD ALL")) || bytes.Equal(tag, []byte("DEALLOCATE ALL")) {
 			srv.Prepared.Clear()
@@ -568,6 +576,7 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		}
 		s.popIf(kExecute)
 	case wire.ErrorResponse:
+		s.setTx.failed = true
 		keep = s.serverErrorLocked(srv, msg)
 		if keep {
 			if sev := wire.ErrorSeverity(wire.Body(msg)); sev == "FATAL" || sev == "PANIC" {
@@ -585,10 +594,14 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 			s.tx = msg[wire.HeaderLen]
 		}
 		s.accountLocked(srv)
+		if s.tx == 'I' && s.txMode {
+			s.endSetTxLocked(srv)
+		}
 		if s.discarded {
 			s.discarded = false
 			srv.ResetParams()
 			s.params = append(s.params[:0], s.initial...)
+			s.carried = nil
 			s.pver++
 		}
 		if s.stmtMode && s.tx != 'I' && s.q.empty() && !s.open {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicepg/sluice/internal/admin"
 	"github.com/sluicepg/sluice/internal/auth"
+	"github.com/sluicepg/sluice/internal/classify"
 	"github.com/sluicepg/sluice/internal/route"
 )
 
@@ -35,6 +36,10 @@ type Listener struct {
 
 	// disabled holds the databases whose new logins the console's DISABLE turns away.
 	disabled sync.Map // database name -> true
+
+	// settings finds the SET and RESET statements whose settings transaction mode carries
+	// from server to server (settings.go).
+	settings *classify.SettingsParser
 
 	// console is the admin console (nil: off); adminTg caches the admin credentials.
 	console *admin.Console
@@ -71,6 +76,7 @@ func NewListener(table func() *route.Table, log *slog.Logger) *Listener {
 	l := &Listener{
 		table: table, log: log, sessions: map[uint32]*ClientSession{},
 		logins: make(chan accepted), quit: make(chan struct{}),
+		settings: classify.NewSettingsParser(settingsCacheSize, 0),
 	}
 	fake := make([]byte, 32)
 	_, _ = rand.Read(fake)

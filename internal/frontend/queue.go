@@ -1,5 +1,7 @@
 package frontend
 
+import "github.com/sluicepg/sluice/internal/classify"
+
 // entryKind says what reply a message sent to the server (or answered by sluice) expects.
 type entryKind uint8
 
@@ -35,6 +37,9 @@ type entry struct {
 	// desc, on a Describe of a statement, is the client's name for it ("" unnamed) with a
 	// leading 'S': its row description is kept for captures (capture.go).
 	desc string
+	// sets, on a Query or an Execute, are its SET and RESET statements still to complete, in
+	// order (settings.go).
+	sets []classify.Setting
 }
 
 func (e *entry) synthetic() bool {

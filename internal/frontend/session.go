@@ -59,6 +59,9 @@ type ClientSession struct {
 	// unnamedDeferred is set while unnamed was answered with a ParseComplete but not yet sent to
 	// a server nor used by a Bind a plugin answered; see deferForHooks.
 	unnamedDeferred bool
+	// portalSets are the SET and RESET statements of the client's bound portals, by portal
+	// name, for the Execute that runs them (settings.go); nil until a SET is bound. Reader only.
+	portalSets map[string][]classify.Setting
 	// initial are the client's settings right after login, restored by DISCARD ALL.
 	initial []param
 	// wsrv is the server the reader has buffered writes for, flushed before it blocks.
@@ -85,6 +88,11 @@ type ClientSession struct {
 	// startup settings); pver changes whenever they do.
 	params []param
 	pver   uint64
+	// carried names the params whose value is the client's own SET statement, which sluice
+	// sets again on the servers it moves to (settings.go); nil when there are none.
+	carried map[string]bool
+	// setTx is what the SETs of the transaction under way wait for: its end (settings.go).
+	setTx setTx
 	// pkey caches paramsKey for pkeyVer.
 	pkey    string
 	pkeyVer uint64
@@ -858,6 +866,7 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 			capReq = s.newCaptureReq(&act)
 		}
 	}
+	sets := s.settingsOf(bytes.TrimSuffix(body, []byte{0}))
 	srv, err := s.attach(s.classify(body), text, nil)
 	if err != nil {
 		var cs *crossShard
@@ -882,7 +891,7 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 		}
 		return s.queryError(checkoutCode(err), err.Error())
 	}
-	s.q.push(entry{kind: kQuery, capture: capReq})
+	s.q.push(entry{kind: kQuery, capture: capReq, sets: sets})
 	if capReq != nil {
 		capReq.queued = true
 		s.capOut.Store(true)

@@ -64,14 +64,10 @@ func TestJDBCSessionMode(t *testing.T) {
 	runJava(t, s, "jdbc_session", append(slices.Clone(jdbcChecks), "SET search_path stays with its client"))
 }
 
-// TestJDBCTransactionModeUnreportedSet is the check that a SET of a setting Postgres does not
-// report (search_path before Postgres 18, statement_timeout, ...) stays with its client in
-// transaction mode. It fails: sluice carries only reported settings from server to server. Such
-// a SET no longer reaches other clients (the server's session is reset before it is reused, see
-// TestUnreportedSettingsDoNotLeak), but the client that made it loses it on its next server.
+// TestJDBCTransactionModeUnreportedSet: a SET of a setting Postgres does not report
+// (search_path before Postgres 18, statement_timeout, ...) stays with its pgjdbc client in
+// transaction mode: sluice sets it again on the client's next server (internal/frontend/settings.go).
 func TestJDBCTransactionModeUnreportedSet(t *testing.T) {
-	t.Skip("known gap: in transaction mode a SET of a setting the server does not report with a ParameterStatus " +
-		"(search_path on Postgres < 18, statement_timeout, work_mem, ...) is not carried to the client's next server")
 	s := startPooler(t, poolConfig{Mode: "transaction", PoolSize: 2})
 	runJava(t, s, "jdbc_tx_set", []string{"SET search_path stays with its client"})
 }
