@@ -85,7 +85,10 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 			if done, err := s.deallocateBind(body); done {
 				return err
 			}
-			_, q, _, _ := wire.ParseQuery(wire.Body(s.unnamed))
+			var q []byte
+			if len(s.unnamed) > 0 {
+				_, q, _, _ = wire.ParseQuery(wire.Body(s.unnamed))
+			}
 			s.bindSettings(body, q)
 		case wire.Describe, wire.Close:
 			kind, name, ok := wire.StatementRef(typ, body)

@@ -198,3 +198,30 @@ func TestSettingsFollowClientInTransactionMode(t *testing.T) {
 		t.Errorf("after a failed batch: lock_timeout %q (%v), want %q", lt, err, defaults["SHOW lock_timeout"])
 	}
 }
+
+// TestSettingsFollowClientInStatementMode: statement mode carries a client's SET as
+// transaction mode does.
+func TestSettingsFollowClientInStatementMode(t *testing.T) {
+	ctx := context.Background()
+	s := startSluice(t, poolConfig{Mode: "statement", PoolSize: 1})
+	simple := func(c *pgx.ConnConfig) { c.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol }
+	a, b := connectConfig(t, s, simple), connectConfig(t, s, simple)
+	show := func(c *pgx.Conn, q string) string {
+		t.Helper()
+		var v string
+		if err := c.QueryRow(ctx, q).Scan(&v); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return v
+	}
+	def := show(b, "SHOW work_mem")
+	mustExec(t, a, "BEGIN; SET work_mem = '6MB'; COMMIT")
+	for range 2 {
+		if got := show(b, "SHOW work_mem"); got != def {
+			t.Errorf("the other client sees work_mem %q, want the default %q", got, def)
+		}
+		if got := show(a, "SHOW work_mem"); got != "6MB" {
+			t.Errorf("the client sees work_mem %q, want 6MB", got)
+		}
+	}
+}
