@@ -2,10 +2,8 @@ package e2e
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -41,29 +39,7 @@ func runNode(t *testing.T, script string, env []string, checks []string) {
 		t.Skip("node is not installed: the node-postgres tests need Node.js 18 or later")
 	}
 	ensureNodeModules(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, script)
-	cmd.Dir = nodeDir
-	cmd.Env = append(os.Environ(), env...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("node %s: %v\n%s\nstderr:\n%s", script, err, out, stderr.String())
-	}
-	if stderr.Len() > 0 {
-		t.Logf("node %s stderr:\n%s", script, stderr.String())
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	want := make([]string, 0, len(checks)+1)
-	for _, c := range checks {
-		want = append(want, "ok "+c)
-	}
-	want = append(want, "all ok")
-	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("node %s printed:\n%s\nwant:\n%s", script, out, strings.Join(want, "\n"))
-	}
+	runScript(t, node, nodeDir, script, env, checks)
 }
 
 // ensureNodeModules installs test/node's packages from its lock file when they are missing

@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // pythonDir holds the Python client scripts.
@@ -60,30 +57,7 @@ func runPython(t *testing.T, script, module string, env []string, checks []strin
 	if out, err := exec.Command(debianPython, "-c", "import "+module).CombinedOutput(); err != nil {
 		t.Skipf("%s cannot import %s (run make deps: Debian's python3-%s): %s", debianPython, module, module, strings.TrimSpace(string(out)))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, debianPython, script)
-	cmd.Dir = pythonDir
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Env = append(cmd.Env, "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("python3 %s: %v\n%s\nstderr:\n%s", script, err, out, stderr.String())
-	}
-	if stderr.Len() > 0 {
-		t.Logf("python3 %s stderr:\n%s", script, stderr.String())
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	want := make([]string, 0, len(checks)+1)
-	for _, c := range checks {
-		want = append(want, "ok "+c)
-	}
-	want = append(want, "all ok")
-	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("python3 %s printed:\n%s\nwant:\n%s", script, out, strings.Join(want, "\n"))
-	}
+	runScript(t, debianPython, pythonDir, script, append(env, "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"), checks)
 }
 
 // psycopgChecks are the checks test/python/psycopg_clients.py runs, in its order.
