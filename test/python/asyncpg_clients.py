@@ -22,25 +22,8 @@ import uuid
 
 import asyncpg
 
-URL = os.environ.get("SLUICE_URL")
-if not URL:
-    print("SLUICE_URL is not set", file=sys.stderr)
-    sys.exit(2)
-
-checks = []
-
-
-def check(name):
-    def register(fn):
-        checks.append((name, fn))
-        return fn
-
-    return register
-
-
-def expect(got, want, what=""):
-    if got != want:
-        raise AssertionError(f"{what}: got {got!r}, want {want!r}" if what else f"got {got!r}, want {want!r}")
+import clientcheck
+from clientcheck import URL, check, expect
 
 
 async def expect_error(cls, coro, what=""):
@@ -356,21 +339,4 @@ async def schema_change(c):
     expect([tuple(r) for r in await c.fetch("SELECT * FROM apg_schema")], [(1, "x", 4)], "rows after a second change")
 
 
-async def main():
-    c = await connect()
-    failed = False
-    for name, fn in checks:
-        try:
-            await fn(c)
-            print(f"ok {name}", flush=True)
-        except Exception:  # noqa: BLE001
-            print(f"FAIL {name}: {traceback.format_exc()}", flush=True)
-            failed = True
-            break
-    await c.close()
-    if failed:
-        sys.exit(1)
-    print("all ok", flush=True)
-
-
-asyncio.run(main())
+asyncio.run(clientcheck.run_async(connect))

@@ -20,35 +20,8 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extras
 
-URL = os.environ.get("SLUICE_URL")
-if not URL:
-    print("SLUICE_URL is not set", file=sys.stderr)
-    sys.exit(2)
-
-checks = []
-
-
-def check(name):
-    def register(fn):
-        checks.append((name, fn))
-        return fn
-
-    return register
-
-
-def expect(got, want, what=""):
-    if got != want:
-        raise AssertionError(f"{what}: got {got!r}, want {want!r}")
-
-
-def expect_error(cls, fn, what=""):
-    try:
-        fn()
-    except cls as err:
-        return err
-    except Exception as err:  # noqa: BLE001 - report what came instead
-        raise AssertionError(f"{what}: {type(err).__name__}: {err}, want {cls.__name__}") from err
-    raise AssertionError(f"{what}: no error, want {cls.__name__}")
+import clientcheck
+from clientcheck import URL, check, expect, expect_error
 
 
 def connect():
@@ -202,21 +175,4 @@ def cancel(c):
     a.close()
 
 
-def main():
-    c = connect()
-    failed = False
-    for name, fn in checks:
-        try:
-            fn(c)
-            print(f"ok {name}", flush=True)
-        except Exception:  # noqa: BLE001
-            print(f"FAIL {name}: {traceback.format_exc()}", flush=True)
-            failed = True
-            break
-    c.close()
-    if failed:
-        sys.exit(1)
-    print("all ok", flush=True)
-
-
-main()
+clientcheck.run(connect)

@@ -22,35 +22,8 @@ import psycopg
 from psycopg import errors
 from psycopg.types.json import Jsonb
 
-URL = os.environ.get("SLUICE_URL")
-if not URL:
-    print("SLUICE_URL is not set", file=sys.stderr)
-    sys.exit(2)
-
-checks = []
-
-
-def check(name):
-    def register(fn):
-        checks.append((name, fn))
-        return fn
-
-    return register
-
-
-def expect(got, want, what=""):
-    if got != want:
-        raise AssertionError(f"{what}: got {got!r}, want {want!r}")
-
-
-def expect_error(cls, fn, what=""):
-    try:
-        fn()
-    except cls as err:
-        return err
-    except Exception as err:  # noqa: BLE001 - report what came instead
-        raise AssertionError(f"{what}: {type(err).__name__}: {err}, want {cls.__name__}") from err
-    raise AssertionError(f"{what}: no error, want {cls.__name__}")
+import clientcheck
+from clientcheck import URL, check, expect, expect_error
 
 
 def connect(**kw):
@@ -368,21 +341,4 @@ def cancel(c):
         expect(others, {0: ("other 0",), 1: ("other 1",)}, "the other clients' queries")
 
 
-def main():
-    c = connect()
-    failed = False
-    for name, fn in checks:
-        try:
-            fn(c)
-            print(f"ok {name}", flush=True)
-        except Exception:  # noqa: BLE001
-            print(f"FAIL {name}: {traceback.format_exc()}", flush=True)
-            failed = True
-            break
-    c.close()
-    if failed:
-        sys.exit(1)
-    print("all ok", flush=True)
-
-
-main()
+clientcheck.run(connect)
