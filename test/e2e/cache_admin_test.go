@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -205,26 +204,7 @@ func TestCacheStampedeAcrossInstances(t *testing.T) {
 	}
 	calls := serverCalls(t, dconn, q)
 
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	errs := make(chan error, len(conns))
-	for _, c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			var n int64
-			if err := c.QueryRow(ctx, q).Scan(&n); err != nil || n != 200000 {
-				errs <- fmt.Errorf("count %d, %v", n, err)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	countAtOnce(t, conns, q, 200000)
 	if n := serverCalls(t, dconn, q) - calls; n != 1 {
 		t.Errorf("%d concurrent misses on two sluices made %d queries on Postgres; want 1", len(conns), n)
 	}

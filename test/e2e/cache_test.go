@@ -532,26 +532,7 @@ func TestCacheStampede(t *testing.T) {
 	walBarrier(t, conns[0], direct)
 	waitCached(t, conns[0], direct, warm)
 	before := serverCalls(t, direct, q)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	errs := make(chan error, len(conns))
-	for _, c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			var n int64
-			if err := c.QueryRow(ctx, q).Scan(&n); err != nil || n != 300000 {
-				errs <- fmt.Errorf("count %d, %v", n, err)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	countAtOnce(t, conns, q, 300000)
 	if calls := serverCalls(t, direct, q) - before; calls != 1 {
 		t.Errorf("100 concurrent misses made %d queries on Postgres; want 1", calls)
 	}
@@ -781,5 +762,31 @@ func TestCacheStaleness(t *testing.T) {
 	}
 	if p99 > time.Second {
 		t.Errorf("writes that bypassed sluice were seen %s late at p99; want within 1s", p99)
+	}
+}
+
+// countAtOnce runs q, a count(*), on every connection at the same moment and checks that each
+// gets want.
+func countAtOnce(t *testing.T, conns []*pgx.Conn, q string, want int64) {
+	t.Helper()
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, len(conns))
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			var n int64
+			if err := c.QueryRow(context.Background(), q).Scan(&n); err != nil || n != want {
+				errs <- fmt.Errorf("count %d, %v", n, err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
