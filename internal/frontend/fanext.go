@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"slices"
-	"sync"
-	"sync/atomic"
 
 	"github.com/sluicepg/sluice/internal/merge"
 	"github.com/sluicepg/sluice/internal/route"
@@ -225,24 +223,11 @@ func (s *ClientSession) fanRun(p *fanPortal, exec bool, maxRows int32) error {
 		}
 	}
 	g := &s.l.table().Config.General
-	var budget atomic.Int64
-	budget.Store(int64(g.MaxMessageSize))
 	rfqs := 1
 	if wrap {
 		rfqs = 2 // the BEGIN's, then the Sync's
 	}
-	var wg sync.WaitGroup
-	for _, c := range conns {
-		if c.err != nil {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.read(&budget, wrap, rfqs)
-		}()
-	}
-	wg.Wait()
+	readShards(conns, g.MaxMessageSize, wrap, rfqs)
 	failed := false
 	for _, c := range conns {
 		if c.parseName != "" && !c.parsed {

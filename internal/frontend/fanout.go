@@ -288,20 +288,7 @@ func (s *ClientSession) fanout(cs *crossShard, capture *captureReq) error {
 			c.err = err
 		}
 	}
-	var budget atomic.Int64
-	budget.Store(int64(g.MaxMessageSize))
-	var wg sync.WaitGroup
-	for _, c := range conns {
-		if c.err != nil {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.read(&budget, cs.wrap, 1)
-		}()
-	}
-	wg.Wait()
+	readShards(conns, g.MaxMessageSize, cs.wrap, 1)
 	failed := false
 	for _, c := range conns {
 		failed = failed || c.err != nil || c.errMsg != nil
@@ -506,4 +493,24 @@ func fanConnError(conns []*fanConn, maxMessageSize int) (code, msg string) {
 		}
 	}
 	return "", ""
+}
+
+// readShards reads every shard's replies at once (the shards' servers run concurrently), up to
+// rfqs ReadyForQuery each, all shards together within maxSize bytes; a connection that already
+// failed is skipped.
+func readShards(conns []*fanConn, maxSize int, wrap bool, rfqs int) {
+	var budget atomic.Int64
+	budget.Store(int64(maxSize))
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		if c.err != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.read(&budget, wrap, rfqs)
+		}()
+	}
+	wg.Wait()
 }
