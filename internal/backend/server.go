@@ -103,6 +103,10 @@ type ServerConn struct {
 	// server to server (SET or RESET of a setting the server does not report, SET ROLE, SET
 	// SESSION AUTHORIZATION): the pool resets the session before another client gets it.
 	Dirty bool
+	// Discard is set when a client may have left objects in the session that outlive its
+	// transaction (temporary tables, cursors WITH HOLD, session advisory locks, SQL prepared
+	// statements): the pool runs DISCARD ALL before another client gets it.
+	Discard bool
 
 	sent               *sentCounter
 	sentSeen, recvSeen uint64 // the counts at the last Traffic
@@ -335,12 +339,21 @@ func (s *ServerConn) exec(sql string, onParam func(body []byte), onRow func(body
 // AUTHORIZATION (see Dirty), as pgcat's cleanup_server_connections does with RESET ROLE and RESET
 // ALL. The settings the server reports come back in ParameterStatus messages, recorded in Params;
 // Synced is cleared so the next client's settings are compared afresh.
+//
+// With Discard set it runs DISCARD ALL, which does all of that and drops what the client left
+// in the session; sluice's own prepared statements go with it.
 func (s *ServerConn) ResetSession(timeout time.Duration) error {
 	_ = s.SetReadDeadline(time.Now().Add(timeout))
 	defer func() { _ = s.SetReadDeadline(time.Time{}) }()
-	st, err := s.Exec("RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL")
+	sql := "RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL"
+	if s.Discard {
+		sql = "DISCARD ALL"
+		s.Prepared.Clear()
+		s.Discard = false
+	}
+	st, err := s.Exec(sql)
 	if err == nil && st != 'I' {
-		err = fmt.Errorf("reset the session of %s: transaction status %q after RESET ALL", s.addr, st)
+		err = fmt.Errorf("reset the session of %s: transaction status %q after %s", s.addr, st, sql)
 	}
 	// RESET ALL brings back what the server reports in ParameterStatus (recorded as it comes)
 	// and the settings sluice carried for a client, which nothing reports: forget those.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/sluicepg/sluice/internal/backend"
+	"github.com/sluicepg/sluice/internal/classify"
 	"github.com/sluicepg/sluice/internal/hooks"
 	"github.com/sluicepg/sluice/internal/wire"
 	"github.com/sluicepg/sluice/plugin"
@@ -51,6 +52,7 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 		}
 	}
 	body := wire.Body(msg)
+	var effect classify.SessionEffect // of the statement an unnamed Bind runs
 	if s.txMode {
 		switch typ {
 		case wire.Parse:
@@ -90,6 +92,7 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 				_, q, _, _ = wire.ParseQuery(wire.Body(s.unnamed))
 			}
 			s.bindSettings(body, q)
+			effect = s.sessionEffect(q)
 		case wire.Describe, wire.Close:
 			kind, name, ok := wire.StatementRef(typ, body)
 			if !ok || (kind != 'S' && kind != 'P') {
@@ -135,6 +138,7 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 		}
 		return s.failBatch(checkoutCode(err), err.Error())
 	}
+	markSession(srv, effect)
 	if s.txMode {
 		missing, err := s.unnamedLocked(srv, typ, msg)
 		if err != nil || missing {
@@ -284,7 +288,7 @@ func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
 		return s.failBatch("42P05", fmt.Sprintf("prepared statement %q already exists", name))
 	}
 	sname := s.target.Statements.Current(serverStatementName(query, ptypes))
-	st := &statement{server: sname, parse: wire.AppendParse(nil, sname, query, ptypes)}
+	st := &statement{server: sname, parse: wire.AppendParse(nil, sname, query, ptypes), effect: s.sessionEffect(query)}
 	if (s.target.Statements.Has(sname) || s.deferParse()) && !s.attached() {
 		s.mu.Lock()
 		if s.stmts == nil {
@@ -371,6 +375,9 @@ func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
 			return fatal
 		}
 		return s.failBatch(checkoutCode(err), err.Error())
+	}
+	if typ == wire.Bind {
+		markSession(srv, st.effect)
 	}
 	send := s.scratch[:0]
 	if !srv.Prepared.Has(st.server) {

@@ -128,8 +128,9 @@ type ClientSession struct {
 
 // statement is a client's named prepared statement in transaction mode.
 type statement struct {
-	server string // the name sluice prepared it under: derived from the query, shared by clients
-	parse  []byte // a Parse message for server, ready to send
+	server string                 // the name sluice prepared it under: derived from the query, shared by clients
+	parse  []byte                 // a Parse message for server, ready to send
+	effect classify.SessionEffect // what running it may leave in the server's session
 }
 
 // serveConn logs c in and starts its session. inherited are the socket options c has from its
@@ -867,6 +868,7 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 		}
 	}
 	sets := s.settingsOf(bytes.TrimSuffix(body, []byte{0}))
+	effect := s.sessionEffect(bytes.TrimSuffix(body, []byte{0}))
 	srv, err := s.attach(s.classify(body), text, nil)
 	if err != nil {
 		var cs *crossShard
@@ -891,6 +893,7 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 		}
 		return s.queryError(checkoutCode(err), err.Error())
 	}
+	markSession(srv, effect)
 	s.q.push(entry{kind: kQuery, capture: capReq, sets: sets})
 	if capReq != nil {
 		capReq.queued = true

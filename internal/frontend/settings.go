@@ -211,3 +211,26 @@ func keepParams(ps []param, keep func(param) bool) []param {
 	}
 	return out
 }
+
+// sessionEffect is what a statement with text q may leave in a server's session that sluice
+// does not carry to the client's next server, in transaction mode (see classify.SessionEffects).
+// The server then gets RESET ALL or DISCARD ALL before another client has it, as Dirty servers
+// do; pgcat's cleanup_server_connections = false leaves it, as pgcat does.
+func (s *ClientSession) sessionEffect(q []byte) classify.SessionEffect {
+	if !s.txMode || !s.target.Pool.CleanupServerConnections {
+		return classify.EffectNone
+	}
+	return classify.SessionEffects(q)
+}
+
+// markSession records on the server, before it runs a statement, what that statement may leave
+// in its session. s.mu is held (attach returns with it): the pump's release, which reads the
+// marks, runs after.
+func markSession(srv *backend.ServerConn, e classify.SessionEffect) {
+	switch e {
+	case classify.EffectSettings:
+		srv.Dirty = true
+	case classify.EffectObjects:
+		srv.Discard = true
+	}
+}

@@ -290,7 +290,7 @@ func (p *Pool) dialOne(ctx context.Context, gen uint64) (*backend.ServerConn, er
 // connection with a cancel request under way (HoldForCancel) is kept from every client, and
 // Release blocks, until the request is done.
 func (p *Pool) Release(s *backend.ServerConn) {
-	if s.Dirty && !s.Broken {
+	if (s.Dirty || s.Discard) && !s.Broken {
 		// A client changed the session in ways no other client may inherit.
 		to := p.opts.HealthcheckTimeout
 		if to <= 0 {

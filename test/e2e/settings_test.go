@@ -76,3 +76,68 @@ func TestCleanupServerConnectionsOff(t *testing.T) {
 		t.Fatalf("work_mem on the next client = %q (%v); want 1MB, the first client's, left as pgcat leaves it", v, err)
 	}
 }
+
+// TestSessionObjectsDoNotLeak: in transaction mode, what a client leaves in a server's session
+// beyond its transaction (a temporary table and its rows, a SQL prepared statement, a cursor
+// WITH HOLD, a session advisory lock, a set_config that is not local) is gone before the next
+// client gets that server, in the simple and the extended protocol. pgcat only deallocates and
+// resets settings; PgBouncer leaves all of it.
+func TestSessionObjectsDoNotLeak(t *testing.T) {
+	ctx := context.Background()
+	s := startSluice(t, poolConfig{PoolSize: 1})
+	simple := func(c *pgx.ConnConfig) { c.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol }
+	count := func(c *pgx.Conn, q string) int {
+		t.Helper()
+		var n int
+		if err := c.QueryRow(ctx, q).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return n
+	}
+	checks := map[string]string{
+		"temporary tables":    "SELECT count(*) FROM pg_class WHERE relpersistence = 't'",
+		"prepared statements": "SELECT count(*) FROM pg_prepared_statements WHERE NOT from_sql OR name = 'leak_stmt'",
+		"cursors":             "SELECT count(*) FROM pg_cursors",
+		"advisory locks":      "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
+		"set_config":          "SELECT count(*) FROM pg_settings WHERE name = 'work_mem' AND setting = '77'",
+	}
+	for _, mode := range []struct {
+		name string
+		opt  func(*pgx.ConnConfig)
+	}{
+		{"simple", simple},
+		{"extended", func(*pgx.ConnConfig) {}}, // named statements
+		{"unnamed", func(c *pgx.ConnConfig) { c.DefaultQueryExecMode = pgx.QueryExecModeExec }},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			a, b := connectConfig(t, s, mode.opt), connectConfig(t, s, simple)
+			for _, q := range []string{
+				"CREATE TEMP TABLE leak_secret AS SELECT 42 AS x",
+				"PREPARE leak_stmt AS SELECT 1",
+				"BEGIN; DECLARE leak_cur CURSOR WITH HOLD FOR SELECT 1; COMMIT",
+				"SELECT pg_advisory_lock(4242)",
+				"SELECT set_config('work_mem', '77kB', false)",
+			} {
+				if mode.name != "simple" && len(q) > 5 && q[:5] == "BEGIN" {
+					q = "DECLARE leak_cur CURSOR WITH HOLD FOR SELECT 1" // one statement per Parse
+				}
+				if _, err := a.Exec(ctx, q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+				// The pool's one server goes to b next.
+				for what, check := range checks {
+					if n := count(b, check); n != 0 {
+						t.Errorf("after the other client's %q: %d %s on the server", q, n, what)
+					}
+				}
+			}
+			// The server is still good for both: no prepared statement of sluice's was lost
+			// for good (extended-protocol clients get theirs prepared again).
+			for _, c := range []*pgx.Conn{a, b} {
+				if n := count(c, "SELECT 1"); n != 1 {
+					t.Fatalf("SELECT 1 = %d", n)
+				}
+			}
+		})
+	}
+}
