@@ -225,7 +225,9 @@ func (s *ClientSession) applyParams(srv *backend.ServerConn) (reported []byte, _
 			sb.WriteByte(';')
 			continue
 		}
-		fmt.Fprintf(&sb, "SET %s TO %s;", quoteIdent(p.name), quoteLiteral(p.value))
+		// set_config takes the value as the startup packet and ParameterStatus give it: SET
+		// would make a list ("foo,public" in search_path) one quoted element.
+		fmt.Fprintf(&sb, "SELECT pg_catalog.set_config(%s, %s, false);", quoteLiteral(p.name), quoteLiteral(p.value))
 	}
 	// Settings an earlier client left on this server that this client never asked for go back
 	// to the server's own values.

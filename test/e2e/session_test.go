@@ -461,15 +461,18 @@ func TestStartupParametersAreAppliedOnTheServer(t *testing.T) {
 			c := connectConfig(t, s, func(cfg *pgx.ConnConfig) {
 				cfg.RuntimeParams["application_name"] = "startup_app"
 				cfg.RuntimeParams["DateStyle"] = "SQL, DMY"
-				cfg.RuntimeParams["options"] = `-c statement_timeout=4321 --lock-timeout=1234`
+				cfg.RuntimeParams["options"] = `-c statement_timeout=4321 --lock-timeout=1234 -c search_path=pg_catalog,public`
 			})
 			want := map[string]string{
-				"SHOW application_name":               "startup_app",
-				"SHOW DateStyle":                      "SQL, DMY",
-				"SELECT '2024-03-01'::date::text":     "01/03/2024",
-				"SHOW statement_timeout":              "4321ms",
-				"SHOW lock_timeout":                   "1234ms",
-				"SELECT current_setting('DateStyle')": "SQL, DMY",
+				// A list stays a list: two schemas, not one named "pg_catalog,public".
+				"SHOW search_path": "pg_catalog,public",
+				"SELECT array_length(current_schemas(false), 1)::text": "2",
+				"SHOW application_name":                                "startup_app",
+				"SHOW DateStyle":                                       "SQL, DMY",
+				"SELECT '2024-03-01'::date::text":                      "01/03/2024",
+				"SHOW statement_timeout":                               "4321ms",
+				"SHOW lock_timeout":                                    "1234ms",
+				"SELECT current_setting('DateStyle')":                  "SQL, DMY",
 				"SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()": "startup_app",
 			}
 			for q, w := range want {
