@@ -322,6 +322,11 @@ func (e *clientError) Error() string { return e.msg + " (SQLSTATE " + e.code + "
 var untracked = map[string]bool{"user": true, "database": true, "options": true, "replication": true}
 
 func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
+	if b := sp.negotiation(); b != nil {
+		s.out.mu.Lock()
+		_, _ = s.out.Write(b) // sent with the next reply, before authentication as in Postgres
+		s.out.mu.Unlock()
+	}
 	s.user = sp.get("user")
 	if s.user == "" {
 		return s.fatal("28000", "no PostgreSQL user name specified in startup packet")

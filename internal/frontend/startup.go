@@ -36,6 +36,9 @@ type startupPacket struct {
 	code uint32 // protocol version or request code
 	// params are the startup parameters in the order the client sent them.
 	params []param
+	// protoOpts are the names of the protocol options (_pq_.*) the client asked for; sluice
+	// knows none, and says so with NegotiateProtocolVersion.
+	protoOpts []string
 	// cancelPID and cancelSecret are set for a CancelRequest.
 	cancelPID    uint32
 	cancelSecret []byte
@@ -127,13 +130,36 @@ func parseStartup(body []byte) (*startupPacket, error) {
 		if j < 0 {
 			return nil, fmt.Errorf("%w: unterminated value of %q", errBadStartup, name)
 		}
-		p.params = append(p.params, param{name, string(rest[:j])})
+		if strings.HasPrefix(name, "_pq_.") {
+			p.protoOpts = append(p.protoOpts, name)
+		} else {
+			p.params = append(p.params, param{name, string(rest[:j])})
+		}
 		rest = rest[j+1:]
 	}
 	if len(rest) != 1 {
 		return nil, fmt.Errorf("%w: missing terminator", errBadStartup)
 	}
 	return p, nil
+}
+
+// negotiation returns the NegotiateProtocolVersion message p calls for, or nil: a client that
+// asks for a newer minor version of protocol 3 (3.2, which PostgreSQL 18 speaks) or for protocol
+// options is told, as Postgres tells it, that sluice speaks 3.0 and which options it does not
+// know; the client then goes on with 3.0 or gives up.
+func (p *startupPacket) negotiation() []byte {
+	if p.code&0xffff == 0 && len(p.protoOpts) == 0 {
+		return nil
+	}
+	b := []byte{'v', 0, 0, 0, 0}
+	b = binary.BigEndian.AppendUint32(b, protocol30) // the whole version, as Postgres sends it
+	b = binary.BigEndian.AppendUint32(b, uint32(len(p.protoOpts)))
+	for _, o := range p.protoOpts {
+		b = append(b, o...)
+		b = append(b, 0)
+	}
+	binary.BigEndian.PutUint32(b[1:], uint32(len(b)-1))
+	return b
 }
 
 // parseOptions reads the "-c name=value" and "--name=value" settings of the options startup

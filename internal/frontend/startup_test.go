@@ -53,6 +53,8 @@ func TestParseStartup(t *testing.T) {
 		{"empty value", startupBody(protocol30, "user", "app", "options", ""),
 			&startupPacket{code: protocol30, params: []param{{"user", "app"}, {"options", ""}}}},
 		{"protocol 3.2", startupBody(3<<16|2, "user", "app"), &startupPacket{code: 3<<16 | 2, params: []param{{"user", "app"}}}},
+		{"protocol options kept apart", startupBody(protocol30, "user", "app", "_pq_.opt", "1"),
+			&startupPacket{code: protocol30, params: []param{{"user", "app"}}, protoOpts: []string{"_pq_.opt"}}},
 		{"bytes that are not UTF-8 kept as they are", startupBody(protocol30, "user", "\xff\xfe"),
 			&startupPacket{code: protocol30, params: []param{{"user", "\xff\xfe"}}}},
 		{"SSLRequest", requestBody(codeSSL), &startupPacket{code: codeSSL}},
@@ -96,7 +98,7 @@ func TestParseStartup(t *testing.T) {
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("got %+v\nwant %+v", got, tt.want)
 			}
-			if enc := encodeStartup(got); !bytes.Equal(enc, tt.body) {
+			if enc := encodeStartup(got); len(got.protoOpts) == 0 && !bytes.Equal(enc, tt.body) { // options' values are dropped
 				t.Fatalf("does not round-trip: % x", enc)
 			}
 		})
@@ -206,6 +208,26 @@ func TestParseOptions(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNegotiation(t *testing.T) {
+	tests := []struct {
+		name string
+		p    startupPacket
+		want []byte // nil: no NegotiateProtocolVersion
+	}{
+		{"3.0 without options", startupPacket{code: protocol30}, nil},
+		{"3.2", startupPacket{code: 3<<16 | 2}, []byte{'v', 0, 0, 0, 12, 0, 3, 0, 0, 0, 0, 0, 0}},
+		{"3.0 with an option", startupPacket{code: protocol30, protoOpts: []string{"_pq_.a"}},
+			append([]byte{'v', 0, 0, 0, 19, 0, 3, 0, 0, 0, 0, 0, 1}, "_pq_.a\x00"...)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.p.negotiation(); !bytes.Equal(got, tt.want) {
+				t.Errorf("negotiation() = %q, want %q", got, tt.want)
 			}
 		})
 	}

@@ -943,3 +943,51 @@ func TestStartupDataAfterSSLRequestRefused(t *testing.T) {
 	}
 	c.expectClosed(5 * time.Second)
 }
+
+// TestNewerProtocolIsNegotiatedDown: a client asking for protocol 3.2 (PostgreSQL 18's) or for
+// protocol options (_pq_.*) is told, with NegotiateProtocolVersion before authentication as
+// Postgres does, that sluice speaks 3.0 and knows none of the options; the login then goes on in
+// 3.0, and the options are not taken for settings.
+func TestNewerProtocolIsNegotiatedDown(t *testing.T) {
+	s := startSluice(t, poolConfig{})
+	c := dialRaw(t, s)
+	c.send(&pgproto3.StartupMessage{ProtocolVersion: 3<<16 | 2, Parameters: map[string]string{
+		"user": appUser, "database": appDB, "_pq_.test_option": "on"}})
+	m, err := c.receive(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nv, ok := m.(*pgproto3.NegotiateProtocolVersion)
+	if !ok {
+		t.Fatalf("first reply %T, want NegotiateProtocolVersion", m)
+	}
+	if nv.NewestMinorProtocol != 3<<16 || len(nv.UnrecognizedOptions) != 1 || nv.UnrecognizedOptions[0] != "_pq_.test_option" {
+		t.Fatalf("NegotiateProtocolVersion %+v, want version 3.0 and the one option", nv)
+	}
+	for {
+		m, err := c.receive(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.AuthenticationMD5Password:
+			c.send(&pgproto3.PasswordMessage{Password: md5Password(appUser, appPass, m.Salt)})
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("login failed: %s %s", m.Code, m.Message)
+		case *pgproto3.ReadyForQuery:
+			c.send(&pgproto3.Query{String: "SELECT 1"})
+			for {
+				m, err := c.receive(10 * time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch m := m.(type) {
+				case *pgproto3.ErrorResponse:
+					t.Fatalf("query failed: %s %s", m.Code, m.Message)
+				case *pgproto3.ReadyForQuery:
+					return
+				}
+			}
+		}
+	}
+}
