@@ -99,7 +99,7 @@ type options struct {
 	redisAddr string
 
 	// The sharding section: pgbench modes of the point reads, the clients and seconds of
-	// each fan-out latency run, and the servers per shard of the sharded pool (0: poolSize).
+	// each fan-out latency run, and the servers per shard of the sharded pool (0: poolSize shared out).
 	shardModes    []string
 	fanoutClients int
 	fanoutSeconds int
@@ -181,7 +181,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.cacheL1, "cache-l1", 64<<20, "the cache plugin's l1_size, bytes (0: no in-process cache)")
 	fs.StringVar(&shardModes, "shard-modes", "simple,extended,prepared", "comma-separated pgbench -M modes of the sharding point reads")
 	fs.IntVar(&o.fanoutClients, "fanout-c", 1, "pgbench clients of the fan-out latency runs")
-	fs.IntVar(&o.shardPool, "shard-pool-size", 0, "servers per shard of the sharded pool (0: -pool-size)")
+	fs.IntVar(&o.shardPool, "shard-pool-size", 0, "servers per shard of the sharded pool (0: -pool-size divided among the shards, rounded up)")
 	fs.IntVar(&o.fanoutSeconds, "fanout-T", 5, "seconds per fan-out latency run")
 	if err := fs.Parse(args); err != nil {
 		return o, err

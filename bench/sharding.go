@@ -34,8 +34,8 @@ func shardDatabase(i int) string { return fmt.Sprintf("shard_%d", i) }
 // shardCount shards, each a database on the one Postgres at pgHost:pgPort, the sharding key
 // items.id hashed with pg_bigint_hash, reads without a key sent to every shard and merged; and
 // poolUnsharded, a plain pool of the database that holds every row. Both are transaction-mode
-// pools for the bench user, of o.poolSize servers, per shard for poolSharded unless
-// -shard-pool-size says otherwise.
+// pools for the bench user: o.poolSize servers for poolUnsharded, and shardPoolSize per shard
+// for poolSharded.
 func shardingConfig(port int, pgHost string, pgPort int, o options) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `[general]
@@ -369,10 +369,14 @@ func latencyStats(lat []float64) (avg, p50, p99 float64) {
 	return sum / float64(len(s)), rank(0.50), rank(0.99)
 }
 
-// shardPoolSize is the sharded pool's servers per shard.
+// shardPoolSize is the sharded pool's servers per shard: by default the unsharded pool's servers
+// shared out over the shards, so that both pools keep as many Postgres backends on this one
+// machine. Deployed, each shard is a machine of its own with its own pool; here the three are
+// databases of one cluster, and three full pools would triple the backends the two CPUs switch
+// between, which costs Postgres more per query than the sharding costs sluice.
 func (o options) shardPoolSize() int {
 	if o.shardPool > 0 {
 		return o.shardPool
 	}
-	return o.poolSize
+	return (o.poolSize + shardCount - 1) / shardCount
 }

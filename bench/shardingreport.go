@@ -153,7 +153,9 @@ func (sec *shardingSection) markdown() string {
 		"merged count is %d.\n", poolUnsharded, shardCount-1, shardCount, shardRows)
 	fmt.Fprintf(&b, "- One sluice serves both pools, transaction mode: `%s`, %d servers per shard, with "+
 		"`automatic_sharding_key = \"items.id\"`, `sharding_function = \"pg_bigint_hash\"`, `cross_shard_reads = \"all\"`; "+
-		"`%s`, %d servers, a plain pool (no parser).\n", poolSharded, o.shardPoolSize(), poolUnsharded, o.poolSize)
+		"`%s`, %d servers, a plain pool (no parser). Unless `-shard-pool-size` says otherwise, the unsharded pool's "+
+		"servers are shared out over the shards, so that both pools keep as many Postgres backends on this one machine, "+
+		"as a deployment with a machine per shard would.\n", poolSharded, o.shardPoolSize(), poolUnsharded, o.poolSize)
 	fmt.Fprintf(&b, "- Machine: %s CPUs (`nproc`), %s, %s; %s; Go %s; sluice at %s.\n",
 		m.cpus, m.cpuModel, m.memory, m.postgres, m.goVersion, m.source)
 	fmt.Fprintf(&b, "- Load average (1, 5, 15 min) before: %s; at the end, the bench's own load included: %s.\n", sec.load, sec.loadEnd)
