@@ -108,9 +108,10 @@ func TestShardingConfig(t *testing.T) {
 	if un == nil || len(un.Shards) != 1 || un.AutomaticShardingKey != "" || un.QueryParserEnabled {
 		t.Fatalf("unsharded pool %+v", un)
 	}
-	for _, p := range []*config.Pool{sh, un} {
-		if u := p.User(benchUser); u == nil || u.PoolSize != o.poolSize {
-			t.Errorf("pool user %+v", u)
+	// The unsharded pool's servers are shared out over the shards: as many backends in all.
+	for p, size := range map[*config.Pool]int{sh: (o.poolSize + shardCount - 1) / shardCount, un: o.poolSize} {
+		if u := p.User(benchUser); u == nil || u.PoolSize != size {
+			t.Errorf("pool user %+v, want pool_size %d", u, size)
 		}
 	}
 }
