@@ -42,10 +42,13 @@ const (
 	// targetSluicePlugins is sluice built with three compiled-in plugins that each have a
 	// cheap query hook (bench/benchplugins), to measure the hook path against targetSluice.
 	targetSluicePlugins = "sluice-plugins"
+	// targetSluiceOneCPU is sluice with worker_threads = 1 (GOMAXPROCS 1): Go code on one CPU
+	// at a time, as PgBouncer's one thread, on a machine it shares with Postgres and pgbench.
+	targetSluiceOneCPU = "sluice-1cpu"
 )
 
 // sluiceTargets are the targets that run a sluice binary.
-var sluiceTargets = []string{targetSluice, targetSluiceParser, targetSluicePlugins}
+var sluiceTargets = []string{targetSluice, targetSluiceParser, targetSluicePlugins, targetSluiceOneCPU}
 
 // Sections of the bench, as given to -bench (make bench BENCH=...).
 const (
@@ -227,7 +230,7 @@ func parseFlags(args []string) (options, error) {
 	}
 	for _, t := range o.targets {
 		if t != targetDirect && t != targetPgBouncer && !has(sluiceTargets, t) {
-			return o, fmt.Errorf("unknown target %q (want direct, pgbouncer, sluice, sluice-parser, sluice-plugins)", t)
+			return o, fmt.Errorf("unknown target %q (want direct, pgbouncer, sluice, sluice-parser, sluice-plugins, sluice-1cpu)", t)
 		}
 	}
 	for _, m := range o.modes {
@@ -290,7 +293,7 @@ func benchPooler(ctx context.Context, o options) error {
 	if err := raiseFileLimit(o.idle + 1000); err != nil {
 		return err
 	}
-	if has(o.targets, targetSluice) || has(o.targets, targetSluiceParser) {
+	if has(o.targets, targetSluice) || has(o.targets, targetSluiceParser) || has(o.targets, targetSluiceOneCPU) {
 		if _, err := sluiceBinary(o); err != nil {
 			return err // before minutes of setup, not after
 		}

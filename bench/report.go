@@ -130,7 +130,8 @@ func (rep report) tpsHeader() []string {
 // vsSluice reports whether the throughput table compares variants of sluice (the parser on,
 // plugins on) with plain sluice.
 func (rep report) vsSluice() bool {
-	return has(rep.opts.targets, targetSluiceParser) || has(rep.opts.targets, targetSluicePlugins)
+	return has(rep.opts.targets, targetSluiceParser) || has(rep.opts.targets, targetSluicePlugins) ||
+		has(rep.opts.targets, targetSluiceOneCPU)
 }
 
 func (rep report) tpsRows() [][]string {
@@ -145,7 +146,7 @@ func (rep report) tpsRows() [][]string {
 		row := []string{r.target, r.mode, tps, lat, rep.ratio(r, targetDirect), rep.ratio(r, targetPgBouncer)}
 		if rep.vsSluice() {
 			vs := "-"
-			if r.target == targetSluiceParser || r.target == targetSluicePlugins {
+			if r.target != targetSluice && has(sluiceTargets, r.target) {
 				vs = rep.ratio(r, targetSluice)
 			}
 			row = append(row, vs)

@@ -50,8 +50,10 @@ func buildPluginsBinary(ctx context.Context) (string, error) {
 // For targetSluicePlugins the three bench plugins are on, for every pool; for targetSluiceCache
 // the cache plugin, on o.redisAddr.
 func sluiceConfig(port int, pgHost string, pgPort int, o options, name, auth string) string {
-	plugins, split := "", ""
+	plugins, split, general := "", "", ""
 	switch name {
+	case targetSluiceOneCPU:
+		general = "worker_threads = 1\n"
 	case targetSluiceParser:
 		split = "query_parser_enabled = true\nquery_parser_read_write_splitting = true\n"
 	case targetSluicePlugins:
@@ -64,7 +66,7 @@ host = "127.0.0.1"
 port = %d
 max_client_conn = %d
 auth_type = %q
-%s
+%s%s
 [pools.%s]
 pool_mode = "transaction"
 %s
@@ -76,7 +78,7 @@ pool_size = %d
 [pools.%s.shards.0]
 database = %q
 servers = [[%q, %d, "primary"]]
-`, port, o.idle+1000, auth, plugins,
+`, port, o.idle+1000, auth, general, plugins,
 		benchDB, split, benchDB, benchUser, benchPassword, o.poolSize,
 		benchDB, benchDB, pgHost, pgPort)
 }
