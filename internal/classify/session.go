@@ -27,8 +27,8 @@ const (
 // for the constructs it looks for: its answer only costs a session reset.
 func SessionEffects(q []byte) SessionEffect {
 	var eff SessionEffect
-	var prev []byte   // the previous word, for TEMP and HOLD
-	stmtStart := true // no word yet in this statement, for PREPARE
+	var prev []byte  // the previous word, for TEMP and HOLD
+	var first []byte // the statement's first word (nil: none yet), for PREPARE and INTO TEMP
 	for i := 0; i < len(q); {
 		c := q[i]
 		switch {
@@ -43,8 +43,11 @@ func SessionEffects(q []byte) SessionEffect {
 			if j < 0 {
 				return eff
 			}
+			if first == nil {
+				first = q[i : i+1]
+			}
 			i += j + 2
-			prev, stmtStart = nil, false
+			prev = nil
 		case c == '$':
 			j, ok := endDollar(q, i)
 			if !ok {
@@ -61,7 +64,7 @@ func SessionEffects(q []byte) SessionEffect {
 		case c == '-' && i+1 < len(q) && q[i+1] == '-', c == '/' && i+1 < len(q) && q[i+1] == '*':
 			i = skipSpaceComments(q, i)
 		case c == ';':
-			prev, stmtStart = nil, true
+			prev, first = nil, nil
 			i++
 		case isIdentStart(c):
 			j := i + 1
@@ -69,16 +72,22 @@ func SessionEffects(q []byte) SessionEffect {
 				j++
 			}
 			w := q[i:j]
-			eff = max(eff, wordEffect(w, prev, stmtStart))
+			eff = max(eff, wordEffect(w, prev, first))
 			if eff == EffectObjects {
 				return eff
 			}
-			prev, stmtStart = w, false
+			if first == nil {
+				first = w
+			}
+			prev = w
 			i = j
 		default:
 			if c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '\f' && c != '(' {
 				// An operator, a number or punctuation between two words.
-				prev, stmtStart = nil, false
+				if first == nil {
+					first = q[i : i+1]
+				}
+				prev = nil
 			}
 			i++
 		}
@@ -86,9 +95,9 @@ func SessionEffects(q []byte) SessionEffect {
 	return eff
 }
 
-// wordEffect is SessionEffects' verdict on one word, given the word before it (nil for none) and
-// whether it begins its statement.
-func wordEffect(w, prev []byte, stmtStart bool) SessionEffect {
+// wordEffect is SessionEffects' verdict on one word, given the word before it and the first of
+// its statement (nil for none: w is the first).
+func wordEffect(w, prev, first []byte) SessionEffect {
 	switch w[0] | 0x20 {
 	case 't', 'h', 'p', 's': // the first letters of every word below
 	default:
@@ -98,14 +107,14 @@ func wordEffect(w, prev []byte, stmtStart bool) SessionEffect {
 	case 4, 9: // temp, temporary
 		if (equalFoldWord(w, "temp") || equalFoldWord(w, "temporary")) && prev != nil &&
 			(equalFoldWord(prev, "create") || equalFoldWord(prev, "global") || equalFoldWord(prev, "local") ||
-				equalFoldWord(prev, "replace") || equalFoldWord(prev, "into")) {
+				equalFoldWord(prev, "replace") || (equalFoldWord(prev, "into") && selectInto(first))) {
 			return EffectObjects
 		}
 		if equalFoldWord(w, "hold") && prev != nil && equalFoldWord(prev, "with") {
 			return EffectObjects
 		}
 	}
-	if stmtStart && equalFoldWord(w, "prepare") {
+	if first == nil && equalFoldWord(w, "prepare") {
 		return EffectObjects
 	}
 	if len(w) >= len("pg_temp") && equalFold(w[:len("pg_temp")], "pg_temp") {
@@ -118,6 +127,12 @@ func wordEffect(w, prev []byte, stmtStart bool) SessionEffect {
 		return EffectSettings
 	}
 	return EffectNone
+}
+
+// selectInto reports whether a statement that begins with the word first may be SELECT INTO (not
+// INSERT INTO a table named temp).
+func selectInto(first []byte) bool {
+	return equalFoldWord(first, "select") || equalFoldWord(first, "with")
 }
 
 // equalFoldWord reports whether w is the lower-case word kw, in any case.
