@@ -428,9 +428,17 @@ func (e *clientWriteError) Unwrap() error { return e.err }
 // pumpLoop reads server messages and forwards them. It holds the client's output lock while
 // server data is buffered, and flushes before every read that may block. drain is set when the
 // reader itself runs it: it then stops at COPY IN, where the reader must go back to the client.
+//
+// While the reader drains a request it may still send elsewhere (s.recording), the reply stays in
+// the client's buffer from held on until the flush before the next read that may block: a server
+// that is going away sends what it had buffered of its reply and then its WARNING (immediate
+// shutdown) or FATAL, in one write, and the client has heard nothing of that reply yet. It is
+// dropped, and the request runs elsewhere.
 func (s *ClientSession) pumpLoop(srv *backend.ServerConn, drain bool) (res pumpResult, err error) {
 	o := &s.out
 	locked := false
+	var held outMark
+	holding := false
 	defer func() {
 		if locked {
 			if ferr := o.Flush(); ferr != nil && err == nil {
@@ -444,6 +452,10 @@ func (s *ClientSession) pumpLoop(srv *backend.ServerConn, drain bool) (res pumpR
 	}()
 	for {
 		if _, ok := srv.R.Complete(); !ok && locked {
+			if holding {
+				// The reply so far reaches the client: from here the request runs here or fails.
+				s.recording, holding = false, false
+			}
 			if err := o.Flush(); err != nil {
 				return pumpFailed, &clientWriteError{err}
 			}
@@ -455,25 +467,33 @@ func (s *ClientSession) pumpLoop(srv *backend.ServerConn, drain bool) (res pumpR
 			return pumpFailed, err
 		}
 		if drain && (s.recording || s.fresh) {
-			// A server that is going away says so first, as a WARNING (immediate shutdown) or a
-			// FATAL: then nothing of the request ran and it may go elsewhere. Anything else
-			// begins the reply, and from there the request runs here or fails.
+			// A server that is going away says so, as a WARNING (immediate shutdown) or a FATAL.
+			// As its first word, nothing of the request ran; after a reply the client has not
+			// seen, the request may go elsewhere all the same (see held above).
 			if typ == wire.ErrorResponse || typ == wire.NoticeResponse {
 				msg, err := srv.R.Message()
 				if err != nil {
 					return pumpFailed, err
 				}
-				if goneBeforeReply(msg) {
+				if goingAway(msg) && (!holding || o.DropSince(held)) {
 					srv.Broken = true
 					s.goneCode, _ = wire.ErrorFields(wire.Body(msg))
 					return pumpFailed, errServerGone
 				}
 			}
-			s.recording, s.fresh = false, false
+			// Anything else begins the reply or goes on with it. A reply that only sluice's reply
+			// queue follows may be held for a retry; any other is the client's from here.
+			s.fresh = false
+			if s.recording && !s.holdable(srv, typ) {
+				s.recording, holding = false, false
+			}
 		}
 		if !locked {
 			o.mu.Lock()
 			locked = true
+		}
+		if drain && s.recording && !holding {
+			held, holding = o.Mark(), true
 		}
 		if typ == wire.DataRow && (s.cap != nil || s.capOut.Load()) {
 			row, err := srv.R.Message()

@@ -19,6 +19,14 @@ type clientOut struct {
 	conn net.Conn
 	buf  *[]byte
 	err  error // the first write error; every later write fails with it
+	// writes counts the writes to conn: a mark taken before one no longer matches after it.
+	writes uint64
+}
+
+// outMark is a point in a client's output, from Mark.
+type outMark struct {
+	n      int    // bytes buffered then
+	writes uint64 // writes to the connection before then
 }
 
 // Write buffers p. It implements io.Writer for wire.Reader.Forward.
@@ -36,6 +44,7 @@ func (o *clientOut) Write(p []byte) (int, error) {
 		}
 		b = *o.buf
 		if len(p) >= cap(b) {
+			o.writes++
 			if _, err := o.conn.Write(p); err != nil {
 				o.err = err
 				return 0, err
@@ -58,12 +67,34 @@ func (o *clientOut) Flush() error {
 	if o.buf == nil || len(*o.buf) == 0 {
 		return nil
 	}
+	o.writes++
 	_, err := o.conn.Write(*o.buf)
 	*o.buf = (*o.buf)[:0]
 	if err != nil {
 		o.err = err
 	}
 	return err
+}
+
+// Mark returns the end of the output so far, for DropSince.
+func (o *clientOut) Mark() outMark {
+	m := outMark{writes: o.writes}
+	if o.buf != nil {
+		m.n = len(*o.buf)
+	}
+	return m
+}
+
+// DropSince discards what was buffered after m and reports whether it could: once a write to the
+// client since m may have sent some of it, nothing is dropped.
+func (o *clientOut) DropSince(m outMark) bool {
+	if o.writes != m.writes {
+		return false
+	}
+	if o.buf != nil {
+		*o.buf = (*o.buf)[:m.n]
+	}
+	return true
 }
 
 // Idle gives the buffer back to the pool when it is empty.

@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -24,8 +25,8 @@ type routing struct {
 	// avoid is a server that just failed this client's request: the retry goes elsewhere.
 	avoid *route.Server
 	// recording is set while the request sent since the server was attached may be sent again
-	// to another server: nothing has come back yet, and running it twice cannot write twice.
-	// replay holds its messages.
+	// to another server: the client has heard nothing of the reply yet (pumpLoop holds what came
+	// back meanwhile), and running it twice cannot write twice. replay holds its messages.
 	recording bool
 	retrying  bool
 	replay    []byte
@@ -398,13 +399,14 @@ func (s *ClientSession) startRecording(rs *route.Server, role route.Role) {
 	s.recording = role == route.Replica || !rs.Node.Primary(s.target.Settings().RoleDiscovery)
 }
 
-// errServerGone is a server's FATAL "terminating connection" as the first reply to a request:
-// the server went away while the connection sat idle in the pool.
+// errServerGone is a server's WARNING or FATAL "terminating connection" before the client heard
+// anything of its reply to a request: the server went away while the connection sat idle in the
+// pool, or while it ran the request.
 var errServerGone = errors.New("the server terminated the connection")
 
-// goneBeforeReply reports whether msg, the first reply to a request, says the server is shutting
-// down or restarting: nothing of the request ran.
-func goneBeforeReply(msg []byte) bool {
+// goingAway reports whether msg, an ErrorResponse or NoticeResponse, says the server is shutting
+// down or restarting and is ending the connection.
+func goingAway(msg []byte) bool {
 	if msg[0] != wire.ErrorResponse && msg[0] != wire.NoticeResponse {
 		return false
 	}
@@ -412,8 +414,36 @@ func goneBeforeReply(msg []byte) bool {
 	return code == "57P01" || code == "57P02" || code == "57P03"
 }
 
-// retryElsewhere runs the request again on another server after srv failed before any reply,
-// once. It reports whether it did; err is what ended the session during the replay, if anything.
+// holdable reports whether a reply message of type typ from srv may be held back from the client
+// for a retry of the request elsewhere: sluice's handling of it changes nothing but the reply
+// queue, which a retry starts afresh. A tag that may change the session (SET, COMMIT, DISCARD
+// ALL, ...) or that plugins see, a row or message a plugin captures, an error, a notice, a
+// ParameterStatus, COPY and ReadyForQuery are not. Only the reader calls it.
+func (s *ClientSession) holdable(srv *backend.ServerConn, typ byte) bool {
+	if s.cap != nil || s.capOut.Load() {
+		return false
+	}
+	switch typ {
+	case wire.ParseComplete, wire.BindComplete, wire.CloseComplete, wire.ParameterDesc,
+		wire.RowDescription, wire.NoData, wire.DataRow, wire.EmptyQuery, wire.PortalSuspended:
+		return true
+	case wire.CommandComplete:
+		if s.chain != nil {
+			return false
+		}
+		msg, err := srv.R.Message()
+		if err != nil {
+			return false
+		}
+		tag := wire.CommandTag(msg)
+		return bytes.HasPrefix(tag, []byte("SELECT ")) || string(tag) == "SHOW"
+	}
+	return false
+}
+
+// retryElsewhere runs the request again on another server after srv failed before the client
+// heard any of its reply, once. It reports whether it did; err is what ended the session during
+// the replay, if anything.
 func (s *ClientSession) retryElsewhere(srv *backend.ServerConn, pl *pool.Pool, cause error) (bool, error) {
 	var cw *clientWriteError
 	if !s.recording || errors.As(cause, &cw) || errors.Is(cause, errPartial) {
