@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"github.com/sluicepg/sluice/internal/pgtest"
 )
@@ -49,7 +50,11 @@ func runConnect(ctx context.Context, pg *pgtest.Postgres, o options) ([]pgbenchR
 			for _, p := range procs {
 				fmt.Printf("pgbench -C -S -c %d -j %d -T %d on %s with %s (run %d/%d)\n",
 					o.connClients, o.threads, o.seconds, p.target.name, auth, i+1, o.runs)
-				r := runPgbenchConnect(ctx, p.target, auth, o, cpuMeter{pooler: p.pid, postgres: postmasterPID(pg.DataDir)})
+				profile := ""
+				if o.profileDir != "" {
+					profile = filepath.Join(o.profileDir, fmt.Sprintf("connect-%s-%s-%d.pprof", p.target.name, auth, i+1))
+				}
+				r := runPgbenchConnect(ctx, p.target, auth, o, cpuMeter{pooler: p.pid, postgres: postmasterPID(pg.DataDir)}, profile)
 				if err := ctx.Err(); err != nil {
 					for _, q := range procs {
 						q.stop()
@@ -69,12 +74,13 @@ func runConnect(ctx context.Context, pg *pgtest.Postgres, o options) ([]pgbenchR
 }
 
 // runPgbenchConnect runs pgbench -C -S with the simple protocol and o.connClients
-// clients against t, with the CPU time of m's processes recorded; the result's
-// mode is the auth method.
-func runPgbenchConnect(ctx context.Context, t target, auth string, o options, m cpuMeter) pgbenchResult {
+// clients against t, with the CPU time of m's processes recorded and, when profile
+// is not "" and t is a sluice with a profiler, a CPU profile written there; the
+// result's mode is the auth method.
+func runPgbenchConnect(ctx context.Context, t target, auth string, o options, m cpuMeter, profile string) pgbenchResult {
 	c := o
 	c.clients = o.connClients
-	r := measuredRun(ctx, t, "simple", selectOnly(c, "-C"), m, "")
+	r := measuredRun(ctx, t, "simple", selectOnly(c, "-C"), m, profile)
 	r.mode = auth
 	return r
 }

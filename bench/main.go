@@ -84,7 +84,7 @@ type options struct {
 	pluginsBin string
 	out        string // BENCHMARKS.md, or "" to leave it alone
 	// profileDir, when set, receives a CPU profile of sluice for each run of the cache and
-	// sharding sections.
+	// sharding sections and of the connection-setup runs.
 	profileDir string
 	// connect lists the client auth methods of the connection-setup runs
 	// (pgbench -C), md5 and scram-sha-256; connClients is their pgbench -c.
@@ -172,7 +172,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&modes, "modes", "simple,extended,prepared", "comma-separated pgbench -M modes")
 	fs.StringVar(&o.sluiceBin, "sluice", "bin/sluice", "sluice binary")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", `file to write results into ("" to skip)`)
-	fs.StringVar(&o.profileDir, "cpuprofile", "", "directory for CPU profiles of sluice during the cache and sharding runs (go tool pprof)")
+	fs.StringVar(&o.profileDir, "cpuprofile", "", "directory for CPU profiles of sluice during the cache, sharding and connection-setup runs (go tool pprof)")
 	var connect string
 	fs.StringVar(&connect, "connect", "md5,scram-sha-256", `auth methods of the connection-setup runs, pgbench -C ("" skips them)`)
 	fs.IntVar(&o.connClients, "connect-c", 8, "pgbench clients of the connection-setup runs")
