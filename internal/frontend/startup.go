@@ -119,25 +119,31 @@ func parseStartup(body []byte) (*startupPacket, error) {
 	if p.code>>16 != protoMajor3 {
 		return nil, fmt.Errorf("%w: unsupported protocol %d.%d", errBadStartup, p.code>>16, p.code&0xffff)
 	}
-	for len(rest) > 0 && rest[0] != 0 {
-		i := bytes.IndexByte(rest, 0)
+	// One string holds every name and value, and params one slice of the right size: two
+	// allocations for the whole packet, not two per parameter.
+	str := string(rest)
+	for len(str) > 0 && str[0] != 0 {
+		i := strings.IndexByte(str, 0)
 		if i < 0 {
 			return nil, fmt.Errorf("%w: unterminated parameter name", errBadStartup)
 		}
-		name := string(rest[:i])
-		rest = rest[i+1:]
-		j := bytes.IndexByte(rest, 0)
+		name := str[:i]
+		str = str[i+1:]
+		j := strings.IndexByte(str, 0)
 		if j < 0 {
 			return nil, fmt.Errorf("%w: unterminated value of %q", errBadStartup, name)
 		}
 		if strings.HasPrefix(name, "_pq_.") {
 			p.protoOpts = append(p.protoOpts, name)
 		} else {
-			p.params = append(p.params, param{name, string(rest[:j])})
+			if p.params == nil {
+				p.params = make([]param, 0, strings.Count(str, "\x00")/2+1)
+			}
+			p.params = append(p.params, param{name, str[:j]})
 		}
-		rest = rest[j+1:]
+		str = str[j+1:]
 	}
-	if len(rest) != 1 {
+	if len(str) != 1 {
 		return nil, fmt.Errorf("%w: missing terminator", errBadStartup)
 	}
 	return p, nil
