@@ -241,8 +241,7 @@ func (s *ClientSession) md5(sec *userSecret) (bool, error) {
 		if !sec.known || auth.IsSCRAMVerifier(sec.password) {
 			return false
 		}
-		want := auth.MD5Response(auth.MD5Secret(sec.password, s.user), salt)
-		return subtle.ConstantTimeCompare(got, []byte(want)) == 1
+		return auth.MD5Matches(got, sec.password, s.user, salt)
 	}
 	ok := check()
 	if !ok && s.refetch(sec) {
