@@ -287,7 +287,12 @@ func (s *ClientSession) paramsKey() string {
 	if s.pkey != "" && s.pkeyVer == s.pver {
 		return s.pkey
 	}
+	n := 1
+	for _, p := range s.params {
+		n += len(p.name) + len(p.value) + 2
+	}
 	var b strings.Builder
+	b.Grow(n)        // one allocation: a client's first checkout builds the key
 	b.WriteByte('k') // never empty
 	for _, p := range s.params {
 		b.WriteString(p.name)

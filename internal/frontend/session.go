@@ -338,6 +338,8 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 	if sp.get("replication") != "" && sp.get("replication") != "false" && sp.get("replication") != "0" {
 		return s.fatal("08P01", "sluice does not support replication connections")
 	}
+	// Room for the startup settings and the reported ones added below: one allocation.
+	s.params = make([]param, 0, len(sp.params)+len(trackedReported))
 	if err := s.startupHooks(tbl, sp.params); err != nil {
 		return err
 	}
@@ -398,9 +400,7 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 	s.target, s.gen, s.cls, s.sharding = tg, tbl.Generation, tbl.Classifier(s.db), tbl.Sharding(s.db)
 	s.txMode = tg.Mode != config.PoolModeSession
 	s.stmtMode = tg.Mode == config.PoolModeStatement
-	ctx, cancel := context.WithTimeout(context.Background(), tbl.Config.General.ConnectTimeout+time.Second)
-	defer cancel()
-	sparams, err := serverParameters(ctx, tg)
+	sparams, err := serverParameters(tg, tbl.Config.General.ConnectTimeout+time.Second)
 	if err != nil {
 		return s.fatal("08006", "could not connect to server: "+err.Error())
 	}
@@ -494,12 +494,19 @@ func (s *ClientSession) setParam(name, value string) {
 }
 
 // serverParameters returns the settings a server reports at login, for the client's own login:
-// from the primary when it answers, else from any other server of shard 0.
-func serverParameters(ctx context.Context, tg *route.Target) (map[string]string, error) {
+// from the primary when it answers, else from any other server of shard 0, waiting at most
+// timeout for a first connection. Once the primary's pool has logged in a server, the answer
+// is at hand: no context and no timer for it.
+func serverParameters(tg *route.Target, timeout time.Duration) (map[string]string, error) {
 	srv, err := tg.Pick(0, route.Primary, nil)
 	if err != nil {
 		return nil, err
 	}
+	if p := srv.Pool.KnownServerParameters(); p != nil {
+		return p, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
 	p, err := srv.Pool.ServerParameters(ctx)
 	if err == nil {
 		return p, nil

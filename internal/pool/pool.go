@@ -389,13 +389,19 @@ func (p *Pool) wakeDialer() {
 	}
 }
 
-// ServerParameters returns the parameters the server reported at login, dialing once if no
-// connection was ever made. Clients are told these at their own login.
-func (p *Pool) ServerParameters(ctx context.Context) (map[string]string, error) {
+// KnownServerParameters returns the parameters the first server reported at login, or nil
+// when no connection was ever made. It never blocks; the map must not be modified.
+func (p *Pool) KnownServerParameters() map[string]string {
 	p.mu.Lock()
-	pp := p.params0
-	p.mu.Unlock()
-	if pp != nil {
+	defer p.mu.Unlock()
+	return p.params0
+}
+
+// ServerParameters returns the parameters the server reported at login, dialing once if no
+// connection was ever made. Clients are told these at their own login. The map must not be
+// modified.
+func (p *Pool) ServerParameters(ctx context.Context) (map[string]string, error) {
+	if pp := p.KnownServerParameters(); pp != nil {
 		return pp, nil
 	}
 	s, err := p.Checkout(ctx)
@@ -403,9 +409,7 @@ func (p *Pool) ServerParameters(ctx context.Context) (map[string]string, error) 
 		return nil, err
 	}
 	p.Release(s)
-	p.mu.Lock()
-	pp = p.params0
-	p.mu.Unlock()
+	pp := p.KnownServerParameters()
 	if pp == nil {
 		return nil, errors.New("server parameters unknown")
 	}
