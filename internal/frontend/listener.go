@@ -64,7 +64,8 @@ type accepted struct {
 
 // Login goroutines are reused. A login's calls go deep (startup, hashing, hooks, formatting), so
 // a new goroutine's stack would grow, and be copied, on every connection; a reused one has room
-// already. At most maxIdleLogins wait, each for loginIdle, so a burst leaves little behind.
+// already. At most maxIdleLogins wait, each for one to two loginIdle, so a burst leaves little
+// behind.
 const (
 	maxIdleLogins = 64
 	loginIdle     = 10 * time.Second
@@ -129,7 +130,9 @@ func (l *Listener) Serve(ln net.Listener) error {
 	}
 }
 
-// loginLoop serves a, then waits as an idle login goroutine for the next connection.
+// loginLoop serves a, then waits as an idle login goroutine for the next connection. It ends
+// when a whole loginIdle passed without a connection. The timer is not reset per connection:
+// it ticks every loginIdle, and a tick after a connection only starts another wait.
 func (l *Listener) loginLoop(a accepted) {
 	var idle *time.Timer
 	for {
@@ -141,18 +144,31 @@ func (l *Listener) loginLoop(a accepted) {
 		}
 		if idle == nil {
 			idle = time.NewTimer(loginIdle)
-		} else {
-			idle.Reset(loginIdle)
 		}
+		if !l.waitLogin(&a, idle) {
+			return
+		}
+	}
+}
+
+// waitLogin waits, as one of the idle login goroutines, for a connection to serve and stores
+// it in a. It reports false when the goroutine is to end: a tick of idle without a connection
+// since the one before, or Shutdown.
+func (l *Listener) waitLogin(a *accepted, idle *time.Timer) bool {
+	defer l.idleLogins.Add(-1)
+	served := true // the connection just served counts for the current tick
+	for {
 		select {
-		case a = <-l.logins:
-			l.idleLogins.Add(-1)
+		case *a = <-l.logins:
+			return true
 		case <-idle.C:
-			l.idleLogins.Add(-1)
-			return
+			if !served {
+				return false
+			}
+			served = false
+			idle.Reset(loginIdle)
 		case <-l.quit:
-			l.idleLogins.Add(-1)
-			return
+			return false
 		}
 	}
 }
