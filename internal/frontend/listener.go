@@ -71,6 +71,11 @@ const (
 	loginIdle     = 10 * time.Second
 )
 
+// maxInlineSessions is the number of connected clients up to which a session runs on its login
+// goroutine rather than a new one (serveConn). Counting all clients bounds the sessions whose
+// stacks the login grew to this number, whatever comes and goes.
+const maxInlineSessions = 64
+
 // NewListener returns a Listener that reads the current routing table from table on every login
 // and checkout, so a reload takes effect without restarting it.
 func NewListener(table func() *route.Table, log *slog.Logger) *Listener {
