@@ -42,7 +42,7 @@ func (p *Cache) mirrorSpecs() ([]*mirrorSpec, string, error) {
 	}
 	// Keys of different tables, and the cache's own keys, must never share a beginning: a
 	// table's TRUNCATE and reload delete every key that starts with its namespace.
-	taken := []string{p.Prefix + "e:", p.Prefix + "g:", p.Prefix + "l:", p.Prefix + "epoch", p.Prefix + "mirror:"}
+	taken := []string{p.Prefix + "e:", p.Prefix + "g:", p.Prefix + "l:", p.Prefix + "epoch", p.Prefix + "mirror:", p.Prefix + "wal:"}
 	names := make([]string, 0, len(p.Mirror))
 	for name := range p.Mirror {
 		names = append(names, name)
@@ -191,9 +191,6 @@ func (m *mirror) statsNow() MirrorStats {
 	return s
 }
 
-// errLocked says another sluice holds the mirror's lock.
-var errLocked = errors.New("mirror: another sluice streams this slot")
-
 // run keeps a replication session going until stop is closed. A streaming session that ends
 // because Redis lost the mirror is followed at once by one that reloads it; other errors (and a
 // reload that keeps failing) wait a pause that grows while sessions fail before streaming.
@@ -296,12 +293,8 @@ func (m *mirror) session(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close(context.Background())
-	rows, err := simpleRows(ctx, conn, "SELECT pg_try_advisory_lock(hashtext('sluice mirror'), hashtext("+quoteLiteral(m.slot)+"))::text")
-	if err != nil {
-		return fmt.Errorf("mirror: advisory lock: %w", err)
-	}
-	if rows[0][0] != "true" {
-		return errLocked
+	if err := lockStream(ctx, conn, "sluice mirror", m.slot); err != nil {
+		return fmt.Errorf("mirror: %w", err)
 	}
 	tables := make([]*mirrorTable, len(m.specs))
 	for i, s := range m.specs {
@@ -321,11 +314,12 @@ func (m *mirror) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	confirmed, slotExists, err := m.slotPosition(ctx, conn)
+	slot, err := lookupSlot(ctx, conn, m.slot, "mirror_slot")
 	if err != nil {
-		return err
+		return fmt.Errorf("mirror: %w", err)
 	}
-	why := m.reloadReason(mk, tables, confirmed, slotExists, pubChanged)
+	slotExists := slot.exists
+	why := m.reloadReason(mk, tables, slot.confirmed, slotExists, pubChanged)
 	if why == "" {
 		why = m.reload
 	}
@@ -407,24 +401,4 @@ FROM pg_publication p WHERE p.pubname = `+quoteLiteral(m.publication))
 		return false, fmt.Errorf("mirror: publication %s: %w", m.publication, err)
 	}
 	return true, nil
-}
-
-// slotPosition returns the slot's confirmed position, and whether it exists.
-func (m *mirror) slotPosition(ctx context.Context, conn *pgconn.PgConn) (pglogrepl.LSN, bool, error) {
-	rows, err := simpleRows(ctx, conn, `SELECT coalesce(confirmed_flush_lsn::text, ''), (database = current_database() AND plugin = 'pgoutput')::text
-FROM pg_replication_slots WHERE slot_name = `+quoteLiteral(m.slot))
-	if err != nil {
-		return 0, false, fmt.Errorf("mirror: look up slot %s: %w", m.slot, err)
-	}
-	if len(rows) == 0 {
-		return 0, false, nil
-	}
-	if rows[0][1] != "true" {
-		return 0, false, fmt.Errorf("mirror: slot %s belongs to another database or plugin: name another (mirror_slot)", m.slot)
-	}
-	lsn, err := pglogrepl.ParseLSN(rows[0][0])
-	if err != nil {
-		return 0, false, fmt.Errorf("mirror: slot %s: position %q: %w", m.slot, rows[0][0], err)
-	}
-	return lsn, true, nil
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 const (
@@ -78,33 +77,11 @@ func (m *mirror) stream(ctx context.Context, conn *pgconn.PgConn, r *mirrorRedis
 		if tx != nil || time.Until(deadline) < 10*time.Millisecond {
 			deadline = time.Now().Add(mirrorTick) // no tick inside a transaction
 		}
-		rctx, cancel := context.WithDeadline(ctx, deadline)
-		raw, err := conn.ReceiveMessage(rctx)
-		cancel()
-		if err != nil {
-			if pgconn.Timeout(err) && ctx.Err() == nil {
-				continue
-			}
-			return fmt.Errorf("mirror: receive: %w", err)
-		}
-		var data []byte
-		switch msg := raw.(type) {
-		case *pgproto3.CopyData:
-			data = msg.Data
-		case *pgproto3.ErrorResponse:
-			return fmt.Errorf("mirror: server: %s (SQLSTATE %s)", msg.Message, msg.Code)
-		default:
-			continue
-		}
-		if len(data) == 0 {
-			continue
-		}
-		switch data[0] {
-		case pglogrepl.PrimaryKeepaliveMessageByteID:
-			ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
-			if err != nil {
-				return fmt.Errorf("mirror: keepalive: %w", err)
-			}
+		ka, xld, err := receiveWAL(ctx, conn, deadline)
+		switch {
+		case err != nil:
+			return fmt.Errorf("mirror: %w", err)
+		case ka != nil:
 			if tx == nil && ka.ServerWALEnd > s.idleEnd {
 				s.idleEnd = ka.ServerWALEnd
 			}
@@ -114,11 +91,7 @@ func (m *mirror) stream(ctx context.Context, conn *pgconn.PgConn, r *mirrorRedis
 				m.stats.lag.handled(max(s.applied, s.idleEnd), time.Now())
 			}
 			s.reply = s.reply || ka.ReplyRequested
-		case pglogrepl.XLogDataByteID:
-			xld, err := pglogrepl.ParseXLogData(data[1:])
-			if err != nil {
-				return fmt.Errorf("mirror: xlog data: %w", err)
-			}
+		case xld != nil:
 			m.stats.lag.server(xld.ServerWALEnd, time.Now())
 			if tx, err = s.message(ctx, tx, xld.WALData); err != nil {
 				return err

@@ -200,5 +200,3 @@ func (w *walListener) stream(ctx context.Context) error {
 		}
 	}
 }
-
-func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
