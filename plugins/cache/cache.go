@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -88,7 +89,9 @@ type Cache struct {
 
 	// WAL catch-up: a logical replication connection to WALDSN (a libpq URL or key=value
 	// string; replication=database is added), on publication WALPublication (created FOR ALL
-	// TABLES when missing), through a temporary slot named WALSlot.
+	// TABLES when missing), through the permanent slot WALSlot (default: named after the
+	// prefix, the Redis addresses and WALDSN's database, so sluices sharing a Redis share it),
+	// streamed by one sluice at a time.
 	WALInvalidation *bool  `toml:"wal_invalidation"`
 	WALDSN          string `toml:"wal_dsn"`
 	WALPublication  string `toml:"wal_publication"`
@@ -167,11 +170,15 @@ type Stats struct {
 	Bypass                                                             map[string]int64 // reason -> queries
 }
 
-// WALStats are the WAL listener's state: whether it streams, and how far it is behind the
-// server's WAL when it does.
+// WALStats are the WAL listener's state: whether this sluice streams the slot, and whether some
+// sluice (this one or another) consumes the WAL caught up, with that consumer's lag, as its
+// heartbeat in Redis says.
 type WALStats struct {
-	Streaming bool
-	LagBytes  int64
+	Slot      string
+	State     string // "streaming", "catching up", "standby: another sluice streams" ...
+	Streaming bool   // this sluice streams the slot
+	Consumed  bool   // some sluice streams it, caught up: entries may be served
+	LagBytes  int64  // the consumer's lag, when Consumed
 	Lag       time.Duration
 }
 
@@ -193,12 +200,17 @@ func (p *Cache) Stats() Stats {
 	}
 	if p.wal != nil {
 		s.WALEvents = p.wal.events.Load()
-		s.WAL = &WALStats{Streaming: p.wal.ready.Load()}
-		if s.WAL.Streaming {
-			s.WAL.LagBytes, s.WAL.Lag = p.wal.lag.lag(time.Now())
-		} else {
-			s.Serving, s.NotServingWhy = false, "WAL listener not streaming"
+		w := &WALStats{Slot: p.wal.slot, State: p.wal.state.Load().(string)}
+		w.Streaming = w.State != walStarting && w.State != walStandby && w.State != walReconnecting
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(p.RedisTimeout))
+		b, ok, err := p.st.readWAL(ctx)
+		cancel()
+		if w.Consumed = err == nil && ok && b.caughtUp; w.Consumed {
+			w.LagBytes, w.Lag = b.lagBytes, b.lag
+		} else if s.Serving {
+			s.Serving, s.NotServingWhy = false, "WAL not consumed or behind"
 		}
+		s.WAL = w
 	}
 	if p.mirror != nil {
 		ms := p.mirror.statsNow()
@@ -279,7 +291,17 @@ func (p *Cache) Provision(ctx plugin.Context) error {
 		p.mirror = newMirror(p, specs, digest)
 	}
 	p.an = newAnalyzer(10_000)
-	p.st = newStore(p.Redis, p.Prefix, time.Duration(p.RedisTimeout), p.L1Size)
+	walKey := ""
+	if p.walEnabled() {
+		if p.WALSlot == "" {
+			p.WALSlot = defaultWALSlot(p.Prefix, p.Redis, p.WALDSN)
+		}
+		if !slotName.MatchString(p.WALSlot) {
+			return fmt.Errorf("cache: wal_slot %q: want 1 to 63 of a-z, 0-9 and _", p.WALSlot)
+		}
+		walKey = walHeartbeatKey(p.Prefix, p.WALSlot)
+	}
+	p.st = newStore(p.Redis, p.Prefix, walKey, time.Duration(p.RedisTimeout), p.L1Size)
 	if p.walEnabled() {
 		p.wal = newWALListener(p.WALDSN, p.WALPublication, p.WALSlot, p.st, p.log, &p.stats)
 		p.wg.Add(1)
@@ -541,7 +563,7 @@ func (p *Cache) apply(w writeSet) {
 			oids = append(oids, o)
 		}
 		p.stats.bumps.Add(int64(len(oids)))
-		p.st.bump(w.ident, oids)
+		_ = p.st.bump(w.ident, oids) // a failure turns the store dirty
 	}
 	if w.refresh != "" {
 		p.refreshCatalog(w.refresh, w.user)
@@ -610,7 +632,11 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 	epoch, gens, err := p.st.versions(rctx, c.ident, oids)
 	if err != nil {
 		cancel()
-		p.bypass("redis error")
+		if errors.Is(err, errWALNotConsumed) {
+			p.bypass("WAL not consumed or behind")
+		} else {
+			p.bypass("redis error")
+		}
 		return plugin.ContinueQuery(), nil
 	}
 	key := p.st.entryKey(deriveKey(c.ident, q, ss.settings, epoch, oids, gens))
@@ -802,9 +828,6 @@ func (p *Cache) eligible(q *plugin.Query, ss *session, an *analysis) (c *catalog
 	seq, ok := p.st.serving()
 	if !ok {
 		return nil, nil, 0, 0, "redis unavailable or invalidation pending"
-	}
-	if p.wal != nil && !p.wal.ready.Load() {
-		return nil, nil, 0, 0, "WAL listener not streaming"
 	}
 	oids = make([]uint32, 0, len(deps))
 	for o := range deps {

@@ -91,11 +91,11 @@ func (p *Cache) mirrorSpecs() ([]*mirrorSpec, string, error) {
 
 // mirror copies the chosen tables into Redis from its own replication slot and publication.
 //
-// It does not share the WAL listener's slot: that one is temporary (a restart renews the
-// cache's epoch instead of replaying), runs in every sluice and bumps counters at once, while
-// the mirror must resume exactly where Redis stands, may run in one sluice only (a session
-// advisory lock, held on the replication connection, so it ends with it), and holds its
-// position back while Redis is down. Decoding the WAL twice is the price of keeping those apart.
+// Like the WAL listener, it streams in one sluice at a time (a session advisory lock, held on
+// the replication connection, so it ends with it: lockStream), but not from the listener's
+// slot: the listener reads every table and bumps counters, and must not be held back by the
+// mirror, which resumes exactly where Redis stands and holds its position back while Redis is
+// down. Decoding the WAL twice is the price of keeping those apart.
 type mirror struct {
 	dsn         string
 	slot        string

@@ -137,19 +137,21 @@ func (s Stats) readings(entries, bytes int64, counted bool) []reading {
 		}(),
 	)
 	if w := s.WAL; w != nil {
-		state := "streaming"
-		if !w.Streaming {
-			state = "not streaming"
+		g := gauge("wal", flag(w.Streaming), "wal_streaming", "1 while this sluice streams the WAL listener's slot")
+		g.text = w.State
+		consumed := gauge("wal_consumed", flag(w.Consumed), "wal_consumed",
+			"1 while some sluice streams the WAL listener's slot, caught up (its heartbeat in Redis says so)")
+		consumed.text = "no"
+		if w.Consumed {
+			consumed.text = "yes"
 		}
-		g := gauge("wal", flag(w.Streaming), "wal_streaming", "1 while the WAL listener streams")
-		g.text = state
-		r = append(r, g,
+		r = append(r, g, reading{name: "wal_slot", text: w.Slot}, consumed,
 			count("wal_invalidations", s.WALEvents, "wal_invalidations_total",
-				"Table generations bumped by the WAL listener (part of the invalidations of kind table)"),
+				"Table generations bumped by this sluice's WAL listener (part of the invalidations of kind table)"),
 			gauge("wal_lag_bytes", float64(w.LagBytes), "wal_lag_bytes",
-				"Bytes of WAL the listener has not handled yet, as of the server's last message"),
+				"Bytes of WAL the consuming sluice has not handled yet, as of the server's last message"),
 			gauge("wal_lag_seconds", w.Lag.Seconds(), "wal_lag_seconds",
-				"How long the WAL listener has been behind the server's WAL; 0 when caught up"),
+				"How long the consuming sluice has been behind the server's WAL; 0 when caught up"),
 		)
 	}
 	if m := s.Mirror; m != nil {

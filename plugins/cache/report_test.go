@@ -67,7 +67,7 @@ func TestReadings(t *testing.T) {
 	s := Stats{Hits: 3, Misses: 1, Fills: 1, Bumps: 2, EpochBumps: 1, Breaker: "open",
 		Bypass:        map[string]int64{"in a transaction": 2, "nocache hint": 1},
 		LeaseWaitHits: 4, Serving: false, NotServingWhy: "redis restarted",
-		WAL: &WALStats{Streaming: true, LagBytes: 10, Lag: 1500 * time.Millisecond},
+		WAL: &WALStats{Slot: "sluice_cache_x", State: "streaming", Streaming: true, Consumed: true, LagBytes: 10, Lag: 1500 * time.Millisecond},
 		Mirror: &MirrorStats{State: "streaming", LagBytes: 7, Tables: []MirrorTableStats{
 			{Name: "a", Changes: 5, LastChange: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)}, {Name: "b"}}}}
 	rds := s.readings(0, 0, false)
@@ -92,7 +92,7 @@ func TestReadings(t *testing.T) {
 		"invalidations/table": "2", "invalidations/epoch": "1",
 		"bypass/in a transaction": "2", "bypass/nocache hint": "1",
 		"stampede_waits/redis, hit": "4", "breaker/": "open", "serving/": "no: redis restarted",
-		"wal/": "streaming", "wal_lag_bytes/": "10", "wal_lag_seconds/": "1.5",
+		"wal/": "streaming", "wal_slot/": "sluice_cache_x", "wal_consumed/": "yes", "wal_lag_bytes/": "10", "wal_lag_seconds/": "1.5",
 		"mirror/": "streaming", "mirror_lag_bytes/a": "7", "mirror_lag_bytes/b": "7",
 		"mirror_changes/a": "5", "mirror_last_change/a": "2024-01-02T03:04:05Z", "mirror_last_change/b": "NULL",
 	} {
@@ -120,7 +120,7 @@ func TestReadings(t *testing.T) {
 		"sluice_cache_invalidations_total,kind=epoch":                 1,
 		"sluice_cache_stampede_waits_total,outcome=hit,scope=redis":   4,
 		"sluice_cache_stampede_waits_total,outcome=hit,scope=process": 0,
-		"sluice_cache_breaker_open":                                   1, "sluice_cache_serving": 0, "sluice_cache_wal_lag_bytes": 10,
+		"sluice_cache_breaker_open":                                   1, "sluice_cache_serving": 0, "sluice_cache_wal_lag_bytes": 10, "sluice_cache_wal_consumed": 1,
 		"sluice_cache_mirror_lag_bytes,table=b": 7, "sluice_cache_mirror_changes_total,table=a": 5,
 	} {
 		if m, ok := samples[k]; !ok || m.Value != want {

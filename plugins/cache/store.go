@@ -25,6 +25,7 @@ import (
 // of reach) — see docs/cache.md, "When Redis is slow or down".
 type store struct {
 	prefix  string
+	walKey  string        // the WAL consumer's heartbeat (walBeat); "" without a WAL listener
 	timeout time.Duration // per Redis call
 	genTTL  time.Duration // how long a generation stays in the client-side cache
 	l1      bool
@@ -47,6 +48,7 @@ type store struct {
 	// is set once.
 	genReads  sync.Map // genID -> *genRead
 	epochRead atomic.Pointer[rueidis.Cacheable]
+	walRead   atomic.Pointer[rueidis.Cacheable]
 	// epochPin is the epoch this process wrote last, until the client-side cache shows it:
 	// until Redis's invalidation message arrives, the cache may still hold the one before.
 	epochPin atomic.Pointer[string]
@@ -58,8 +60,10 @@ type store struct {
 	errs, bumpFailures atomic.Int64
 }
 
-func newStore(addrs []string, prefix string, timeout time.Duration, l1Bytes int) *store {
-	st := &store{prefix: prefix, timeout: timeout, genTTL: time.Minute, l1: l1Bytes > 0,
+// newStore starts a store. walKey is the key of the WAL consumer's heartbeat, or "" when no WAL
+// listener runs: with one, entries are served only while the heartbeat says the WAL is consumed.
+func newStore(addrs []string, prefix, walKey string, timeout time.Duration, l1Bytes int) *store {
+	st := &store{prefix: prefix, walKey: walKey, timeout: timeout, genTTL: time.Minute, l1: l1Bytes > 0,
 		breakerFor: time.Second, stop: make(chan struct{}), done: make(chan struct{})}
 	st.opt = rueidis.ClientOption{
 		InitAddress:      addrs,
@@ -221,17 +225,19 @@ func (st *store) bumpEpoch(why string) {
 	}
 }
 
+var errBumpFailed = errors.New("cache: invalidation not written")
+
 // bump increments the generations of oids in database ident. On failure the store turns
-// dirty.
-func (st *store) bump(ident string, oids []uint32) {
+// dirty, and it returns errBumpFailed (or Redis's error).
+func (st *store) bump(ident string, oids []uint32) error {
 	if len(oids) == 0 {
-		return
+		return nil
 	}
 	c := st.client.Load()
 	if c == nil || time.Now().UnixNano() < st.breakerUntil.Load() {
 		st.bumpFailures.Add(1)
 		st.markDirty("invalidation not written")
-		return
+		return errBumpFailed
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), st.timeout)
 	defer cancel()
@@ -247,10 +253,11 @@ func (st *store) bump(ident string, oids []uint32) {
 			st.failed(err)
 			st.bumpFailures.Add(1)
 			st.markDirty("invalidation not written")
-			return
+			return fmt.Errorf("%w: %w", errBumpFailed, err)
 		}
 		st.raiseFloor(keys[i], n)
 	}
+	return nil
 }
 
 // raiseFloor remembers n as the lowest value this process may read for key: the client-side
@@ -267,13 +274,15 @@ func (st *store) raiseFloor(key string, n int64) {
 var errNotServing = errors.New("cache: not serving")
 
 // versions reads the epoch and the generations of oids (in that order), through the
-// client-side cache.
+// client-side cache. With a WAL listener it also reads the WAL consumer's heartbeat, and
+// returns errWALNotConsumed when no sluice consumes the WAL caught up: then nothing may be
+// served (see walBeat).
 func (st *store) versions(ctx context.Context, ident string, oids []uint32) (string, []int64, error) {
 	c := st.client.Load()
 	if c == nil {
 		return "", nil, errNotServing
 	}
-	cmds := make([]rueidis.CacheableTTL, 0, len(oids)+1)
+	cmds := make([]rueidis.CacheableTTL, 0, len(oids)+2)
 	ep := st.epochRead.Load()
 	if ep == nil {
 		cmd := (*c).B().Get().Key(st.epochKey()).Cache().Pin()
@@ -281,6 +290,17 @@ func (st *store) versions(ctx context.Context, ident string, oids []uint32) (str
 		st.epochRead.Store(ep)
 	}
 	cmds = append(cmds, rueidis.CT(*ep, st.genTTL))
+	if st.walKey != "" {
+		wr := st.walRead.Load()
+		if wr == nil {
+			cmd := (*c).B().Get().Key(st.walKey).Cache().Pin()
+			wr = &cmd
+			st.walRead.Store(wr)
+		}
+		// The client-side cache keeps it no longer than its TTL in Redis, and drops it when
+		// it changes.
+		cmds = append(cmds, rueidis.CT(*wr, st.genTTL))
+	}
 	keys := make([]string, len(oids))
 	for i, o := range oids {
 		g := st.genRead(*c, ident, o)
@@ -292,6 +312,17 @@ func (st *store) versions(ctx context.Context, ident string, oids []uint32) (str
 	if err != nil && !rueidis.IsRedisNil(err) {
 		st.failed(err)
 		return "", nil, err
+	}
+	if st.walKey != "" {
+		v, err := res[1].ToString()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			st.failed(err)
+			return "", nil, err
+		}
+		if !beatCaughtUp(v) {
+			return "", nil, errWALNotConsumed
+		}
+		res = res[1:]
 	}
 	if pin := st.epochPin.Load(); pin != nil {
 		if epoch == *pin {

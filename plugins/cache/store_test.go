@@ -33,7 +33,7 @@ func TestStoreGenerations(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Stop()
-	st := newStore([]string{r.Addr}, "t:", 200*time.Millisecond, 1<<20)
+	st := newStore([]string{r.Addr}, "t:", "", 200*time.Millisecond, 1<<20)
 	defer st.close()
 	waitServing(t, st, true)
 	ctx := context.Background()
@@ -88,7 +88,7 @@ func TestStoreRedisDown(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // a closed port
-	st := newStore([]string{addr}, "t:", 50*time.Millisecond, 0)
+	st := newStore([]string{addr}, "t:", "", 50*time.Millisecond, 0)
 	defer st.close()
 	time.Sleep(300 * time.Millisecond)
 	if _, ok := st.serving(); ok {
@@ -104,7 +104,7 @@ func TestStoreRedisDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Stop()
-	st2 := newStore([]string{r.Addr}, "t:", 100*time.Millisecond, 0)
+	st2 := newStore([]string{r.Addr}, "t:", "", 100*time.Millisecond, 0)
 	defer st2.close()
 	waitServing(t, st2, true)
 	ctx := context.Background()
@@ -134,7 +134,7 @@ func TestStoreLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Stop()
-	st := newStore([]string{r.Addr}, "t:", 200*time.Millisecond, 0)
+	st := newStore([]string{r.Addr}, "t:", "", 200*time.Millisecond, 0)
 	defer st.close()
 	waitServing(t, st, true)
 	ctx := context.Background()

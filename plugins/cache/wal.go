@@ -2,67 +2,107 @@ package cache
 
 import (
 	"context"
-	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // walListener bumps generations for every committed change in the WAL, through logical
-// replication (pgoutput), so writes that never went through sluice invalidate too. It uses
-// a temporary slot: changes made while it is not streaming are not replayed, so each time it
-// (re)starts streaming it renews the epoch, and while it is not streaming the cache serves
-// nothing (ready is false).
+// replication (pgoutput) from a permanent slot, so writes that never went through sluice
+// invalidate too.
+//
+// One sluice streams the slot at a time (lockStream); the others stand by and try to take it
+// over every walRetry. The slot is told only positions whose changes are bumped in Redis, so
+// a consumer that stops or dies leaves the rest in the slot, and the next one (this sluice
+// again after a restart, or another) bumps them when it resumes. Whether some sluice consumes
+// the WAL, caught up, is the heartbeat in Redis (walBeat): every sluice, the consumer
+// included, serves only while it says so.
 type walListener struct {
 	dsn, publication, slot string
 	st                     *store
 	log                    *slog.Logger
 	stats                  *counters
 
-	ready  atomic.Bool
+	state  atomic.Value // string: what the listener does (walState...)
 	events atomic.Int64
 	lag    lagMeter
 }
 
+// walRetry is how often a standby tries to take the slot over.
+const walRetry = time.Second
+
+// The listener's states, as SHOW CACHE shows them.
+const (
+	walStarting     = "starting"
+	walStreaming    = "streaming"
+	walCatchingUp   = "catching up"
+	walBehind       = "behind"
+	walStandby      = "standby: another sluice streams"
+	walReconnecting = "reconnecting"
+)
+
 func newWALListener(dsn, publication, slot string, st *store, log *slog.Logger, stats *counters) *walListener {
-	if slot == "" {
-		var b [6]byte
-		_, _ = rand.Read(b[:])
-		slot = "sluice_cache_" + hex.EncodeToString(b[:])
-	}
-	return &walListener{dsn: dsn, publication: publication, slot: slot, st: st, log: log, stats: stats}
+	w := &walListener{dsn: dsn, publication: publication, slot: slot, st: st, log: log, stats: stats}
+	w.state.Store(walStarting)
+	return w
 }
 
-// run streams until stop is closed, restarting after any error with a growing pause (at
-// most 5 s).
+// defaultWALSlot names the WAL listener's slot after what the sluices that share it share: the
+// Redis they bump (its addresses and the prefix) and the database they read (wal_dsn's). Two
+// deployments with different Redis get different slots, each consumed once.
+func defaultWALSlot(prefix string, redis []string, dsn string) string {
+	db := ""
+	if cfg, err := pgconn.ParseConfig(dsn); err == nil {
+		db = cfg.Database
+	}
+	addrs := slices.Clone(redis)
+	slices.Sort(addrs)
+	h := sha256.Sum256([]byte("sluice-wal-slot\x00" + prefix + "\x00" + strings.Join(addrs, "\x00") + "\x00\x00" + db))
+	return "sluice_cache_" + hex.EncodeToString(h[:8])
+}
+
+// walHeartbeatKey is the Redis key of the heartbeat of slot's consumer.
+func walHeartbeatKey(prefix, slot string) string { return prefix + "wal:" + slot }
+
+// run keeps a session going until stop is closed: standing by while another sluice streams,
+// restarting after any other error with a growing pause (at most 5 s).
 func (w *walListener) run(stop <-chan struct{}) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { <-stop; cancel() }()
 	pause := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		start := time.Now()
-		err := w.stream(ctx)
-		w.ready.Store(false)
+		err := w.session(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		w.log.Warn("cache: WAL listener stopped; restarting", "err", err)
-		if time.Since(start) > 10*time.Second {
-			pause = 100 * time.Millisecond
+		wait := walRetry
+		if errors.Is(err, errLocked) {
+			if w.state.Swap(walStandby) != walStandby {
+				w.log.Info("cache: WAL listener standing by: another sluice streams slot " + w.slot)
+			}
+		} else {
+			w.state.Store(walReconnecting)
+			w.log.Warn("cache: WAL listener stopped; restarting", "err", err)
+			if time.Since(start) > 10*time.Second {
+				pause = 100 * time.Millisecond
+			}
+			wait, pause = pause, min(2*pause, 5*time.Second)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(pause):
+		case <-time.After(wait):
 		}
-		pause = min(2*pause, 5*time.Second)
 	}
 }
 
@@ -77,8 +117,9 @@ func replicationDSN(dsn string) string {
 	return dsn + " replication=database"
 }
 
-// stream runs one replication session.
-func (w *walListener) stream(ctx context.Context) error {
+// session takes the slot's lock, makes the slot if needed, and streams from its confirmed
+// position until an error.
+func (w *walListener) session(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	conn, err := pgconn.Connect(cctx, replicationDSN(w.dsn))
 	cancel()
@@ -86,93 +127,165 @@ func (w *walListener) stream(ctx context.Context) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(context.Background())
+	if err := lockStream(ctx, conn, "sluice cache", w.slot); err != nil {
+		return err
+	}
+	// Claim the heartbeat: from now on a consumer that lost the slot cannot write it, and
+	// nobody serves until this session has caught up.
+	token := newLeaseToken()
+	if err := w.writeBeat(ctx, walBeat{token: token}, true); err != nil {
+		return err
+	}
+	defer func() {
+		ectx, cancel := context.WithTimeout(context.Background(), max(w.st.timeout, 100*time.Millisecond))
+		_ = w.st.endWAL(ectx, token)
+		cancel()
+	}()
 	sys, err := pglogrepl.IdentifySystem(ctx, conn)
 	if err != nil {
 		return fmt.Errorf("identify system: %w", err)
 	}
 	ident := sys.SystemID + "/" + sys.DBName
-	pub := quoteIdent(w.publication)
-	res, err := conn.Exec(ctx, "SELECT 1 FROM pg_publication WHERE pubname = '"+strings.ReplaceAll(w.publication, "'", "''")+"'").ReadAll()
+	start, err := w.prepareSlot(ctx, conn)
 	if err != nil {
-		return fmt.Errorf("look up publication %s: %w", w.publication, err)
+		return err
 	}
-	if len(res) == 0 || len(res[0].Rows) == 0 {
-		if _, err := conn.Exec(ctx, "CREATE PUBLICATION "+pub+" FOR ALL TABLES").ReadAll(); err != nil {
-			return fmt.Errorf("create publication %s: %w", w.publication, err)
-		}
+	// target: every transaction committed before now (before this sluice took the slot, so
+	// perhaps not bumped by the last consumer) ends before it. The transaction that reads it
+	// commits a record after it, flushed at once, so the stream does get past it.
+	rows, err := simpleRows(ctx, conn, "SET synchronous_commit = local; SELECT pg_current_wal_insert_lsn()::text, txid_current()::text")
+	if err != nil {
+		return fmt.Errorf("read the server's position: %w", err)
 	}
-	if _, err := pglogrepl.CreateReplicationSlot(ctx, conn, w.slot, "pgoutput",
-		pglogrepl.CreateReplicationSlotOptions{Temporary: true, Mode: pglogrepl.LogicalReplication}); err != nil {
-		return fmt.Errorf("create slot %s: %w", w.slot, err)
+	target, err := pglogrepl.ParseLSN(rows[0][0])
+	if err != nil {
+		return fmt.Errorf("read the server's position %q: %w", rows[0][0], err)
 	}
-	if err := pglogrepl.StartReplication(ctx, conn, w.slot, 0, pglogrepl.StartReplicationOptions{
-		PluginArgs: []string{"proto_version '1'", "publication_names '" + strings.ReplaceAll(w.publication, "'", "''") + "'"},
+	if err := pglogrepl.StartReplication(ctx, conn, w.slot, start, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", "publication_names " + quoteLiteral(w.publication)},
 	}); err != nil {
-		return fmt.Errorf("start replication: %w", err)
+		return fmt.Errorf("start replication on slot %s: %w", w.slot, err)
 	}
-	// Changes committed before the slot existed were never seen: entries older than now
-	// may be stale.
-	w.st.bumpEpoch("WAL listener (re)started")
-	w.lag.start(time.Now())
-	w.ready.Store(true)
-	w.log.Info("cache: WAL listener streaming", "slot", w.slot, "publication", w.publication)
+	now := time.Now()
+	w.lag.start(now)
+	w.lag.server(target, now)
+	w.lag.handled(start, now)
+	w.state.Store(walCatchingUp)
+	w.log.Info("cache: WAL listener streaming", "slot", w.slot, "from", start, "publication", w.publication)
+	return w.stream(ctx, conn, ident, token, start, target)
+}
 
-	var pos pglogrepl.LSN
-	changed := map[uint32]bool{}
-	nextStatus := time.Now().Add(10 * time.Second)
-	for {
-		if time.Now().After(nextStatus) {
-			if err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: pos}); err != nil {
-				return fmt.Errorf("status update: %w", err)
-			}
-			nextStatus = time.Now().Add(10 * time.Second)
-		}
-		rctx, cancel := context.WithDeadline(ctx, nextStatus)
-		raw, err := conn.ReceiveMessage(rctx)
+// prepareSlot makes the publication and the slot when missing, and returns the position to
+// stream from. A slot made anew (or made again: lost, or older than the publication) has not
+// seen what was committed before it, so the epoch is renewed, which puts every entry out of
+// reach.
+func (w *walListener) prepareSlot(ctx context.Context, conn *pgconn.PgConn) (pglogrepl.LSN, error) {
+	pubMade, err := w.ensurePublication(ctx, conn)
+	if err != nil {
+		return 0, err
+	}
+	slot, err := lookupSlot(ctx, conn, w.slot, "wal_slot")
+	if err != nil {
+		return 0, err
+	}
+	why := "no slot " + w.slot
+	switch {
+	case slot.exists && !slot.lost && !pubMade:
+		return slot.confirmed, nil
+	case slot.lost:
+		why = "the server removed WAL the slot needed (max_slot_wal_keep_size)"
+	case slot.exists:
+		why = "the publication was made after the slot"
+	}
+	if slot.exists {
+		// Wait: the walsender of a sluice that was just killed may not have noticed yet.
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := pglogrepl.DropReplicationSlot(dctx, conn, w.slot, pglogrepl.DropReplicationSlotOptions{Wait: true})
 		cancel()
 		if err != nil {
-			if pgconn.Timeout(err) && ctx.Err() == nil {
-				continue
+			return 0, fmt.Errorf("drop slot %s: %w", w.slot, err)
+		}
+	}
+	made, err := pglogrepl.CreateReplicationSlot(ctx, conn, w.slot, "pgoutput",
+		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication})
+	if err != nil {
+		return 0, fmt.Errorf("create slot %s: %w", w.slot, err)
+	}
+	start, err := pglogrepl.ParseLSN(made.ConsistentPoint)
+	if err != nil {
+		return 0, fmt.Errorf("slot %s: consistent point %q: %w", w.slot, made.ConsistentPoint, err)
+	}
+	// After the slot: a change committed before it was never bumped, one committed after it
+	// is in the slot.
+	w.st.bumpEpoch("WAL slot made")
+	w.log.Info("cache: WAL listener made its slot; the epoch is renewed", "slot", w.slot, "why", why)
+	return start, nil
+}
+
+// ensurePublication makes the publication FOR ALL TABLES when missing, and reports whether it
+// did.
+func (w *walListener) ensurePublication(ctx context.Context, conn *pgconn.PgConn) (bool, error) {
+	rows, err := simpleRows(ctx, conn, "SELECT 1 FROM pg_publication WHERE pubname = "+quoteLiteral(w.publication))
+	if err != nil {
+		return false, fmt.Errorf("look up publication %s: %w", w.publication, err)
+	}
+	if len(rows) > 0 {
+		return false, nil
+	}
+	if _, err := conn.Exec(ctx, "CREATE PUBLICATION "+quoteIdent(w.publication)+" FOR ALL TABLES").ReadAll(); err != nil {
+		return false, fmt.Errorf("create publication %s: %w", w.publication, err)
+	}
+	return true, nil
+}
+
+// stream bumps each committed transaction's tables and tells the server the position after
+// it, from pos until an error. Every walTick it asks the server for a reply (a keepalive,
+// which says the connection is alive and how far the server has sent) and writes the
+// heartbeat: caught up once past target, while the server answers and the lag is small.
+func (w *walListener) stream(ctx context.Context, conn *pgconn.PgConn, ident, token string, pos, target pglogrepl.LSN) error {
+	changed := map[uint32]bool{}
+	inTxn := false
+	heard := time.Now()
+	var next time.Time
+	defer func() {
+		// Stopping: tell the server what is bumped, so that the next session replays less.
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = pglogrepl.SendStandbyStatusUpdate(sctx, conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: pos})
+		cancel()
+	}()
+	for {
+		if now := time.Now(); !now.Before(next) {
+			if err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{
+				WALWritePosition: pos, ReplyRequested: true}); err != nil {
+				return fmt.Errorf("status update: %w", err)
 			}
-			return fmt.Errorf("receive: %w", err)
-		}
-		var data []byte
-		switch m := raw.(type) {
-		case *pgproto3.CopyData:
-			data = m.Data
-		case *pgproto3.ErrorResponse:
-			return fmt.Errorf("server: %s (SQLSTATE %s)", m.Message, m.Code)
-		default:
-			continue
-		}
-		if len(data) == 0 {
-			continue
-		}
-		switch data[0] {
-		case pglogrepl.PrimaryKeepaliveMessageByteID:
-			ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
-			if err != nil {
+			if err := w.beat(ctx, token, pos >= target, now.Sub(heard) < walHeard); err != nil {
 				return err
 			}
-			if ka.ServerWALEnd > pos && len(changed) == 0 {
+			next = now.Add(walTick)
+		}
+		ka, xld, err := receiveWAL(ctx, conn, next)
+		switch {
+		case err != nil:
+			return err
+		case ka != nil:
+			heard = time.Now()
+			if !inTxn && ka.ServerWALEnd > pos {
+				// Nothing open: every transaction that ends before it has arrived.
 				pos = ka.ServerWALEnd
 			}
-			w.lag.server(ka.ServerWALEnd, time.Now())
-			w.lag.handled(pos, time.Now())
-			if ka.ReplyRequested {
-				nextStatus = time.Time{}
-			}
-		case pglogrepl.XLogDataByteID:
-			xld, err := pglogrepl.ParseXLogData(data[1:])
-			if err != nil {
-				return err
-			}
-			w.lag.server(xld.ServerWALEnd, time.Now())
+			w.lag.server(ka.ServerWALEnd, heard)
+			w.lag.handled(pos, heard)
+		case xld != nil:
+			heard = time.Now()
+			w.lag.server(xld.ServerWALEnd, heard)
 			msg, err := pglogrepl.Parse(xld.WALData)
 			if err != nil {
 				return fmt.Errorf("decode pgoutput: %w", err)
 			}
 			switch m := msg.(type) {
+			case *pglogrepl.BeginMessage:
+				inTxn = true
 			case *pglogrepl.InsertMessage:
 				changed[m.RelationID] = true
 			case *pglogrepl.UpdateMessage:
@@ -189,14 +302,47 @@ func (w *walListener) stream(ctx context.Context) error {
 					for o := range changed {
 						oids = append(oids, o)
 					}
+					// Not bumped, not confirmed: the next session replays it.
+					if err := w.st.bump(ident, oids); err != nil {
+						return err
+					}
 					w.events.Add(int64(len(oids)))
 					w.stats.bumps.Add(int64(len(oids)))
-					w.st.bump(ident, oids)
 					clear(changed)
 				}
-				pos = m.TransactionEndLSN
+				inTxn = false
+				pos = max(pos, m.TransactionEndLSN)
 				w.lag.handled(pos, time.Now())
 			}
 		}
 	}
+}
+
+// beat writes the heartbeat: caught up when the stream is past the target (replayed), the
+// server answered lately (fresh), the lag is small and this sluice's store is clean (a dirty
+// one has an invalidation it could not write, and renews the epoch first).
+func (w *walListener) beat(ctx context.Context, token string, replayed, fresh bool) error {
+	bytes, behind := w.lag.lag(time.Now())
+	clean := !w.st.dirty.Load()
+	b := walBeat{token: token, caughtUp: replayed && fresh && clean && behind < walMaxLag, lagBytes: bytes, lag: behind}
+	switch {
+	case b.caughtUp:
+		w.state.Store(walStreaming)
+	case !replayed:
+		w.state.Store(walCatchingUp)
+	default:
+		w.state.Store(walBehind)
+	}
+	err := w.writeBeat(ctx, b, false)
+	if errors.Is(err, errWALTakenOver) {
+		return err
+	}
+	// Any other error is Redis's: the heartbeat expires, and nobody serves until it is back.
+	return nil
+}
+
+func (w *walListener) writeBeat(ctx context.Context, b walBeat, claim bool) error {
+	bctx, cancel := context.WithTimeout(ctx, max(w.st.timeout, 100*time.Millisecond))
+	defer cancel()
+	return w.st.beatWAL(bctx, b, claim)
 }
