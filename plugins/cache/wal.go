@@ -325,13 +325,23 @@ func (w *walListener) beat(ctx context.Context, token string, replayed, fresh bo
 	bytes, behind := w.lag.lag(time.Now())
 	clean := !w.st.dirty.Load()
 	b := walBeat{token: token, caughtUp: replayed && fresh && clean && behind < walMaxLag, lagBytes: bytes, lag: behind}
+	state, why := walStreaming, ""
 	switch {
-	case b.caughtUp:
-		w.state.Store(walStreaming)
 	case !replayed:
-		w.state.Store(walCatchingUp)
-	default:
-		w.state.Store(walBehind)
+		state, why = walCatchingUp, "replaying what was committed before it took the slot"
+	case !fresh:
+		state, why = walBehind, "the server has not answered for "+walHeard.String()
+	case !clean:
+		state, why = walBehind, "an invalidation was not written to Redis"
+	case !b.caughtUp:
+		state, why = walBehind, "behind the server's WAL for "+behind.Round(time.Millisecond).String()
+	}
+	if old := w.state.Swap(state); old != state && (old == walStreaming || state == walStreaming) {
+		if state == walStreaming {
+			w.log.Info("cache: WAL listener caught up: entries are served", "slot", w.slot)
+		} else {
+			w.log.Warn("cache: WAL listener not caught up: no entry is served", "slot", w.slot, "why", why, "lag_bytes", bytes)
+		}
 	}
 	err := w.writeBeat(ctx, b, false)
 	if errors.Is(err, errWALTakenOver) {
