@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -42,6 +43,11 @@ func cacheServers(t *testing.T) (*pgtest.Postgres, *pgtest.Redis) {
 		if cacheErr = cachePG.Exec(ctx, appDB, "CREATE EXTENSION pg_stat_statements"); cacheErr != nil {
 			return
 		}
+		// walBarrier's table exists before any sluice reads the catalog (a table made later is
+		// cached only once the catalog is read again).
+		if cacheErr = cachePG.Exec(ctx, appDB, "CREATE TABLE cache_barrier (n bigint); ALTER TABLE cache_barrier OWNER TO app"); cacheErr != nil {
+			return
+		}
 		cacheRedis, cacheErr = pgtest.StartRedis()
 	})
 	if cacheErr != nil {
@@ -64,18 +70,29 @@ func startCachedSluice(t *testing.T, extra ...string) (*Sluice, *pgx.Conn) {
 // startCachedSluiceConfig is startCachedSluice with more of the config: pc's General is added
 // to the [general] lines, cacheKeys to [plugins.cache], and its server is the cache tests'
 // Postgres.
+//
+// The sluices of one test share the WAL listener's slot (a permanent one, named after the
+// test), which is dropped when the test ends, after they have stopped.
 func startCachedSluiceConfig(t *testing.T, pc poolConfig, cacheKeys string) (*Sluice, *pgx.Conn) {
+	return startCachedWith(t, pc, cacheKeys, startSluice)
+}
+
+// startCachedWith is startCachedSluiceConfig with start to run sluice: startSluice (in this
+// process) or startSluiceProcess.
+func startCachedWith(t *testing.T, pc poolConfig, cacheKeys string, start func(testing.TB, poolConfig) *Sluice) (*Sluice, *pgx.Conn) {
 	pgc, r := cacheServers(t)
+	slot := cacheWALSlot(t)
 	general := fmt.Sprintf(`
 [plugins.cache]
 redis = %q
 prefix = %q
 ttl = "60s"
 wal_dsn = %q
+wal_slot = %q
 %s
-`, r.Addr, "e2e:"+t.Name()+":", pgc.DSN(appDB, pgtest.SuperUser, pgtest.SuperPassword), cacheKeys)
+`, r.Addr, "e2e:"+t.Name()+":", pgc.DSN(appDB, pgtest.SuperUser, pgtest.SuperPassword), slot, cacheKeys)
 	pc.ServerPort, pc.General = pgc.Port, pc.General+general
-	s := startSluice(t, pc)
+	s := start(t, pc)
 	ctx := context.Background()
 	direct, err := pgx.Connect(ctx, pgc.DSN(appDB, pgtest.SuperUser, pgtest.SuperPassword))
 	if err != nil {
@@ -83,6 +100,63 @@ wal_dsn = %q
 	}
 	t.Cleanup(func() { direct.Close(context.Background()) })
 	return s, direct
+}
+
+var (
+	walSlotsMu sync.Mutex
+	walSlots   = map[*testing.T]string{}
+)
+
+// cacheWALSlot returns the name of t's WAL listener slot. The first call of a test registers
+// its drop, which runs after the test's sluices have stopped (they are started later, so
+// their cleanups run first).
+func cacheWALSlot(t *testing.T) string {
+	walSlotsMu.Lock()
+	defer walSlotsMu.Unlock()
+	if slot, ok := walSlots[t]; ok {
+		return slot
+	}
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, strings.ToLower(t.Name()))
+	slot := "e2e_" + name
+	if len(slot) > 63 {
+		slot = fmt.Sprintf("%s_%08x", slot[:54], crc32.ChecksumIEEE([]byte(t.Name())))
+	}
+	walSlots[t] = slot
+	t.Cleanup(func() {
+		walSlotsMu.Lock()
+		delete(walSlots, t)
+		walSlotsMu.Unlock()
+		dropWALSlot(t, slot)
+	})
+	return slot
+}
+
+// dropWALSlot drops slot from the cache tests' Postgres, waiting (a little) for the walsender
+// of a sluice that just stopped to let it go.
+func dropWALSlot(t *testing.T, slot string) {
+	pgc, _ := cacheServers(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgc.DSN(appDB, pgtest.SuperUser, pgtest.SuperPassword))
+	if err != nil {
+		t.Errorf("drop slot %s: %v", slot, err)
+		return
+	}
+	defer conn.Close(ctx)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("drop slot %s: %v", slot, err)
+			return
+		}
+	}
 }
 
 func simpleConn(t *testing.T, s *Sluice) *pgx.Conn {
@@ -140,8 +214,11 @@ func waitCached(t *testing.T, conn, direct *pgx.Conn, q string) {
 }
 
 // walBarrier returns once the cache's WAL listener has applied every change committed before
-// the call. The listener handles commits in order, so it writes a row directly and waits until a
-// cached read through conn sees it: then every earlier commit's invalidation is in.
+// the call, and streams caught up. The listener handles commits in order, so it caches a read of
+// a table, writes a row to it directly, and waits until the read is answered from the cache
+// with the new row: the entry cached before the write is out of reach, so the write's
+// invalidation is in, and every earlier commit's. (A read that Postgres answers proves nothing:
+// sluice sends reads there while the listener is behind.)
 func walBarrier(t *testing.T, conn, direct *pgx.Conn) {
 	t.Helper()
 	ctx := context.Background()
@@ -159,8 +236,13 @@ func walBarrier(t *testing.T, conn, direct *pgx.Conn) {
 		t.Fatal(err)
 	}
 	checkFor(t, 30*time.Second, func() error {
-		if got, err := rowsText(ctx, conn, q); err != nil || got != want {
+		before := serverCalls(t, direct, q)
+		got, err := rowsText(ctx, conn, q)
+		if err != nil || got != want {
 			return fmt.Errorf("the WAL listener has not reached the barrier: %q, %v; want %q", got, err, want)
+		}
+		if after := serverCalls(t, direct, q); after != before {
+			return fmt.Errorf("the barrier's read went to Postgres: the WAL listener is not caught up")
 		}
 		return nil
 	})
@@ -516,7 +598,7 @@ func TestCacheStampede(t *testing.T) {
 	// stampede_wait lets the waiters run the query themselves, by design.
 	s, direct := startCachedSluiceConfig(t, poolConfig{}, `stampede_wait = "60s"`)
 	ctx := context.Background()
-	if _, err := direct.Exec(ctx, `CREATE TABLE cache_stampede (id int, pad text);
+	if _, err := direct.Exec(ctx, `DROP TABLE IF EXISTS cache_stampede; CREATE TABLE cache_stampede (id int, pad text);
 		ALTER TABLE cache_stampede OWNER TO app;
 		INSERT INTO cache_stampede SELECT g, repeat('x', 50) FROM generate_series(1, 300000) g`); err != nil {
 		t.Fatal(err)
@@ -529,8 +611,9 @@ func TestCacheStampede(t *testing.T) {
 	}
 	// The catalog loads at the first query: warm it with another key of the same table, once the
 	// WAL's invalidation of the table's fill (300,000 rows to decode) is in.
-	walBarrier(t, conns[0], direct)
 	waitCached(t, conns[0], direct, warm)
+	// The first reads of the new rows set their hint bits, which writes WAL too.
+	walBarrier(t, conns[0], direct)
 	before := serverCalls(t, direct, q)
 	countAtOnce(t, conns, q, 300000)
 	if calls := serverCalls(t, direct, q) - before; calls != 1 {
