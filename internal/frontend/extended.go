@@ -279,7 +279,13 @@ func baseStatementName(name string) string {
 }
 
 // parseNamed handles the client's Parse of a named statement in transaction mode: the statement
-// is recorded under the client's name and prepared on the server only if the server lacks it.
+// is recorded under the client's name and prepared on the server, again if the server has it
+// already. Postgres fixes a statement's parameter types, result columns and the objects it
+// names when it parses it; a server statement another client (or this one, before it closed
+// its own) prepared before a schema change has the old ones, and a client's Parse must not get
+// those (parameter types it cannot encode for, "cached plan must not change result type", or
+// "cache lookup failed for type" once a type was dropped). Binds of the statement on servers
+// the client did not Parse it on use what they have, as before.
 func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
 	s.mu.Lock()
 	_, dup := s.stmts[name]
@@ -290,6 +296,7 @@ func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
 	sname := s.target.Statements.Current(serverStatementName(query, ptypes))
 	st := &statement{server: sname, parse: wire.AppendParse(nil, sname, query, ptypes), effect: s.sessionEffect(query)}
 	if (s.target.Statements.Has(sname) || s.deferParse()) && !s.attached() {
+		st.renew = true // prepared again on the first server that has it (useNamed)
 		s.mu.Lock()
 		if s.stmts == nil {
 			s.stmts = map[string]*statement{}
@@ -312,33 +319,26 @@ func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
 	}
 	s.stmts[name] = st
 	s.open = true
-	var send []byte
-	var now [][]byte
-	if srv.Prepared.Has(sname) {
-		s.q.push(entry{kind: kParseSynth, client: name})
-		now = s.q.takeSynth(nil)
-	} else {
-		send = s.prepareLocked(srv, st, kParse, name, s.scratch[:0])
-	}
+	send := s.prepareLocked(srv, st, kParse, name, s.scratch[:0])
 	s.mu.Unlock()
-	if err := s.emit(now...); err != nil {
-		return err
-	}
-	if send != nil {
-		s.scratch = send[:0]
-		return s.toServer(srv, send)
-	}
-	return nil
+	s.scratch = send[:0]
+	return s.toServer(srv, send)
 }
 
-// prepareLocked appends to dst the messages that prepare st on srv (evicting the least recently
-// used statement if the server's cache is full) and queues their replies. s.mu must be held.
+// prepareLocked appends to dst the messages that prepare st on srv (closing it first if srv has
+// it, or else evicting the least recently used statement if the server's cache is full) and
+// queues their replies. s.mu must be held.
 func (s *ClientSession) prepareLocked(srv *backend.ServerConn, st *statement, kind entryKind, client string, dst []byte) []byte {
-	if ev := srv.Prepared.Add(st.server); ev != "" {
+	st.renew = false
+	renew := srv.Prepared.Has(st.server)
+	if renew {
+		s.q.push(entry{kind: kCloseSwallow, name: st.server})
+		dst = wire.AppendStatementMsg(dst, wire.Close, 'S', st.server)
+	} else if ev := srv.Prepared.Add(st.server); ev != "" {
 		s.q.push(entry{kind: kCloseSwallow, name: ev})
 		dst = wire.AppendStatementMsg(dst, wire.Close, 'S', ev)
 	}
-	s.q.push(entry{kind: kind, name: st.server, client: client})
+	s.q.push(entry{kind: kind, name: st.server, client: client, renew: renew})
 	return append(dst, st.parse...)
 }
 
@@ -380,7 +380,7 @@ func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
 		markSession(srv, st.effect)
 	}
 	send := s.scratch[:0]
-	if !srv.Prepared.Has(st.server) {
+	if st.renew || !srv.Prepared.Has(st.server) {
 		send = s.prepareLocked(srv, st, kParseSwallow, "", send)
 	}
 	if typ == wire.Bind {

@@ -746,7 +746,9 @@ func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn, msg []byte) b
 		e := s.q.pop()
 		switch e.kind {
 		case kParse, kParseSwallow, kParseSynth:
-			if e.kind != kParseSynth && e.name != "" {
+			if e.kind != kParseSynth && e.name != "" && (failed || !e.renew) {
+				// A renewing Parse skipped had its Close skipped too: the statement is
+				// still there.
 				srv.Prepared.Remove(e.name)
 				if failed {
 					s.target.Statements.Remove(e.name)

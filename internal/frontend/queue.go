@@ -13,7 +13,7 @@ const (
 	kDescribe
 	kExecute
 	kClose
-	kCloseSwallow // Close of a statement evicted from the server's cache: drop its CloseComplete
+	kCloseSwallow // Close of a statement evicted from the server's cache, or renewed: drop its CloseComplete
 	kCloseSynth   // client's Close of a named statement: answer CloseComplete
 	kSync
 	kQuery
@@ -30,7 +30,10 @@ type entry struct {
 	// Describe of a named statement, in transaction mode.
 	name   string
 	client string // client statement name, for the client's own Parse
-	msg    []byte // for kErrorSynth and kRawSynth
+	// renew, on a Parse, says a Close of the same name went just before it: a client's Parse
+	// of a statement the server had, prepared again (see parseNamed).
+	renew bool
+	msg   []byte // for kErrorSynth and kRawSynth
 	// capture is a plugin's Action.Capture for the statement this entry's reply belongs to
 	// (kQuery, kDescribe or kExecute).
 	capture *captureReq

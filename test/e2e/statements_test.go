@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -75,6 +76,111 @@ func TestStatementPreparedAfterSchemaChangeIsFresh(t *testing.T) {
 			if res.Err != nil || len(res.Rows) != 1 || len(res.Rows[0]) != 2 || string(res.Rows[0][1]) != "x" {
 				t.Fatalf("execute %d.%d after the change: %v rows, %v", i, j, res.Rows, res.Err)
 			}
+		}
+	}
+}
+
+// TestStatementPreparedAgainAfterSchemaChange checks that a client's Parse of a text that a
+// server already has prepared, from before a schema change, gets what Postgres gives a new
+// statement: the new result columns, the new parameter types, a type dropped and made again. In
+// transaction mode clients share server statements by text, and a Parse sluice answered with the
+// old statement made pgx's first query after a migration fail ("cached plan must not change result
+// type", "cache lookup failed for type"), or made pgx encode its parameters for the old types
+// again after it had prepared the text anew (pgx's TestStmtCacheInvalidationExec). Each case runs
+// with the Parse outside a transaction (sluice answers it without a server and prepares the
+// statement at the Describe) and inside one (the Parse goes to the transaction's server).
+func TestStatementPreparedAgainAfterSchemaChange(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		setup  string // run before the statement is first prepared
+		change string // the schema change
+		query  string
+		check  func(sd *pgconn.StatementDescription) error
+	}{
+		{
+			name:   "result columns",
+			setup:  "DROP TABLE IF EXISTS reprep_cols; CREATE TABLE reprep_cols (a int, b int)",
+			change: "ALTER TABLE reprep_cols DROP COLUMN a",
+			query:  "SELECT * FROM reprep_cols WHERE b = $1",
+			check: func(sd *pgconn.StatementDescription) error {
+				if len(sd.Fields) != 1 || sd.Fields[0].Name != "b" {
+					return fmt.Errorf("columns %v, want [b]", sd.Fields)
+				}
+				return nil
+			},
+		},
+		{
+			name:   "parameter type",
+			setup:  "DROP TABLE IF EXISTS reprep_params; CREATE TABLE reprep_params (a int)",
+			change: "ALTER TABLE reprep_params ALTER COLUMN a TYPE boolean USING a::boolean",
+			query:  "INSERT INTO reprep_params (a) VALUES ($1)",
+			check: func(sd *pgconn.StatementDescription) error {
+				if len(sd.ParamOIDs) != 1 || sd.ParamOIDs[0] != 16 {
+					return fmt.Errorf("parameter types %v, want [16] (boolean)", sd.ParamOIDs)
+				}
+				return nil
+			},
+		},
+		{
+			name:   "type made again",
+			setup:  "DROP TYPE IF EXISTS reprep_enum; CREATE TYPE reprep_enum AS ENUM ('a')",
+			change: "DROP TYPE reprep_enum; CREATE TYPE reprep_enum AS ENUM ('a', 'b')",
+			query:  "SELECT $1::reprep_enum",
+			check:  func(*pgconn.StatementDescription) error { return nil },
+		},
+	} {
+		for _, inTx := range []bool{false, true} {
+			name := tc.name + "/outside a transaction"
+			if inTx {
+				name = tc.name + "/inside a transaction"
+			}
+			t.Run(name, func(t *testing.T) {
+				// One server: every client's statement is the one on it.
+				s := startPooler(t, poolConfig{PoolSize: 1})
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				ddl := connect(t, s)
+				mustExec(t, ddl, tc.setup)
+				prepare := func(c *pgconn.PgConn, stmt string) (*pgconn.StatementDescription, error) {
+					if inTx {
+						if err := c.Exec(ctx, "BEGIN").Close(); err != nil {
+							t.Fatal(err)
+						}
+						defer func() {
+							if err := c.Exec(ctx, "ROLLBACK").Close(); err != nil {
+								t.Fatal(err)
+							}
+						}()
+					}
+					return c.Prepare(ctx, stmt, tc.query, nil)
+				}
+				a := connect(t, s).PgConn()
+				if _, err := prepare(a, "q"); err != nil {
+					t.Fatalf("prepare before the change: %v", err)
+				}
+				mustExec(t, ddl, tc.change)
+
+				// Another client prepares the text for the first time.
+				sd, err := prepare(connect(t, s).PgConn(), "q")
+				if err == nil {
+					err = tc.check(sd)
+				}
+				if err != nil {
+					t.Fatalf("a new client's prepare after the change: %v", err)
+				}
+				// The first client prepares it again under its name, as pgx does when its
+				// statement cache finds the old one unusable.
+				if err := a.Deallocate(ctx, "q"); err != nil {
+					t.Fatal(err)
+				}
+				sd, err = prepare(a, "q")
+				if err == nil {
+					err = tc.check(sd)
+				}
+				if err != nil {
+					t.Fatalf("prepare again after the change: %v", err)
+				}
+			})
 		}
 	}
 }
