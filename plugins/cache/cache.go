@@ -233,6 +233,10 @@ func (p *Cache) bypass(why string) {
 	p.stats.bmu.Unlock()
 }
 
+// bypassChurn is the bypass reason of a read of a table the cache keeps away from because it is
+// written faster than its entries are read (churn.go).
+const bypassChurn = "table written faster than read"
+
 func (p *Cache) enabled() bool { return p.Enabled == nil || *p.Enabled }
 
 // Provision applies defaults, connects to Redis (in the background: a Redis that is down
@@ -626,6 +630,11 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 		p.bypass(why)
 		return plugin.ContinueQuery(), nil
 	}
+	now := time.Now().UnixNano()
+	if p.st.churn.paused(c.ident, oids, now) {
+		p.bypass(bypassChurn)
+		return plugin.ContinueQuery(), nil
+	}
 	// One deadline for the lookup's Redis calls (the versions, then the entry): a hit served
 	// from the client-side cache makes no call, and a timer per call cost it a few percent.
 	rctx, cancel := context.WithTimeout(ctx, time.Duration(p.RedisTimeout))
@@ -652,6 +661,7 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 			return plugin.ContinueQuery(), nil
 		}
 		p.stats.hits.Add(1)
+		p.st.churn.read(c.ident, oids, true, now)
 		return plugin.AnswerWire(v), nil
 	}
 	f, waited := p.joinFlight(ctx, key)
@@ -681,6 +691,7 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 			token = ""
 		}
 		p.stats.misses.Add(1)
+		p.st.churn.read(c.ident, oids, false, now)
 		return plugin.Action{Capture: &fill{key: key, ttl: ttl, seq: seq, flight: f, lease: token}, CaptureLimit: p.MaxEntrySize}, nil
 	}
 	v = p.awaitLease(ctx, key, f.start.Add(time.Duration(p.StampedeWait)))

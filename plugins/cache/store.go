@@ -58,6 +58,10 @@ type store struct {
 	done chan struct{}
 
 	errs, bumpFailures atomic.Int64
+
+	// churn counts each table's bumps, whether they come from writes through sluice or from
+	// the WAL, for the cache's pause of tables written faster than read (churn.go).
+	churn churn
 }
 
 // newStore starts a store. walKey is the key of the WAL consumer's heartbeat, or "" when no WAL
@@ -233,6 +237,7 @@ func (st *store) bump(ident string, oids []uint32) error {
 	if len(oids) == 0 {
 		return nil
 	}
+	st.churn.wrote(ident, oids, time.Now().UnixNano())
 	c := st.client.Load()
 	if c == nil || time.Now().UnixNano() < st.breakerUntil.Load() {
 		st.bumpFailures.Add(1)
