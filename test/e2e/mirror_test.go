@@ -276,22 +276,9 @@ type freezeProxy struct {
 
 func startFreezeProxy(t *testing.T, target string) *freezeProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &freezeProxy{ln: ln, thaw: make(chan struct{})}
+	p := &freezeProxy{thaw: make(chan struct{})}
 	close(p.thaw)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.handle(in, target)
-		}
-	}()
+	p.ln = listenProxy(t, func(in net.Conn) { p.handle(in, target) })
 	return p
 }
 

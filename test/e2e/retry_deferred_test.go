@@ -23,11 +23,19 @@ type goneProxy struct {
 }
 
 func startGoneProxy(t *testing.T) *goneProxy {
+	p := &goneProxy{}
+	p.ln = listenProxy(t, p.serve)
+	return p
+}
+
+// listenProxy listens on a free loopback port until the test ends, and serves each connection
+// with serve in a goroutine of its own: the shape of the tests' fault-injecting proxies.
+func listenProxy(t *testing.T, serve func(net.Conn)) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &goneProxy{ln: ln}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -35,10 +43,10 @@ func startGoneProxy(t *testing.T) *goneProxy {
 			if err != nil {
 				return
 			}
-			go p.serve(c)
+			go serve(c)
 		}
 	}()
-	return p
+	return ln
 }
 
 func (p *goneProxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }

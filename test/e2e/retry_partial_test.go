@@ -28,21 +28,8 @@ type dyingProxy struct {
 }
 
 func startDyingProxy(t *testing.T, pause time.Duration) *dyingProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &dyingProxy{ln: ln, pause: pause}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c)
-		}
-	}()
+	p := &dyingProxy{pause: pause}
+	p.ln = listenProxy(t, p.serve)
 	return p
 }
 
