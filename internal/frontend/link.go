@@ -161,9 +161,15 @@ var errClientGone = errors.New("the client disconnected while waiting for a serv
 // client that gave up and left must not have its query run later. Data the client sent
 // meanwhile stays buffered for the reader.
 //
-// A deadline already past makes Go fail the read before trying it, so the probe waits a
-// millisecond at most: it runs only after a wait for a server, never on the fast path.
+// A client that waits for its reply has sent nothing more, and a peek at the socket says so
+// without a read: the common case costs one system call and no wait. Only when something is
+// there (more requests, the end of the stream, or TLS bytes that may be an alert) is it read,
+// with a millisecond's deadline in case a TLS record is incomplete (a deadline already past makes
+// Go fail the read before trying it).
 func (s *ClientSession) clientGone() bool {
+	if s.sock != nil && !s.sock.Pending() {
+		return false
+	}
 	_ = s.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
 	err := s.r.FillOnce()
 	_ = s.conn.SetReadDeadline(time.Time{})

@@ -31,6 +31,7 @@ import (
 type ClientSession struct {
 	l      *Listener
 	conn   net.Conn
+	sock   *netio.Conn // the socket under conn, TLS or not; nil when not a TCP or Unix socket
 	r      wire.Reader
 	out    clientOut
 	pid    uint32
@@ -198,6 +199,7 @@ func (l *Listener) login(c net.Conn, n int64, inherited *sockOpts) *ClientSessio
 		}
 	}
 	c = netio.Wrap(c)
+	sock, _ := c.(*netio.Conn)
 	if g.ClientLoginTimeout > 0 {
 		_ = c.SetDeadline(time.Now().Add(g.ClientLoginTimeout))
 	}
@@ -242,7 +244,7 @@ func (l *Listener) login(c net.Conn, n int64, inherited *sockOpts) *ClientSessio
 			return nil
 		}
 	}
-	s := &ClientSession{l: l, conn: c, tx: 'I', tls: encrypted}
+	s := &ClientSession{l: l, conn: c, sock: sock, tx: 'I', tls: encrypted}
 	s.out.conn = c
 	s.r.Reset(c, g.MaxMessageSize)
 	s.r.Unread(pipelined)
