@@ -69,12 +69,15 @@ var sections = []string{sectionPooler, sectionCache, sectionSharding}
 type options struct {
 	sections []string // pooler, cache, sharding
 
-	seconds   int      // pgbench -T
-	clients   int      // pgbench -c
-	threads   int      // pgbench -j
-	scale     int      // pgbench -i -s
-	runs      int      // pgbench runs per target and mode; the median is reported
-	poolSize  int      // server connections per pool, PgBouncer and sluice alike
+	seconds  int // pgbench -T
+	clients  int // pgbench -c
+	threads  int // pgbench -j
+	scale    int // pgbench -i -s
+	runs     int // pgbench runs per target and mode; the median is reported
+	poolSize int // server connections per pool, PgBouncer and sluice alike
+	// queuePool is the pool size of the queued throughput runs, where the clients outnumber
+	// the servers (0 skips them).
+	queuePool int
 	idle      int      // idle clients opened for the memory measurement
 	targets   []string // direct, pgbouncer, sluice
 	modes     []string // simple, extended, prepared
@@ -167,6 +170,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.scale, "s", 10, "pgbench scale factor")
 	fs.IntVar(&o.runs, "runs", 1, "pgbench runs per target and mode (median reported)")
 	fs.IntVar(&o.poolSize, "pool-size", 32, "server connections per pool in PgBouncer and sluice")
+	fs.IntVar(&o.queuePool, "queue-pool-size", 8, "pool size of the queued throughput runs, PgBouncer and sluice with fewer servers than clients (0 skips them)")
 	fs.IntVar(&o.idle, "clients", 10000, "idle clients for the memory measurement (0 skips it)")
 	fs.StringVar(&targets, "targets", "direct,pgbouncer,sluice,sluice-parser,sluice-plugins", "comma-separated targets")
 	fs.StringVar(&modes, "modes", "simple,extended,prepared", "comma-separated pgbench -M modes")
@@ -238,8 +242,8 @@ func parseFlags(args []string) (options, error) {
 			return o, fmt.Errorf("unknown mode %q (want simple, extended, prepared)", m)
 		}
 	}
-	if o.seconds < 1 || o.clients < 1 || o.threads < 1 || o.runs < 1 || o.poolSize < 1 || o.idle < 0 {
-		return o, fmt.Errorf("-T, -c, -j, -runs and -pool-size must be positive, -clients not negative")
+	if o.seconds < 1 || o.clients < 1 || o.threads < 1 || o.runs < 1 || o.poolSize < 1 || o.idle < 0 || o.queuePool < 0 {
+		return o, fmt.Errorf("-T, -c, -j, -runs and -pool-size must be positive, -clients and -queue-pool-size not negative")
 	}
 	return o, nil
 }
@@ -360,6 +364,10 @@ func benchPooler(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	queued, err := runQueued(ctx, pg, o)
+	if err != nil {
+		return err
+	}
 	conn, err := runConnect(ctx, pg, o)
 	if err != nil {
 		return err
@@ -369,6 +377,7 @@ func benchPooler(ctx context.Context, o options) error {
 		opts:     o,
 		started:  started,
 		tps:      tps,
+		queued:   queued,
 		conn:     conn,
 		mem:      mem,
 		machine:  describeMachine(o.out),

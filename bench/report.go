@@ -24,6 +24,7 @@ type report struct {
 	started  time.Time
 	duration time.Duration
 	tps      []pgbenchResult
+	queued   []pgbenchResult // the runs with fewer servers than clients (runQueued)
 	conn     []pgbenchResult // connection setup: mode is the auth method
 	mem      []memResult
 	machine  machine
@@ -186,6 +187,10 @@ var poolerCPU = cpuTable{vsPgBouncer: true}
 // runs with "-C " before their auth method, the mode they are compared by.
 func (rep report) cpuResults() []pgbenchResult {
 	rs := append([]pgbenchResult(nil), rep.tps...)
+	for _, r := range rep.queued {
+		r.mode = rep.queuedMode(r.mode)
+		rs = append(rs, r)
+	}
 	for _, r := range rep.conn {
 		r.mode = "-C " + r.mode
 		rs = append(rs, r)
@@ -227,6 +232,10 @@ func (rep report) text() string {
 	fmt.Fprintf(&b, "pgbench -S -c %d -j %d -T %d, scale %d, pool size %d\n\n",
 		rep.opts.clients, rep.opts.threads, rep.opts.seconds, rep.opts.scale, rep.opts.poolSize)
 	writeAligned(&b, rep.tpsHeader(), rep.tpsRows())
+	if len(rep.queued) > 0 {
+		fmt.Fprintf(&b, "\nqueued: the same with pools of %d servers\n\n", rep.opts.queuePool)
+		writeAligned(&b, queuedHeader, rep.queuedRows())
+	}
 	if len(rep.conn) > 0 {
 		fmt.Fprintf(&b, "\npgbench -C -S -c %d -j %d -T %d: a new connection and login per transaction\n\n",
 			rep.opts.connClients, rep.opts.threads, rep.opts.seconds)
@@ -317,6 +326,14 @@ func (rep report) markdown() string {
 	}
 	writeMarkdownTable(&b, rep.tpsHeader(), rep.tpsRows())
 
+	if len(rep.queued) > 0 {
+		fmt.Fprintf(&b, "\n### Throughput with clients waiting for servers: the same, pools of %d servers\n\n", o.queuePool)
+		fmt.Fprintf(&b, "%d clients share %d server connections, so most transactions wait for a server "+
+			"another client releases: what pooling is for. The last column compares each row with the "+
+			"same pooler's row above, where every client had a server.\n\n", o.clients, o.queuePool)
+		writeMarkdownTable(&b, queuedHeader, rep.queuedRows())
+	}
+
 	if len(rep.conn) > 0 {
 		fmt.Fprintf(&b, "\n### Connection setup: `pgbench -C -S -c %d -j %d -T %d`\n\n", o.connClients, o.threads, o.seconds)
 		b.WriteString("Every transaction opens a new connection and logs in (the auth column) before its SELECT; " +
@@ -376,7 +393,8 @@ func (rep report) note() string {
 		"throughput left after paying for the extra hop (the pooler's own socket reads and writes "+
 		"and the wakeups they cost), not what the pooler could do on hardware of its own. "+
 		"With %d pgbench clients and pools of %d, no client ever waits for a server: "+
-		"this measures a pooler's overhead, not the gain pooling gives when clients outnumber servers.\n",
+		"the first table measures a pooler's hop; the queued runs, with fewer servers than clients, "+
+		"add the handing of servers from client to client.\n",
 		m.cpus, o.clients, o.poolSize)
 	if o.runs == 1 {
 		fmt.Fprintf(&b, "- Each row is one %d-second run on a virtual machine; "+
