@@ -808,8 +808,11 @@ func (s *ClientSession) cancelQuery() {
 	for i, srv := range srvs {
 		sends[i] = srv.HoldForCancel()
 	}
-	if s.stopWait != nil {
-		s.stopWait(errWaitCanceled)
+	if s.waiting {
+		select {
+		case s.waitStop <- struct{}{}:
+		default: // stopped already
+		}
 	}
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

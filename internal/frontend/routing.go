@@ -2,7 +2,6 @@ package frontend
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -327,24 +326,23 @@ func (s *ClientSession) checkoutFrom(p *pool.Pool, wait time.Duration) (*backend
 	if srv := p.TryCheckout(); srv != nil {
 		return srv, nil
 	}
-	ctx, stop := context.WithCancelCause(context.Background())
-	defer stop(nil)
 	s.mu.Lock()
-	s.stopWait = stop
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.stopWait = nil
-		s.mu.Unlock()
-	}()
-	if wait > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, wait)
-		defer cancel()
+	if s.waitStop == nil {
+		s.waitStop = make(chan struct{}, 1)
 	}
-	srv, err := p.Checkout(ctx)
+	stop := s.waitStop
+	s.waiting = true
+	s.mu.Unlock()
+	srv, err := p.CheckoutWait(wait, stop)
+	s.mu.Lock()
+	s.waiting = false
+	select {
+	case <-stop: // a cancel request that came as the wait ended: it had nothing to stop
+	default:
+	}
+	s.mu.Unlock()
 	if err != nil {
-		if context.Cause(ctx) == errWaitCanceled {
+		if errors.Is(err, pool.ErrStopped) {
 			return nil, errWaitCanceled
 		}
 		if errors.Is(err, pool.ErrWaitTimeout) {

@@ -100,9 +100,11 @@ type ClientSession struct {
 	// fanSrvs are the servers a query across shards (fanout.go, copy.go) holds while it
 	// runs: a cancel request reaches each of them.
 	fanSrvs []*backend.ServerConn
-	// stopWait ends the reader's wait for a server (checkoutFrom), when it waits: a cancel
-	// request that comes meanwhile has no server to go to and cancels the wait instead.
-	stopWait context.CancelCauseFunc
+	// waitStop ends the reader's wait for a server (checkoutFrom) while waiting is set: a
+	// cancel request that comes meanwhile has no server to go to and cancels the wait instead.
+	// Made at the first wait, kept for the next ones.
+	waitStop chan struct{}
+	waiting  bool
 	// stmts maps the client's statement names to what sluice prepares (transaction mode).
 	stmts   map[string]*statement
 	closing bool // the reader is taking the server back or the client left

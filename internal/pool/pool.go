@@ -51,6 +51,9 @@ var ErrClosed = errors.New("pool is closed")
 // to be released (not while dialing one).
 var ErrWaitTimeout = errors.New("timed out waiting for a server connection to be released")
 
+// ErrStopped is returned by CheckoutWait when its stop channel ended the wait or the dial.
+var ErrStopped = errors.New("the wait for a server connection was stopped")
+
 // Pool is a pool of connections to one server. It is safe for concurrent use.
 type Pool struct {
 	params backend.Params
@@ -111,8 +114,25 @@ func (p *Pool) Params() *backend.Params { return &p.params }
 // Checkout returns an idle connection, dials a new one while the pool is below its size, or waits
 // for one to be released until ctx is done. The caller must Release what it gets.
 func (p *Pool) Checkout(ctx context.Context) (*backend.ServerConn, error) {
+	return p.checkout(ctx, 0, nil)
+}
+
+// CheckoutWait is Checkout for a client's request, the path every query takes when the pool is
+// busy: it waits at most wait (0: as long as it takes) and until stop yields a value (ErrStopped),
+// and makes no context for that: a timer only when it has to wait, a context only when it dials.
+func (p *Pool) CheckoutWait(wait time.Duration, stop <-chan struct{}) (*backend.ServerConn, error) {
+	return p.checkout(nil, wait, stop)
+}
+
+// checkout is Checkout (ctx set) and CheckoutWait (ctx nil: wait and stop instead).
+func (p *Pool) checkout(ctx context.Context, wait time.Duration, stop <-chan struct{}) (*backend.ServerConn, error) {
 	p.checkouts.Add(1)
 	var start time.Time
+	var done <-chan struct{}
+	var expired <-chan time.Time
+	if ctx != nil {
+		done = ctx.Done()
+	}
 	for {
 		p.mu.Lock()
 		if p.closed {
@@ -132,15 +152,24 @@ func (p *Pool) Checkout(ctx context.Context) (*backend.ServerConn, error) {
 			p.open++
 			gen := p.gen.Load() // with open: see Reconnect
 			p.mu.Unlock()
-			return p.dialOne(ctx, gen)
+			if ctx != nil {
+				return p.dialOne(ctx, gen)
+			}
+			return p.dialStoppable(start, wait, stop, gen)
 		}
 		if start.IsZero() {
 			start = time.Now()
 			p.waits.Add(1)
+			if ctx == nil && wait > 0 {
+				t := time.NewTimer(wait)
+				defer t.Stop()
+				expired = t.C
+			}
 		}
 		w := &waiter{ch: make(chan *backend.ServerConn, 1), since: start}
 		p.waiters = append(p.waiters, w)
 		p.mu.Unlock()
+		var why error
 		select {
 		case s := <-w.ch:
 			if s == nil {
@@ -152,32 +181,72 @@ func (p *Pool) Checkout(ctx context.Context) (*backend.ServerConn, error) {
 			}
 			p.discard(s)
 			continue
-		case <-ctx.Done():
-			p.mu.Lock()
-			for i, x := range p.waiters {
-				if x == w {
-					p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
-					break
-				}
-			}
-			p.mu.Unlock()
-			// A server (or a free slot) may have been handed over just before we left the list.
-			select {
-			case s := <-w.ch:
-				if s != nil {
-					p.Release(s)
-				} else {
-					// The slot was counted free when it was handed over: pass it on, do not free
-					// it again.
-					p.mu.Lock()
-					p.wakeDialer()
-					p.mu.Unlock()
-				}
-			default:
-			}
-			return nil, fmt.Errorf("wait for a server of %s: %w (%w)", p.params.Addr(), ErrWaitTimeout, ctx.Err())
+		case <-done:
+			why = fmt.Errorf("wait for a server of %s: %w (%w)", p.params.Addr(), ErrWaitTimeout, ctx.Err())
+		case <-expired:
+			why = fmt.Errorf("wait for a server of %s: %w (%w)", p.params.Addr(), ErrWaitTimeout, context.DeadlineExceeded)
+		case <-stop:
+			why = ErrStopped
+		}
+		p.leave(w)
+		return nil, why
+	}
+}
+
+// leave takes w, which gave up, off the list of waiters.
+func (p *Pool) leave(w *waiter) {
+	p.mu.Lock()
+	for i, x := range p.waiters {
+		if x == w {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			break
 		}
 	}
+	p.mu.Unlock()
+	// A server (or a free slot) may have been handed over just before it left the list.
+	select {
+	case s := <-w.ch:
+		if s != nil {
+			p.Release(s)
+		} else {
+			// The slot was counted free when it was handed over: pass it on, do not free it
+			// again.
+			p.mu.Lock()
+			p.wakeDialer()
+			p.mu.Unlock()
+		}
+	default:
+	}
+}
+
+// dialStoppable dials for CheckoutWait, within what is left of wait since start (when it waited
+// first) and until stop yields.
+func (p *Pool) dialStoppable(start time.Time, wait time.Duration, stop <-chan struct{}, gen uint64) (*backend.ServerConn, error) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	if wait > 0 {
+		left := wait
+		if !start.IsZero() {
+			left -= time.Since(start)
+		}
+		var cancelT context.CancelFunc
+		ctx, cancelT = context.WithTimeout(ctx, max(left, time.Millisecond))
+		defer cancelT()
+	}
+	if stop != nil {
+		go func() {
+			select {
+			case <-stop:
+				cancel(ErrStopped)
+			case <-ctx.Done():
+			}
+		}()
+	}
+	s, err := p.dialOne(ctx, gen)
+	if err != nil && context.Cause(ctx) == ErrStopped {
+		return nil, fmt.Errorf("dial %s: %w", p.params.Addr(), ErrStopped)
+	}
+	return s, err
 }
 
 // TryCheckout returns an idle connection, or nil when there is none, without waiting or dialing.

@@ -963,3 +963,52 @@ func BenchmarkCheckoutRelease(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(misses.Load())/float64(b.N), "misses/op")
 }
+
+// CheckoutWait, the client path, ends a wait by its timeout (ErrWaitTimeout) or by its stop
+// channel (ErrStopped), and otherwise gets the next released server; a server released as a
+// stopped waiter leaves is not lost.
+func TestCheckoutWait(t *testing.T) {
+	f := newFakeServer(t)
+	p := newTestPool(t, f, Options{Size: 1})
+	s := checkout(t, p)
+
+	if _, err := p.CheckoutWait(10*time.Millisecond, nil); !errors.Is(err, ErrWaitTimeout) {
+		t.Fatalf("CheckoutWait with a timeout: %v, want ErrWaitTimeout", err)
+	}
+
+	stop := make(chan struct{}, 1)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := p.CheckoutWait(0, stop)
+		errc <- err
+	}()
+	waitFor(t, func() bool { return p.Stats().Waiting == 1 })
+	stop <- struct{}{}
+	if err := <-errc; !errors.Is(err, ErrStopped) {
+		t.Fatalf("stopped CheckoutWait: %v, want ErrStopped", err)
+	}
+
+	got := make(chan *backend.ServerConn, 1)
+	go func() {
+		srv, _ := p.CheckoutWait(time.Minute, stop)
+		got <- srv
+	}()
+	waitFor(t, func() bool { return p.Stats().Waiting == 1 })
+	p.Release(s)
+	if srv := <-got; srv != s {
+		t.Fatalf("CheckoutWait got %v, want the released server", srv)
+	}
+	p.Release(s)
+	wantStats(t, p, 1, 1, 0)
+	wantLogins(t, f, 1)
+}
+
+// waitFor polls cond until it holds, failing the test after five seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+	}
+}
