@@ -128,6 +128,8 @@ type Cache struct {
 
 	flights sync.Map // entry key -> *flight: a miss being filled
 
+	lookups sharedDeadline // the deadline of a lookup's Redis calls (RedisTimeout)
+
 	startups sync.Map // net.Addr (a pointer) -> startupRec
 
 	stop chan struct{}
@@ -259,6 +261,7 @@ func (p *Cache) Provision(ctx plugin.Context) error {
 	if p.RedisTimeout <= 0 {
 		p.RedisTimeout = Duration(100 * time.Millisecond)
 	}
+	p.lookups.d = time.Duration(p.RedisTimeout)
 	if p.CatalogRefresh <= 0 {
 		p.CatalogRefresh = Duration(30 * time.Second)
 	}
@@ -635,9 +638,14 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 		p.bypass(bypassChurn)
 		return plugin.ContinueQuery(), nil
 	}
-	// One deadline for the lookup's Redis calls (the versions, then the entry): a hit served
-	// from the client-side cache makes no call, and a timer per call cost it a few percent.
-	rctx, cancel := context.WithTimeout(ctx, time.Duration(p.RedisTimeout))
+	// One deadline for the lookup's Redis calls (the versions, then the entry), shared with
+	// the lookups that start at about the same time when the hook's context has no end of its own.
+	rctx, cancel := ctx, context.CancelFunc(func() {})
+	if ctx.Done() == nil {
+		rctx = p.lookups.context(now)
+	} else {
+		rctx, cancel = context.WithTimeout(ctx, time.Duration(p.RedisTimeout))
+	}
 	epoch, gens, err := p.st.versions(rctx, c.ident, oids)
 	if err != nil {
 		cancel()
