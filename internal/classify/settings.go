@@ -47,8 +47,24 @@ type Setting struct {
 // identifiers and comments are skipped. A false answer is certain; a true one is to be
 // confirmed by Settings.
 func MaySet(q []byte) bool {
+	return mayStart(q, startsSet)
+}
+
+// MayDiscardAll reports, as MaySet does for SET, whether a query text may hold a DISCARD
+// statement. A true answer is to be confirmed by Resets.
+func MayDiscardAll(q []byte) bool {
+	return mayStart(q, startsDiscard)
+}
+
+// MayCopy reports, as MaySet does for SET, whether a query text may hold a COPY statement.
+func MayCopy(q []byte) bool {
+	return mayStart(q, func(b []byte) bool { return startsKeyword(b, "copy") })
+}
+
+// mayStart reports whether any statement of q may begin as starts says.
+func mayStart(q []byte, starts func([]byte) bool) bool {
 	i := skipSpaceComments(q, 0)
-	if startsSet(q[i:]) {
+	if starts(q[i:]) {
 		return true
 	}
 	if bytes.IndexByte(q[i:], ';') < 0 {
@@ -78,7 +94,7 @@ func MaySet(q []byte) bool {
 			i = skipSpaceComments(q, i)
 		case c == ';':
 			i = skipSpaceComments(q, i+1)
-			if startsSet(q[i:]) {
+			if starts(q[i:]) {
 				return true
 			}
 		default:
@@ -114,12 +130,17 @@ func skipSpaceComments(q []byte, i int) int {
 
 // startsSet reports whether q begins with the keyword SET or RESET.
 func startsSet(q []byte) bool {
-	for _, kw := range []string{"set", "reset"} {
-		if len(q) >= len(kw) && equalFold(q[:len(kw)], kw) && (len(q) == len(kw) || !isIdentChar(q[len(kw)])) {
-			return true
-		}
-	}
-	return false
+	return startsKeyword(q, "set") || startsKeyword(q, "reset")
+}
+
+// startsDiscard reports whether q begins with the keyword DISCARD.
+func startsDiscard(q []byte) bool {
+	return startsKeyword(q, "discard")
+}
+
+// startsKeyword reports whether q begins with the lower-case keyword kw.
+func startsKeyword(q []byte, kw string) bool {
+	return len(q) >= len(kw) && equalFold(q[:len(kw)], kw) && (len(q) == len(kw) || !isIdentChar(q[len(kw)]))
 }
 
 // SettingsParser finds the SET and RESET statements of query texts, remembering what it found
@@ -170,6 +191,40 @@ func parseSettings(query []byte, maxLength int) (sets []Setting, ok bool) {
 	}
 	for _, raw := range tree.GetStmts() {
 		vs := raw.GetStmt().GetVariableSetStmt()
+		if vs == nil {
+			continue
+		}
+		s, ok := setting(vs)
+		if !ok {
+			return nil, false
+		}
+		sets = append(sets, s)
+	}
+	return sets, true
+}
+
+// Resets returns, in the order they run, the statements of query that change the session's
+// settings: SET and RESET as Settings gives them, and DISCARD ALL as a SettingResetAll (it
+// resets every setting too). It parses query each time, uncached: callers ask only for texts
+// MayDiscardAll accepts. ok is false when the text cannot be parsed.
+func Resets(query []byte, maxLength int) (sets []Setting, ok bool) {
+	if maxLength <= 0 {
+		maxLength = DefaultMaxLength
+	}
+	if len(query) > maxLength || bytes.IndexByte(query, 0) >= 0 {
+		return nil, false
+	}
+	tree, err := pg.Parse(string(query))
+	if err != nil {
+		return nil, false
+	}
+	for _, raw := range tree.GetStmts() {
+		stmt := raw.GetStmt()
+		if d := stmt.GetDiscardStmt(); d != nil && d.GetTarget() == pg.DiscardMode_DISCARD_ALL {
+			sets = append(sets, Setting{Kind: SettingResetAll})
+			continue
+		}
+		vs := stmt.GetVariableSetStmt()
 		if vs == nil {
 			continue
 		}

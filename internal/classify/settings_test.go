@@ -1,6 +1,9 @@
 package classify
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 func TestMaySet(t *testing.T) {
 	cases := []struct {
@@ -66,5 +69,53 @@ func TestSettings(t *testing.T) {
 	}
 	if _, ok := p.Settings([]byte("SET search_path TO")); ok {
 		t.Error("a text the parser rejects must not be ok")
+	}
+}
+
+func TestMayCopy(t *testing.T) {
+	for q, want := range map[string]bool{
+		"RESET ALL; COPY t FROM STDIN": true,
+		"copy t to stdout":             true,
+		"RESET ALL; SELECT 'copy'":     false,
+		"COPYRIGHT":                    false,
+	} {
+		if got := MayCopy([]byte(q)); got != want {
+			t.Errorf("MayCopy(%q) = %v, want %v", q, got, want)
+		}
+	}
+}
+
+func TestResetsTakesDiscardAllAsResetAll(t *testing.T) {
+	cases := []struct {
+		q     string
+		may   bool
+		kinds []SettingKind
+	}{
+		{"DISCARD ALL", true, []SettingKind{SettingResetAll}},
+		{"/* c */ discard all; SET datestyle = iso", true, []SettingKind{SettingResetAll, SettingValue}},
+		{"SET datestyle = iso; DISCARD ALL", true, []SettingKind{SettingValue, SettingResetAll}},
+		{"DISCARD TEMP", true, nil},
+		{"SELECT 'discard all'", false, nil},
+		{"DISCARDS", false, nil},
+	}
+	for _, c := range cases {
+		if got := MayDiscardAll([]byte(c.q)); got != c.may {
+			t.Errorf("MayDiscardAll(%q) = %v, want %v", c.q, got, c.may)
+		}
+		if !c.may {
+			continue
+		}
+		sets, ok := Resets([]byte(c.q), 0)
+		if !ok {
+			t.Errorf("Resets(%q): not parsed", c.q)
+			continue
+		}
+		var kinds []SettingKind
+		for _, s := range sets {
+			kinds = append(kinds, s.Kind)
+		}
+		if !slices.Equal(kinds, c.kinds) {
+			t.Errorf("Resets(%q) kinds = %v, want %v", c.q, kinds, c.kinds)
+		}
 	}
 }

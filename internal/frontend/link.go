@@ -555,6 +555,9 @@ func (s *ClientSession) pumpLoop(srv *backend.ServerConn, drain bool) (res pumpR
 func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []byte, drain bool) (res pumpResult) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.restoreReply(srv, typ, msg) {
+		return 0
+	}
 	capturing := s.chain != nil && (s.cap != nil || s.capOut.Load())
 	var hk entryKind
 	var hc *captureReq
@@ -619,7 +622,7 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 	case wire.ReadyForQuery:
 		for h := s.q.head(); h != nil; h = s.q.head() {
 			e := s.q.pop()
-			if e.kind == kSync || e.kind == kQuery || e.kind == kFunc {
+			if e.kind == kSync || e.kind == kQuery || e.kind == kFunc || e.kind == kRestore {
 				break
 			}
 		}
@@ -630,13 +633,7 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		if s.tx == 'I' && s.txMode {
 			s.endSetTxLocked(srv)
 		}
-		if s.discarded {
-			s.discarded = false
-			srv.ResetParams()
-			s.params = append(s.params[:0], s.initial...)
-			s.carried = nil
-			s.pver++
-		}
+		s.afterDiscardLocked(srv)
 		if s.stmtMode && s.tx != 'I' && s.q.empty() && !s.open {
 			// Statement pooling, as PgBouncer's: a transaction left open at the end of a
 			// request ends the session; the server is closed, which rolls it back.
@@ -685,6 +682,19 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 	// read this server.
 	srv.R.Discard(len(msg))
 	return res
+}
+
+// afterDiscardLocked runs at the ReadyForQuery of a Query that ran DISCARD ALL: the client's
+// settings are its login's again, and the server's its own. s.mu is held.
+func (s *ClientSession) afterDiscardLocked(srv *backend.ServerConn) {
+	if !s.discarded {
+		return
+	}
+	s.discarded = false
+	srv.ResetParams()
+	s.params = append(s.params[:0], s.initial...)
+	s.carried = nil
+	s.pver++
 }
 
 // idlePointLocked runs at each ReadyForQuery. With nothing outstanding, the client is now idle:

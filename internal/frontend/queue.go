@@ -21,6 +21,10 @@ const (
 	kErrorSynth   // an error sluice raised inside a batch: send msg
 	kRawSynth     // replies sluice gives itself (a plugin's answer, a statement across shards): send msg
 	kAbortSwallow // failing Parse sluice sent so the server skips to Sync: drop its ErrorResponse
+	// kRestore is the Query sluice sent behind a client's RESET to give back the client's
+	// startup settings (restore.go): its replies are dropped but ParameterStatus and its
+	// ReadyForQuery, which stands for the client's Query's, dropped in turn.
+	kRestore
 )
 
 // entry is one outstanding reply, in the order the client will see replies.
@@ -115,4 +119,12 @@ func (q *queue) holdsCapture(r *captureReq) bool {
 		}
 	}
 	return false
+}
+
+// peek returns the entry i places behind the head, or nil.
+func (q *queue) peek(i int) *entry {
+	if q.h+i >= len(q.e) {
+		return nil
+	}
+	return &q.e[q.h+i]
 }

@@ -930,10 +930,17 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 		capReq.queued = true
 		s.capOut.Store(true)
 	}
+	restore := s.restoreQuery(srv, bytes.TrimSuffix(body, []byte{0}))
+	if restore != "" {
+		s.q.push(entry{kind: kRestore})
+	}
 	srv.UnnamedOwner = nil // a simple Query drops the unnamed statement, whoever's it was
 	s.unnamed = s.unnamed[:0]
 	s.unnamedDeferred = false
 	s.mu.Unlock()
+	if restore != "" {
+		msg = wire.AppendQuery(msg[:len(msg):len(msg)], restore)
+	}
 	return s.toServer(srv, msg)
 }
 
