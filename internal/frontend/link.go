@@ -657,8 +657,15 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 			close(s.drained)
 			s.drained = nil
 		}
-		if s.txMode && s.q.empty() && !s.open && !s.copyOpen {
-			if s.tx == 'I' && !s.closing && !s.killed && !srv.Broken {
+		if s.q.empty() && !s.copyWriting {
+			// The server answered the COPY's request: its COPY is over, and it ignores any
+			// copy data the client still sends.
+			s.copyOpen = false
+		}
+		if s.txMode && s.q.empty() && !s.open {
+			// A copy message being written keeps the server; the reader releases it after
+			// the write (releaseAfterCopy).
+			if s.tx == 'I' && !s.copyWriting && !s.closing && !s.killed && !srv.Broken {
 				s.srv, s.pl = nil, nil
 				res = pumpReleased
 			} else {

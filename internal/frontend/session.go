@@ -84,7 +84,9 @@ type ClientSession struct {
 	open bool // an extended-protocol batch was sent without its Sync yet
 	// copyOpen is set while the reader forwards COPY data: the server must stay attached.
 	copyOpen bool
-	tx       byte // transaction status of the last ReadyForQuery
+	// copyWriting is set while the reader writes one copy message to the server (copyMessage).
+	copyWriting bool
+	tx          byte // transaction status of the last ReadyForQuery
 	// params are the settings the client expects its server to have (reported parameters and
 	// startup settings); pver changes whenever they do.
 	params []param
@@ -676,28 +678,7 @@ func (s *ClientSession) dispatch(typ byte, size int) error {
 		}
 		return s.flushServer()
 	case wire.CopyData, wire.CopyDone, wire.CopyFail:
-		// copyOpen keeps the pump from releasing the server while copy data is written; a
-		// CopyDone or CopyFail ends it.
-		s.mu.Lock()
-		srv := s.srv
-		if srv != nil {
-			s.copyOpen = true
-		}
-		s.mu.Unlock()
-		if srv == nil {
-			return s.r.Skip(size) // not in COPY: Postgres ignores these too
-		}
-		s.wsrv = srv
-		err := s.r.Forward(srv.W, size)
-		if typ != wire.CopyData {
-			s.mu.Lock()
-			s.copyOpen = false
-			s.mu.Unlock()
-		}
-		if err != nil {
-			return s.forwardError(srv, err)
-		}
-		return nil
+		return s.copyMessage(typ, size)
 	case wire.Query:
 		s.info.queries.Add(1)
 		if len(s.joined) > 0 {
@@ -714,6 +695,60 @@ func (s *ClientSession) dispatch(typ byte, size int) error {
 		return s.extended(typ, size)
 	}
 	return s.fatal("08P01", fmt.Sprintf("invalid frontend message type %q", typ))
+}
+
+// copyMessage forwards the client's CopyData, CopyDone or CopyFail to its server. Postgres
+// ignores these when no COPY is in progress: a client may send them after the server failed its
+// COPY, or stray ones. A COPY in progress has a reply outstanding (the Query's or the Sync's
+// ReadyForQuery), so with none the message is dropped here, and it must not keep the server
+// from its pool.
+//
+// copyWriting keeps the pump from releasing the server while a message is written to it;
+// copyOpen keeps the server attached from the client's first CopyData to its CopyDone or
+// CopyFail, or until the server has ended the COPY (its ReadyForQuery came).
+func (s *ClientSession) copyMessage(typ byte, size int) error {
+	s.mu.Lock()
+	srv := s.srv
+	inCopy := srv != nil && !s.q.empty()
+	if inCopy {
+		s.copyOpen, s.copyWriting = true, true
+	}
+	s.mu.Unlock()
+	if !inCopy {
+		return s.r.Skip(size)
+	}
+	s.wsrv = srv
+	err := s.r.Forward(srv.W, size)
+	s.mu.Lock()
+	s.copyWriting = false
+	if typ != wire.CopyData || s.q.empty() {
+		s.copyOpen = false
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return s.forwardError(srv, err)
+	}
+	s.releaseAfterCopy()
+	return nil
+}
+
+// releaseAfterCopy gives the server back (transaction mode) when its COPY ended while the
+// reader was writing copy data to it: the pump saw the ReadyForQuery but left the server
+// attached, since a write was under way.
+func (s *ClientSession) releaseAfterCopy() {
+	s.mu.Lock()
+	srv, pl := s.srv, s.pl
+	idle := srv != nil && s.txMode && !s.pumping && s.q.empty() && !s.open && !s.copyOpen &&
+		s.tx == 'I' && !s.closing && !s.killed && !srv.Broken
+	if idle {
+		s.srv, s.pl = nil, nil
+	}
+	s.mu.Unlock()
+	if !idle {
+		return
+	}
+	_ = s.flushServer() // what the reader wrote goes before the next client's messages
+	pl.Release(srv)
 }
 
 // terminate ends the session at the client's Terminate. Postgres runs everything the client sent

@@ -30,9 +30,15 @@ type rawClient struct {
 
 func dialRaw(t testing.TB, s *Sluice) *rawClient {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", s.Addr(), 5*time.Second)
+	return dialRawAddr(t, s.Addr())
+}
+
+// dialRawAddr is dialRaw to any address, such as Postgres itself for a differential test.
+func dialRawAddr(t testing.TB, addr string) *rawClient {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
-		t.Fatalf("dial sluice: %v", err)
+		t.Fatalf("dial %s: %v", addr, err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return &rawClient{t: t, conn: c, fe: pgproto3.NewFrontend(c, c)}

@@ -1,0 +1,364 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Differential tests of the wire protocol: each case is a raw message sequence, run against
+// Postgres directly and through sluice in session and in transaction mode. The message streams
+// the client receives must be the same, after normalising only what a pooler must change
+// (BackendKeyData, a PID in a notification). A difference is a bug a client could notice.
+
+// protoRound is one write of a case and the replies read after it.
+type protoRound struct {
+	send []pgproto3.FrontendMessage
+	// until ends the read at the first message of this type (e.g. "PortalSuspended"), for a
+	// round that ends without a ReadyForQuery (after a Flush, or at a CopyInResponse).
+	until string
+	// rfq is how many ReadyForQuery end the read when until is empty; 0 counts the round's
+	// Query, Sync and FunctionCall messages.
+	rfq int
+	// closed reads until the connection ends (after a Terminate).
+	closed bool
+}
+
+// protoCase is a sequence of rounds. Every case ends with a simple SELECT, to show the session
+// still works, unless a round closed it.
+type protoCase struct {
+	name   string
+	rounds []protoRound
+}
+
+// protoTable is the table the cases write to; its contents do not matter to any reply.
+const protoTable = "proto_diff"
+
+func protoCases() []protoCase {
+	q := func(sql string) *pgproto3.Query { return &pgproto3.Query{String: sql} }
+	parse := func(name, sql string) *pgproto3.Parse { return &pgproto3.Parse{Name: name, Query: sql} }
+	bind := func(portal, stmt string, params ...string) *pgproto3.Bind {
+		b := &pgproto3.Bind{DestinationPortal: portal, PreparedStatement: stmt}
+		for _, p := range params {
+			b.Parameters = append(b.Parameters, []byte(p))
+		}
+		return b
+	}
+	exec := func(portal string, max uint32) *pgproto3.Execute {
+		return &pgproto3.Execute{Portal: portal, MaxRows: max}
+	}
+	descS := func(name string) *pgproto3.Describe { return &pgproto3.Describe{ObjectType: 'S', Name: name} }
+	descP := func(name string) *pgproto3.Describe { return &pgproto3.Describe{ObjectType: 'P', Name: name} }
+	closeS := func(name string) *pgproto3.Close { return &pgproto3.Close{ObjectType: 'S', Name: name} }
+	closeP := func(name string) *pgproto3.Close { return &pgproto3.Close{ObjectType: 'P', Name: name} }
+	sync := &pgproto3.Sync{}
+	flush := &pgproto3.Flush{}
+	send := func(msgs ...pgproto3.FrontendMessage) protoRound { return protoRound{send: msgs} }
+	series := "SELECT g FROM generate_series(1, 5) g"
+	copyIn := "COPY " + protoTable + " FROM STDIN"
+
+	return []protoCase{
+		{"empty query", []protoRound{send(q(""))}},
+		{"empty query among statements", []protoRound{send(q(";;SELECT 1;;"))}},
+		{"middle statement of a query fails", []protoRound{send(q("SELECT 1; SELECT 1/0; SELECT 3"))}},
+		{"failed statement after BEGIN in one query", []protoRound{
+			send(q("BEGIN; SELECT 1; SELECT 1/0; SELECT 3")),
+			send(q("SELECT 4")),
+			send(q("ROLLBACK")),
+		}},
+		{"implicit transaction of a multi-statement query", []protoRound{send(q("SELECT 1; COMMIT; SELECT 2"))}},
+		{"Sync alone", []protoRound{send(sync)}},
+		{"several Syncs in a row", []protoRound{send(sync, sync, sync)}},
+		{"Parse error in the middle of a pipeline", []protoRound{send(
+			parse("", "SELECT 1"), bind("", ""), exec("", 0),
+			parse("", "SELEC 2"), bind("", ""), exec("", 0),
+			parse("", "SELECT 3"), bind("", ""), exec("", 0),
+			sync,
+			parse("", "SELECT 4"), bind("", ""), exec("", 0), sync,
+		)}},
+		{"Close of a statement and a portal that do not exist", []protoRound{send(closeS("nope"), closeP("nope"), sync)}},
+		{"Describe of a statement that does not exist", []protoRound{send(descS("nope"), sync)}},
+		{"Describe of a portal that does not exist", []protoRound{send(descP("nope"), sync)}},
+		{"Describe of the unnamed statement before any Parse", []protoRound{send(descS(""), sync)}},
+		{"Execute of a portal never bound", []protoRound{send(exec("", 0), sync)}},
+		{"Describe of statement and portal", []protoRound{
+			send(parse("s1", "SELECT $1::int AS a, 'x'::text AS b"), descS("s1"), bind("", "s1", "7"), descP(""), exec("", 0), sync),
+			send(closeS("s1"), sync),
+			send(descS("s1"), sync),
+		}},
+		{"Bind with the wrong number of parameters", []protoRound{send(parse("", "SELECT $1::int"), bind("", ""), exec("", 0), sync)}},
+		{"Execute with a row limit then Sync, outside a transaction", []protoRound{send(
+			parse("", series), bind("", ""), exec("", 2), exec("", 2), exec("", 0), exec("", 1), sync,
+		)}},
+		{"row limit and Flush, rows fetched in rounds before Sync", []protoRound{
+			{send: []pgproto3.FrontendMessage{parse("", series), bind("", ""), exec("", 2), flush}, until: "PortalSuspended"},
+			{send: []pgproto3.FrontendMessage{exec("", 2), flush}, until: "PortalSuspended"},
+			{send: []pgproto3.FrontendMessage{exec("", 2), flush}, until: "CommandComplete"},
+			send(sync),
+		}},
+		{"named portal ends at Sync outside a transaction", []protoRound{
+			send(parse("", series), bind("p", ""), exec("p", 1), sync),
+			send(exec("p", 1), sync),
+		}},
+		{"named portal with a row limit across Syncs inside a transaction", []protoRound{
+			send(q("BEGIN")),
+			send(parse("", series), bind("p", ""), exec("p", 2), sync),
+			send(exec("p", 2), sync),
+			send(exec("p", 0), sync),
+			send(closeP("p"), exec("p", 0), sync),
+			send(q("COMMIT")),
+		}},
+		{"unnamed statement kept across Syncs", []protoRound{
+			send(parse("", "SELECT 42"), sync),
+			send(bind("", ""), exec("", 0), sync),
+			send(bind("", ""), exec("", 0), sync),
+		}},
+		{"simple Query drops the unnamed statement", []protoRound{
+			send(parse("", "SELECT 42"), sync),
+			send(q("SELECT 1")),
+			send(bind("", ""), exec("", 0), sync),
+		}},
+		{"simple Query in the middle of a batch", []protoRound{send(
+			parse("", "SELECT 42"), bind("", ""), q("SELECT 1"), exec("", 0), sync,
+		)}},
+		{"Flush outside a batch", []protoRound{
+			{send: []pgproto3.FrontendMessage{flush, parse("", "SELECT 1"), flush}, until: "ParseComplete"},
+			send(sync),
+		}},
+		{"error in an extended batch inside a transaction, then ROLLBACK", []protoRound{
+			send(q("BEGIN")),
+			send(parse("", "SELECT 1/0"), bind("", ""), exec("", 0), parse("", "SELECT 2"), bind("", ""), exec("", 0), sync),
+			send(parse("", "SELECT 3"), bind("", ""), exec("", 0), sync),
+			send(parse("", "ROLLBACK"), bind("", ""), exec("", 0), sync),
+		}},
+		{"FunctionCall", []protoRound{send(&pgproto3.FunctionCall{
+			Function: 177, ArgFormatCodes: []uint16{0}, Arguments: [][]byte{[]byte("2"), []byte("3")}, // int4pl
+		})}},
+		{"FunctionCall of a function that does not exist", []protoRound{send(&pgproto3.FunctionCall{Function: 1})}},
+		{"FunctionCall inside a transaction", []protoRound{
+			send(q("BEGIN")),
+			send(&pgproto3.FunctionCall{Function: 177, Arguments: [][]byte{[]byte("2"), []byte("3")}}),
+			send(q("COMMIT")),
+		}},
+		{"CopyFail during COPY FROM", []protoRound{
+			{send: []pgproto3.FrontendMessage{q(copyIn)}, until: "CopyInResponse"},
+			send(&pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyFail{Message: "the client gave up"}),
+		}},
+		{"bad row during COPY FROM, more data after it", []protoRound{
+			{send: []pgproto3.FrontendMessage{q(copyIn)}, until: "CopyInResponse"},
+			{send: []pgproto3.FrontendMessage{&pgproto3.CopyData{Data: []byte("x\n")}, &pgproto3.CopyData{Data: []byte("2\n")}, &pgproto3.CopyDone{}}, rfq: 1},
+		}},
+		{"CopyData and CopyDone when no COPY is active", []protoRound{
+			send(&pgproto3.CopyData{Data: []byte("junk")}, &pgproto3.CopyDone{}, q("SELECT 1")),
+		}},
+		{"CopyData when no COPY is active, inside a transaction", []protoRound{
+			send(q("BEGIN")),
+			send(&pgproto3.CopyData{Data: []byte("junk")}, q("SELECT 1")),
+			send(q("COMMIT")),
+		}},
+		{"COPY FROM in the extended protocol, Flush before the data", []protoRound{
+			{send: []pgproto3.FrontendMessage{parse("", copyIn), bind("", ""), exec("", 0), flush}, until: "CopyInResponse"},
+			send(&pgproto3.CopyData{Data: []byte("1\n2\n")}, &pgproto3.CopyDone{}, sync),
+		}},
+		{"COPY TO with an error mid-way", []protoRound{send(q("COPY (SELECT 1 / (5 - g) FROM generate_series(1, 9) g) TO STDOUT"))}},
+		{"COPY TO in the extended protocol", []protoRound{send(parse("", "COPY (SELECT 1) TO STDOUT"), bind("", ""), exec("", 0), sync)}},
+		{"NOTICE and a warning before the result", []protoRound{send(q("DO $$ BEGIN RAISE NOTICE 'hi'; RAISE WARNING 'careful'; END $$; SELECT 1"))}},
+		{"ParameterStatus after SET application_name", []protoRound{send(q("SET application_name = 'proto diff'"), q("RESET application_name"))}},
+		{"Terminate in the middle of a pipeline", []protoRound{
+			{send: []pgproto3.FrontendMessage{parse("", "SELECT 1"), bind("", ""), exec("", 0), &pgproto3.Terminate{}}, closed: true},
+		}},
+		{"Terminate after a complete batch", []protoRound{
+			{send: []pgproto3.FrontendMessage{parse("", "SELECT 1"), bind("", ""), exec("", 0), sync, &pgproto3.Terminate{}}, closed: true},
+		}},
+		{"Terminate inside a transaction", []protoRound{
+			send(q("BEGIN")),
+			{send: []pgproto3.FrontendMessage{q("SELECT 1"), &pgproto3.Terminate{}}, closed: true},
+		}},
+	}
+}
+
+// protoTarget is one place a case runs: Postgres itself or a sluice in front of it.
+type protoTarget struct {
+	name string
+	addr string
+	// leaveFirst makes the first client leave before the second comes: a session-mode server
+	// is the client's until it leaves.
+	leaveFirst bool
+}
+
+func TestProtocolDifferential(t *testing.T) {
+	ctx := context.Background()
+	if err := pg.Exec(ctx, appDB, fmt.Sprintf("DROP TABLE IF EXISTS %s; CREATE TABLE %[1]s (v int); GRANT ALL ON %[1]s TO %s", protoTable, appUser)); err != nil {
+		t.Fatal(err)
+	}
+	// Pool size 1: a server a case leaves attached to its client shows up as the second
+	// client's wait.
+	session := startSluice(t, poolConfig{Mode: "session", PoolSize: 1})
+	txn := startSluice(t, poolConfig{Mode: "transaction", PoolSize: 1})
+	targets := []protoTarget{
+		{"postgres", net.JoinHostPort("127.0.0.1", strconv.Itoa(pg.Port)), false},
+		{"session", session.Addr(), true},
+		{"transaction", txn.Addr(), false},
+	}
+	for _, tc := range protoCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			want := runProtoCase(t, targets[0], tc)
+			for _, tg := range targets[1:] {
+				got := runProtoCase(t, tg, tc)
+				if d := diffStreams(want, got); d != "" {
+					t.Errorf("%s mode differs from postgres:\n%s", tg.name, d)
+				}
+			}
+		})
+	}
+}
+
+// runProtoCase runs tc on a new connection to tg and returns what the client received, one
+// normalised line per message. A second client's query follows, which must not wait: the first
+// client is idle, so in transaction mode it must have given its server back.
+func runProtoCase(t *testing.T, tg protoTarget, tc protoCase) []string {
+	t.Helper()
+	c := dialRawAddr(t, tg.addr)
+	c.login()
+	var out []string
+	open := true
+	for i, r := range append(tc.rounds, protoRound{send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT 'end'"}}}) {
+		if !open {
+			break
+		}
+		out = append(out, fmt.Sprintf("-- round %d", i+1))
+		c.send(r.send...)
+		var got []string
+		got, open = readRound(c, r)
+		out = append(out, got...)
+	}
+	if tg.leaveFirst {
+		c.conn.Close()
+	}
+	other := dialRawAddr(t, tg.addr)
+	other.login()
+	other.send(&pgproto3.Query{String: "SELECT 'other'"})
+	got, _ := readRound(other, protoRound{rfq: 1})
+	if len(got) != 4 || got[1] != `DataRow "other"` {
+		out = append(out, "-- second client:")
+		out = append(out, got...)
+	}
+	return out
+}
+
+// readRound reads the replies to one round; open is false once the connection has ended.
+func readRound(c *rawClient, r protoRound) (out []string, open bool) {
+	rfq := r.rfq
+	if rfq == 0 {
+		for _, m := range r.send {
+			switch m.(type) {
+			case *pgproto3.Query, *pgproto3.Sync, *pgproto3.FunctionCall:
+				rfq++
+			}
+		}
+	}
+	for {
+		m, err := c.receive(3 * time.Second)
+		if err != nil {
+			switch {
+			case isTimeout(err):
+				return append(out, "<no reply in 3s>"), true
+			case r.closed && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isConnReset(err)):
+				return append(out, "<closed>"), false
+			}
+			return append(out, "<error "+err.Error()+">"), false
+		}
+		line, typ := normalise(m)
+		if line != "" {
+			out = append(out, line)
+		}
+		if r.closed {
+			continue
+		}
+		if r.until != "" {
+			if typ == r.until {
+				return out, true
+			}
+			continue
+		}
+		if typ == "ReadyForQuery" {
+			if rfq--; rfq <= 0 {
+				return out, true
+			}
+		}
+	}
+}
+
+func isConnReset(err error) bool {
+	return strings.Contains(err.Error(), "connection reset")
+}
+
+// normalise renders m as a line to compare, or "" for a message a pooler must change
+// (BackendKeyData). It also returns the message's type name.
+func normalise(m pgproto3.BackendMessage) (line, typ string) {
+	typ = fmt.Sprintf("%T", m)
+	typ = typ[strings.LastIndexByte(typ, '.')+1:]
+	switch m := m.(type) {
+	case *pgproto3.BackendKeyData:
+		return "", typ
+	case *pgproto3.ErrorResponse:
+		// File, Line and Routine name Postgres' source, which a client does not act on.
+		return fmt.Sprintf("%s %s %s %q detail=%q hint=%q pos=%d where=%q", typ, m.Severity, m.Code, m.Message, m.Detail, m.Hint, m.Position, m.Where), typ
+	case *pgproto3.NoticeResponse:
+		return fmt.Sprintf("%s %s %s %q detail=%q hint=%q where=%q", typ, m.Severity, m.Code, m.Message, m.Detail, m.Hint, m.Where), typ
+	case *pgproto3.NotificationResponse:
+		return fmt.Sprintf("%s %q %q", typ, m.Channel, m.Payload), typ
+	case *pgproto3.DataRow:
+		vals := make([]string, len(m.Values))
+		for i, v := range m.Values {
+			vals[i] = strconv.Quote(string(v))
+		}
+		return typ + " " + strings.Join(vals, ","), typ
+	case *pgproto3.CopyData:
+		return fmt.Sprintf("%s %q", typ, m.Data), typ
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Sprintf("%s %+v", typ, m), typ
+	}
+	return string(b), typ
+}
+
+// diffStreams returns "" when a and b are equal, or both side by side from the first difference.
+func diffStreams(want, got []string) string {
+	i := 0
+	for i < len(want) && i < len(got) && want[i] == got[i] {
+		i++
+	}
+	if i == len(want) && i == len(got) {
+		return ""
+	}
+	var b strings.Builder
+	if i > 0 {
+		fmt.Fprintf(&b, "  same: %s\n", want[i-1])
+	}
+	for j := i; j < len(want) || j < len(got); j++ {
+		w, g := "", ""
+		if j < len(want) {
+			w = want[j]
+		}
+		if j < len(got) {
+			g = got[j]
+		}
+		mark := " "
+		if w != g {
+			mark = "!"
+		}
+		fmt.Fprintf(&b, "%s postgres: %s\n%s   sluice: %s\n", mark, w, mark, g)
+	}
+	return b.String()
+}
