@@ -149,7 +149,7 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 			return err
 		}
 	}
-	e := entry{kind: passKinds[typ]}
+	e := entry{kind: passKinds[typ], copyGen: s.copyEnds}
 	if typ == wire.Execute && s.portalSets != nil {
 		portal, _, _ := wire.CString(body)
 		e.sets = s.portalSets[string(portal)]

@@ -513,6 +513,11 @@ func (s *ClientSession) pumpLoop(srv *backend.ServerConn, drain bool) (res pumpR
 			}
 			s.captureRow(row)
 		}
+		if typ == wire.CopyInResponse {
+			s.mu.Lock()
+			s.copyInStartedLocked()
+			s.mu.Unlock()
+		}
 		switch typ {
 		case wire.DataRow, wire.CopyData, wire.NoticeResponse, wire.Notification, wire.CopyInResponse,
 			wire.CopyOutResponse, wire.CopyBothResponse, wire.FunctionCallResult, wire.ParameterDesc, wire.CopyDone:
@@ -594,6 +599,7 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 			s.q.pop()
 		}
 	case wire.CommandComplete:
+		s.inCopyIn = false
 		tag := wire.CommandTag(msg)
 		if s.txMode && s.target.Pool.CleanupServerConnections {
 			// A SET or RESET is carried or resets the server (settings.go); with pgcat's
@@ -612,6 +618,7 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		}
 		s.popIf(kExecute)
 	case wire.ErrorResponse:
+		s.inCopyIn = false
 		s.setTx.failed = true
 		keep = s.serverErrorLocked(srv, msg)
 		if keep {
@@ -620,6 +627,7 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 			}
 		}
 	case wire.ReadyForQuery:
+		s.inCopyIn = false
 		for h := s.q.head(); h != nil; h = s.q.head() {
 			e := s.q.pop()
 			if e.kind == kSync || e.kind == kQuery || e.kind == kFunc || e.kind == kRestore {
@@ -702,6 +710,20 @@ func (s *ClientSession) afterDiscardLocked(srv *backend.ServerConn) {
 	s.params = append(s.params[:0], s.initial...)
 	s.carried = nil
 	s.pver++
+}
+
+// copyInStartedLocked runs when the server begins a COPY FROM STDIN. Postgres ignores a Sync
+// that it reads during the COPY (libpq and tokio-postgres send Execute and Sync before the data),
+// so the Syncs the client sent after the COPY's request and before its CopyDone or CopyFail get
+// no ReadyForQuery: their entries go, and the reader queues none for such Syncs from now on.
+// s.mu is held.
+func (s *ClientSession) copyInStartedLocked() {
+	h := s.q.head()
+	if h == nil || (h.kind != kQuery && h.kind != kExecute) {
+		return
+	}
+	s.q.dropSyncs(h.copyGen)
+	s.inCopyIn, s.copyInGen = true, h.copyGen
 }
 
 // idlePointLocked runs at each ReadyForQuery. With nothing outstanding, the client is now idle:

@@ -47,6 +47,11 @@ type entry struct {
 	// sets, on a Query or an Execute, are its SET and RESET statements still to complete, in
 	// order (settings.go).
 	sets []classify.Setting
+	// copyGen, on a Sync, a Query or an Execute, is the number of CopyDone and CopyFail
+	// messages the client had sent before it: a Sync sent after the Query or Execute that
+	// starts a COPY and before the COPY's end reaches the server inside the COPY, which ignores
+	// it (see copyInStartedLocked).
+	copyGen uint64
 }
 
 func (e *entry) synthetic() bool {
@@ -104,6 +109,21 @@ func (q *queue) takeSynth(dst [][]byte) [][]byte {
 		dst = append(dst, e.reply())
 	}
 	return dst
+}
+
+// dropSyncs removes the Sync entries after the head whose copyGen is gen.
+func (q *queue) dropSyncs(gen uint64) {
+	if q.empty() {
+		return
+	}
+	kept := q.e[:q.h+1]
+	for _, e := range q.e[q.h+1:] {
+		if e.kind != kSync || e.copyGen != gen {
+			kept = append(kept, e)
+		}
+	}
+	clear(q.e[len(kept):])
+	q.e = kept
 }
 
 func (q *queue) reset() {

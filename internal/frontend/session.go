@@ -86,7 +86,14 @@ type ClientSession struct {
 	copyOpen bool
 	// copyWriting is set while the reader writes one copy message to the server (copyMessage).
 	copyWriting bool
-	tx          byte // transaction status of the last ReadyForQuery
+	// copyEnds counts the CopyDone and CopyFail messages the client sent (entry.copyGen).
+	copyEnds uint64
+	// inCopyIn is set while the server is in a COPY FROM STDIN that began with the request
+	// whose copyGen is copyInGen; a Sync the client sends before ending that COPY is ignored
+	// by the server, so no ReadyForQuery is to come for it.
+	inCopyIn  bool
+	copyInGen uint64
+	tx        byte // transaction status of the last ReadyForQuery
 	// params are the settings the client expects its server to have (reported parameters and
 	// startup settings); pver changes whenever they do.
 	params []param
@@ -713,6 +720,9 @@ func (s *ClientSession) copyMessage(typ byte, size int) error {
 	if inCopy {
 		s.copyOpen, s.copyWriting = true, true
 	}
+	if typ != wire.CopyData {
+		s.copyEnds++
+	}
 	s.mu.Unlock()
 	if !inCopy {
 		return s.r.Skip(size)
@@ -817,8 +827,8 @@ func (s *ClientSession) sync() error {
 	s.answering, s.pendingCapture = nil, nil
 	s.mu.Lock()
 	srv := s.srv
-	if srv != nil {
-		s.q.push(entry{kind: kSync})
+	if srv != nil && !(s.inCopyIn && s.copyEnds == s.copyInGen) {
+		s.q.push(entry{kind: kSync, copyGen: s.copyEnds})
 		s.open = false
 	}
 	s.mu.Unlock()
@@ -960,7 +970,7 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 		return s.queryError(checkoutCode(err), err.Error())
 	}
 	markSession(srv, effect)
-	s.q.push(entry{kind: kQuery, capture: capReq, sets: sets})
+	s.q.push(entry{kind: kQuery, capture: capReq, sets: sets, copyGen: s.copyEnds})
 	if capReq != nil {
 		capReq.queued = true
 		s.capOut.Store(true)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+
 	"strconv"
 	"strings"
 	"testing"
@@ -164,6 +165,22 @@ func protoCases() []protoCase {
 			send(q("BEGIN")),
 			send(&pgproto3.CopyData{Data: []byte("junk")}, q("SELECT 1")),
 			send(q("COMMIT")),
+		}},
+		{"COPY FROM in the extended protocol, Sync before the data", []protoRound{
+			{send: []pgproto3.FrontendMessage{parse("", copyIn), bind("", ""), exec("", 0), sync}, until: "CopyInResponse"},
+			{send: []pgproto3.FrontendMessage{&pgproto3.CopyData{Data: []byte("1\n2\n")}, &pgproto3.CopyDone{}, sync}, rfq: 1},
+		}},
+		{"COPY FROM in the extended protocol, everything in one write", []protoRound{
+			{send: []pgproto3.FrontendMessage{parse("", copyIn), bind("", ""), exec("", 0), sync,
+				&pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{}, sync}, rfq: 1},
+		}},
+		{"COPY FROM with Syncs among the data", []protoRound{
+			{send: []pgproto3.FrontendMessage{q(copyIn), sync}, until: "CopyInResponse"},
+			{send: []pgproto3.FrontendMessage{&pgproto3.CopyData{Data: []byte("1\n")}, sync, &pgproto3.CopyDone{}, sync}, rfq: 2},
+		}},
+		{"CopyFail in the extended protocol", []protoRound{
+			{send: []pgproto3.FrontendMessage{parse("", copyIn), bind("", ""), exec("", 0), sync}, until: "CopyInResponse"},
+			{send: []pgproto3.FrontendMessage{&pgproto3.CopyFail{Message: "no"}, sync}, rfq: 1},
 		}},
 		{"COPY FROM in the extended protocol, Flush before the data", []protoRound{
 			{send: []pgproto3.FrontendMessage{parse("", copyIn), bind("", ""), exec("", 0), flush}, until: "CopyInResponse"},
