@@ -251,6 +251,11 @@ func (s *ClientSession) applyParams(srv *backend.ServerConn) (reported []byte, _
 		_, err := srv.ExecNotify(sb.String(), func(body []byte) {
 			name, rest, _ := wire.CString(body)
 			val, _, _ := wire.CString(rest)
+			if told, ok := s.paramLocked(string(name)); ok && told == string(val) && !s.paramsUntold {
+				// Setting the server back to the value the client has: Postgres would have
+				// said nothing.
+				return
+			}
 			reported = wire.AppendParameterStatus(reported, string(name), string(val))
 		})
 		if err != nil {
@@ -284,6 +289,7 @@ func (s *ClientSession) applyParams(srv *backend.ServerConn) (reported []byte, _
 		}
 	}
 	srv.Synced = s.paramsKey()
+	s.paramsUntold = false
 	return reported, nil
 }
 
@@ -710,6 +716,7 @@ func (s *ClientSession) afterDiscardLocked(srv *backend.ServerConn) {
 	s.params = append(s.params[:0], s.initial...)
 	s.carried = nil
 	s.pver++
+	s.paramsUntold = true // the client heard the server's values
 }
 
 // copyInStartedLocked runs when the server begins a COPY FROM STDIN. Postgres ignores a Sync

@@ -121,6 +121,10 @@ type ClientSession struct {
 	// drained, when set, is closed (and cleared) once no reply is outstanding or the server is
 	// lost: a session-mode client's Terminate waits on it; see terminate.
 	drained chan struct{}
+	// paramsUntold is set when params changed without the client being told (DISCARD ALL puts
+	// back the login's settings after the server reported its defaults): the next applyParams
+	// reports every value it sets, even one equal to params.
+	paramsUntold bool
 	// discarded is set between a DISCARD ALL's CommandComplete and its ReadyForQuery.
 	discarded bool
 	stopping  bool // shutdown: close the client at its next idle point

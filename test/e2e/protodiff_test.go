@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -378,4 +378,110 @@ func diffStreams(want, got []string) string {
 		fmt.Fprintf(&b, "%s postgres: %s\n%s   sluice: %s\n", mark, w, mark, g)
 	}
 	return b.String()
+}
+
+// TestProtocolDifferentialStartup compares logins with unusual startup packets: what the client
+// receives up to its first ReadyForQuery (ParameterStatus sorted, since its order is free), then
+// the answer to a query that shows the startup's effect.
+func TestProtocolDifferentialStartup(t *testing.T) {
+	session := startSluice(t, poolConfig{Mode: "session", PoolSize: 1})
+	txn := startSluice(t, poolConfig{Mode: "transaction", PoolSize: 1})
+	targets := []protoTarget{
+		{"postgres", net.JoinHostPort("127.0.0.1", strconv.Itoa(pg.Port)), false},
+		{"session", session.Addr(), true},
+		{"transaction", txn.Addr(), false},
+	}
+	cases := []struct {
+		name   string
+		params []string
+		query  string
+		// deferred says why sluice may give the client its error at another point than
+		// Postgres does; the errors themselves must be the same.
+		deferred string
+	}{
+		{"database missing: the user's name", []string{"user", appUser}, "SELECT current_database()", ""},
+		{"options -c", []string{"user", appUser, "database", appDB, "options", "-c search_path=a,b -c statement_timeout=5s"}, "SHOW search_path; SHOW statement_timeout", ""},
+		{"options --name=value", []string{"user", appUser, "database", appDB, "options", "--work_mem=8MB"}, "SHOW work_mem", ""},
+		{"a setting as a parameter", []string{"user", appUser, "database", appDB, "DateStyle", "German"}, "SHOW DateStyle", ""},
+		{"application_name", []string{"user", appUser, "database", appDB, "application_name", "diff"}, "SHOW application_name", ""},
+		// The pool's one server has the last case's application_name: setting it back for
+		// this client must not tell the client anything new.
+		{"after a client with another application_name", []string{"user", appUser, "database", appDB}, "SHOW application_name", ""},
+		{"unknown parameter", []string{"user", appUser, "database", appDB, "no_such_setting", "1"}, "SELECT 1", lazyServer},
+		{"unknown custom parameter", []string{"user", appUser, "database", appDB, "myapp.tenant", "7"}, "SHOW myapp.tenant", ""},
+		{"invalid value", []string{"user", appUser, "database", appDB, "statement_timeout", "soon"}, "SELECT 1", lazyServer},
+		// Like PgBouncer's "no such database", before authentication: without a pool there
+		// is no password to check against.
+		{"database that does not exist", []string{"user", appUser, "database", "no_such_db"}, "SELECT 1", "no pool, no authentication"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			want := runStartupCase(t, targets[0].addr, tc.params, tc.query)
+			for _, tg := range targets[1:] {
+				got := runStartupCase(t, tg.addr, tc.params, tc.query)
+				if tc.deferred != "" {
+					want, got = errorLines(want), errorLines(got)
+				}
+				if d := diffStreams(want, got); d != "" {
+					t.Errorf("%s mode differs from postgres:\n%s", tg.name, d)
+				}
+			}
+		})
+	}
+}
+
+// lazyServer is why a startup setting's error comes at the first query: sluice logs a client in
+// without a server, and the setting reaches one only then. The error is FATAL there too.
+const lazyServer = "settings reach a server at the first query"
+
+// errorLines keeps the ErrorResponse lines of a stream.
+func errorLines(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		if strings.HasPrefix(l, "ErrorResponse ") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// runStartupCase logs in to addr with params and runs query; it returns the login's and the
+// query's messages, normalised.
+func runStartupCase(t *testing.T, addr string, params []string, query string) []string {
+	c := dialRawAddr(t, addr)
+	c.startup(params...)
+	var out, status []string
+	for done := false; !done; {
+		m, err := c.receive(5 * time.Second)
+		if err != nil {
+			return append(out, "<"+err.Error()+">")
+		}
+		switch m := m.(type) {
+		case *pgproto3.AuthenticationMD5Password:
+			c.send(&pgproto3.PasswordMessage{Password: md5Password(appUser, appPass, m.Salt)})
+			out = append(out, "AuthenticationMD5Password")
+			continue
+		case *pgproto3.ParameterStatus:
+			status = append(status, m.Name+"="+m.Value)
+			continue
+		case *pgproto3.ReadyForQuery:
+			done = true
+		case *pgproto3.ErrorResponse:
+			line, _ := normalise(m)
+			out = append(out, line)
+			if m.Severity == "FATAL" {
+				r, _ := readRound(c, protoRound{closed: true})
+				return append(out, r...)
+			}
+			continue
+		}
+		if line, _ := normalise(m); line != "" {
+			out = append(out, line)
+		}
+	}
+	slices.Sort(status)
+	out = append(out, "ParameterStatus "+strings.Join(status, " "))
+	c.send(&pgproto3.Query{String: query})
+	r, _ := readRound(c, protoRound{rfq: 1})
+	return append(out, r...)
 }
