@@ -696,6 +696,10 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		_, _ = s.out.Write(msg)
 	}
 	s.emitDueLocked()
+	if s.qSpace != nil && s.q.len() <= outstandingResume {
+		close(s.qSpace)
+		s.qSpace = nil
+	}
 	if capturing {
 		s.captureMsgLocked(hk, hc, typ, msg)
 	}

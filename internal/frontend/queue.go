@@ -79,9 +79,22 @@ type queue struct {
 	h int
 }
 
-func (q *queue) push(e entry) { q.e = append(q.e, e) }
+func (q *queue) push(e entry) {
+	if len(q.e) == cap(q.e) && q.h >= len(q.e)/2 {
+		// Full, and at least half of it popped: move the rest to the front rather than grow.
+		// A queue that never empties (a client that always has requests outstanding) would
+		// otherwise grow by every entry it ever held.
+		n := copy(q.e, q.e[q.h:])
+		clear(q.e[n:])
+		q.e, q.h = q.e[:n], 0
+	}
+	q.e = append(q.e, e)
+}
 
 func (q *queue) empty() bool { return q.h == len(q.e) }
+
+// len is the number of entries queued.
+func (q *queue) len() int { return len(q.e) - q.h }
 
 // head returns the oldest entry, or nil.
 func (q *queue) head() *entry {

@@ -1,0 +1,44 @@
+package frontend
+
+import "testing"
+
+// A queue that never empties, with as many entries pushed as popped, must not grow with the
+// number of entries it ever held.
+func TestQueueNeverEmptyStaysSmall(t *testing.T) {
+	var q queue
+	for i := 0; i < 100; i++ {
+		q.push(entry{kind: kQuery})
+	}
+	for i := 0; i < 1_000_000; i++ {
+		q.push(entry{kind: kSync, copyGen: uint64(i)})
+		if e := q.pop(); i >= 100 && e.copyGen != uint64(i-100) {
+			t.Fatalf("pop %d: got entry %d, want %d (FIFO order)", i, e.copyGen, i-100)
+		}
+	}
+	if q.len() != 100 {
+		t.Fatalf("len %d, want 100", q.len())
+	}
+	if c := cap(q.e); c > 1024 {
+		t.Fatalf("the queue's array holds %d entries for 100 outstanding", c)
+	}
+}
+
+func TestQueueDropSyncs(t *testing.T) {
+	var q queue
+	q.push(entry{kind: kExecute, copyGen: 3})
+	q.push(entry{kind: kSync, copyGen: 3})
+	q.push(entry{kind: kSync, copyGen: 4})
+	q.push(entry{kind: kQuery, copyGen: 4})
+	q.dropSyncs(3)
+	var kinds []entryKind
+	for !q.empty() {
+		e := q.pop()
+		kinds = append(kinds, e.kind)
+		if e.kind == kSync && e.copyGen != 4 {
+			t.Fatalf("a Sync of generation %d was kept", e.copyGen)
+		}
+	}
+	if len(kinds) != 3 || kinds[0] != kExecute || kinds[1] != kSync || kinds[2] != kQuery {
+		t.Fatalf("left %v", kinds)
+	}
+}
