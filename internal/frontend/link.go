@@ -3,6 +3,7 @@ package frontend
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -519,13 +520,19 @@ func (s *ClientSession) pumpLoop(srv *backend.ServerConn, drain bool) (res pumpR
 			}
 			s.captureRow(row)
 		}
+		if typ == wire.Notification {
+			if err := s.forwardNotification(srv, o); err != nil {
+				return pumpFailed, err
+			}
+			continue
+		}
 		if typ == wire.CopyInResponse {
 			s.mu.Lock()
 			s.copyInStartedLocked()
 			s.mu.Unlock()
 		}
 		switch typ {
-		case wire.DataRow, wire.CopyData, wire.NoticeResponse, wire.Notification, wire.CopyInResponse,
+		case wire.DataRow, wire.CopyData, wire.NoticeResponse, wire.CopyInResponse,
 			wire.CopyOutResponse, wire.CopyBothResponse, wire.FunctionCallResult, wire.ParameterDesc, wire.CopyDone:
 			if err := srv.R.Forward(o, size); err != nil {
 				var we *wire.WriteError
@@ -721,6 +728,27 @@ func (s *ClientSession) afterDiscardLocked(srv *backend.ServerConn) {
 	s.carried = nil
 	s.pver++
 	s.paramsUntold = true // the client heard the server's values
+}
+
+// forwardNotification passes a NotificationResponse on to the client. A notification the
+// client's own server sent carries that server's PID, which the client does not know: it is
+// told sluice's PID for it in BackendKeyData, and clients (libpq's users, pgjdbc) compare the two
+// to tell their own notifications from others'. Such a PID becomes the client's. The caller holds
+// s.out.mu.
+func (s *ClientSession) forwardNotification(srv *backend.ServerConn, o *clientOut) error {
+	msg, err := srv.R.Message()
+	if err != nil {
+		return err
+	}
+	if len(msg) >= wire.HeaderLen+4 && binary.BigEndian.Uint32(msg[wire.HeaderLen:]) == srv.PID() {
+		binary.BigEndian.PutUint32(msg[wire.HeaderLen:], s.pid)
+	}
+	_, err = o.Write(msg)
+	srv.R.Discard(len(msg))
+	if err != nil {
+		return &clientWriteError{err}
+	}
+	return nil
 }
 
 // copyInStartedLocked runs when the server begins a COPY FROM STDIN. Postgres ignores a Sync

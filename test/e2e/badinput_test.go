@@ -26,6 +26,7 @@ type rawClient struct {
 	t    testing.TB
 	conn net.Conn
 	fe   *pgproto3.Frontend
+	pid  uint32 // from the login's BackendKeyData
 }
 
 func dialRaw(t testing.TB, s *Sluice) *rawClient {
@@ -99,6 +100,8 @@ func (c *rawClient) login() {
 			c.send(&pgproto3.PasswordMessage{Password: md5Password(appUser, appPass, m.Salt)})
 		case *pgproto3.ErrorResponse:
 			c.t.Fatalf("login: %s (SQLSTATE %s)", m.Message, m.Code)
+		case *pgproto3.BackendKeyData:
+			c.pid = m.ProcessID
 		case *pgproto3.ReadyForQuery:
 			return
 		}
