@@ -404,9 +404,10 @@ func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
 func (s *ClientSession) closeNamed(name string) error {
 	s.recording = false // a replay would not find the statement
 	s.mu.Lock()
+	st := s.stmts[name]
 	delete(s.stmts, name)
 	s.mu.Unlock()
-	return s.synth(entry{kind: kCloseSynth})
+	return s.synth(entry{kind: kCloseSynth, client: name, closed: st})
 }
 
 // extendedHooks runs the query hooks for a Parse (the statement's text, which a hook may

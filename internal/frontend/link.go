@@ -826,9 +826,14 @@ func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn, msg []byte) b
 	case kAbortSwallow:
 		keep = false
 	}
+	var reopened []entry
 	for failed := true; s.q.head() != nil && s.q.head().kind != kSync; failed = false {
 		e := s.q.pop()
 		switch e.kind {
+		case kCloseSynth:
+			if e.closed != nil {
+				reopened = append(reopened, e)
+			}
 		case kParse, kParseSwallow, kParseSynth:
 			if e.kind != kParseSynth && e.name != "" && (failed || !e.renew) {
 				// A renewing Parse skipped had its Close skipped too: the statement is
@@ -858,6 +863,16 @@ func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn, msg []byte) b
 			if srv.Prepared.Add(e.name) != "" {
 				srv.Broken = true // a statement we no longer track stays prepared: start afresh
 			}
+		}
+	}
+	// Postgres skipped the client's Close of its statements: they are still there (a Parse of
+	// the name after the Close was skipped too, and its statement dropped above).
+	for _, e := range reopened {
+		if s.stmts[e.client] == nil {
+			if s.stmts == nil {
+				s.stmts = map[string]*statement{}
+			}
+			s.stmts[e.client] = e.closed
 		}
 	}
 	return keep

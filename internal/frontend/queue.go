@@ -52,6 +52,10 @@ type entry struct {
 	// starts a COPY and before the COPY's end reaches the server inside the COPY, which ignores
 	// it (see copyInStartedLocked).
 	copyGen uint64
+	// closed, on a client's Close of its named statement (kCloseSynth, with client), is the
+	// statement: a server error before the Close skips it, and the statement is the client's
+	// again.
+	closed *statement
 }
 
 func (e *entry) synthetic() bool {

@@ -197,6 +197,26 @@ func protoCases() []protoCase {
 			send(parse("s2", "SELECT 2"), bind("", "s2"), exec("", 0), sync),
 			send(bind("", "s2"), exec("", 0), sync),
 		}},
+		{name: "named statement parsed after an error in the same batch", rounds: []protoRound{
+			send(parse("", "SELECT 1/0"), bind("", ""), exec("", 0), parse("s5", "SELECT 5"), sync),
+			send(bind("", "s5"), exec("", 0), sync),
+			send(parse("s5", "SELECT 55"), bind("", "s5"), exec("", 0), sync),
+		}},
+		{name: "named statement that failed to parse", rounds: []protoRound{
+			send(parse("s6", "SELEC 6"), sync),
+			send(bind("", "s6"), exec("", 0), sync),
+			send(parse("s6", "SELECT 6"), bind("", "s6"), exec("", 0), sync),
+		}},
+		{name: "Close of a named statement after an error in the same batch", rounds: []protoRound{
+			send(parse("s7", "SELECT 7"), sync),
+			send(parse("", "SELECT 1/0"), bind("", ""), exec("", 0), closeS("s7"), sync),
+			send(bind("", "s7"), exec("", 0), sync),
+		}},
+		{name: "Close and Parse of a named statement after an error in the same batch", rounds: []protoRound{
+			send(parse("s8", "SELECT 8"), sync),
+			send(parse("", "SELECT 1/0"), bind("", ""), exec("", 0), closeS("s8"), parse("s8", "SELECT 88"), sync),
+			send(bind("", "s8"), exec("", 0), sync),
+		}},
 		{name: "Bind of a statement that does not exist", rounds: []protoRound{send(bind("", "nope"), exec("", 0), sync)}},
 		{name: "Bind after the unnamed statement was closed", rounds: []protoRound{
 			send(parse("", "SELECT 1"), closeS(""), bind("", ""), exec("", 0), sync),
