@@ -32,6 +32,10 @@ type protoRound struct {
 	rfq int
 	// closed reads until the connection ends (after a Terminate).
 	closed bool
+	// meanwhile has another client send a query after this round, while the case goes on:
+	// through a pool of one server it is answered only once the first client is idle (or
+	// gone, in session mode), and it must not disturb what the first client has open.
+	meanwhile bool
 }
 
 // protoCase is a sequence of rounds. Every case ends with a simple SELECT, to show the session
@@ -103,7 +107,7 @@ func protoCases() []protoCase {
 			parse("", series), bind("", ""), exec("", 2), exec("", 2), exec("", 0), exec("", 1), sync,
 		)}},
 		{name: "row limit and Flush, rows fetched in rounds before Sync", rounds: []protoRound{
-			{send: []pgproto3.FrontendMessage{parse("", series), bind("", ""), exec("", 2), flush}, until: "PortalSuspended"},
+			{send: []pgproto3.FrontendMessage{parse("", series), bind("", ""), exec("", 2), flush}, until: "PortalSuspended", meanwhile: true},
 			{send: []pgproto3.FrontendMessage{exec("", 2), flush}, until: "PortalSuspended"},
 			{send: []pgproto3.FrontendMessage{exec("", 2), flush}, until: "CommandComplete"},
 			send(sync),
@@ -114,14 +118,14 @@ func protoCases() []protoCase {
 		}},
 		{name: "named portal with a row limit across Syncs inside a transaction", rounds: []protoRound{
 			send(q("BEGIN")),
-			send(parse("", series), bind("p", ""), exec("p", 2), sync),
+			{send: []pgproto3.FrontendMessage{parse("", series), bind("p", ""), exec("p", 2), sync}, meanwhile: true},
 			send(exec("p", 2), sync),
 			send(exec("p", 0), sync),
 			send(closeP("p"), exec("p", 0), sync),
 			send(q("COMMIT")),
 		}},
 		{name: "unnamed statement kept across Syncs", rounds: []protoRound{
-			send(parse("", "SELECT 42"), sync),
+			{send: []pgproto3.FrontendMessage{parse("", "SELECT 42"), sync}, meanwhile: true},
 			send(bind("", ""), exec("", 0), sync),
 			send(bind("", ""), exec("", 0), sync),
 		}},
@@ -202,7 +206,7 @@ func protoCases() []protoCase {
 			{send: []pgproto3.FrontendMessage{&pgproto3.CopyFail{Message: "no"}, sync}, rfq: 1},
 		}},
 		{name: "COPY FROM in the extended protocol, Flush before the data", rounds: []protoRound{
-			{send: []pgproto3.FrontendMessage{parse("", copyIn), bind("", ""), exec("", 0), flush}, until: "CopyInResponse"},
+			{send: []pgproto3.FrontendMessage{parse("", copyIn), bind("", ""), exec("", 0), flush}, until: "CopyInResponse", meanwhile: true},
 			send(&pgproto3.CopyData{Data: []byte("1\n2\n")}, &pgproto3.CopyDone{}, sync),
 		}},
 		{name: "COPY TO with an error mid-way", rounds: []protoRound{send(q("COPY (SELECT 1 / (5 - g) FROM generate_series(1, 9) g) TO STDOUT"))}},
@@ -334,6 +338,7 @@ func runProtoCase(t *testing.T, tg protoTarget, tc protoCase) []string {
 	c := dialRawAddr(t, tg.addr)
 	c.login()
 	var out []string
+	var meanwhile chan []string
 	open := true
 	for i, r := range append(tc.rounds, protoRound{send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT 'end'"}}}) {
 		if !open {
@@ -344,19 +349,40 @@ func runProtoCase(t *testing.T, tg protoTarget, tc protoCase) []string {
 		var got []string
 		got, open = readRound(c, r)
 		out = append(out, got...)
+		if r.meanwhile {
+			meanwhile = otherClientQuery(t, tg.addr)
+			time.Sleep(50 * time.Millisecond) // let it reach the pool first
+		}
 	}
 	if tg.leaveFirst {
 		c.conn.Close()
 	}
-	other := dialRawAddr(t, tg.addr)
-	other.login()
-	other.send(&pgproto3.Query{String: "SELECT 'other'"})
-	got, _ := readRound(other, protoRound{rfq: 1})
-	if len(got) != 4 || got[1] != `DataRow "other"` {
+	if meanwhile != nil {
+		if got := <-meanwhile; len(got) != 4 || got[1] != `DataRow "other"` {
+			out = append(out, "-- client meanwhile:")
+			out = append(out, got...)
+		}
+	}
+	if got := <-otherClientQuery(t, tg.addr); len(got) != 4 || got[1] != `DataRow "other"` {
 		out = append(out, "-- second client:")
 		out = append(out, got...)
 	}
 	return out
+}
+
+// otherClientQuery logs another client in to addr and sends a query; the channel gets its
+// replies, and the client leaves.
+func otherClientQuery(t *testing.T, addr string) chan []string {
+	other := dialRawAddr(t, addr)
+	other.login()
+	other.send(&pgproto3.Query{String: "SELECT 'other'"})
+	ch := make(chan []string, 1)
+	go func() {
+		got, _ := readRound(other, protoRound{rfq: 1})
+		other.conn.Close() // in session mode, the server goes back to the pool
+		ch <- got
+	}()
+	return ch
 }
 
 // readRound reads the replies to one round; open is false once the connection has ended.
