@@ -121,7 +121,11 @@ func (s *ClientSession) settle() error {
 		return nil
 	}
 	s.mu.Unlock()
+	s.armWatch(srv)
 	res, err := s.pumpLoop(srv, true)
+	if s.disarmWatch() {
+		return s.clientLeftInDrain(srv, pl, res)
+	}
 	switch res {
 	case pumpReleased:
 		pl.Release(srv)
@@ -173,7 +177,7 @@ func (s *ClientSession) clientGone() bool {
 	}
 	_ = s.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
 	err := s.r.FillOnce()
-	_ = s.conn.SetReadDeadline(time.Time{})
+	s.restoreClientDeadline()
 	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		return false
 	}
@@ -385,7 +389,7 @@ func (s *ClientSession) runPump(srv *backend.ServerConn, pl *pool.Pool) {
 		stopping := s.stopping
 		s.mu.Unlock()
 		if stopping {
-			_ = s.conn.SetReadDeadline(time.Now()) // wake the reader so it says goodbye
+			s.setClientDeadline(time.Now()) // wake the reader so it says goodbye
 		}
 		return
 	case pumpIdle:
@@ -661,7 +665,7 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 			srv.Broken = true
 			s.stmtViolation.Store(true)
 			_, _ = s.out.Write(wire.AppendError(nil, "FATAL", errStatementMode.code, errStatementMode.msg))
-			_ = s.conn.SetReadDeadline(time.Now())
+			s.setClientDeadline(time.Now())
 			srv.R.Discard(len(msg))
 			if !drain {
 				s.pumping = false
@@ -774,11 +778,11 @@ func (s *ClientSession) idlePointLocked() {
 	}
 	switch {
 	case s.stopping && s.tx == 'I':
-		_ = s.conn.SetReadDeadline(time.Now())
+		s.setClientDeadline(time.Now())
 	case s.tx != 'I':
 		if t := s.l.table().Config.General.IdleClientInTransactionTimeout; t > 0 {
 			s.deadline.Store(true)
-			_ = s.conn.SetReadDeadline(time.Now().Add(t))
+			s.setClientDeadline(time.Now().Add(t))
 		}
 	}
 }
@@ -930,7 +934,7 @@ func (s *ClientSession) shutdown() {
 	idle := s.srv == nil || (s.tx == 'I' && s.q.empty() && !s.open)
 	s.mu.Unlock()
 	if idle {
-		_ = s.conn.SetReadDeadline(time.Now())
+		s.setClientDeadline(time.Now())
 	}
 }
 

@@ -75,6 +75,9 @@ type ClientSession struct {
 	// pooling mode: the client has its FATAL, and the reader ends the session before it reads
 	// another message.
 	stmtViolation atomic.Bool
+	// watch notices a client that leaves while the reader drains its reply (watch.go); it
+	// also keeps the client read deadline the session set.
+	watch clientWatch
 
 	// mu guards the fields below, shared by the reader and the pump.
 	mu   sync.Mutex
@@ -584,7 +587,7 @@ func (s *ClientSession) run() error {
 		if s.deadline.Load() {
 			// The idle-in-transaction timer was armed at the last ReadyForQuery; the client spoke.
 			s.deadline.Store(false)
-			_ = s.conn.SetReadDeadline(time.Time{})
+			s.setClientDeadline(time.Time{})
 		}
 		if err := s.dispatch(typ, size); err != nil {
 			return err

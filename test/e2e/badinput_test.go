@@ -803,6 +803,76 @@ func TestBadInputClientLeavesInTheMiddleOfAQuery(t *testing.T) {
 	}
 }
 
+// TestClientLeavingALongQueryFreesItsServer: a client that gives up on a long query and closes
+// its socket (node-postgres' query_timeout does) must not keep its server, and so a slot of the
+// pool, until the query ends. In transaction mode the reader drains such a reply itself, reading
+// only the server: it must notice the client leave all the same, as session mode does.
+func TestClientLeavingALongQueryFreesItsServer(t *testing.T) {
+	ctx := context.Background()
+	watch := direct(t)
+	for _, mode := range []string{"transaction", "session"} {
+		t.Run(mode, func(t *testing.T) {
+			// Postgres runs the abandoned query to its end, as it would for a client of its own
+			// that left: end it, for the tests that count busy backends.
+			t.Cleanup(func() {
+				_, _ = watch.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+					WHERE query = 'SELECT pg_sleep(30) /* abandoned */'`)
+			})
+			s := startSluice(t, poolConfig{Mode: mode, PoolSize: 1})
+			c := dialRaw(t, s)
+			c.login()
+			c.send(&pgproto3.Query{String: "SELECT pg_sleep(30) /* abandoned */"})
+			time.Sleep(500 * time.Millisecond) // the query runs
+			c.conn.Close()
+
+			start := time.Now()
+			next := connect(t, s)
+			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			var n int
+			if err := next.QueryRow(qctx, "SELECT 1").Scan(&n); err != nil {
+				t.Fatalf("the next client, with the pool's only server running the abandoned query: %v", err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("the next client waited %s for the abandoned query's server", d)
+			}
+		})
+	}
+}
+
+// TestClientSendingDuringALongQueryIsServed: what a client sends while its long query runs (a
+// pipelined query) is read by the watch for a leaving client (see the test above), and must
+// reach the server all the same, in order.
+func TestClientSendingDuringALongQueryIsServed(t *testing.T) {
+	s := startSluice(t, poolConfig{PoolSize: 1})
+	c := dialRaw(t, s)
+	c.login()
+	c.send(&pgproto3.Query{String: "SELECT 'first' FROM pg_sleep(0.6)"})
+	time.Sleep(400 * time.Millisecond) // the reply is late: the client is watched
+	c.send(&pgproto3.Query{String: "SELECT 'second'"})
+	var got []string
+	for ready := 0; ready < 2; {
+		m, err := c.receive(10 * time.Second)
+		if err != nil {
+			t.Fatalf("after %q: %v", got, err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.DataRow:
+			got = append(got, string(m.Values[0]))
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("%s (SQLSTATE %s)", m.Message, m.Code)
+		case *pgproto3.ReadyForQuery:
+			ready++
+		}
+	}
+	if len(got) != 2 || got[0] != "first" || got[1] != "second" {
+		t.Fatalf("rows %q, want first then second", got)
+	}
+	if rows, err := c.query("SELECT 'third'"); err != nil || len(rows) != 1 || rows[0] != "third" {
+		t.Fatalf("a query after them: %q, %v", rows, err)
+	}
+}
+
 func TestBadInputStartupParametersSluiceRefuses(t *testing.T) {
 	s := startSluice(t, poolConfig{})
 	tests := []struct {
