@@ -167,7 +167,7 @@ func (p *SettingsParser) Settings(query []byte) (sets []Setting, ok bool) {
 	if r, found := p.cache.Get(query); found {
 		return r, r == nil || len(r) > 0
 	}
-	sets, ok = parseSettings(query, p.maxLength)
+	sets, ok = parseSettings(query, p.maxLength, false)
 	if !ok {
 		sets = []Setting{} // not nil: remembered as unparsable
 	}
@@ -179,9 +179,9 @@ func (p *SettingsParser) Settings(query []byte) (sets []Setting, ok bool) {
 	return sets, ok
 }
 
-// parseSettings does the work of Settings. A text without SET or RESET gives nil; a text that
-// cannot be parsed gives ok false.
-func parseSettings(query []byte, maxLength int) (sets []Setting, ok bool) {
+// parseSettings does the work of Settings and, with discardAll, of Resets. A text without
+// SET or RESET (or DISCARD ALL) gives nil; a text that cannot be parsed gives ok false.
+func parseSettings(query []byte, maxLength int, discardAll bool) (sets []Setting, ok bool) {
 	if len(query) > maxLength || bytes.IndexByte(query, 0) >= 0 {
 		return nil, false
 	}
@@ -190,7 +190,12 @@ func parseSettings(query []byte, maxLength int) (sets []Setting, ok bool) {
 		return nil, false
 	}
 	for _, raw := range tree.GetStmts() {
-		vs := raw.GetStmt().GetVariableSetStmt()
+		stmt := raw.GetStmt()
+		if d := stmt.GetDiscardStmt(); discardAll && d != nil && d.GetTarget() == pg.DiscardMode_DISCARD_ALL {
+			sets = append(sets, Setting{Kind: SettingResetAll})
+			continue
+		}
+		vs := stmt.GetVariableSetStmt()
 		if vs == nil {
 			continue
 		}
@@ -211,30 +216,7 @@ func Resets(query []byte, maxLength int) (sets []Setting, ok bool) {
 	if maxLength <= 0 {
 		maxLength = DefaultMaxLength
 	}
-	if len(query) > maxLength || bytes.IndexByte(query, 0) >= 0 {
-		return nil, false
-	}
-	tree, err := pg.Parse(string(query))
-	if err != nil {
-		return nil, false
-	}
-	for _, raw := range tree.GetStmts() {
-		stmt := raw.GetStmt()
-		if d := stmt.GetDiscardStmt(); d != nil && d.GetTarget() == pg.DiscardMode_DISCARD_ALL {
-			sets = append(sets, Setting{Kind: SettingResetAll})
-			continue
-		}
-		vs := stmt.GetVariableSetStmt()
-		if vs == nil {
-			continue
-		}
-		s, ok := setting(vs)
-		if !ok {
-			return nil, false
-		}
-		sets = append(sets, s)
-	}
-	return sets, true
+	return parseSettings(query, maxLength, true)
 }
 
 // setting describes one SET or RESET statement.

@@ -301,15 +301,7 @@ func TestProtocolDifferential(t *testing.T) {
 	if err := pg.Exec(ctx, appDB, fmt.Sprintf("DROP TABLE IF EXISTS %s; CREATE TABLE %[1]s (v int); GRANT ALL ON %[1]s TO %s", protoTable, appUser)); err != nil {
 		t.Fatal(err)
 	}
-	// Pool size 1: a server a case leaves attached to its client shows up as the second
-	// client's wait.
-	session := startSluice(t, poolConfig{Mode: "session", PoolSize: 1})
-	txn := startSluice(t, poolConfig{Mode: "transaction", PoolSize: 1})
-	targets := []protoTarget{
-		{"postgres", net.JoinHostPort("127.0.0.1", strconv.Itoa(pg.Port)), false},
-		{"session", session.Addr(), true},
-		{"transaction", txn.Addr(), false},
-	}
+	targets := protoTargets(t)
 	for _, tc := range protoCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			want := runProtoCase(t, targets[0], tc)
@@ -500,17 +492,24 @@ func diffStreams(want, got []string) string {
 	return b.String()
 }
 
-// TestProtocolDifferentialStartup compares logins with unusual startup packets: what the client
-// receives up to its first ReadyForQuery (ParameterStatus sorted, since its order is free), then
-// the answer to a query that shows the startup's effect.
-func TestProtocolDifferentialStartup(t *testing.T) {
+// protoTargets are Postgres and two sluices in front of it, in session and transaction mode,
+// each with a pool of one server: a server a case leaves attached to its client shows up as the
+// next client's wait.
+func protoTargets(t *testing.T) []protoTarget {
 	session := startSluice(t, poolConfig{Mode: "session", PoolSize: 1})
 	txn := startSluice(t, poolConfig{Mode: "transaction", PoolSize: 1})
-	targets := []protoTarget{
+	return []protoTarget{
 		{"postgres", net.JoinHostPort("127.0.0.1", strconv.Itoa(pg.Port)), false},
 		{"session", session.Addr(), true},
 		{"transaction", txn.Addr(), false},
 	}
+}
+
+// TestProtocolDifferentialStartup compares logins with unusual startup packets: what the client
+// receives up to its first ReadyForQuery (ParameterStatus sorted, since its order is free), then
+// the answer to a query that shows the startup's effect.
+func TestProtocolDifferentialStartup(t *testing.T) {
+	targets := protoTargets(t)
 	cases := []struct {
 		name   string
 		params []string
