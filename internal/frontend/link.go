@@ -767,6 +767,12 @@ func (s *ClientSession) copyInStartedLocked() {
 	}
 	s.q.dropSyncs(h.copyGen)
 	s.inCopyIn, s.copyInGen = true, h.copyGen
+	if s.drained != nil && s.copyInWaitingLocked() {
+		// The client's Terminate waits for this request's replies, and came before any end of
+		// the COPY: none will come, nor the replies. The session ends and its server is closed.
+		close(s.drained)
+		s.drained = nil
+	}
 }
 
 // idlePointLocked runs at each ReadyForQuery. With nothing outstanding, the client is now idle:

@@ -822,7 +822,7 @@ func (s *ClientSession) releaseAfterCopy() {
 // Terminate, and cleanup closes the server, which does the same.
 func (s *ClientSession) terminate() error {
 	s.mu.Lock()
-	complete := s.srv != nil && !s.q.empty() && !s.open && !s.copyOpen
+	complete := s.srv != nil && !s.q.empty() && !s.open && !s.copyOpen && !s.copyInWaitingLocked()
 	var drained chan struct{}
 	if complete && !s.txMode {
 		// The session's pump reads the replies; it closes drained when they are all in.
@@ -841,9 +841,23 @@ func (s *ClientSession) terminate() error {
 	if err := s.settle(); err != nil {
 		return err
 	}
+	s.mu.Lock()
+	waiting := s.copyInWaitingLocked()
+	s.mu.Unlock()
+	if waiting {
+		// The request reached a COPY FROM STDIN whose data will never come. cleanup closes the
+		// server, which aborts the COPY as Postgres does at a Terminate in COPY mode.
+		return io.EOF
+	}
 	// A pump that was already reading the replies stops when they are all in.
 	s.pump.Wait()
 	return io.EOF
+}
+
+// copyInWaitingLocked reports whether the server is in a COPY FROM STDIN that the client has
+// sent no CopyDone or CopyFail for: its reply waits on the client. s.mu must be held.
+func (s *ClientSession) copyInWaitingLocked() bool {
+	return s.inCopyIn && s.copyEnds == s.copyInGen
 }
 
 // syncMsg is a Sync message.

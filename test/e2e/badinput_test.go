@@ -68,6 +68,23 @@ func (c *rawClient) receive(d time.Duration) (pgproto3.BackendMessage, error) {
 	return c.fe.Receive()
 }
 
+// awaitCopyIn reads up to the server's CopyInResponse.
+func (c *rawClient) awaitCopyIn() {
+	c.t.Helper()
+	for {
+		m, err := c.receive(10 * time.Second)
+		if err != nil {
+			c.t.Fatalf("waiting for CopyInResponse: %v", err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.CopyInResponse:
+			return
+		case *pgproto3.ErrorResponse:
+			c.t.Fatalf("waiting for CopyInResponse: %s (SQLSTATE %s)", m.Message, m.Code)
+		}
+	}
+}
+
 // startup sends a startup packet with these parameters (name, value, name, value, ...).
 func (c *rawClient) startup(kv ...string) {
 	c.t.Helper()

@@ -313,6 +313,9 @@ func TestDisconnectInsideTransactionRollsBack(t *testing.T) {
 // nothing. Postgres runs what came before the Terminate: a complete request (a Query, or a batch
 // up to its Sync) commits; an incomplete batch or a transaction left open does not. sluice must
 // do the same, and give the server back to its pool clean (pool_size 1: the next client gets it).
+// A COPY FROM STDIN that the client leaves without its CopyDone is aborted, whether the Terminate
+// came with it or after its CopyInResponse (psycopg2's test_copy_from_segfault: sluice used to
+// wait for the COPY's end for ever, holding the server and its locks).
 func TestTerminateAfterARequestRunsIt(t *testing.T) {
 	ctx := context.Background()
 	watch := direct(t)
@@ -321,25 +324,37 @@ func TestTerminateAfterARequestRunsIt(t *testing.T) {
 		name string
 		msgs func(table string) []pgproto3.FrontendMessage
 		rows int
+		// awaitCopyIn sends the Terminate only after the CopyInResponse has arrived.
+		awaitCopyIn bool
 	}{
 		{"query", func(table string) []pgproto3.FrontendMessage {
 			return []pgproto3.FrontendMessage{&pgproto3.Query{String: insert(table)}}
-		}, 2},
+		}, 2, false},
 		{"batch up to its Sync", func(table string) []pgproto3.FrontendMessage {
 			return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: insert(table)}, &pgproto3.Bind{},
 				&pgproto3.Execute{}, &pgproto3.Sync{}}
-		}, 2},
+		}, 2, false},
 		{"two queries, the second slow", func(table string) []pgproto3.FrontendMessage {
 			return []pgproto3.FrontendMessage{&pgproto3.Query{String: insert(table)},
 				&pgproto3.Query{String: "SELECT pg_sleep(0.2); " + insert(table)}}
-		}, 4},
+		}, 4, false},
 		{"batch without its Sync", func(table string) []pgproto3.FrontendMessage {
 			return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: insert(table)}, &pgproto3.Bind{},
 				&pgproto3.Execute{}}
-		}, 0},
+		}, 0, false},
 		{"open transaction", func(table string) []pgproto3.FrontendMessage {
 			return []pgproto3.FrontendMessage{&pgproto3.Query{String: "BEGIN; " + insert(table)}}
-		}, 0},
+		}, 0, false},
+		{"copy with its data", func(table string) []pgproto3.FrontendMessage {
+			return []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY " + table + " FROM STDIN"},
+				&pgproto3.CopyData{Data: []byte("1\n2\n")}, &pgproto3.CopyDone{}}
+		}, 2, false},
+		{"copy without its data", func(table string) []pgproto3.FrontendMessage {
+			return []pgproto3.FrontendMessage{&pgproto3.Query{String: insert(table) + "; COPY " + table + " FROM STDIN"}}
+		}, 0, false},
+		{"copy without its data, after its CopyInResponse", func(table string) []pgproto3.FrontendMessage {
+			return []pgproto3.FrontendMessage{&pgproto3.Query{String: "BEGIN; " + insert(table) + "; COPY " + table + " FROM STDIN"}}
+		}, 0, true},
 	}
 	for _, mode := range []string{"transaction", "session", "postgres"} {
 		for _, tc := range cases {
@@ -354,7 +369,13 @@ func TestTerminateAfterARequestRunsIt(t *testing.T) {
 				}
 				raw := dialRaw(t, s)
 				raw.login()
-				raw.send(append(tc.msgs(table), &pgproto3.Terminate{})...)
+				if tc.awaitCopyIn {
+					raw.send(tc.msgs(table)...)
+					raw.awaitCopyIn()
+					raw.send(&pgproto3.Terminate{})
+				} else {
+					raw.send(append(tc.msgs(table), &pgproto3.Terminate{})...)
+				}
 				_ = raw.conn.(*net.TCPConn).CloseWrite()
 				raw.expectClosedAfterReplies(10 * time.Second)
 				// The rows are there once the server is done with them: poll.
