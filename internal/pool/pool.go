@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -69,8 +70,11 @@ type Pool struct {
 	paused  bool // PAUSE: no checkouts until Resume
 	// stale counts the open connections (dialed or being dialed) that RECONNECT marked, which
 	// close when released (see Reconnect).
-	stale   int
-	params0 map[string]string // server parameters reported by the first connection
+	stale int
+	// params0 are the server parameters reported by the latest login: after a server restart
+	// (a new minor version, ALTER ROLE/DATABASE ... SET), new clients are told what the
+	// server says now. Replaced, never modified: callers keep the map they got.
+	params0 map[string]string
 	// addrs are the host's addresses at the last resolution that changed them (ResolveEvery),
 	// nil before any change: a connection to an address not among them is closed.
 	addrs    map[string]bool
@@ -345,12 +349,7 @@ func (p *Pool) dialOne(ctx context.Context, gen uint64) (*backend.ServerConn, er
 	}
 	p.mu.Lock()
 	s.PoolGen = gen
-	if p.params0 == nil {
-		p.params0 = make(map[string]string, len(s.Params))
-		for k, v := range s.Params {
-			p.params0[k] = v
-		}
-	}
+	p.params0 = maps.Clone(s.Params)
 	p.mu.Unlock()
 	return s, nil
 }
@@ -458,7 +457,7 @@ func (p *Pool) wakeDialer() {
 	}
 }
 
-// KnownServerParameters returns the parameters the first server reported at login, or nil
+// KnownServerParameters returns the parameters the latest server reported at login, or nil
 // when no connection was ever made. It never blocks; the map must not be modified.
 func (p *Pool) KnownServerParameters() map[string]string {
 	p.mu.Lock()

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -139,5 +141,47 @@ func TestSessionObjectsDoNotLeak(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLoginParametersFollowTheServer: a client is told at login the parameters of the latest
+// server connection its pool made, not of the first one. A server restarted after a minor upgrade
+// reports a new server_version; here ALTER ROLE ... SET TimeZone stands in for it. sluice used
+// to tell every new client the first connection's values for ever (psycopg2's
+// test_parameter_status and test_server_version after the server was upgraded), and carried that
+// stale TimeZone onto the new server.
+func TestLoginParametersFollowTheServer(t *testing.T) {
+	ctx := context.Background()
+	role, userLines := serverRole(t)
+	s := startSluice(t, poolConfig{Mode: "session", PoolSize: 1, User: userLines})
+	first := connect(t, s)
+	before := first.PgConn().ParameterStatus("TimeZone")
+	if err := first.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const tz = "Asia/Tokyo"
+	if before == tz {
+		t.Fatalf("the server's default TimeZone is already %s", tz)
+	}
+	watch := direct(t)
+	if _, err := watch.Exec(ctx, fmt.Sprintf("ALTER ROLE %s SET TimeZone = '%s'", role, tz)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watch.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role); err != nil {
+		t.Fatal(err)
+	}
+	waitServers(t, watch, role, 0, 5*time.Second)
+	// This client's login comes before the pool's new connection: it may still hear the old value.
+	bridge := connect(t, s)
+	queryString(t, bridge, "SELECT 'the pool dials its new connection'")
+	if err := bridge.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next := connect(t, s)
+	if got := next.PgConn().ParameterStatus("TimeZone"); got != tz {
+		t.Errorf("a client after the new connection was told TimeZone %q, want %q", got, tz)
+	}
+	if got := queryString(t, next, "SHOW TimeZone"); got != tz {
+		t.Errorf("SHOW TimeZone: %q, want %q", got, tz)
 	}
 }
