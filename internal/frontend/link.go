@@ -875,6 +875,10 @@ func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn, msg []byte) b
 			}
 		}
 	}
+	if s.q.head() == nil {
+		// No Sync sent yet: Postgres skips what the client sends until its Sync.
+		s.skipToSync.Store(true)
+	}
 	// Postgres skipped the client's Close of its statements: they are still there (a Parse of
 	// the name after the Close was skipped too, and its statement dropped above).
 	for _, e := range reopened {

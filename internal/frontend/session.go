@@ -75,6 +75,13 @@ type ClientSession struct {
 	// pooling mode: the client has its FATAL, and the reader ends the session before it reads
 	// another message.
 	stmtViolation atomic.Bool
+	// skipToSync is set by the pump when the server failed a message of an extended-protocol
+	// batch whose Sync the reader has not sent yet: Postgres skips every message up to that
+	// Sync without a reply. The reader drops such messages itself: queued, their replies would
+	// be outstanding forever and, past maxOutstanding, stop the reader before it reads the
+	// Sync (libpq's pipeline mode goes on sending after an error). The reader clears it when it
+	// queues the Sync.
+	skipToSync atomic.Bool
 	// watch notices a client that leaves while the reader drains its reply (watch.go); it
 	// also keeps the client read deadline the session set.
 	watch clientWatch
@@ -575,7 +582,7 @@ func (s *ClientSession) run() error {
 		if s.stmtViolation.Load() {
 			return errStatementMode
 		}
-		if s.failing && typ != wire.Sync {
+		if typ != wire.Sync && (s.failing || s.skipToSync.Load() && skippedByServer(typ)) {
 			if typ == wire.Terminate {
 				return nil
 			}
@@ -593,6 +600,17 @@ func (s *ClientSession) run() error {
 			return err
 		}
 	}
+}
+
+// skippedByServer reports whether the reader drops a message of type typ while the server skips
+// to Sync (skipToSync): the messages that would queue a reply. Copy messages and Flush still go
+// through, as the reader's own bookkeeping of them does not wait for a reply.
+func skippedByServer(typ byte) bool {
+	switch typ {
+	case wire.Parse, wire.Bind, wire.Describe, wire.Close, wire.Execute, wire.FunctionCall, wire.Query:
+		return true
+	}
+	return false
 }
 
 // readError turns a failed client read into the session's end, telling the client why when it
@@ -893,6 +911,7 @@ func (s *ClientSession) sync() error {
 	s.answering, s.pendingCapture = nil, nil
 	s.mu.Lock()
 	srv := s.srv
+	s.skipToSync.Store(false)
 	if srv != nil && !(s.inCopyIn && s.copyEnds == s.copyInGen) {
 		s.q.push(entry{kind: kSync, copyGen: s.copyEnds})
 		s.open = false

@@ -274,6 +274,12 @@ func protoCases() []protoCase {
 			send(q("NOTIFY proto_diff, 'hi'")),
 			send(q("UNLISTEN *")),
 		}, notInTxMode: "LISTEN is refused in transaction mode (TestTransactionModeListenIsRefused)"},
+		{name: "thousands of messages after an error, before the Sync", rounds: []protoRound{
+			// libpq's pipeline test "uniqviol": after the error the client goes on sending,
+			// and Postgres skips it all, unanswered, up to the Sync.
+			{send: []pgproto3.FrontendMessage{parse("", "SELECT 1/0"), bind("", ""), exec("", 0), flush}, until: "ErrorResponse"},
+			send(append(manyBindExecute(3000), sync)...),
+		}},
 		{name: "Terminate in the middle of a pipeline", rounds: []protoRound{
 			{send: []pgproto3.FrontendMessage{parse("", "SELECT 1"), bind("", ""), exec("", 0), &pgproto3.Terminate{}}, closed: true},
 		}},
@@ -285,6 +291,16 @@ func protoCases() []protoCase {
 			{send: []pgproto3.FrontendMessage{q("SELECT 1"), &pgproto3.Terminate{}}, closed: true},
 		}},
 	}
+}
+
+// manyBindExecute is n pairs of Bind and Execute of the unnamed statement: more messages than
+// sluice lets a client have outstanding (maxOutstanding in internal/frontend).
+func manyBindExecute(n int) []pgproto3.FrontendMessage {
+	msgs := make([]pgproto3.FrontendMessage, 0, 2*n)
+	for range n {
+		msgs = append(msgs, &pgproto3.Bind{}, &pgproto3.Execute{})
+	}
+	return msgs
 }
 
 // protoTarget is one place a case runs: Postgres itself or a sluice in front of it.
