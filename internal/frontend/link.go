@@ -645,12 +645,17 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		}
 	case wire.ReadyForQuery:
 		s.inCopyIn = false
+		// Entries still before the request's end got no reply: the server skipped their
+		// messages after an error that came before the reader queued them.
+		var reopened []entry
 		for h := s.q.head(); h != nil; h = s.q.head() {
 			e := s.q.pop()
 			if e.kind == kSync || e.kind == kQuery || e.kind == kFunc || e.kind == kRestore {
 				break
 			}
+			s.skippedLocked(srv, e, false, &reopened)
 		}
+		s.reopenLocked(reopened)
 		if len(msg) > wire.HeaderLen {
 			s.tx = msg[wire.HeaderLen]
 		}
@@ -838,49 +843,61 @@ func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn, msg []byte) b
 	}
 	var reopened []entry
 	for failed := true; s.q.head() != nil && s.q.head().kind != kSync; failed = false {
-		e := s.q.pop()
-		switch e.kind {
-		case kCloseSynth:
-			if e.closed != nil {
-				reopened = append(reopened, e)
-			}
-		case kParse, kParseSwallow, kParseSynth:
-			if e.kind != kParseSynth && e.name != "" && (failed || !e.renew) {
-				// A renewing Parse skipped had its Close skipped too: the statement is
-				// still there.
-				srv.Prepared.Remove(e.name)
-				if failed {
-					s.target.Statements.Remove(e.name)
-				}
-			}
-			if e.kind != kParseSynth && e.name == "" && e.client == "" {
-				// A failed Parse of the unnamed statement leaves none on the server; one the
-				// server skipped leaves the one before, maybe another client's: either way this
-				// session's is not there.
-				srv.UnnamedOwner = nil
-				if failed || e.kind == kParse {
-					// The client's own Parse failed or was skipped: it has no unnamed
-					// statement now (as after a failure in Postgres), so do not send it again.
-					s.unnamed = s.unnamed[:0]
-				}
-			}
-			if e.client != "" {
-				if st := s.stmts[e.client]; st != nil && st.server == e.name || e.kind == kParseSynth {
-					delete(s.stmts, e.client)
-				}
-			}
-		case kCloseSwallow:
-			if srv.Prepared.Add(e.name) != "" {
-				srv.Broken = true // a statement we no longer track stays prepared: start afresh
-			}
-		}
+		s.skippedLocked(srv, s.q.pop(), failed, &reopened)
 	}
+	s.reopenLocked(reopened)
 	if s.q.head() == nil {
 		// No Sync sent yet: Postgres skips what the client sends until its Sync.
 		s.skipToSync.Store(true)
 	}
-	// Postgres skipped the client's Close of its statements: they are still there (a Parse of
-	// the name after the Close was skipped too, and its statement dropped above).
+	return keep
+}
+
+// skippedLocked forgets what a message the server skipped after an error would have made: e
+// is its entry, and failed says it is the entry of the message that failed. A client's Close
+// of its statement is added to reopened, for reopenLocked. s.mu is held.
+func (s *ClientSession) skippedLocked(srv *backend.ServerConn, e entry, failed bool, reopened *[]entry) {
+	switch e.kind {
+	case kCloseSynth:
+		if e.closed != nil {
+			*reopened = append(*reopened, e)
+		}
+	case kParse, kParseSwallow, kParseSynth:
+		if e.kind != kParseSynth && e.name != "" && (failed || !e.renew) {
+			// A renewing Parse skipped had its Close skipped too: the statement is
+			// still there.
+			srv.Prepared.Remove(e.name)
+			if failed {
+				s.target.Statements.Remove(e.name)
+			}
+		}
+		if e.kind != kParseSynth && e.name == "" && e.client == "" {
+			// A failed Parse of the unnamed statement leaves none on the server; one the
+			// server skipped leaves the one before, maybe another client's: either way this
+			// session's is not there.
+			srv.UnnamedOwner = nil
+			if failed || e.kind == kParse {
+				// The client's own Parse failed or was skipped: it has no unnamed
+				// statement now (as after a failure in Postgres), so do not send it again.
+				s.unnamed = s.unnamed[:0]
+			}
+		}
+		if e.client != "" {
+			if st := s.stmts[e.client]; st != nil && st.server == e.name || e.kind == kParseSynth {
+				delete(s.stmts, e.client)
+			}
+		}
+	case kCloseSwallow:
+		if srv.Prepared.Add(e.name) != "" {
+			srv.Broken = true // a statement we no longer track stays prepared: start afresh
+		}
+	}
+}
+
+// reopenLocked gives the client back its statements whose Close the server skipped: they are
+// still there (a Parse of the name after the Close was skipped too, and its statement was
+// dropped by skippedLocked). s.mu is held.
+func (s *ClientSession) reopenLocked(reopened []entry) {
 	for _, e := range reopened {
 		if s.stmts[e.client] == nil {
 			if s.stmts == nil {
@@ -889,7 +906,6 @@ func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn, msg []byte) b
 			s.stmts[e.client] = e.closed
 		}
 	}
-	return keep
 }
 
 // stalePlan reports whether an ErrorResponse body is Postgres' "cached plan must not change
