@@ -330,16 +330,39 @@ func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
 // queues their replies. s.mu must be held.
 func (s *ClientSession) prepareLocked(srv *backend.ServerConn, st *statement, kind entryKind, client string, dst []byte) []byte {
 	st.renew = false
+	retry := s.unparsedBeforeLocked(srv, st.server)
 	renew := srv.Prepared.Has(st.server)
 	if renew {
-		s.q.push(entry{kind: kCloseSwallow, name: st.server})
+		s.q.push(entry{kind: kCloseSwallow, name: st.server, retry: retry})
 		dst = wire.AppendStatementMsg(dst, wire.Close, 'S', st.server)
 	} else if ev := srv.Prepared.Add(st.server); ev != "" {
 		s.q.push(entry{kind: kCloseSwallow, name: ev})
 		dst = wire.AppendStatementMsg(dst, wire.Close, 'S', ev)
 	}
-	s.q.push(entry{kind: kind, name: st.server, client: client, renew: renew})
+	s.q.push(entry{kind: kind, name: st.server, client: client, renew: renew, retry: retry})
+	if !renew {
+		if s.unparsed == nil {
+			s.unparsed = map[string]pendingParse{}
+		}
+		s.unparsed[st.server] = pendingParse{srv, s.syncs}
+	}
 	return append(dst, st.parse...)
+}
+
+// pendingParse is a Parse of a named statement sent to srv after the session's syncs-th Sync
+// and not yet answered.
+type pendingParse struct {
+	srv   *backend.ServerConn
+	syncs uint64
+}
+
+// unparsedBeforeLocked reports whether srv counts statement name as prepared on the word of a
+// Parse still unanswered in an earlier batch than the one being sent: an error in that batch
+// skips the Parse, and a Bind sent now without its own Parse would find no statement.
+// s.mu is held.
+func (s *ClientSession) unparsedBeforeLocked(srv *backend.ServerConn, name string) bool {
+	p, ok := s.unparsed[name]
+	return ok && p.srv == srv && p.syncs != s.syncs
 }
 
 // useNamed handles a Bind or Describe of a named statement in transaction mode: the server gets
@@ -380,7 +403,7 @@ func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
 		markSession(srv, st.effect)
 	}
 	send := s.scratch[:0]
-	if st.renew || !srv.Prepared.Has(st.server) {
+	if st.renew || !srv.Prepared.Has(st.server) || s.unparsedBeforeLocked(srv, st.server) {
 		send = s.prepareLocked(srv, st, kParseSwallow, "", send)
 	}
 	if typ == wire.Bind {

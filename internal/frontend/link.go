@@ -600,6 +600,10 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 			keep = h.kind == kParse
 			if h.name != "" {
 				s.target.Statements.Add(h.name)
+				delete(s.unparsed, h.name)
+				if h.retry && srv.Prepared.Add(h.name) != "" {
+					srv.Broken = true // a statement we no longer track stays prepared: start afresh
+				}
 			}
 			s.q.pop()
 		}
@@ -863,6 +867,9 @@ func (s *ClientSession) skippedLocked(srv *backend.ServerConn, e entry, failed b
 			*reopened = append(*reopened, e)
 		}
 	case kParse, kParseSwallow, kParseSynth:
+		if e.kind != kParseSynth && e.name != "" {
+			delete(s.unparsed, e.name)
+		}
 		if e.kind != kParseSynth && e.name != "" && (failed || !e.renew) {
 			// A renewing Parse skipped had its Close skipped too: the statement is
 			// still there.
@@ -888,7 +895,7 @@ func (s *ClientSession) skippedLocked(srv *backend.ServerConn, e entry, failed b
 			}
 		}
 	case kCloseSwallow:
-		if srv.Prepared.Add(e.name) != "" {
+		if !e.retry && srv.Prepared.Add(e.name) != "" {
 			srv.Broken = true // a statement we no longer track stays prepared: start afresh
 		}
 	}

@@ -37,6 +37,11 @@ type entry struct {
 	// renew, on a Parse, says a Close of the same name went just before it: a client's Parse
 	// of a statement the server had, prepared again (see parseNamed).
 	renew bool
+	// retry, on a Close and a Parse that prepare a statement again, says the statement's Parse
+	// in an earlier batch was still unanswered when they were sent: whether the server has the
+	// statement was known only once that batch ended, so their being skipped changes nothing
+	// and their ParseComplete means the server has it.
+	retry bool
 	msg   []byte // for kErrorSynth and kRawSynth
 	// capture is a plugin's Action.Capture for the statement this entry's reply belongs to
 	// (kQuery, kDescribe or kExecute).

@@ -82,6 +82,12 @@ type ClientSession struct {
 	// Sync (libpq's pipeline mode goes on sending after an error). The reader clears it when it
 	// queues the Sync.
 	skipToSync atomic.Bool
+	// syncs counts the Syncs queued, and unparsed holds, by server statement name, the Parses
+	// sent and not yet answered, with the server and the number of Syncs queued before each:
+	// a statement used after a later Sync may not be there, for an error can still skip its
+	// Parse (prepareLocked). Guarded by mu.
+	syncs    uint64
+	unparsed map[string]pendingParse
 	// watch notices a client that leaves while the reader drains its reply (watch.go); it
 	// also keeps the client read deadline the session set.
 	watch clientWatch
@@ -914,6 +920,7 @@ func (s *ClientSession) sync() error {
 	s.skipToSync.Store(false)
 	if srv != nil && !(s.inCopyIn && s.copyEnds == s.copyInGen) {
 		s.q.push(entry{kind: kSync, copyGen: s.copyEnds})
+		s.syncs++
 		s.open = false
 	}
 	s.mu.Unlock()

@@ -620,3 +620,40 @@ func runStartupCase(t *testing.T, addr string, params []string, query string) []
 	r, _ := readRound(c, protoRound{rfq: 1})
 	return append(out, r...)
 }
+
+// TestStatementUsedAfterAnErrorInAnEarlierBatch: in transaction mode a client's named
+// statement is prepared on its server in front of the first Bind that uses it. When an error
+// skips that Parse and the client has already pipelined a Bind of the statement after the
+// Sync (libpq's pipeline test "transaction" does), sluice must prepare it again for that
+// Bind: the server does not have it. Another client holds a second server that has the
+// statement, so sluice answers the client's Parse itself and prepares it at the Bind.
+func TestStatementUsedAfterAnErrorInAnEarlierBatch(t *testing.T) {
+	txn := startSluice(t, poolConfig{Mode: "transaction", PoolSize: 2})
+	holder := dialRaw(t, txn)
+	holder.login()
+	holder.send(&pgproto3.Query{String: "BEGIN"}, &pgproto3.Parse{Name: "held", Query: "ROLLBACK"}, &pgproto3.Sync{})
+	if got, _ := readRound(holder, protoRound{rfq: 2}); slices.Contains(got, noReply) {
+		t.Fatalf("holder: %v", got)
+	}
+	batches := []pgproto3.FrontendMessage{
+		&pgproto3.Parse{Name: "rb", Query: "ROLLBACK"},
+		&pgproto3.Parse{Query: "BEGIN"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Parse{Query: "SELECT 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Bind{PreparedStatement: "rb"}, &pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{PreparedStatement: "rb"}, &pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "SELECT 'end'"},
+	}
+	run := func(addr string) []string {
+		c := dialRawAddr(t, addr)
+		c.login()
+		c.send(batches...) // one write: sluice reads it all before the server answers
+		got, _ := readRound(c, protoRound{send: batches})
+		return got
+	}
+	want := run(net.JoinHostPort("127.0.0.1", strconv.Itoa(pg.Port)))
+	if d := diffStreams(want, run(txn.Addr())); d != "" {
+		t.Errorf("transaction mode differs from postgres:\n%s", d)
+	}
+}
