@@ -725,6 +725,11 @@ func (s *ClientSession) waitForReplies() {
 		select {
 		case <-ch:
 		case <-time.After(100 * time.Millisecond):
+			if s.sock != nil && s.sock.Closed() {
+				// Closed under the session (a shutdown past its timeout, KILL): the replies
+				// may never come, and the reader's next read ends the session.
+				return
+			}
 		}
 	}
 }

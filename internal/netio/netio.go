@@ -151,6 +151,11 @@ func (c *Conn) Pending() bool {
 	return c.pend
 }
 
+// Closed reports whether the connection was closed, by this process: without a system call.
+func (c *Conn) Closed() bool {
+	return c.rc.Control(func(uintptr) {}) != nil
+}
+
 func (c *Conn) peek(fd uintptr) {
 	var b [1]byte
 	for {

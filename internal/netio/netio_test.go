@@ -143,3 +143,23 @@ func checkPending(t *testing.T, p *Conn) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestClosed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := Wrap(c).(*Conn)
+	if w.Closed() {
+		t.Fatal("Closed() before Close")
+	}
+	w.Close()
+	if !w.Closed() {
+		t.Fatal("not Closed() after Close")
+	}
+}
