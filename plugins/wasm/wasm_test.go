@@ -83,8 +83,16 @@ const (
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // load provisions a wasm plugin with mods and cleans it up when the test ends.
+// load provisions mods for a test. A module without a Timeout gets 10 s, not the 100 ms
+// default: on a machine busy with other tests a first call can take longer than that, and only
+// the tests of the timeout itself set one.
 func load(t testing.TB, mods ...ModuleConfig) *Wasm {
 	t.Helper()
+	for i := range mods {
+		if mods[i].Timeout == 0 {
+			mods[i].Timeout = 10000
+		}
+	}
 	w, err := provision(mods...)
 	if err != nil {
 		t.Fatal(err)
