@@ -196,7 +196,10 @@ func (s *ClientSession) unnamedLocked(srv *backend.ServerConn, typ byte, msg []b
 			return false, nil
 		}
 		if len(s.unnamed) == 0 {
-			return true, nil
+			// The client's Parse failed in this batch while the message was being read (the
+			// reader drops it when the error came first): the server skips it, as Postgres
+			// does without sluice. Otherwise the client has no unnamed statement.
+			return !s.skipToSync.Load(), nil
 		}
 		s.q.push(entry{kind: kParseSwallow})
 		srv.UnnamedOwner, srv.UnnamedSeq = s, s.unnamedSeq

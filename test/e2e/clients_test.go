@@ -1088,6 +1088,41 @@ func TestUnnamedStatementSurvivesSync(t *testing.T) {
 	}
 }
 
+// TestUnnamedParseFailsWhileItsBindIsSent runs ruby-pg's spec "should work with arbitrary number
+// of params" in transaction mode: a Parse of the unnamed statement with 1782 parameters fails
+// (54011, more than 1664 result columns) while the client is still sending its Bind. Postgres
+// skips the Bind up to the Sync, so the one error must be the Parse's; sluice used to fail the
+// Bind itself with 26000 "unnamed prepared statement does not exist" when the server's error
+// was handled between reading the Bind and routing it. The race is narrow: several clients
+// repeat the batch.
+func TestUnnamedParseFailsWhileItsBindIsSent(t *testing.T) {
+	s := startPooler(t, poolConfig{Mode: "transaction", PoolSize: 4})
+	const params = 1782
+	cols := make([]string, params)
+	args := make([][]byte, params)
+	for i := range cols {
+		cols[i] = fmt.Sprintf("$%d::int", i+1)
+		args[i] = []byte(fmt.Sprint(i))
+	}
+	sql := "SELECT " + strings.Join(cols, ",")
+	var wg sync.WaitGroup
+	for c := 0; c < 8; c++ {
+		pc := connect(t, s).PgConn()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100; i++ {
+				res := pc.ExecParams(context.Background(), sql, args, nil, nil, nil).Read()
+				if code := codeOf(res.Err); code != "54011" {
+					t.Errorf("try %d: %v (SQLSTATE %q), want 54011", i, res.Err, code)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 // TestUnnamedStatementSurvivesAnotherClientsFailedBatch leaves client b's unnamed statement on
 // the only server (pool_size 1), then has client a make that server drop or keep its unnamed
 // statement in ways sluice must follow: a batch that sluice itself fails (a second Parse of a
