@@ -394,17 +394,19 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 	if err := s.startupHooks(tbl, sp.params); err != nil {
 		return err
 	}
-	for _, kv := range sp.params {
-		if !untracked[kv.name] {
-			s.setParam(canonicalName(kv.name), kv.value)
-		}
-	}
+	// options first: as in Postgres, a setting given in the startup packet itself wins over the
+	// same setting in options ("-c client_encoding=SQL_ASCII" beside client_encoding=UTF8).
 	if o := sp.get("options"); o != "" {
 		opts, err := parseOptions(o)
 		if err != nil {
 			return s.fatal("08P01", err.Error())
 		}
 		for _, kv := range opts {
+			s.setParam(canonicalName(kv.name), kv.value)
+		}
+	}
+	for _, kv := range sp.params {
+		if !untracked[kv.name] {
 			s.setParam(canonicalName(kv.name), kv.value)
 		}
 	}

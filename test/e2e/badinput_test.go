@@ -951,6 +951,30 @@ func TestBadInputInvalidStartupSetting(t *testing.T) {
 	selectOne(t, s)
 }
 
+func TestStartupSettingWinsOverOptions(t *testing.T) {
+	// In Postgres a setting given in the startup packet itself wins over the same setting in
+	// options (lib/pq sends client_encoding=UTF8 beside the user's options "-c
+	// client_encoding=..."), whether the server reports it or not.
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) {
+			s := startSluice(t, poolConfig{Mode: mode})
+			c := connectConfig(t, s, func(cfg *pgx.ConnConfig) {
+				cfg.RuntimeParams["options"] = "-c application_name=from_options -c search_path=from_options"
+				cfg.RuntimeParams["application_name"] = "from_packet"
+				cfg.RuntimeParams["search_path"] = "from_packet"
+			})
+			if got := c.PgConn().ParameterStatus("application_name"); got != "from_packet" {
+				t.Errorf("told application_name %q at login, want from_packet", got)
+			}
+			for _, name := range []string{"application_name", "search_path"} {
+				if got := queryString(t, c, "SHOW "+name); got != "from_packet" {
+					t.Errorf("SHOW %s: %q, want from_packet", name, got)
+				}
+			}
+		})
+	}
+}
+
 func TestBadInputClientLeavesWhileWaitingForAServer(t *testing.T) {
 	// A client that gave up waiting for a server and disconnected must not have its query run
 	// later, when a server frees up: it was told nothing, and may retry elsewhere.
