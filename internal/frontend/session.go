@@ -491,9 +491,9 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 
 // spellStartup gives the client's startup settings the spelling servers give them, so that the
 // client is told at login what Postgres would tell it (DateStyle "ISO" is "ISO, MDY", which
-// pgjdbc asks for), and a value the server refuses fails the login, as in Postgres. sparams are
-// the values servers report at login; only settings among them that the client set otherwise
-// are spelled. Spellings are learned on a server of the pool, so the first login with a value
+// pgjdbc asks for), and a name or value the server refuses fails the login, as in Postgres.
+// sparams are the values servers report at login; settings among them that the client set
+// otherwise are spelled, and settings servers do not report are checked. Spellings are learned on a server of the pool, so the first login with a value
 // new to the target waits for one (as its first query would), and are remembered
 // (route.SettingCache). When no server is to be had, the client is told its own spelling and
 // its first query applies it.
@@ -501,9 +501,11 @@ func (s *ClientSession) spellStartup(tbl *route.Table, sparams map[string]string
 	learn := false
 	for i := range s.params {
 		p := &s.params[i]
-		if sv, ok := sparams[p.name]; !ok || sv == p.value {
+		if sv, ok := sparams[p.name]; ok && sv == p.value {
 			continue
 		}
+		// A setting servers do not report is checked too (once per value): an unknown name or
+		// a bad value fails the login, as in Postgres, not the client's first query.
 		if v, ok := s.target.Spellings.Get(p.name, p.value); ok {
 			p.value = v
 			continue
@@ -530,6 +532,8 @@ func (s *ClientSession) spellStartup(tbl *route.Table, sparams map[string]string
 	for i, p := range asked {
 		if _, ok := sparams[p.name]; ok {
 			s.target.Spellings.Put(p.name, p.value, s.params[i].value)
+		} else {
+			s.target.Spellings.Put(p.name, p.value, p.value) // valid; nothing reports a spelling
 		}
 	}
 	return nil

@@ -951,6 +951,40 @@ func TestBadInputInvalidStartupSetting(t *testing.T) {
 	selectOne(t, s)
 }
 
+func TestBadInputUnknownStartupSettingFailsLogin(t *testing.T) {
+	// Postgres refuses at login a startup packet that sets a parameter it does not know (42704)
+	// or a setting it does not report to a value it refuses (22023). Through sluice the login
+	// must fail with that error too: a FATAL at the first query instead is a broken connection to
+	// drivers that check the connection with an empty query first (lib/pq's TestRuntimeParameters).
+	ctx := context.Background()
+	s := startSluice(t, poolConfig{})
+	for _, tc := range []struct{ name, value, code string }{
+		{"doesnotexist", "foo", "42704"},
+		{"work_mem", "lots", "22023"},
+	} {
+		for range 2 { // the second login must not be let through on what the first learned
+			cfg, err := pgx.ParseConfig(s.URL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.RuntimeParams[tc.name] = tc.value
+			c, err := pgx.ConnectConfig(ctx, cfg)
+			if err == nil {
+				c.Close(ctx)
+				t.Fatalf("%s=%s: logged in, want SQLSTATE %s at login", tc.name, tc.value, tc.code)
+			}
+			if code := codeOf(err); code != tc.code {
+				t.Fatalf("%s=%s: got %v, want SQLSTATE %s", tc.name, tc.value, err, tc.code)
+			}
+		}
+	}
+	c := connectConfig(t, s, func(cfg *pgx.ConnConfig) { cfg.RuntimeParams["work_mem"] = "8MB" })
+	if got := queryString(t, c, "SHOW work_mem"); got != "8MB" {
+		t.Errorf("SHOW work_mem: %q, want 8MB", got)
+	}
+	selectOne(t, s)
+}
+
 func TestStartupSettingWinsOverOptions(t *testing.T) {
 	// In Postgres a setting given in the startup packet itself wins over the same setting in
 	// options (lib/pq sends client_encoding=UTF8 beside the user's options "-c
