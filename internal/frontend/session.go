@@ -493,8 +493,9 @@ func (s *ClientSession) login(tbl *route.Table, sp *startupPacket) error {
 // client is told at login what Postgres would tell it (DateStyle "ISO" is "ISO, MDY", which
 // pgjdbc asks for), and a name or value the server refuses fails the login, as in Postgres.
 // sparams are the values servers report at login; settings among them that the client set
-// otherwise are spelled, and settings servers do not report are checked. Spellings are learned on a server of the pool, so the first login with a value
-// new to the target waits for one (as its first query would), and are remembered
+// otherwise are spelled, and settings servers do not report are checked. Spellings are learned
+// on a server of the pool, so the first login with a value new to the target waits for one (as
+// its first query would), and are remembered
 // (route.SettingCache). When no server is to be had, the client is told its own spelling and
 // its first query applies it.
 func (s *ClientSession) spellStartup(tbl *route.Table, sparams map[string]string) error {
