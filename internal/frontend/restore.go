@@ -23,11 +23,10 @@ import (
 // statements return to srv's own values, or "" when there is nothing to give back. Only simple
 // Query texts are looked at. s.mu is held.
 func (s *ClientSession) restoreQuery(srv *backend.ServerConn, text []byte) string {
-	if !s.startupDiffers(srv) {
-		return "" // the common case, with no look at the text
-	}
+	// The text first: most queries set nothing, and the lexical checks reject them without a
+	// look at the settings; then only clients whose startup settings differ from the server's.
 	sets := s.resetsOf(text)
-	if len(sets) == 0 || classify.MayCopy(text) {
+	if len(sets) == 0 || !s.startupDiffers(srv) || classify.MayCopy(text) {
 		// After a COPY FROM STDIN the server reads the client's data, not another Query:
 		// such a text gets the server's values, as it did before restores.
 		return ""
