@@ -165,6 +165,7 @@ func TestDefaults(t *testing.T) {
 		TCPKeepalivesCount:             5,
 		TCPKeepalivesInterval:          5 * time.Second,
 		TCPUserTimeout:                 10 * time.Second,
+		TCPDeferAccept:                 true,
 		ValidateConfig:                 true,
 		DNSMaxTTL:                      30 * time.Second,
 		PreparedStatementsCacheSize:    500,

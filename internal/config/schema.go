@@ -58,6 +58,7 @@ func defaultGeneral() General {
 		TCPKeepalivesCount:             5,
 		TCPKeepalivesInterval:          5 * time.Second,
 		TCPUserTimeout:                 defaultTCPUserTimeout,
+		TCPDeferAccept:                 true,
 		ValidateConfig:                 true,
 		DNSMaxTTL:                      30 * time.Second,
 		PreparedStatementsCacheSize:    defaultStatementCacheSize,
@@ -98,6 +99,7 @@ var (
 		"tcp_keepalives_count":    intKey(1, math.MaxInt32, func(g *General) *int { return &g.TCPKeepalivesCount }),
 		"tcp_keepalives_interval": durationKey(time.Second, 1, func(g *General) *time.Duration { return &g.TCPKeepalivesInterval }),
 		"tcp_user_timeout":        durationKey(time.Millisecond, 0, func(g *General) *time.Duration { return &g.TCPUserTimeout }),
+		"tcp_defer_accept":        boolKey(func(g *General) *bool { return &g.TCPDeferAccept }),
 
 		"server_round_robin": boolKey(func(g *General) *bool { return &g.ServerRoundRobin }),
 		"worker_threads":     intKey(1, 4096, func(g *General) *int { return &g.WorkerThreads }),

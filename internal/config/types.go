@@ -61,6 +61,10 @@ type General struct {
 	// and server sockets, Linux only: how long sent data may go unacknowledged before the
 	// connection is dropped. 0 leaves the system's default.
 	TCPUserTimeout time.Duration
+	// TCPDeferAccept (PgBouncer's tcp_defer_accept; default true) sets TCP_DEFER_ACCEPT on the
+	// TCP listener, Linux only: the kernel hands sluice a connection when its first bytes have
+	// come, so a login's first read finds them instead of waiting once more.
+	TCPDeferAccept bool
 
 	// ServerRoundRobin (pgcat's server_round_robin) hands out a server pool's idle connections
 	// oldest first, so all of them take turns; false (the default) hands out the most recently

@@ -9,10 +9,12 @@ import (
 )
 
 // sockOpts are the TCP options a client connection gets: keepalive, and TCP_USER_TIMEOUT
-// (pgcat's tcp_user_timeout, Linux only; 0 keeps the system's).
+// (pgcat's tcp_user_timeout, Linux only; 0 keeps the system's). deferAccept is the listener's
+// TCP_DEFER_ACCEPT (Linux only), which connections do not carry.
 type sockOpts struct {
 	ka          net.KeepAliveConfig
 	userTimeout time.Duration
+	deferAccept bool
 }
 
 // clientSockOpts are the TCP options a client connection gets under g.
@@ -22,6 +24,7 @@ func clientSockOpts(g *config.General) sockOpts {
 			Enable: true, Idle: g.TCPKeepalivesIdle, Interval: g.TCPKeepalivesInterval, Count: g.TCPKeepalivesCount,
 		},
 		userTimeout: g.TCPUserTimeout,
+		deferAccept: g.TCPDeferAccept,
 	}
 }
 

@@ -121,3 +121,50 @@ func TestLoginSetsChangedUserTimeout(t *testing.T) {
 		t.Errorf("after login under the reloaded file, TCP_USER_TIMEOUT = %v, want 1.234s", got)
 	}
 }
+
+// tcp_defer_accept sets TCP_DEFER_ACCEPT on the listening socket; a client that sends its first
+// bytes right after connecting is accepted at once, with them waiting to be read.
+func TestListenTCPDeferAccept(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		g := &config.General{TCPKeepalivesIdle: 5 * time.Second, TCPKeepalivesInterval: 5 * time.Second, TCPKeepalivesCount: 5, TCPDeferAccept: on}
+		ln, err := ListenTCP(context.Background(), "127.0.0.1:0", g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		rc, err := ln.(*tcpListener).Listener.(*net.TCPListener).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		var gerr error
+		_ = rc.Control(func(fd uintptr) {
+			got, gerr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT)
+		})
+		if gerr != nil || (got > 0) != on {
+			t.Errorf("tcp_defer_accept %v: the listener's TCP_DEFER_ACCEPT is %d (%v)", on, got, gerr)
+		}
+		d, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		if _, err := d.Write([]byte{0, 0, 0, 8, 4, 210, 22, 47}); err != nil { // an SSLRequest
+			t.Fatal(err)
+		}
+		start := time.Now()
+		c, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if took := time.Since(start); took > 500*time.Millisecond {
+			t.Errorf("tcp_defer_accept %v: a client that spoke at once was accepted after %v", on, took)
+		}
+		buf := make([]byte, 8)
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Errorf("tcp_defer_accept %v: read the first bytes: %v", on, err)
+		}
+	}
+}
