@@ -119,9 +119,17 @@ func (q *queue) pop() entry {
 	q.h++
 	if q.h == len(q.e) {
 		q.e, q.h = q.e[:0], 0
+		if cap(q.e) > keptQueueCap {
+			q.e = nil
+		}
 	}
 	return e
 }
+
+// keptQueueCap is the most entries an empty queue keeps room for. A pipelined burst (up to the
+// reader's limit of outstanding requests) grows the array to thousands of entries; kept, every
+// client that ever sent one would hold that much for the rest of its life.
+const keptQueueCap = 64
 
 // takeSynth pops the synthetic entries at the head: their replies are due because everything
 // before them has been answered.
@@ -151,6 +159,9 @@ func (q *queue) dropSyncs(gen uint64) {
 func (q *queue) reset() {
 	clear(q.e)
 	q.e, q.h = q.e[:0], 0
+	if cap(q.e) > keptQueueCap {
+		q.e = nil
+	}
 }
 
 // holdsCapture reports whether an entry still queued carries capture r.

@@ -23,6 +23,31 @@ func TestQueueNeverEmptyStaysSmall(t *testing.T) {
 	}
 }
 
+// A burst of pipelined requests grows the queue; once it is answered, the queue gives the array
+// back, so an idle client does not keep the memory of its largest burst.
+func TestQueueGivesBackABurst(t *testing.T) {
+	for _, end := range []string{"popped", "reset"} {
+		var q queue
+		for i := 0; i < 4096; i++ {
+			q.push(entry{kind: kSync})
+		}
+		if end == "reset" {
+			q.reset()
+		} else {
+			for !q.empty() {
+				q.pop()
+			}
+		}
+		if c := cap(q.e); c > keptQueueCap {
+			t.Errorf("%s: an empty queue keeps room for %d entries", end, c)
+		}
+		q.push(entry{kind: kQuery})
+		if q.len() != 1 || q.head().kind != kQuery {
+			t.Errorf("%s: the queue does not work after giving back its array", end)
+		}
+	}
+}
+
 func TestQueueDropSyncs(t *testing.T) {
 	var q queue
 	q.push(entry{kind: kExecute, copyGen: 3})
