@@ -152,6 +152,23 @@ func (r *Redis) Kill() error {
 	return nil
 }
 
+// Pause stops the server with SIGSTOP: its connections stay open and its port accepts, but
+// nothing is answered, as a Redis that hangs (swapping, a long blocking command, a host that
+// froze) would do. Resume ends it.
+func (r *Redis) Pause() error { return r.signal(syscall.SIGSTOP) }
+
+// Resume continues a server stopped by Pause.
+func (r *Redis) Resume() error { return r.signal(syscall.SIGCONT) }
+
+func (r *Redis) signal(sig syscall.Signal) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.exited == nil {
+		return fmt.Errorf("pgtest: signal %s: not running", r)
+	}
+	return r.cmd.Process.Signal(sig)
+}
+
 // Start starts the server again after Kill, on the same port, and waits until it answers PING.
 func (r *Redis) Start() error {
 	r.mu.Lock()
