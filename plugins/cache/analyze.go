@@ -53,6 +53,12 @@ type analysis struct {
 	// and not built in may write anything, and then it counts as epoch.
 	userFuncs []funcName
 
+	// point is set when a cacheable SELECT may be a point read (rowkeys.go): the catalog and
+	// the values of each execution decide. pin is set when a write may be pinned to
+	// primary-key values.
+	point *pointShape
+	pin   *pinShape
+
 	// taint is set when the statement changes the session so that its later results may
 	// depend on more than the key holds (SET ROLE, SET search_path, a temporary table ...).
 	taint string
@@ -166,6 +172,19 @@ func (a *analyzer) compute(text string) *analysis {
 			an.reads = append(an.reads, splitName(name))
 		}
 		an.funcs = w.funcs
+	}
+	if stmts := tree.GetStmts(); len(stmts) == 1 && len(r.Kinds) == 1 {
+		point, pin := shapeOf(stmts[0].GetStmt(), text, w.funcs)
+		switch r.Kinds[0] {
+		case "SelectStmt":
+			if an.why == "" && len(an.reads) == 1 {
+				an.point = point
+			}
+		case "UpdateStmt", "DeleteStmt", "InsertStmt":
+			if an.write && !an.epoch && len(an.writes) == 1 {
+				an.pin = pin
+			}
+		}
 	}
 	return an
 }

@@ -113,6 +113,12 @@ type Cache struct {
 	// at any time.
 	StatsInterval Duration `toml:"stats_interval"`
 
+	// RowInvalidation (default true) lets a point read (a SELECT of one table by primary key)
+	// depend on the rows it names instead of its whole table, so that a write pinned to other
+	// keys leaves it cached (rowkeys.go). Writes maintain the row counters either way, so
+	// sluices sharing a Redis may differ in it; all of them must be of a version that does.
+	RowInvalidation *bool `toml:"row_invalidation"`
+
 	log      *slog.Logger
 	host     plugin.Host
 	an       *analyzer
@@ -240,6 +246,8 @@ func (p *Cache) bypass(why string) {
 const bypassChurn = "table written faster than read"
 
 func (p *Cache) enabled() bool { return p.Enabled == nil || *p.Enabled }
+
+func (p *Cache) rowsEnabled() bool { return p.RowInvalidation == nil || *p.RowInvalidation }
 
 // Provision applies defaults, connects to Redis (in the background: a Redis that is down
 // makes the cache serve nothing, it does not stop sluice) and starts the WAL listener and the
@@ -512,14 +520,41 @@ type session struct {
 
 // writeSet is the generations a statement or transaction must bump.
 type writeSet struct {
-	ident   string
-	oids    map[uint32]bool
+	ident string
+	oids  map[uint32]bool // tables written, not pinned to keys
+	// pins are the tables written only by writes pinned to keys, with those keys (canonical,
+	// maybe repeated): a table is in oids or in pins, never both.
+	pins    map[uint32][]string
 	epoch   bool
 	refresh string // a database whose catalog the writes changed (DDL)
 	user    string
 }
 
-func (w *writeSet) empty() bool { return !w.epoch && len(w.oids) == 0 }
+func (w *writeSet) empty() bool { return !w.epoch && len(w.oids) == 0 && len(w.pins) == 0 }
+
+// pin records keys of table oid, unless the table is written unpinned already; past
+// maxPinnedKeys keys the table counts as unpinned (one bump, not hundreds).
+func (w *writeSet) pin(oid uint32, keys []string) {
+	if w.oids[oid] {
+		return
+	}
+	if w.pins == nil {
+		w.pins = map[uint32][]string{}
+	}
+	ks := append(w.pins[oid], keys...)
+	if len(ks) > maxPinnedKeys {
+		ks = sortedKeys(ks)
+	}
+	if len(ks) > maxPinnedKeys {
+		delete(w.pins, oid)
+		if w.oids == nil {
+			w.oids = map[uint32]bool{}
+		}
+		w.oids[oid] = true
+		return
+	}
+	w.pins[oid] = ks
+}
 
 func (w *writeSet) add(o writeSet) {
 	if w.oids == nil {
@@ -533,6 +568,11 @@ func (w *writeSet) add(o writeSet) {
 	}
 	for k := range o.oids {
 		w.oids[k] = true
+		delete(w.pins, k)
+	}
+	for k, keys := range o.pins {
+		// A copy: o's slices may be appended to by its owner.
+		w.pin(k, slices.Clone(keys))
 	}
 	w.epoch = w.epoch || o.epoch
 	if o.refresh != "" {
@@ -569,8 +609,14 @@ func (p *Cache) apply(w writeSet) {
 		for o := range w.oids {
 			oids = append(oids, o)
 		}
-		p.stats.bumps.Add(int64(len(oids)))
-		_ = p.st.bump(w.ident, oids) // a failure turns the store dirty
+		pins := make(map[uint32][]string, len(w.pins))
+		for o, ks := range w.pins {
+			if !w.oids[o] {
+				pins[o] = sortedKeys(slices.Clone(ks))
+			}
+		}
+		p.stats.bumps.Add(int64(len(oids) + len(pins)))
+		_ = p.st.bumpKeys(w.ident, oids, pins) // a failure turns the store dirty
 	}
 	if w.refresh != "" {
 		p.refreshCatalog(w.refresh, w.user)
@@ -584,6 +630,10 @@ type fill struct {
 	seq    uint64
 	flight *flight
 	lease  string // the token of the fill lease in Redis; "" when none was taken
+	// point is set for a point read's entry, read is when its counters were read: it is
+	// stored only within rowFillMargin of that (rowkeys.go).
+	point bool
+	read  int64
 }
 
 // flight is one client's fill of a key that others missed too: they wait for it rather than
@@ -613,7 +663,7 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 		ss.taint = an.taint
 	}
 	if an.write && q.Protocol != plugin.Parse {
-		w := p.writes(q.Client, an)
+		w := p.writes(q, an)
 		if q.InTransaction {
 			ss.tx.add(w)
 		} else {
@@ -628,7 +678,7 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 	if q.Protocol == plugin.Parse {
 		return plugin.ContinueQuery(), nil
 	}
-	c, oids, ttl, seq, why := p.eligible(q, ss, an)
+	c, oids, pd, ttl, seq, why := p.eligible(q, ss, an)
 	if why != "" {
 		p.bypass(why)
 		return plugin.ContinueQuery(), nil
@@ -646,7 +696,11 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 	} else {
 		rctx, cancel = context.WithTimeout(ctx, time.Duration(p.RedisTimeout))
 	}
-	epoch, gens, err := p.st.versions(rctx, c.ident, oids)
+	genOIDs := oids
+	if pd != nil {
+		genOIDs = nil // a point read depends on its table's base and row counters instead
+	}
+	epoch, gens, rows, err := p.st.versions(rctx, c.ident, genOIDs, pd)
 	if err != nil {
 		cancel()
 		if errors.Is(err, errWALNotConsumed) {
@@ -656,7 +710,7 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 		}
 		return plugin.ContinueQuery(), nil
 	}
-	key := p.st.entryKey(deriveKey(c.ident, q, ss.settings, epoch, oids, gens))
+	key := p.st.entryKey(deriveKey(c.ident, q, ss.settings, epoch, genOIDs, gens, pd, rows))
 	v, err := p.st.get(rctx, key, ttl)
 	cancel()
 	if err != nil {
@@ -700,7 +754,8 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 		}
 		p.stats.misses.Add(1)
 		p.st.churn.read(c.ident, oids, false, now)
-		return plugin.Action{Capture: &fill{key: key, ttl: ttl, seq: seq, flight: f, lease: token}, CaptureLimit: p.MaxEntrySize}, nil
+		return plugin.Action{Capture: &fill{key: key, ttl: ttl, seq: seq, flight: f, lease: token, point: pd != nil, read: now},
+			CaptureLimit: p.MaxEntrySize}, nil
 	}
 	v = p.awaitLease(ctx, key, f.start.Add(time.Duration(p.StampedeWait)))
 	p.land(&fill{key: key, flight: f}) // this process's waiters read the entry now, or run the query
@@ -789,51 +844,58 @@ func (p *Cache) land(f *fill) {
 // eligible decides whether q may be cached and, if so, returns what its key is made of: the
 // catalog of its database and the tables it reads (sorted), with its TTL and the store's
 // sequence. why is the reason when it may not.
-func (p *Cache) eligible(q *plugin.Query, ss *session, an *analysis) (c *catalog, oids []uint32, ttl time.Duration, seq uint64, why string) {
+//
+// pd is set when q is a point read (rowkeys.go) whose entry may depend on the rows it names
+// instead of its table.
+func (p *Cache) eligible(q *plugin.Query, ss *session, an *analysis) (c *catalog, oids []uint32, pd *pointDeps, ttl time.Duration, seq uint64, why string) {
 	switch {
 	case an.nocache:
-		return nil, nil, 0, 0, "nocache hint"
+		return nil, nil, nil, 0, 0, "nocache hint"
 	case q.InTransaction:
-		return nil, nil, 0, 0, "in a transaction"
+		return nil, nil, nil, 0, 0, "in a transaction"
 	case q.Protocol == plugin.Parse:
 		// The extended protocol is cached at the Bind, which has the parameters and the
 		// result formats.
-		return nil, nil, 0, 0, "extended protocol: parse"
+		return nil, nil, nil, 0, 0, "extended protocol: parse"
 	case ss.taint != "":
-		return nil, nil, 0, 0, "session ran " + ss.taint
+		return nil, nil, nil, 0, 0, "session ran " + ss.taint
 	case !ss.known:
-		return nil, nil, 0, 0, "startup settings unknown"
+		return nil, nil, nil, 0, 0, "startup settings unknown"
 	case an.why != "":
-		return nil, nil, 0, 0, an.why
+		return nil, nil, nil, 0, 0, an.why
 	}
 	for _, prm := range q.Params {
 		if !prm.Binary && timeWord(string(prm.Value)) {
-			return nil, nil, 0, 0, "volatile parameter"
+			return nil, nil, nil, 0, 0, "volatile parameter"
 		}
 	}
 	c = p.catalog(q.Client.Database, q.Client.User)
 	if c == nil {
-		return nil, nil, 0, 0, "catalog not loaded"
+		return nil, nil, nil, 0, 0, "catalog not loaded"
 	}
 	if f, ok := c.funcsFit(an.funcs); !ok {
-		return nil, nil, 0, 0, "function " + f + " is not immutable"
+		return nil, nil, nil, 0, 0, "function " + f + " is not immutable"
 	}
 	deps := map[uint32]bool{}
 	ttl = time.Duration(p.TTL)
+	var only *rel // the table of a read of one
 	for _, name := range an.reads {
 		r, why := c.resolveRead(name, q.Client.User)
+		if len(an.reads) == 1 {
+			only = r
+		}
 		if why != "" {
-			return nil, nil, 0, 0, why
+			return nil, nil, nil, 0, 0, why
 		}
 		rn := relName{r.schema, r.name}
 		if p.excluded[rn] || p.excluded[relName{Name: r.name}] {
-			return nil, nil, 0, 0, "excluded table"
+			return nil, nil, nil, 0, 0, "excluded table"
 		}
 		if len(p.tables) > 0 && !an.hint && !p.tables[rn] && !p.tables[relName{Name: r.name}] {
-			return nil, nil, 0, 0, "table not listed"
+			return nil, nil, nil, 0, 0, "table not listed"
 		}
 		if why := c.readSet(r, deps); why != "" {
-			return nil, nil, 0, 0, why
+			return nil, nil, nil, 0, 0, why
 		}
 		for _, k := range []relName{rn, {Name: r.name}} {
 			if d, ok := p.ttls[k]; ok && d < ttl {
@@ -846,20 +908,28 @@ func (p *Cache) eligible(q *plugin.Query, ss *session, an *analysis) (c *catalog
 	}
 	seq, ok := p.st.serving()
 	if !ok {
-		return nil, nil, 0, 0, "redis unavailable or invalidation pending"
+		return nil, nil, nil, 0, 0, "redis unavailable or invalidation pending"
 	}
 	oids = make([]uint32, 0, len(deps))
 	for o := range deps {
 		oids = append(oids, o)
 	}
 	slices.Sort(oids)
-	return c, oids, ttl, seq, ""
+	// With jitter an entry lives up to ttl*1.1: row dependencies only when that is within
+	// the bound the row counters outlive (rowkeys.go).
+	if an.point != nil && p.rowsEnabled() && only != nil && len(oids) == 1 && only.pointTable() &&
+		ttl+ttl/10 < rowTTLBound {
+		pd = pointRead(only, an.point, q)
+	}
+	return c, oids, pd, ttl, seq, ""
 }
 
 // deriveKey hashes everything a result depends on: the database, the user (roles see
 // different rows and columns), the startup settings, the protocol, the exact text, the
 // parameters (value, NULL, format), the epoch and the generation of every table read.
-func deriveKey(ident string, q *plugin.Query, settings, epoch string, oids []uint32, gens []int64) []byte {
+// A point read's key has, instead of its table's generation, the table's base counter and each
+// key with its row counter (rows: the base counter, then the keys').
+func deriveKey(ident string, q *plugin.Query, settings, epoch string, oids []uint32, gens []int64, pd *pointDeps, rows []int64) []byte {
 	h := sha256.New()
 	var n [8]byte
 	str := func(s string) {
@@ -900,12 +970,24 @@ func deriveKey(ident string, q *plugin.Query, settings, epoch string, oids []uin
 		num(uint64(o))
 		num(uint64(gens[i]))
 	}
+	if pd != nil {
+		str("point")
+		num(uint64(pd.oid))
+		num(uint64(rows[0]))
+		num(uint64(len(pd.keys)))
+		for i, k := range pd.keys {
+			str(k)
+			num(uint64(rows[i+1]))
+		}
+	}
 	return h.Sum(nil)
 }
 
-// writes returns what a writing statement must bump.
-func (p *Cache) writes(c *plugin.Client, an *analysis) writeSet {
+// writes returns what a writing statement must bump: each table it writes, except that a
+// write pinned to primary-key values (rowkeys.go) records the keys of its table instead.
+func (p *Cache) writes(q *plugin.Query, an *analysis) writeSet {
 	var w writeSet
+	c := q.Client
 	if an.epoch {
 		w.epoch = true
 		if c != nil {
@@ -923,13 +1005,35 @@ func (p *Cache) writes(c *plugin.Client, an *analysis) writeSet {
 		return w
 	}
 	w.ident, w.oids = cat.ident, map[uint32]bool{}
+	if len(an.userFuncs) > 0 && !cat.funcsHarmless(an.userFuncs) {
+		w.epoch = true
+	}
+	if an.pin != nil && len(an.writes) == 1 && cat.funcsHarmless(an.pin.funcs) {
+		if targets := cat.writeTargets(an.writes[0]); len(targets) > 0 {
+			pins := map[uint32][]string{}
+			for _, r := range targets {
+				if keys, ok := pinnedKeys(cat, r, an.pin, q); ok {
+					pins[r.oid] = keys
+					// What its foreign key actions change still counts as a whole.
+					for _, x := range r.cascades {
+						if xr := cat.byOID[x]; xr != nil && cat.walkWrite(xr, 1, w.oids) {
+							w.epoch = true
+						}
+					}
+				} else if cat.walkWrite(r, 0, w.oids) {
+					w.epoch = true
+				}
+			}
+			for o, keys := range pins {
+				w.pin(o, keys)
+			}
+			return w
+		}
+	}
 	for _, name := range an.writes {
 		if cat.writeSet(name, w.oids) {
 			w.epoch = true
 		}
-	}
-	if len(an.userFuncs) > 0 && !cat.funcsHarmless(an.userFuncs) {
-		w.epoch = true
 	}
 	return w
 }
@@ -951,7 +1055,8 @@ func (p *Cache) OnResult(ctx context.Context, r *plugin.Result) {
 	pctx, cancel := context.WithTimeout(ctx, time.Duration(p.RedisTimeout))
 	defer cancel()
 	seq, serving := p.st.serving()
-	if r.Error != nil || r.Wire == nil || len(r.Wire) > p.MaxEntrySize || !serving || seq != f.seq {
+	late := f.point && time.Now().UnixNano()-f.read > int64(rowFillMargin)
+	if r.Error != nil || r.Wire == nil || len(r.Wire) > p.MaxEntrySize || !serving || seq != f.seq || late {
 		p.stats.fillsSkipped.Add(1)
 		if f.lease != "" && serving {
 			// Other sluices' waiters stop waiting and run the query.

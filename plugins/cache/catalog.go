@@ -27,6 +27,13 @@ type rel struct {
 	parents      []uint32 // pg_inherits: partitions' and children's parents
 	children     []uint32
 	cascades     []uint32 // tables a foreign key action changes when this one is written
+
+	// pkCol and pkType are the primary key when it is one column of a type whose values the
+	// cache names (rowkeys.go), with a deterministic collation; pkType is pkNone otherwise.
+	// rules is set when the table has rules (a rule may turn a write into any other).
+	pkCol  string
+	pkType pkType
+	rules  bool
 }
 
 // funcInfo is what the catalog says about every function of one name.
@@ -68,6 +75,13 @@ WHERE d.refobjid <> r.ev_class AND d.refclassid IN ('pg_class'::regclass, 'pg_pr
 ORDER BY 1, 2`
 	fkSQL = `SELECT confrelid::text, conrelid::text FROM pg_constraint
 WHERE contype = 'f' AND (confdeltype NOT IN ('a','r') OR confupdtype NOT IN ('a','r')) ORDER BY 1, 2`
+	// A text key compares as its bytes only under a deterministic collation.
+	pkSQL = `SELECT i.indrelid::text, a.attname, a.atttypid::text,
+  COALESCE((SELECT co.collisdeterministic FROM pg_collation co WHERE co.oid = a.attcollation), true)::text,
+  c.relhasrules::text
+FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+JOIN pg_class c ON c.oid = i.indrelid
+WHERE i.indisprimary AND i.indnkeyatts = 1 ORDER BY 1`
 	funcSQL = `SELECT n.nspname, p.proname, p.provolatile::text FROM pg_proc p
 JOIN pg_namespace n ON n.oid = p.pronamespace ORDER BY 1, 2, 3`
 )
@@ -141,6 +155,15 @@ func loadCatalog(ctx context.Context, host plugin.Host, db, user string) (*catal
 	for _, r := range rows {
 		if t := c.byOID[oid(r[0])]; t != nil {
 			t.cascades = append(t.cascades, oid(r[1]))
+		}
+		hashRow(h, r)
+	}
+	if rows, err = q(pkSQL); err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		if t := c.byOID[oid(r[0])]; t != nil && s(r[3]) == "true" {
+			t.pkCol, t.pkType, t.rules = s(r[1]), pkTypeOf(oid(r[2])), s(r[4]) == "true"
 		}
 		hashRow(h, r)
 	}
@@ -286,49 +309,89 @@ func (c *catalog) readSet(r *rel, out map[uint32]bool) (why string) {
 // counts for every relation of that name, whatever the search_path; a view counts for its
 // base tables; foreign key actions add the tables they change.
 func (c *catalog) writeSet(name relName, out map[uint32]bool) (epoch bool) {
-	var targets []*rel
-	if name.Schema != "" {
-		if r := c.rels[name]; r != nil {
-			targets = append(targets, r)
-		}
-	} else {
-		targets = c.byName[name.Name]
-	}
+	targets := c.writeTargets(name)
 	if len(targets) == 0 {
 		// Unknown to this catalog (created since it was read): nobody caches it yet, but a
 		// view or a newer catalog might know it under another OID.
 		return true
 	}
-	var walk func(r *rel, depth int) bool
-	walk = func(r *rel, depth int) bool {
-		if out[r.oid] {
-			return false
-		}
-		if depth > 32 {
-			return true
-		}
-		out[r.oid] = true
-		if r.triggers {
-			return true
-		}
-		for _, b := range r.viewBase {
-			if br := c.byOID[b]; br != nil && walk(br, depth+1) {
-				return true
-			}
-		}
-		for _, x := range r.cascades {
-			if xr := c.byOID[x]; xr != nil && walk(xr, depth+1) {
-				return true
-			}
-		}
-		return false
-	}
 	for _, r := range targets {
-		if walk(r, 0) {
+		if c.walkWrite(r, 0, out) {
 			epoch = true
 		}
 	}
 	return epoch
+}
+
+// writeTargets returns the relations a write to name may change: an unqualified name counts
+// for every relation of that name. nil when the catalog knows none.
+func (c *catalog) writeTargets(name relName) []*rel {
+	if name.Schema != "" {
+		if r := c.rels[name]; r != nil {
+			return []*rel{r}
+		}
+		return nil
+	}
+	return c.byName[name.Name]
+}
+
+// walkWrite adds r and what a write to it changes (a view's base tables, the tables its
+// foreign key actions change) to out, and reports whether the write must bump the epoch.
+func (c *catalog) walkWrite(r *rel, depth int, out map[uint32]bool) bool {
+	if out[r.oid] {
+		return false
+	}
+	if depth > 32 {
+		return true
+	}
+	out[r.oid] = true
+	if r.triggers {
+		return true
+	}
+	for _, b := range r.viewBase {
+		if br := c.byOID[b]; br != nil && c.walkWrite(br, depth+1, out) {
+			return true
+		}
+	}
+	for _, x := range r.cascades {
+		if xr := c.byOID[x]; xr != nil && c.walkWrite(xr, depth+1, out) {
+			return true
+		}
+	}
+	return false
+}
+
+// pointTable reports whether reads and writes of r may name its rows by primary key: a plain
+// table, alone in its inheritance tree (its reads depend on it alone), with a primary key the
+// cache can name.
+func (r *rel) pointTable() bool {
+	return r.kind == 'r' && r.pkType != pkNone && len(r.parents) == 0 && len(r.children) == 0
+}
+
+// pinnable reports whether a write to r by primary key changes only the rows it names: no
+// triggers, no rules, and no foreign key action that comes back to r (ON DELETE CASCADE of a
+// table referencing itself deletes other rows).
+func (c *catalog) pinnable(r *rel) bool {
+	if !r.pointTable() || r.triggers || r.rules {
+		return false
+	}
+	seen := map[uint32]bool{}
+	var reaches func(x *rel, depth int) bool
+	reaches = func(x *rel, depth int) bool {
+		for _, o := range x.cascades {
+			if o == r.oid || depth > 32 {
+				return true
+			}
+			if xr := c.byOID[o]; xr != nil && !seen[o] {
+				seen[o] = true
+				if reaches(xr, depth+1) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return !reaches(r, 0)
 }
 
 // funcsFit reports whether every function is immutable, naming the first that is not.

@@ -42,7 +42,7 @@ func (p *Cache) mirrorSpecs() ([]*mirrorSpec, string, error) {
 	}
 	// Keys of different tables, and the cache's own keys, must never share a beginning: a
 	// table's TRUNCATE and reload delete every key that starts with its namespace.
-	taken := []string{p.Prefix + "e:", p.Prefix + "g:", p.Prefix + "l:", p.Prefix + "epoch", p.Prefix + "mirror:", p.Prefix + "wal:"}
+	taken := []string{p.Prefix + "e:", p.Prefix + "g:", p.Prefix + "b:", p.Prefix + "r:", p.Prefix + "l:", p.Prefix + "epoch", p.Prefix + "mirror:", p.Prefix + "wal:"}
 	names := make([]string, 0, len(p.Mirror))
 	for name := range p.Mirror {
 		names = append(names, name)

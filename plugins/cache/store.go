@@ -42,11 +42,16 @@ type store struct {
 	breakerFor   time.Duration
 
 	floors sync.Map // generation key -> int64: the highest value this process wrote
+	// rowFloors are the floors of row counters (rowkeys.go): rowFloor values, dropped by the
+	// health loop once the client-side cache can no longer hold a value older than them
+	// (genTTL after the bump), so that they do not grow with every key ever written.
+	rowFloors sync.Map // row key -> rowFloor
 	// genReads holds, per table (genID), its generation key and the pinned command that
 	// reads it through the client-side cache: built once, not at every lookup (a command's
 	// build hashes its key for the cluster slot). Commands come from client's builder, which
 	// is set once.
 	genReads  sync.Map // genID -> *genRead
+	baseReads sync.Map // genID -> *genRead, of base counters
 	epochRead atomic.Pointer[rueidis.Cacheable]
 	walRead   atomic.Pointer[rueidis.Cacheable]
 	// epochPin is the epoch this process wrote last, until the client-side cache shows it:
@@ -130,8 +135,11 @@ func (st *store) health() {
 	defer close(st.done)
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
-	for {
+	for i := 0; ; i++ {
 		st.check()
+		if i%40 == 0 {
+			st.sweepRowFloors(time.Now().UnixNano())
+		}
 		select {
 		case <-st.stop:
 			return
@@ -197,6 +205,16 @@ func (st *store) genKey(ident string, oid uint32) string {
 	return st.prefix + "g:" + ident + ":" + strconv.FormatUint(uint64(oid), 10)
 }
 
+// baseKey is the counter of table oid's writes that are not pinned to keys (rowkeys.go).
+func (st *store) baseKey(ident string, oid uint32) string {
+	return st.prefix + "b:" + ident + ":" + strconv.FormatUint(uint64(oid), 10)
+}
+
+// rowKey is the counter of the pinned writes of key k (canonical) of table oid.
+func (st *store) rowKey(ident string, oid uint32, k string) string {
+	return st.prefix + "r:" + ident + ":" + strconv.FormatUint(uint64(oid), 10) + ":" + k
+}
+
 func (st *store) entryKey(sum []byte) string { return st.prefix + "e:" + hex.EncodeToString(sum) }
 
 // renewEpoch writes a new random epoch: every key made before is out of reach.
@@ -231,12 +249,31 @@ func (st *store) bumpEpoch(why string) {
 
 var errBumpFailed = errors.New("cache: invalidation not written")
 
-// bump increments the generations of oids in database ident. On failure the store turns
-// dirty, and it returns errBumpFailed (or Redis's error).
-func (st *store) bump(ident string, oids []uint32) error {
-	if len(oids) == 0 {
+// bump increments the generations of oids in database ident, for writes not pinned to keys.
+// On failure the store turns dirty, and it returns errBumpFailed (or Redis's error).
+func (st *store) bump(ident string, oids []uint32) error { return st.bumpKeys(ident, oids, nil) }
+
+// rowBumpScript bumps a row counter (KEYS[1]) to a value it never had: Redis's clock in µs, or
+// one more than its value when that is higher; and makes it expire after ARGV[1] ms. See
+// rowkeys.go for why a counter that expires must never come back with an old value. Lua's
+// numbers are doubles: exact up to 2^53 µs, in the year 2255.
+const rowBumpScript = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local v = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if v < now then v = now else v = v + 1 end
+redis.call('SET', KEYS[1], string.format('%.0f', v), 'PX', ARGV[1])
+return v`
+
+// bumpKeys increments, in database ident, the generation and the base counter of each table of
+// oids (writes not pinned to keys), and the generation of each table of pins and the row
+// counter of each of its keys (writes pinned to those keys), in one round trip. A table in
+// both counts as unpinned. On failure the store turns dirty, and it returns errBumpFailed (or
+// Redis's error).
+func (st *store) bumpKeys(ident string, oids []uint32, pins map[uint32][]string) error {
+	if len(oids) == 0 && len(pins) == 0 {
 		return nil
 	}
+	// Pinned bumps do not count as churn: they put only their keys' point reads out of reach.
 	st.churn.wrote(ident, oids, time.Now().UnixNano())
 	c := st.client.Load()
 	if c == nil || time.Now().UnixNano() < st.breakerUntil.Load() {
@@ -246,12 +283,38 @@ func (st *store) bump(ident string, oids []uint32) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), st.timeout)
 	defer cancel()
-	cmds := make(rueidis.Commands, len(oids))
-	keys := make([]string, len(oids))
-	for i, o := range oids {
-		keys[i] = st.genKey(ident, o)
-		cmds[i] = (*c).B().Incr().Key(keys[i]).Build()
+	n := 2 * len(oids)
+	for _, ks := range pins {
+		n += 1 + len(ks)
 	}
+	cmds := make(rueidis.Commands, 0, n)
+	keys := make([]string, 0, n)
+	rows := make([]bool, 0, n)
+	incr := func(key string) {
+		keys = append(keys, key)
+		rows = append(rows, false)
+		cmds = append(cmds, (*c).B().Incr().Key(key).Build())
+	}
+	unpinned := make(map[uint32]bool, len(oids))
+	for _, o := range oids {
+		unpinned[o] = true
+		incr(st.genKey(ident, o))
+		incr(st.baseKey(ident, o))
+	}
+	expire := strconv.FormatInt((rowTTLBound + rowCounterMargin).Milliseconds(), 10)
+	for o, ks := range pins {
+		if unpinned[o] {
+			continue
+		}
+		incr(st.genKey(ident, o))
+		for _, k := range ks {
+			key := st.rowKey(ident, o, k)
+			keys = append(keys, key)
+			rows = append(rows, true)
+			cmds = append(cmds, (*c).B().Eval().Script(rowBumpScript).Numkeys(1).Key(key).Arg(expire).Build())
+		}
+	}
+	now := time.Now().UnixNano()
 	for i, r := range (*c).DoMulti(ctx, cmds...) {
 		n, err := r.AsInt64()
 		if err != nil {
@@ -260,9 +323,43 @@ func (st *store) bump(ident string, oids []uint32) error {
 			st.markDirty("invalidation not written")
 			return fmt.Errorf("%w: %w", errBumpFailed, err)
 		}
-		st.raiseFloor(keys[i], n)
+		if rows[i] {
+			st.raiseRowFloor(keys[i], n, now)
+		} else {
+			st.raiseFloor(keys[i], n)
+		}
 	}
 	return nil
+}
+
+// rowFloor is the highest value this process wrote to a row counter, and when.
+type rowFloor struct{ n, at int64 }
+
+// raiseRowFloor is raiseFloor for a row counter.
+func (st *store) raiseRowFloor(key string, n, now int64) {
+	for {
+		old, loaded := st.rowFloors.LoadOrStore(key, rowFloor{n, now})
+		if !loaded {
+			return
+		}
+		o := old.(rowFloor)
+		nf := rowFloor{max(o.n, n), now}
+		if st.rowFloors.CompareAndSwap(key, old, nf) {
+			return
+		}
+	}
+}
+
+// sweepRowFloors forgets the row floors written longer ago than the client-side cache keeps a
+// value (with a margin): a read now gets a value from Redis at least as new.
+func (st *store) sweepRowFloors(now int64) {
+	old := now - int64(st.genTTL+10*time.Second)
+	st.rowFloors.Range(func(k, v any) bool {
+		if v.(rowFloor).at < old {
+			st.rowFloors.CompareAndDelete(k, v)
+		}
+		return true
+	})
 }
 
 // raiseFloor remembers n as the lowest value this process may read for key: the client-side
@@ -278,16 +375,28 @@ func (st *store) raiseFloor(key string, n int64) {
 
 var errNotServing = errors.New("cache: not serving")
 
+// pointDeps are the counters a point read depends on instead of its table's generation: the
+// table's base counter and the row counter of each key (rowkeys.go).
+type pointDeps struct {
+	oid  uint32
+	keys []string // canonical, sorted, distinct
+}
+
 // versions reads the epoch and the generations of oids (in that order), through the
-// client-side cache. With a WAL listener it also reads the WAL consumer's heartbeat, and
-// returns errWALNotConsumed when no sluice consumes the WAL caught up: then nothing may be
-// served (see walBeat).
-func (st *store) versions(ctx context.Context, ident string, oids []uint32) (string, []int64, error) {
+// client-side cache; for a point read (pd not nil), the base counter of pd's table then the
+// row counter of each of its keys, in rows. With a WAL listener it also reads the WAL
+// consumer's heartbeat, and returns errWALNotConsumed when no sluice consumes the WAL caught
+// up: then nothing may be served (see walBeat).
+func (st *store) versions(ctx context.Context, ident string, oids []uint32, pd *pointDeps) (string, []int64, []int64, error) {
 	c := st.client.Load()
 	if c == nil {
-		return "", nil, errNotServing
+		return "", nil, nil, errNotServing
 	}
-	cmds := make([]rueidis.CacheableTTL, 0, len(oids)+2)
+	nrows := 0
+	if pd != nil {
+		nrows = 1 + len(pd.keys)
+	}
+	cmds := make([]rueidis.CacheableTTL, 0, len(oids)+nrows+2)
 	ep := st.epochRead.Load()
 	if ep == nil {
 		cmd := (*c).B().Get().Key(st.epochKey()).Cache().Pin()
@@ -306,26 +415,37 @@ func (st *store) versions(ctx context.Context, ident string, oids []uint32) (str
 		// it changes.
 		cmds = append(cmds, rueidis.CT(*wr, st.genTTL))
 	}
-	keys := make([]string, len(oids))
+	keys := make([]string, len(oids)+nrows)
 	for i, o := range oids {
-		g := st.genRead(*c, ident, o)
+		g := st.genRead(*c, &st.genReads, ident, o)
 		keys[i] = g.key
 		cmds = append(cmds, rueidis.CT(g.cmd, st.genTTL))
+	}
+	if pd != nil {
+		g := st.genRead(*c, &st.baseReads, ident, pd.oid)
+		keys[len(oids)] = g.key
+		cmds = append(cmds, rueidis.CT(g.cmd, st.genTTL))
+		// Built at each read, not kept: there is one per key ever read.
+		for i, k := range pd.keys {
+			key := st.rowKey(ident, pd.oid, k)
+			keys[len(oids)+1+i] = key
+			cmds = append(cmds, rueidis.CT((*c).B().Get().Key(key).Cache(), st.genTTL))
+		}
 	}
 	res := (*c).DoMultiCache(ctx, cmds...)
 	epoch, err := res[0].ToString()
 	if err != nil && !rueidis.IsRedisNil(err) {
 		st.failed(err)
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	if st.walKey != "" {
 		v, err := res[1].ToString()
 		if err != nil && !rueidis.IsRedisNil(err) {
 			st.failed(err)
-			return "", nil, err
+			return "", nil, nil, err
 		}
 		if !beatCaughtUp(v) {
-			return "", nil, errWALNotConsumed
+			return "", nil, nil, errWALNotConsumed
 		}
 		res = res[1:]
 	}
@@ -338,23 +458,29 @@ func (st *store) versions(ctx context.Context, ident string, oids []uint32) (str
 			epoch, err = (*c).Do(ctx, (*c).B().Get().Key(st.epochKey()).Build()).ToString()
 			if err != nil && !rueidis.IsRedisNil(err) {
 				st.failed(err)
-				return "", nil, err
+				return "", nil, nil, err
 			}
 		}
 	}
-	gens := make([]int64, len(oids))
-	for i := range oids {
+	vals := make([]int64, len(keys))
+	for i := range keys {
 		n, err := res[i+1].AsInt64()
 		if err != nil && !rueidis.IsRedisNil(err) {
 			st.failed(err)
-			return "", nil, err
+			return "", nil, nil, err
 		}
-		if f, ok := st.floors.Load(keys[i]); ok && f.(int64) > n {
-			n = f.(int64)
+		// The client-side cache may still hold a value from before a bump of ours: never
+		// read below what this process wrote.
+		if i < len(oids)+min(nrows, 1) {
+			if f, ok := st.floors.Load(keys[i]); ok && f.(int64) > n {
+				n = f.(int64)
+			}
+		} else if f, ok := st.rowFloors.Load(keys[i]); ok && f.(rowFloor).n > n {
+			n = f.(rowFloor).n
 		}
-		gens[i] = n
+		vals[i] = n
 	}
-	return epoch, gens, nil
+	return epoch, vals[:len(oids)], vals[len(oids):], nil
 }
 
 // genID names a table's generation counter.
@@ -369,15 +495,18 @@ type genRead struct {
 	cmd rueidis.Cacheable
 }
 
-// genRead returns the read of the generation of table oid in database ident, building it the
-// first time.
-func (st *store) genRead(c rueidis.Client, ident string, oid uint32) *genRead {
+// genRead returns the read of the generation (or, from baseReads, the base counter) of table
+// oid in database ident, building it the first time.
+func (st *store) genRead(c rueidis.Client, reads *sync.Map, ident string, oid uint32) *genRead {
 	id := genID{ident, oid}
-	if g, ok := st.genReads.Load(id); ok {
+	if g, ok := reads.Load(id); ok {
 		return g.(*genRead)
 	}
 	key := st.genKey(ident, oid)
-	g, _ := st.genReads.LoadOrStore(id, &genRead{key: key, cmd: c.B().Get().Key(key).Cache().Pin()})
+	if reads == &st.baseReads {
+		key = st.baseKey(ident, oid)
+	}
+	g, _ := reads.LoadOrStore(id, &genRead{key: key, cmd: c.B().Get().Key(key).Cache().Pin()})
 	return g.(*genRead)
 }
 

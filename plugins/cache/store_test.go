@@ -37,22 +37,22 @@ func TestStoreGenerations(t *testing.T) {
 	defer st.close()
 	waitServing(t, st, true)
 	ctx := context.Background()
-	epoch, gens, err := st.versions(ctx, "db", []uint32{1, 2})
+	epoch, gens, _, err := st.versions(ctx, "db", []uint32{1, 2}, nil)
 	if err != nil || epoch == "" || gens[0] != 0 || gens[1] != 0 {
 		t.Fatalf("versions: %q %v %v; want a renewed epoch and zeros", epoch, gens, err)
 	}
 	for i := 1; i <= 3; i++ {
 		st.bump("db", []uint32{2})
-		_, gens, err = st.versions(ctx, "db", []uint32{1, 2})
+		_, gens, _, err = st.versions(ctx, "db", []uint32{1, 2}, nil)
 		if err != nil || gens[0] != 0 || gens[1] != int64(i) {
 			t.Fatalf("after bump %d: %v %v", i, gens, err)
 		}
 	}
-	if _, gens, _ = st.versions(ctx, "other", []uint32{2}); gens[0] != 0 {
+	if _, gens, _, _ = st.versions(ctx, "other", []uint32{2}, nil); gens[0] != 0 {
 		t.Errorf("a bump in one database moved another's generation: %v", gens)
 	}
 	st.bumpEpoch("test")
-	e2, _, _ := st.versions(ctx, "db", nil)
+	e2, _, _, _ := st.versions(ctx, "db", nil, nil)
 	if e2 == epoch {
 		t.Errorf("bumpEpoch left the epoch at %q", e2)
 	}
@@ -108,7 +108,7 @@ func TestStoreRedisDown(t *testing.T) {
 	defer st2.close()
 	waitServing(t, st2, true)
 	ctx := context.Background()
-	e1, _, _ := st2.versions(ctx, "db", nil)
+	e1, _, _, _ := st2.versions(ctx, "db", nil, nil)
 	if err := r.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestStoreRedisDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitServing(t, st2, true)
-	e2, _, err := st2.versions(ctx, "db", nil)
+	e2, _, _, err := st2.versions(ctx, "db", nil, nil)
 	if err != nil || e2 == "" || e2 == e1 {
 		t.Fatalf("after Redis came back: epoch %q (was %q), %v; want a new one", e2, e1, err)
 	}

@@ -243,7 +243,9 @@ func (w *walListener) ensurePublication(ctx context.Context, conn *pgconn.PgConn
 // which says the connection is alive and how far the server has sent) and writes the
 // heartbeat: caught up once past target, while the server answers and the lag is small.
 func (w *walListener) stream(ctx context.Context, conn *pgconn.PgConn, ident, token string, pos, target pglogrepl.LSN) error {
-	changed := map[uint32]bool{}
+	changed := map[uint32]bool{}      // tables changed, not pinned to keys
+	pins := map[uint32][]string{}     // tables changed only by pinned changes, with their keys
+	keyCols := map[uint32]walKeyCol{} // from each relation's RelationMessage
 	inTxn := false
 	heard := time.Now()
 	var next time.Time
@@ -286,29 +288,39 @@ func (w *walListener) stream(ctx context.Context, conn *pgconn.PgConn, ident, to
 			switch m := msg.(type) {
 			case *pglogrepl.BeginMessage:
 				inTxn = true
+			case *pglogrepl.RelationMessage:
+				keyCols[m.RelationID] = walKeyColOf(m)
 			case *pglogrepl.InsertMessage:
-				changed[m.RelationID] = true
+				walPin(changed, pins, m.RelationID, keyCols, m.Tuple)
 			case *pglogrepl.UpdateMessage:
-				changed[m.RelationID] = true
+				if m.OldTuple != nil {
+					walPin(changed, pins, m.RelationID, keyCols, m.OldTuple)
+				}
+				walPin(changed, pins, m.RelationID, keyCols, m.NewTuple)
 			case *pglogrepl.DeleteMessage:
-				changed[m.RelationID] = true
+				walPin(changed, pins, m.RelationID, keyCols, m.OldTuple)
 			case *pglogrepl.TruncateMessage:
 				for _, r := range m.RelationIDs {
 					changed[r] = true
 				}
 			case *pglogrepl.CommitMessage:
-				if len(changed) > 0 {
+				if len(changed) > 0 || len(pins) > 0 {
 					oids := make([]uint32, 0, len(changed))
 					for o := range changed {
 						oids = append(oids, o)
+						delete(pins, o)
+					}
+					for o, ks := range pins {
+						pins[o] = sortedKeys(ks)
 					}
 					// Not bumped, not confirmed: the next session replays it.
-					if err := w.st.bump(ident, oids); err != nil {
+					if err := w.st.bumpKeys(ident, oids, pins); err != nil {
 						return err
 					}
-					w.events.Add(int64(len(oids)))
-					w.stats.bumps.Add(int64(len(oids)))
+					w.events.Add(int64(len(oids) + len(pins)))
+					w.stats.bumps.Add(int64(len(oids) + len(pins)))
 					clear(changed)
+					clear(pins)
 				}
 				inTxn = false
 				pos = max(pos, m.TransactionEndLSN)
@@ -355,4 +367,52 @@ func (w *walListener) writeBeat(ctx context.Context, b walBeat, claim bool) erro
 	bctx, cancel := context.WithTimeout(ctx, max(w.st.timeout, 100*time.Millisecond))
 	defer cancel()
 	return w.st.beatWAL(bctx, b, claim)
+}
+
+// walKeyCol is where a relation's primary key is in the tuples the WAL sends, when the
+// relation's changes can be pinned to keys (rowkeys.go): its replica identity is the default
+// (the primary key: another index's columns would name other counters) and is one column of
+// a type the cache names. col is -1 otherwise.
+type walKeyCol struct {
+	col int
+	typ pkType
+}
+
+func walKeyColOf(m *pglogrepl.RelationMessage) walKeyCol {
+	k := walKeyCol{col: -1}
+	if m.ReplicaIdentity != 'd' {
+		return k
+	}
+	for i, c := range m.Columns {
+		if c.Flags&1 == 0 {
+			continue
+		}
+		if k.col >= 0 {
+			return walKeyCol{col: -1} // a key of several columns
+		}
+		k = walKeyCol{col: i, typ: pkTypeOf(c.DataType)}
+	}
+	if k.typ == pkNone {
+		k.col = -1
+	}
+	return k
+}
+
+// walPin records a change of relation rel whose tuple (new, old or key) is t: pinned to t's
+// key when rel's key can be named and t holds it as text, else for the whole table (an
+// unchanged TOASTed or NULL key, an unknown relation, more than maxPinnedKeys keys).
+func walPin(changed map[uint32]bool, pins map[uint32][]string, rel uint32, keyCols map[uint32]walKeyCol, t *pglogrepl.TupleData) {
+	if changed[rel] {
+		return
+	}
+	if kc, ok := keyCols[rel]; ok && kc.col >= 0 && t != nil && kc.col < len(t.Columns) {
+		if c := t.Columns[kc.col]; c.DataType == pglogrepl.TupleDataTypeText {
+			if k, ok := canonKey(kc.typ, c.Data); ok && len(pins[rel]) < maxPinnedKeys {
+				pins[rel] = append(pins[rel], k)
+				return
+			}
+		}
+	}
+	changed[rel] = true
+	delete(pins, rel)
 }

@@ -69,7 +69,7 @@ func TestWALBeat(t *testing.T) {
 	lookup := func() error {
 		var err error
 		for deadline := time.Now().Add(100 * time.Millisecond); ; time.Sleep(5 * time.Millisecond) {
-			_, _, err = st.versions(ctx, "db", []uint32{1})
+			_, _, _, err = st.versions(ctx, "db", []uint32{1}, nil)
 			b, ok, rerr := st.readWAL(ctx)
 			if rerr != nil {
 				t.Fatal(rerr)
