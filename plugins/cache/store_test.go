@@ -182,3 +182,74 @@ func TestStoreLease(t *testing.T) {
 		t.Errorf("breaker %s, want closed", got)
 	}
 }
+
+// TestStoreRowCounters: a pinned bump moves its keys' row counters and the table's generation,
+// not its base counter nor other keys; an unpinned one moves the base counter; a row counter
+// that expired and is bumped again never comes back to a value it had; row counters expire.
+func TestStoreRowCounters(t *testing.T) {
+	r, err := pgtest.StartRedis()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	st := newStore([]string{r.Addr}, "t:", "", 200*time.Millisecond, 1<<20)
+	defer st.close()
+	waitServing(t, st, true)
+	ctx := context.Background()
+	pd := &pointDeps{oid: 7, keys: []string{"1", "2"}}
+	read := func() (gen int64, rows []int64) {
+		t.Helper()
+		_, gens, rows, err := st.versions(ctx, "db", []uint32{7}, pd)
+		if err != nil || len(gens) != 1 || len(rows) != 3 {
+			t.Fatalf("versions: %v %v %v", gens, rows, err)
+		}
+		return gens[0], rows
+	}
+	g0, r0 := read()
+	if g0 != 0 || r0[0] != 0 || r0[1] != 0 || r0[2] != 0 {
+		t.Fatalf("fresh counters: gen %d, base and rows %v", g0, r0)
+	}
+	if err := st.bumpKeys("db", nil, map[uint32][]string{7: {"1"}}); err != nil {
+		t.Fatal(err)
+	}
+	g1, r1 := read() // at once: the floors cover the client-side cache
+	if g1 != 1 || r1[0] != 0 || r1[1] == 0 || r1[2] != 0 {
+		t.Fatalf("after a bump of key 1: gen %d, base and rows %v", g1, r1)
+	}
+	if err := st.bumpKeys("db", nil, map[uint32][]string{7: {"1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, r2 := read(); r2[1] <= r1[1] {
+		t.Fatalf("a second bump of key 1 did not raise it: %d then %d", r1[1], r2[1])
+	}
+	if err := st.bump("db", []uint32{7}); err != nil {
+		t.Fatal(err)
+	}
+	if g3, r3 := read(); g3 != 3 || r3[0] != 1 {
+		t.Fatalf("after an unpinned bump: gen %d, base %d", g3, r3[0])
+	}
+	// Redis's own view: the row counter expires after the bound and its margin.
+	c := *st.client.Load()
+	pttl, err := c.Do(ctx, c.B().Pttl().Key(st.rowKey("db", 7, "1")).Build()).AsInt64()
+	if want := (rowTTLBound + rowCounterMargin).Milliseconds(); err != nil || pttl <= want-5000 || pttl > want {
+		t.Fatalf("row counter's PTTL %d %v, want about %d", pttl, err, want)
+	}
+	// An expired counter bumped again starts above what it was (Redis's clock in µs).
+	last, _ := c.Do(ctx, c.B().Get().Key(st.rowKey("db", 7, "1")).Build()).AsInt64()
+	if err := c.Do(ctx, c.B().Del().Key(st.rowKey("db", 7, "1")).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.bumpKeys("db", nil, map[uint32][]string{7: {"1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := c.Do(ctx, c.B().Get().Key(st.rowKey("db", 7, "1")).Build()).AsInt64(); again <= last {
+		t.Fatalf("a row counter bumped after it expired came back to %d, not above %d", again, last)
+	}
+	// Floors are forgotten once the client-side cache cannot hold older values.
+	st.sweepRowFloors(time.Now().Add(st.genTTL + time.Minute).UnixNano())
+	n := 0
+	st.rowFloors.Range(func(any, any) bool { n++; return true })
+	if n != 0 {
+		t.Errorf("%d row floors left after the sweep", n)
+	}
+}
