@@ -71,6 +71,9 @@ type Param struct {
 	// hook returns, so copy what you keep.
 	Value  []byte
 	Binary bool // format 1; text otherwise
+	// Type is the type (an OID) the client declared for the parameter in its Parse, which
+	// says how a binary Value is encoded; 0 when it left the type to the server.
+	Type uint32
 }
 
 // Query is what a QueryHook sees. It is valid during the call only: sluice reuses it (and its

@@ -462,10 +462,10 @@ func (s *ClientSession) extendedHooks(ch *hooks.Chain, typ byte, msg []byte) (ou
 			msg = wire.AppendParse(nil, string(name), query, ptypes)
 		}
 		if s.hookStmts == nil {
-			s.hookStmts = map[string]string{}
+			s.hookStmts = map[string]hookStmt{}
 		}
-		if len(s.hookStmts) < maxHookStmts || s.hookStmts[string(name)] != "" {
-			s.hookStmts[string(name)] = string(query)
+		if _, known := s.hookStmts[string(name)]; len(s.hookStmts) < maxHookStmts || known {
+			s.hookStmts[string(name)] = hookStmt{text: string(query), types: paramTypes(ptypes)}
 		}
 	case wire.Bind:
 		if pc := s.pendingCapture; pc != nil {
@@ -480,7 +480,8 @@ func (s *ClientSession) extendedHooks(ch *hooks.Chain, typ byte, msg []byte) (ou
 		if !ok || !ok2 || !ok3 {
 			return msg, false, nil
 		}
-		act = s.queryHooks(ch, plugin.Bind, nil, s.hookStmts[string(name)], vals, bin, rf)
+		hs := s.hookStmts[string(name)]
+		act = s.queryHooks(ch, plugin.Bind, nil, hs.text, vals, bin, rf, hs.types...)
 		unnamedPortal := len(body) > 0 && body[0] == 0
 		if act.Kind == plugin.Answer && unnamedPortal && !s.inTransaction() {
 			// The plugin's result stands in for the portal: sluice answers the Bind now,

@@ -2,6 +2,7 @@ package frontend
 
 import (
 	"context"
+	"encoding/binary"
 	"strings"
 	"sync/atomic"
 	"unsafe"
@@ -19,9 +20,10 @@ type pluginState struct {
 	chain    *hooks.Chain
 	chainGen uint64
 	client   *plugin.Client
-	// stmts maps the client's statement names to their text while some plugin has a query
-	// hook, so a Bind's hook sees what it binds (in session mode too).
-	hookStmts map[string]string
+	// stmts maps the client's statement names to their text and declared parameter types
+	// while some plugin has a query hook, so a Bind's hook sees what it binds (in session
+	// mode too).
+	hookStmts map[string]hookStmt
 	// hookQuery is the Query the query hooks see, reused.
 	hookQuery *plugin.Query
 	// hookRole and hookShard are a query hook's choice for the transaction the query begins.
@@ -104,7 +106,7 @@ func (s *ClientSession) authHooks(tbl *route.Table) error {
 // queryHooks runs the query hooks over a query about to be sent. text is the query (without a
 // NUL); vals and binFmt are a Bind's parameters. A Reject or Answer in the result means the query
 // must not be sent.
-func (s *ClientSession) queryHooks(ch *hooks.Chain, proto plugin.Protocol, text []byte, textStr string, vals [][]byte, binFmt []bool, resFmts []int16) (act plugin.Action) {
+func (s *ClientSession) queryHooks(ch *hooks.Chain, proto plugin.Protocol, text []byte, textStr string, vals [][]byte, binFmt []bool, resFmts []int16, types ...uint32) (act plugin.Action) {
 	// One Query per session, reused: a plugin may keep what it holds (Text, the slices), not
 	// the *Query itself, which the API documents as valid during the call.
 	q := s.hookQuery
@@ -119,7 +121,11 @@ func (s *ClientSession) queryHooks(ch *hooks.Chain, proto plugin.Protocol, text 
 	*q = plugin.Query{Client: s.client, Protocol: proto, Text: textStr, InTransaction: s.inTransaction(),
 		ResultFormats: resFmts}
 	for i, v := range vals {
-		params = append(params, plugin.Param{Value: v, Binary: binFmt[i]})
+		prm := plugin.Param{Value: v, Binary: binFmt[i]}
+		if i < len(types) {
+			prm.Type = types[i]
+		}
+		params = append(params, prm)
 	}
 	q.Params = params
 	if s.cls != nil {
@@ -139,6 +145,29 @@ func (s *ClientSession) queryHooks(ch *hooks.Chain, proto plugin.Protocol, text 
 		s.hookShard, s.hookShardSet = act.Shard, act.ShardSet
 	}
 	return act
+}
+
+// hookStmt is a statement the client prepared, as the query hooks see it at a Bind.
+type hookStmt struct {
+	text  string
+	types []uint32 // the parameter types of its Parse (0: left to the server)
+}
+
+// paramTypes reads the parameter type section of a Parse (a count, then the OIDs); nil when
+// it declares none.
+func paramTypes(section []byte) []uint32 {
+	if len(section) < 2 {
+		return nil
+	}
+	n := int(binary.BigEndian.Uint16(section))
+	if n == 0 || len(section) != 2+4*n {
+		return nil
+	}
+	out := make([]uint32, n)
+	for i := range out {
+		out[i] = binary.BigEndian.Uint32(section[2+4*i:])
+	}
+	return out
 }
 
 func statementKind(r *classify.Result) string {

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"slices"
 	"strconv"
@@ -205,15 +206,51 @@ func unhex(c byte) byte {
 	return c - '0'
 }
 
-// binaryKey returns a parameter sent in binary as a key. Only uuids are read: a binary value's
-// type is the one the client declared in its Parse, which the plugin API does not show, and an
-// 8-byte float8 would read as an int8; no other type of 16 bytes compares with a uuid.
-func binaryKey(t pkType, v []byte) (string, bool) {
-	if t == pkUUID && len(v) == 16 {
-		return formatUUID(v), true
+// binaryKey returns a parameter sent in binary as a key. A binary value is encoded as the type
+// its Parse declared (typ), or, when it declared none (0), as the type the server inferred,
+// which for pk = $1 is the key's own. A value declared as a type that is not the key's kind
+// (an 8-byte float8 against an int8 key) is not read.
+func binaryKey(t pkType, v []byte, typ uint32) (string, bool) {
+	if typ != 0 {
+		switch pt := pkTypeOf(typ); {
+		case isIntKey(pt) && isIntKey(t):
+			// An int8 parameter against an int4 key compares as the number it is.
+			k, ok := binaryKey(pt, v, 0)
+			if !ok {
+				return "", false
+			}
+			return canonKey(t, []byte(k)) // in the key's range, or no key
+		case pt == pkUUID && t == pkUUID:
+			return binaryKey(t, v, 0)
+		case (pt == pkText || pt == pkVarchar) && (t == pkText || t == pkVarchar):
+			return canonKey(t, v)
+		}
+		return "", false
+	}
+	switch t {
+	case pkInt2:
+		if len(v) == 2 {
+			return strconv.FormatInt(int64(int16(binary.BigEndian.Uint16(v))), 10), true
+		}
+	case pkInt4:
+		if len(v) == 4 {
+			return strconv.FormatInt(int64(int32(binary.BigEndian.Uint32(v))), 10), true
+		}
+	case pkInt8:
+		if len(v) == 8 {
+			return strconv.FormatInt(int64(binary.BigEndian.Uint64(v)), 10), true
+		}
+	case pkUUID:
+		if len(v) == 16 {
+			return formatUUID(v), true
+		}
+	case pkText, pkVarchar:
+		return canonKey(t, v) // binary text is its bytes
 	}
 	return "", false
 }
+
+func isIntKey(t pkType) bool { return t == pkInt2 || t == pkInt4 || t == pkInt8 }
 
 // valueSrc is where one value compared with a primary key comes from, in every text that shares
 // an analysis (texts differing only in their numbers): a number's index among the text's
@@ -604,7 +641,7 @@ func (kr *keyReader) key(src valueSrc, t pkType) (string, bool) {
 		case p.Value == nil:
 			return "", false // NULL matches nothing, and names no row
 		case p.Binary:
-			return binaryKey(t, p.Value)
+			return binaryKey(t, p.Value, p.Type)
 		}
 		return canonKey(t, p.Value)
 	case srcNumber:
