@@ -686,10 +686,11 @@ func TestCacheRoles(t *testing.T) {
 }
 
 // TestCacheStaleness runs 8 clients through sluice for a minute, mixing cached reads with
-// multi-row INSERT, UPSERT, range UPDATE, DELETE, COPY and rolled-back transactions, while a
-// ninth client writes to Postgres directly. Every write through sluice bumps a version row in
-// the same transaction: a read that began after a commit must see that commit's version or a
-// later one. Writes that bypass sluice must be seen within a second (p99).
+// multi-row INSERT, UPSERT, range UPDATE, DELETE, COPY, writes pinned to primary keys and
+// rolled-back transactions, while a ninth client writes to Postgres directly. Every write
+// through sluice bumps a version row in the same transaction, and one of 50 per-key version
+// rows: a read that began after a commit (a point read by key, or not) must see that commit's
+// version or a later one. Writes that bypass sluice must be seen within a second (p99).
 func TestCacheStaleness(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a minute of load")
@@ -699,12 +700,19 @@ func TestCacheStaleness(t *testing.T) {
 	if _, err := direct.Exec(ctx, `CREATE TABLE stale_items (id int PRIMARY KEY, v int);
 		ALTER TABLE stale_items OWNER TO app;
 		CREATE TABLE stale_meta (k int PRIMARY KEY, version bigint); ALTER TABLE stale_meta OWNER TO app;
-		INSERT INTO stale_meta VALUES (1, 0), (2, 0)`); err != nil {
+		INSERT INTO stale_meta VALUES (1, 0), (2, 0);
+		CREATE TABLE stale_rows (id int PRIMARY KEY, version bigint); ALTER TABLE stale_rows OWNER TO app;
+		INSERT INTO stale_rows SELECT g, 0 FROM generate_series(1, 50) g`); err != nil {
 		t.Fatal(err)
 	}
 	const duration = 60 * time.Second
 	deadline := time.Now().Add(duration)
 	var committed atomic.Int64 // the highest version of k = 1 known committed
+	var rowCommitted [51]atomic.Int64 // per stale_rows id, the highest version known committed
+	raise := func(a *atomic.Int64, v int64) {
+		for old := a.Load(); v > old && !a.CompareAndSwap(old, v); old = a.Load() {
+		}
+	}
 	type directWrite struct {
 		version int64
 		at      time.Time
@@ -729,7 +737,7 @@ func TestCacheStaleness(t *testing.T) {
 			}
 			lo := rng.IntN(500)
 			var stmt string
-			switch rng.IntN(5) {
+			switch rng.IntN(8) {
 			case 0:
 				stmt = fmt.Sprintf("INSERT INTO stale_items SELECT g, 0 FROM generate_series(%d, %d) g ON CONFLICT (id) DO UPDATE SET v = stale_items.v + 1", lo, lo+5)
 			case 1:
@@ -744,6 +752,12 @@ func TestCacheStaleness(t *testing.T) {
 				}
 			case 4:
 				stmt = fmt.Sprintf("INSERT INTO stale_items VALUES (%d, 1) ON CONFLICT (id) DO NOTHING", lo)
+			case 5: // pinned to keys, as are the next two
+				stmt = fmt.Sprintf("UPDATE stale_items SET v = v + 1 WHERE id IN (%d, %d)", lo, lo+1)
+			case 6:
+				stmt = fmt.Sprintf("DELETE FROM stale_items WHERE id = %d", lo)
+			case 7:
+				stmt = fmt.Sprintf("INSERT INTO stale_items (id, v) VALUES (%d, 1) ON CONFLICT (id) DO UPDATE SET v = stale_items.v + 1", lo)
 			}
 			if stmt != "" {
 				if _, err := tx.Exec(ctx, stmt); err != nil {
@@ -751,8 +765,20 @@ func TestCacheStaleness(t *testing.T) {
 					continue
 				}
 			}
-			var v int64
+			var v, rv int64
 			if err := tx.QueryRow(ctx, "UPDATE stale_meta SET version = version + 1 WHERE k = 1 RETURNING version").Scan(&v); err != nil {
+				tx.Rollback(ctx)
+				continue
+			}
+			// A per-key version, by a write pinned to its key (in the text, or a parameter).
+			row := 1 + rng.IntN(50)
+			var rerr error
+			if rng.IntN(2) == 0 {
+				rerr = tx.QueryRow(ctx, fmt.Sprintf("UPDATE stale_rows SET version = version + 1 WHERE id = %d RETURNING version", row)).Scan(&rv)
+			} else {
+				rerr = tx.QueryRow(ctx, "UPDATE stale_rows SET version = version + 1 WHERE id = $1 RETURNING version", row).Scan(&rv)
+			}
+			if rerr != nil {
 				tx.Rollback(ctx)
 				continue
 			}
@@ -763,18 +789,46 @@ func TestCacheStaleness(t *testing.T) {
 			if err := tx.Commit(ctx); err != nil {
 				continue
 			}
-			for old := committed.Load(); v > old && !committed.CompareAndSwap(old, v); old = committed.Load() {
-			}
+			raise(&committed, v)
+			raise(&rowCommitted[row], rv)
 			writes.Add(1)
 		}
 	}
 	reader := func(id int) {
 		defer wg.Done()
-		c := simpleConn(t, s)
+		c, ext := simpleConn(t, s), connect(t, s)
+		rng := rand.New(rand.NewPCG(uint64(id), 11))
 		for time.Now().Before(deadline) {
 			floor := committed.Load()
 			var v, n int64
 			if err := c.QueryRow(ctx, "SELECT m.version, (SELECT count(*) FROM stale_items) FROM stale_meta m WHERE m.k = 1").Scan(&v, &n); err != nil {
+				fail <- err
+				return
+			}
+			reads.Add(1)
+			if v < floor {
+				stale.Add(1)
+			}
+			// Point reads: of the version row alone, and of a per-key version row, in the
+			// text or as a parameter.
+			floor = committed.Load()
+			if err := c.QueryRow(ctx, "SELECT version FROM stale_meta WHERE k = 1").Scan(&v); err != nil {
+				fail <- err
+				return
+			}
+			reads.Add(1)
+			if v < floor {
+				stale.Add(1)
+			}
+			row := 1 + rng.IntN(50)
+			floor = rowCommitted[row].Load()
+			var err error
+			if rng.IntN(2) == 0 {
+				err = c.QueryRow(ctx, fmt.Sprintf("SELECT version FROM stale_rows WHERE id = %d", row)).Scan(&v)
+			} else {
+				err = ext.QueryRow(ctx, "SELECT version FROM stale_rows WHERE id = $1", row).Scan(&v)
+			}
+			if err != nil {
 				fail <- err
 				return
 			}
@@ -840,6 +894,8 @@ func TestCacheStaleness(t *testing.T) {
 		p99 = lags[len(lags)*99/100]
 	}
 	t.Logf("%d reads, %d commits through sluice, %d stale; bypass writes seen late %d times, p99 %s", reads.Load(), writes.Load(), stale.Load(), len(lags), p99)
+	sc := cacheShow(t, connectAdmin(t, s, "pgcat"))
+	t.Logf("cache: %s hits, %s misses, %s invalidations", sc["hits/"], sc["misses/"], sc["invalidations/table"])
 	if stale.Load() != 0 {
 		t.Errorf("%d reads returned data older than a commit that finished before they began", stale.Load())
 	}
