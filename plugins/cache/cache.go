@@ -915,10 +915,7 @@ func (p *Cache) eligible(q *plugin.Query, ss *session, an *analysis) (c *catalog
 		oids = append(oids, o)
 	}
 	slices.Sort(oids)
-	// With jitter an entry lives up to ttl*1.1: row dependencies only when that is within
-	// the bound the row counters outlive (rowkeys.go).
-	if an.point != nil && p.rowsEnabled() && only != nil && len(oids) == 1 && only.pointTable() &&
-		ttl+ttl/10 < rowTTLBound {
+	if an.point != nil && p.rowsEnabled() && only != nil && len(oids) == 1 && only.pointTable() && rowDepsFit(ttl) {
 		pd = pointRead(only, an.point, q)
 	}
 	return c, oids, pd, ttl, seq, ""

@@ -47,6 +47,10 @@ const (
 	maxPinnedKeys = 64  // keys of one table in one transaction before it counts as unpinned
 )
 
+// rowDepsFit reports whether an entry of TTL ttl may depend on row counters: with jitter (up to
+// a tenth more) it must be gone before rowTTLBound.
+func rowDepsFit(ttl time.Duration) bool { return ttl+ttl/10 < rowTTLBound }
+
 // pkType is the type of a table's one-column primary key, for the types whose values the cache
 // can name exactly; pkNone for every other table.
 type pkType uint8

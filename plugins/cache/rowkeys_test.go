@@ -430,3 +430,15 @@ func TestCanonKey(t *testing.T) {
 		}
 	}
 }
+
+// TestRowDepsFit: only entries gone (jitter included) before rowTTLBound depend on row counters.
+func TestRowDepsFit(t *testing.T) {
+	for _, tc := range []struct {
+		ttl  time.Duration
+		want bool
+	}{{time.Second, true}, {30 * time.Minute, true}, {54 * time.Minute, true}, {55 * time.Minute, false}, {2 * time.Hour, false}} {
+		if got := rowDepsFit(tc.ttl); got != tc.want {
+			t.Errorf("ttl %s: %v, want %v", tc.ttl, got, tc.want)
+		}
+	}
+}
