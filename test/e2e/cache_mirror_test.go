@@ -498,7 +498,7 @@ func mirrorContents(t *testing.T, ctx context.Context, rc rueidis.Client) map[st
 		}
 		for _, k := range e.Elements {
 			switch {
-			case strings.HasPrefix(k, "mc:e:"), strings.HasPrefix(k, "mc:g:"), k == "mc:epoch", strings.HasPrefix(k, "mc:mirror:"), strings.HasPrefix(k, "mc:wal:"):
+			case strings.HasPrefix(k, "mc:e:"), strings.HasPrefix(k, "mc:g:"), strings.HasPrefix(k, "mc:b:"), strings.HasPrefix(k, "mc:r:"), k == "mc:epoch", strings.HasPrefix(k, "mc:mirror:"), strings.HasPrefix(k, "mc:wal:"):
 			case strings.HasPrefix(k, "mc:m_lines:"):
 				s, err := rc.Do(ctx, rc.B().Get().Key(k).Build()).ToString()
 				if err != nil {
