@@ -82,7 +82,13 @@ func TestCacheRowInvalidation(t *testing.T) {
 	ctx := context.Background()
 	if _, err := direct.Exec(ctx, `CREATE TABLE cache_rows (id int PRIMARY KEY, v int);
 		ALTER TABLE cache_rows OWNER TO app;
-		INSERT INTO cache_rows SELECT g, g FROM generate_series(1, 100) g`); err != nil {
+		INSERT INTO cache_rows SELECT g, g FROM generate_series(1, 100) g;
+		CREATE TABLE cache_rows_uuid (id uuid PRIMARY KEY, v int); ALTER TABLE cache_rows_uuid OWNER TO app;
+		INSERT INTO cache_rows_uuid VALUES ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 1), ('b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 2);
+		CREATE TABLE cache_rows_text (id varchar(20) PRIMARY KEY, v int); ALTER TABLE cache_rows_text OWNER TO app;
+		INSERT INTO cache_rows_text VALUES ('Ab c', 1), ('ab c', 2);
+		CREATE TABLE cache_rows_big (id bigint PRIMARY KEY, v int); ALTER TABLE cache_rows_big OWNER TO app;
+		INSERT INTO cache_rows_big VALUES (-9000000000, 1), (9000000000, 2)`); err != nil {
 		t.Fatal(err)
 	}
 	conn, writer, ext := simpleConn(t, s), simpleConn(t, s), connect(t, s)
@@ -184,6 +190,11 @@ func TestCacheRowInvalidation(t *testing.T) {
 		r.hit(11, false, true, "after a committed transaction that updated 10, 12 and 13")
 	})
 
+	t.Run("key types", func(t *testing.T) {
+		r.t = t
+		keyTypes(t, r)
+	})
+
 	t.Run("extended protocol", func(t *testing.T) {
 		r.t = t
 		r.warm(true, 20, 21)
@@ -195,4 +206,55 @@ func TestCacheRowInvalidation(t *testing.T) {
 		r.hit(22, false, false, "after an extended-protocol DELETE of key 22")
 		r.hit(21, true, true, "after an extended-protocol DELETE of key 22")
 	})
+}
+
+// keyTypes checks, for each type of key, that a write that bypasses sluice, as the WAL shows it
+// (pgoutput's text form), puts out of reach the point reads of its key written in another form
+// Postgres accepts, and only those.
+func keyTypes(t *testing.T, r *rowReader) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		table             string
+		read, other, updt string // the key as the read writes it, the other key, the key as the direct UPDATE does
+	}{
+		{"cache_rows_uuid", "'{A0EEBC99-9C0B4EF8-BB6D6BB9-BD380A11}'", "'b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'", "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'"},
+		{"cache_rows_text", "'Ab c'", "'ab c'", "'Ab c'"},
+		{"cache_rows_big", "' -009000000000 '", "9000000000", "-9000000000"},
+	} {
+		read := fmt.Sprintf("SELECT id, v FROM %s WHERE id = %s", tc.table, tc.read)
+		other := fmt.Sprintf("SELECT id, v FROM %s WHERE id = %s", tc.table, tc.other)
+		hit := func(q string) bool {
+			t.Helper()
+			before := showInt(t, cacheShow(t, r.adm), "hits/")
+			got, err := rowsText(ctx, r.conn, q)
+			if err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+			if want, _ := rowsText(ctx, r.direct, q); got != want {
+				t.Fatalf("%s: stale result through sluice %q, Postgres says %q", q, got, want)
+			}
+			return showInt(t, cacheShow(t, r.adm), "hits/") > before
+		}
+		for _, q := range []string{read, other} {
+			checkFor(t, 10*time.Second, func() error {
+				if !hit(q) {
+					return fmt.Errorf("%s is not cached yet", q)
+				}
+				return nil
+			})
+		}
+		if _, err := r.direct.Exec(ctx, fmt.Sprintf("UPDATE %s SET v = v + 1000 WHERE id = %s", tc.table, tc.updt)); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := rowsText(ctx, r.direct, read)
+		checkFor(t, time.Second, func() error {
+			if got, err := rowsText(ctx, r.conn, read); err != nil || got != want {
+				return fmt.Errorf("%s through sluice: %q %v, want %q", read, got, err, want)
+			}
+			return nil
+		})
+		if !hit(other) {
+			t.Errorf("%s: a direct UPDATE of key %s put the point read of %s out of reach", tc.table, tc.updt, tc.other)
+		}
+	}
 }
