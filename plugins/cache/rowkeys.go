@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -261,7 +262,7 @@ func isIntKey(t pkType) bool { return t == pkInt2 || t == pkInt4 || t == pkInt8 
 // literals (read again at each execution), a string constant (strings are part of the shape),
 // or a parameter.
 type valueSrc struct {
-	kind  uint8 // srcNone, srcNumber, srcString, srcParam
+	kind  uint8 // srcNone, srcNumber, srcConstNumber, srcString, srcParam
 	lit   int   // srcNumber: index among classify.ShapeLiterals
 	neg   bool  // srcNumber: a minus sign before it
 	str   string
@@ -272,6 +273,7 @@ type valueSrc struct {
 const (
 	srcNone uint8 = iota
 	srcNumber
+	srcConstNumber // a number of a text whose analysis is its own, in str
 	srcString
 	srcParam
 )
@@ -308,11 +310,8 @@ type pinShape struct {
 // shapeOf builds the point or pin shape of one statement, stmt, of text; both are nil when it
 // is neither.
 func shapeOf(stmt *pg.Node, text string, funcs []funcName) (*pointShape, *pinShape) {
-	lits := literalStarts(text)
-	if lits == nil {
-		return nil, nil
-	}
-	sh := shaper{text: text, lits: lits}
+	lits, shaped := literalStarts(text)
+	sh := shaper{text: text, lits: lits, shaped: shaped}
 	switch s := stmt.GetNode().(type) {
 	case *pg.Node_SelectStmt:
 		return sh.point(s.SelectStmt), nil
@@ -346,20 +345,18 @@ func shapeOf(stmt *pg.Node, text string, funcs []funcName) (*pointShape, *pinSha
 	return nil, nil
 }
 
-// literalStarts returns the literals of text as classify's shapes find them; nil when text
-// is not shaped (then its analysis is keyed by the whole text, and no literal is needed, but
-// such a text is not one the cache pins).
-func literalStarts(text string) []classify.Literal {
-	_, lits, ok := classify.ShapeLiterals(nil, make([]classify.Literal, 0, 8), []byte(text))
-	if !ok {
-		return nil
-	}
-	return lits
+// literalStarts returns the literals of text as classify's shapes find them. shaped is false
+// when text is not shaped (it begins with a comment ...): then its analysis is keyed by the
+// whole text, and its numbers are constants of the analysis.
+func literalStarts(text string) (lits []classify.Literal, shaped bool) {
+	_, lits, shaped = classify.ShapeLiterals(nil, make([]classify.Literal, 0, 8), []byte(text))
+	return lits, shaped
 }
 
 type shaper struct {
-	text string
-	lits []classify.Literal
+	text   string
+	lits   []classify.Literal
+	shaped bool
 }
 
 // point returns the shape of s as a point read, or nil: one plain table in FROM, no WITH,
@@ -535,6 +532,14 @@ func (sh *shaper) value(n *pg.Node) (valueSrc, bool) {
 		v.kind, v.str = srcString, c.GetSval().GetSval()
 		return v, true
 	case *pg.A_Const_Ival, *pg.A_Const_Fval:
+		if !sh.shaped {
+			// The analysis is this text's alone: the number as the parser read it.
+			v.kind, v.str = srcConstNumber, c.GetFval().GetFval()
+			if iv := c.GetIval(); iv != nil {
+				v.str = strconv.FormatInt(int64(iv.GetIval()), 10)
+			}
+			return v, true
+		}
 		loc := int(c.GetLocation())
 		if loc < 0 || loc >= len(sh.text) {
 			return v, false
@@ -648,8 +653,14 @@ func (kr *keyReader) key(src valueSrc, t pkType) (string, bool) {
 			return binaryKey(t, p.Value, p.Type)
 		}
 		return canonKey(t, p.Value)
+	case srcConstNumber:
+		num := strings.TrimPrefix(src.str, "-")
+		if !isIntKey(t) || num == "" || strings.Trim(num, "0123456789") != "" {
+			return "", false // 42.0, 1e3: not an integer constant as written
+		}
+		return canonKey(t, []byte(src.str))
 	case srcNumber:
-		if t != pkInt2 && t != pkInt4 && t != pkInt8 {
+		if !isIntKey(t) {
 			return "", false
 		}
 		if !kr.read {

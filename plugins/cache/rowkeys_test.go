@@ -95,6 +95,10 @@ func TestPointReadDetection(t *testing.T) {
 		want   []string // nil: not a point read
 	}{
 		{text: "SELECT * FROM accounts WHERE aid = 42", want: []string{"42"}},
+		{text: "/* sluice:cache ttl=5s */ SELECT * FROM accounts WHERE aid IN (42, -7)", want: []string{"-7", "42"}},
+		{text: "/* sluice:cache ttl=5s */ SELECT * FROM big WHERE id = -9223372036854775808", want: []string{"-9223372036854775808"}},
+		{text: "/* sluice:cache ttl=5s */ SELECT * FROM accounts WHERE aid = 42.0"},
+		{text: "/* sluice:cache ttl=5s */ SELECT * FROM accounts WHERE aid = 1e3"},
 		{text: "SELECT abalance FROM accounts WHERE 42 = aid", want: []string{"42"}},
 		{text: "SELECT * FROM accounts WHERE aid IN (3, 1, 2, 3)", want: []string{"1", "2", "3"}},
 		{text: "SELECT * FROM accounts WHERE aid = 42 AND abalance > 0", want: []string{"42"}},
@@ -212,6 +216,7 @@ func TestPinnedWriteDetection(t *testing.T) {
 		epoch  bool
 	}{
 		{text: "UPDATE accounts SET abalance = abalance + 1 WHERE aid = 5", pins: map[uint32][]string{100: {"5"}}},
+		{text: "/* app */ UPDATE accounts SET abalance = 1 WHERE aid = 6", pins: map[uint32][]string{100: {"6"}}},
 		{text: "UPDATE accounts SET abalance = 1 WHERE aid IN (2, 1) AND abalance > 0", pins: map[uint32][]string{100: {"1", "2"}}},
 		{text: "UPDATE accounts a SET abalance = 1 WHERE a.aid = '0042'", pins: map[uint32][]string{100: {"42"}}},
 		{text: "UPDATE accounts SET abalance = (SELECT 1) WHERE aid = 3", pins: map[uint32][]string{100: {"3"}}},
