@@ -707,7 +707,7 @@ func TestCacheStaleness(t *testing.T) {
 	}
 	const duration = 60 * time.Second
 	deadline := time.Now().Add(duration)
-	var committed atomic.Int64 // the highest version of k = 1 known committed
+	var committed atomic.Int64        // the highest version of k = 1 known committed
 	var rowCommitted [51]atomic.Int64 // per stale_rows id, the highest version known committed
 	raise := func(a *atomic.Int64, v int64) {
 		for old := a.Load(); v > old && !a.CompareAndSwap(old, v); old = a.Load() {
