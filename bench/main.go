@@ -185,7 +185,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&cacheWorkloadList, "cache-workloads", "other-table,same-table",
 		"comma-separated workloads of the cache section: other-table (updates elsewhere), same-table (updates of the rows read)")
 	fs.IntVar(&o.cacheWritePct, "cache-writes", 5, "percent of the cache workload's transactions that update")
-	fs.IntVar(&o.cacheL1, "cache-l1", 64<<20, "the cache plugin's l1_size, bytes (0: no in-process cache)")
+	fs.IntVar(&o.cacheL1, "cache-l1", 256<<20, "the cache plugin's l1_size, bytes (0: no in-process cache); by default pgpool-II's memqcache_total_size")
 	fs.StringVar(&shardModes, "shard-modes", "simple,extended,prepared", "comma-separated pgbench -M modes of the sharding point reads")
 	fs.IntVar(&o.fanoutClients, "fanout-c", 1, "pgbench clients of the fan-out latency runs")
 	fs.IntVar(&o.shardPool, "shard-pool-size", 0, "servers per shard of the sharded pool (0: -pool-size divided among the shards, rounded up)")
