@@ -197,7 +197,7 @@ func (sec *cacheSection) markdown() string {
 	fmt.Fprintf(&b, "- Every target leads to one Postgres; sluice, sluice-cache and pgpool-II pool %d server connections "+
 		"(pgpool-II: %d child processes, one connection each).\n", o.poolSize, o.clients+4)
 	fmt.Fprintf(&b, "- sluice-cache: the cache plugin on a redis-server on this machine (%s), `ttl = \"30m\"`, "+
-		"`l1_size = %d` (in-process cache per Redis connection, invalidated by Redis).\n", sec.redis, o.cacheL1)
+		"`l1_size = %d` (in-process cache per Redis server, invalidated by Redis).\n", sec.redis, o.cacheL1)
 	if sec.pgpool != "" {
 		fmt.Fprintf(&b, "- pgpool: %s, one backend flagged `ALWAYS_PRIMARY` in `streaming_replication` mode (raw mode "+
 			"leaves a transaction open after an extended-protocol UPDATE, pgpool/pgpool2 issue 172), `connection_cache = on`, "+

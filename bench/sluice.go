@@ -149,7 +149,7 @@ kind = "ExecuteStmt"
 
 // cacheConfig is the [plugins] part of targetSluiceCache's configuration: the cache on
 // o.redisAddr, entries kept longer than the bench runs (the warm-up fills them once per mode),
-// an in-process cache of o.cacheL1 bytes per Redis connection, and the counters logged for the
+// an in-process cache of o.cacheL1 bytes per Redis server, and the counters logged for the
 // hit ratio. No WAL listener: every write goes through sluice. redis_timeout is raised from
 // 100ms: on a loaded 2-CPU machine a Redis call can wait that long for a CPU, and a failed
 // invalidation renews the epoch, which empties the cache in the middle of a run.

@@ -80,6 +80,13 @@ func newStore(addrs []string, prefix, walKey string, timeout time.Duration, l1By
 		Dialer:           net.Dialer{Timeout: max(timeout, 200*time.Millisecond)},
 		DisableRetry:     true,
 		ClientName:       "sluice-cache",
+		// One connection per Redis server. rueidis would open 2^log2(GOMAXPROCS) (up to four)
+		// and spread keys over them by hash slot: each with its own client-side cache of
+		// l1_size, so the in-process cache held a share of the hot set per connection, and a
+		// lookup's counters (a table's and a row's) landed on different connections, which
+		// DoMultiCache serves with a goroutine each. One pipelined connection carries more
+		// than a sluice's misses need.
+		PipelineMultiplex: -1,
 	}
 	if l1Bytes > 0 {
 		st.opt.CacheSizeEachConn = l1Bytes
