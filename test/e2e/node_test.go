@@ -30,13 +30,47 @@ func TestNodePostgres(t *testing.T) {
 	runNode(t, "clients.js", []string{"SLUICE_URL=" + s.URL()}, nodeChecks)
 }
 
+// postgresJSChecks are the checks test/node/postgresjs.js runs, in its order.
+var postgresJSChecks = []string{
+	"pipelined queries, prepared",
+	"pipelined queries, unnamed",
+	"errors in a pipeline",
+	"transactions and savepoints",
+	"cursors",
+	"copy",
+	"simple protocol and describe",
+	"cancel",
+	"statement recreated after a schema change",
+	"clients sharing a small pool",
+	"session state",
+}
+
+// TestPostgresJSTransactionMode runs test/node/postgresjs.js, which uses postgres.js (the
+// postgres package, its own wire protocol) through sluice in transaction mode with two servers
+// for up to thirteen client connections: queries pipelined with named and with unnamed
+// statements, errors in a pipeline, transactions with savepoints, cursors read with Execute row
+// limits, COPY both ways and aborted, cancel of a running and of a piped query, a statement
+// prepared again after a schema change, and the refusal of LISTEN. postgres.js's own suite gives
+// the direct run's results through sluice but for what transaction pooling cannot keep (README).
+func TestPostgresJSTransactionMode(t *testing.T) {
+	s := startPooler(t, poolConfig{PoolSize: 2})
+	runNode(t, "postgresjs.js", []string{"SLUICE_URL=" + s.URL(), "SLUICE_MODE=transaction"}, postgresJSChecks)
+}
+
+// TestPostgresJSSessionMode runs the same script in session mode, with a server for each of its
+// connections, where LISTEN works.
+func TestPostgresJSSessionMode(t *testing.T) {
+	s := startPooler(t, poolConfig{Mode: "session", PoolSize: 16})
+	runNode(t, "postgresjs.js", []string{"SLUICE_URL=" + s.URL(), "SLUICE_MODE=session"}, postgresJSChecks)
+}
+
 // runNode runs a script of test/node with env added to the environment, and checks that it
 // printed "ok <check>" for each of checks, then "all ok".
 func runNode(t *testing.T, script string, env []string, checks []string) {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node is not installed: the node-postgres tests need Node.js 18 or later")
+		t.Skip("node is not installed: the node-postgres and postgres.js tests need Node.js 18 or later")
 	}
 	ensureNodeModules(t)
 	runScript(t, node, nodeDir, script, env, checks)
@@ -46,7 +80,8 @@ func runNode(t *testing.T, script string, env []string, checks []string) {
 // (scripts/test.sh normally has done it).
 func ensureNodeModules(t *testing.T) {
 	t.Helper()
-	if fileExists(filepath.Join(nodeDir, "node_modules", "pg", "package.json")) {
+	if fileExists(filepath.Join(nodeDir, "node_modules", "pg", "package.json")) &&
+		fileExists(filepath.Join(nodeDir, "node_modules", "postgres", "package.json")) {
 		return
 	}
 	npm, err := exec.LookPath("npm")
