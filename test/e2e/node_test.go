@@ -49,9 +49,9 @@ var postgresJSChecks = []string{
 // postgres package, its own wire protocol) through sluice in transaction mode with two servers
 // for up to thirteen client connections: queries pipelined with named and with unnamed
 // statements, errors in a pipeline, transactions with savepoints, cursors read with Execute row
-// limits, COPY both ways and aborted, cancel of a running and of a piped query, a statement
-// prepared again after a schema change, and the refusal of LISTEN. postgres.js's own suite gives
-// the direct run's results through sluice but for what transaction pooling cannot keep (README).
+// limits, COPY both ways and aborted, cancel of a running query, a statement prepared again
+// after a schema change, and the refusal of LISTEN. postgres.js's own suite gives the direct
+// run's results through sluice but for what transaction pooling cannot keep (README).
 func TestPostgresJSTransactionMode(t *testing.T) {
 	s := startPooler(t, poolConfig{PoolSize: 2})
 	runNode(t, "postgresjs.js", []string{"SLUICE_URL=" + s.URL(), "SLUICE_MODE=transaction"}, postgresJSChecks)

