@@ -61,6 +61,7 @@ var generalSettings = []setting{
 	{"tcp_keepalives_count", integer(func(g *config.General) int { return g.TCPKeepalivesCount }), true},
 	{"tcp_keepalives_interval", secs(func(g *config.General) time.Duration { return g.TCPKeepalivesInterval }), true},
 	{"tcp_user_timeout", ms(func(g *config.General) time.Duration { return g.TCPUserTimeout }), true},
+	{"tcp_defer_accept", boolean(func(g *config.General) bool { return g.TCPDeferAccept }), false},
 	{"server_round_robin", boolean(func(g *config.General) bool { return g.ServerRoundRobin }), true},
 	{"worker_threads", integer(func(g *config.General) int { return g.WorkerThreads }), false},
 	{"autoreload", ms(func(g *config.General) time.Duration { return g.Autoreload }), true},
