@@ -271,9 +271,9 @@ func (s *ClientSession) scramVerifier(tg *route.Target, sec *userSecret) *auth.V
 		s.l.log.Warn("login refused: auth_query returned an md5 hash, which SCRAM cannot check", "user", s.user, "db", s.db)
 		return nil
 	}
-	salt := make([]byte, 16)
-	_, _ = rand.Read(salt)
-	return auth.NewVerifier(sec.password, salt, 4096)
+	// A plain password: the salt is the user's mock salt, the same at every attempt like a
+	// stored verifier's, and like the salt a user who does not exist is shown.
+	return auth.NewVerifier(sec.password, s.l.mockSalt(s.user), 4096)
 }
 
 // channelBinding returns the tls-server-end-point data of sluice's certificate when the client
@@ -304,7 +304,7 @@ func (s *ClientSession) scram(g *config.General, tg *route.Target, sec *userSecr
 	v := s.scramVerifier(tg, sec)
 	known := v != nil
 	if v == nil {
-		v = s.l.fakeVerifier
+		v = s.l.fakeVerifierFor(s.user)
 	}
 	cbind := s.channelBinding(g)
 	b, off := wire.Begin(nil, wire.Authentication)

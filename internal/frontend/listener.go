@@ -5,7 +5,9 @@ package frontend
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"log/slog"
@@ -31,8 +33,10 @@ type Listener struct {
 	conns    sync.WaitGroup
 
 	// fakeVerifier is what an unknown user's SCRAM exchange runs against: random keys nobody
-	// has the password for.
+	// has the password for. Its salt is never shown: see mockSalt.
 	fakeVerifier *auth.Verifier
+	// saltKey keys mockSalt.
+	saltKey [32]byte
 
 	// disabled holds the databases whose new logins the console's DISABLE turns away.
 	disabled sync.Map // database name -> true
@@ -87,6 +91,7 @@ func NewListener(table func() *route.Table, log *slog.Logger) *Listener {
 	fake := make([]byte, 32)
 	_, _ = rand.Read(fake)
 	l.fakeVerifier = auth.NewVerifier(string(fake), fake[:16], 4096)
+	_, _ = rand.Read(l.saltKey[:])
 	var seed [4]byte
 	_, _ = rand.Read(seed[:])
 	l.nextPID.Store(uint32(seed[0])<<16 | uint32(seed[1])<<8 | uint32(seed[2]))
@@ -176,6 +181,25 @@ func (l *Listener) waitLogin(a *accepted, idle *time.Timer) bool {
 			return false
 		}
 	}
+}
+
+// mockSalt returns the SCRAM salt shown for user when sluice has no stored salt to show: an
+// unknown user's, or a plain-text password's from auth_query. Like Postgres' scram_mock_salt, it
+// is the same at every attempt and differs from user to user, so that the salt tells nobody
+// whether the user exists: one salt shared by every unknown user, or a new salt at each
+// attempt, would. The key is random per process and never shown.
+func (l *Listener) mockSalt(user string) []byte {
+	m := hmac.New(sha256.New, l.saltKey[:])
+	m.Write([]byte(user))
+	return m.Sum(nil)[:16]
+}
+
+// fakeVerifierFor returns the verifier an unknown user's SCRAM exchange runs against: the
+// fake keys with user's mock salt.
+func (l *Listener) fakeVerifierFor(user string) *auth.Verifier {
+	v := *l.fakeVerifier
+	v.Salt = l.mockSalt(user)
+	return &v
 }
 
 // Clients returns the number of connected clients.
