@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -78,6 +79,11 @@ func (s *ClientSession) authenticate(tbl *route.Table, tg *route.Target, hbaMeth
 		// A user auth_query does not know gets the exchange the users it knows get.
 		method = config.AuthSCRAM
 	}
+	if method == config.AuthMD5 && !sec.known && tbl.AuthQuery(s.db) == nil && pc != nil && prefersSCRAM(pc, g) {
+		// A user the file does not have gets the exchange most of the file's users get: when
+		// they have SCRAM verifiers, md5 would tell a stranger apart.
+		method = config.AuthSCRAM
+	}
 
 	var ok bool
 	var keys *backend.Secret
@@ -100,6 +106,23 @@ func (s *ClientSession) authenticate(tbl *route.Table, tg *route.Target, hbaMeth
 		return nil, s.loginFailed()
 	}
 	return s.loggedIn(tbl, tg, &sec, keys, fromQuery)
+}
+
+// prefersSCRAM reports whether most of pc's users that log in with md5 have SCRAM verifiers in
+// the file, which md5 logs in with SCRAM.
+func prefersSCRAM(pc *config.Pool, g *config.General) bool {
+	n := 0
+	for _, u := range pc.Users {
+		if u.NoPassword || u.Password == "" || cmp.Or(u.AuthType, g.AuthType, config.AuthMD5) != config.AuthMD5 {
+			continue
+		}
+		if auth.IsSCRAMVerifier(u.Password) {
+			n++
+		} else {
+			n--
+		}
+	}
+	return n > 0
 }
 
 // fetchSecret asks the pool's auth_query for the user's secret. A failing query refuses the

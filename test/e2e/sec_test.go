@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/sluicepg/sluice/internal/auth"
 	"github.com/sluicepg/sluice/internal/pgtest"
 )
 
@@ -81,4 +82,23 @@ servers = [["127.0.0.1", %d, "primary"]]
 		s := startSluice(t, poolConfig{General: `auth_type = "scram-sha-256"`, Pools: pools})
 		check(t, s, "alice", "nobody_a", "nobody_b")
 	})
+}
+
+// TestUnknownUserGetsTheFilesMethod pins that with auth_type md5 (the default) and users whose
+// passwords are SCRAM verifiers, which md5 logs in with SCRAM as Postgres does, a user the file
+// does not have is asked for SCRAM too: an md5 request would say it does not exist.
+func TestUnknownUserGetsTheFilesMethod(t *testing.T) {
+	s := startSluice(t, poolConfig{PasswordOverride: auth.NewVerifier(appPass, []byte("sec-test-salt"), 4096).String()})
+	for _, u := range []string{appUser, "nobody"} {
+		c := dialRaw(t, s)
+		c.startup("user", u, "database", appDB)
+		m, err := c.receive(5 * time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", u, err)
+		}
+		if _, ok := m.(*pgproto3.AuthenticationSASL); !ok {
+			t.Errorf("user %q: got %T, want AuthenticationSASL as for every user", u, m)
+		}
+		c.conn.Close()
+	}
 }
