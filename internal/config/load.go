@@ -174,9 +174,34 @@ func (l *loader) syntaxError(data []byte, err error) error {
 		if start := pe.Position.Start; start > 0 && start <= len(data) {
 			line = 1 + bytes.Count(data[:start], []byte("\n"))
 		}
-		return &Error{File: l.file, Line: line, Msg: "TOML syntax: " + pe.Message}
+		msg := pe.Message
+		if secretLine(data, line) {
+			// The parser quotes what it found, which here is part of a secret.
+			msg = "invalid value (not shown: the line holds a secret)"
+		}
+		return &Error{File: l.file, Line: line, Msg: "TOML syntax: " + msg}
 	}
 	return &Error{File: l.file, Msg: "TOML: " + err.Error()}
+}
+
+// secretLine reports whether line (from 1) of data sets a key whose value is a secret: a
+// password, a token, a DSN or HTTP headers (plugins' Authorization).
+func secretLine(data []byte, line int) bool {
+	lines := strings.Split(string(data), "\n")
+	if line < 1 || line > len(lines) {
+		return false
+	}
+	key, _, ok := strings.Cut(lines[line-1], "=")
+	if !ok {
+		return false
+	}
+	key = strings.ToLower(key)
+	for _, w := range []string{"password", "secret", "token", "dsn", "header", "authorization", "passwd"} {
+		if strings.Contains(key, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // errorf records an error at node n (the key it is about) with a message that starts with

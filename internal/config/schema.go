@@ -121,7 +121,7 @@ var (
 		"hba_file":             stringKey(func(g *General) *string { return &g.HBAFile }),
 		"auth_query":           stringKey(func(g *General) *string { return &g.AuthQuery }),
 		"auth_query_user":      stringKey(func(g *General) *string { return &g.AuthQueryUser }),
-		"auth_query_password":  stringKey(func(g *General) *string { return &g.AuthQueryPassword }),
+		"auth_query_password":  secretKey(func(g *General) *string { return &g.AuthQueryPassword }),
 		"auth_query_cache_ttl": durationKey(time.Millisecond, 0, func(g *General) *time.Duration { return &g.AuthQueryCacheTTL }),
 
 		"tls_certificate": stringKey(func(g *General) *string { return &g.TLSCertificate }),
@@ -136,7 +136,7 @@ var (
 		"hba":                       hbaKey(),
 
 		"admin_username":  stringKey(func(g *General) *string { return &g.AdminUsername }),
-		"admin_password":  stringKey(func(g *General) *string { return &g.AdminPassword }),
+		"admin_password":  secretKey(func(g *General) *string { return &g.AdminPassword }),
 		"admin_auth_type": authTypeKey(func(g *General) *string { return &g.AdminAuthType }),
 
 		"log_client_connections":    boolKey(func(g *General) *bool { return &g.LogClientConnections }),
@@ -150,7 +150,7 @@ var (
 		"pool_mode":           poolModeKey(func(p *Pool) *string { return &p.PoolMode }),
 		"auth_query":          stringKey(func(p *Pool) *string { return &p.AuthQuery }),
 		"auth_query_user":     stringKey(func(p *Pool) *string { return &p.AuthQueryUser }),
-		"auth_query_password": stringKey(func(p *Pool) *string { return &p.AuthQueryPassword }),
+		"auth_query_password": secretKey(func(p *Pool) *string { return &p.AuthQueryPassword }),
 		"auth_query_any_user": boolKey(func(p *Pool) *bool { return &p.AuthQueryAnyUser }),
 
 		"load_balancing_mode":               enumKey(map[string]string{"random": BalanceRandom, "round_robin": BalanceRoundRobin, "loc": BalanceLOC}, func(p *Pool) *string { return &p.LoadBalancingMode }),
@@ -189,13 +189,13 @@ var (
 
 	userKeys = map[string]setter[User]{
 		"username":          stringKey(func(u *User) *string { return &u.Username }),
-		"password":          stringKey(func(u *User) *string { return &u.Password }),
+		"password":          secretKey(func(u *User) *string { return &u.Password }),
 		"pool_size":         intKey(1, math.MaxInt32, func(u *User) *int { return &u.PoolSize }),
 		"min_pool_size":     intKey(0, math.MaxInt32, func(u *User) *int { return &u.MinPoolSize }),
 		"pool_mode":         poolModeKey(func(u *User) *string { return &u.PoolMode }),
 		"statement_timeout": durationKey(time.Millisecond, 0, func(u *User) *time.Duration { return &u.StatementTimeout }),
 		"server_username":   stringKey(func(u *User) *string { return &u.ServerUsername }),
-		"server_password":   stringKey(func(u *User) *string { return &u.ServerPassword }),
+		"server_password":   secretKey(func(u *User) *string { return &u.ServerPassword }),
 		"auth_type":         clientAuthTypeKey(func(u *User) *string { return &u.AuthType }),
 		"connect_timeout":   durationKey(time.Millisecond, 1, func(u *User) *time.Duration { return &u.ConnectTimeout }),
 		"idle_timeout":      durationKey(time.Millisecond, 0, func(u *User) *time.Duration { return &u.IdleTimeout }),
@@ -300,6 +300,19 @@ func stringKey[T any](field func(*T) *string) setter[T] {
 		s, ok := v.(string)
 		if !ok {
 			return wantGot("a string", v)
+		}
+		*field(dst) = s
+		return nil
+	}
+}
+
+// secretKey is stringKey for a password: its error names the value's type, never the value,
+// which may be the password written without quotes.
+func secretKey[T any](field func(*T) *string) setter[T] {
+	return func(dst *T, v any) error {
+		s, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("want a string, got %s (the value is not shown: it is a secret)", kindOf(v))
 		}
 		*field(dst) = s
 		return nil
@@ -604,6 +617,27 @@ func describe(v any) string {
 		return "nothing"
 	}
 	return fmt.Sprintf("a datetime (%v)", v)
+}
+
+// kindOf names a decoded TOML value's type without showing it.
+func kindOf(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case []map[string]any, []any:
+		return "an array"
+	case map[string]any:
+		return "a table"
+	case nil:
+		return "nothing"
+	}
+	return "a datetime"
 }
 
 func keysOf[V any](m map[string]V) []string {
