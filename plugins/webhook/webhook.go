@@ -113,7 +113,10 @@ type Webhook struct {
 	// and tables is empty, and is sent with no kinds or tables; otherwise it is not sent.
 	MaxLength int `toml:"max_length"`
 
-	timeout  time.Duration
+	timeout time.Duration
+	// shownURL is URL as clients and the log see it: without user information or query,
+	// where a token may be.
+	shownURL string
 	allKinds bool
 	kinds    map[string]bool
 	client   *http.Client
@@ -138,6 +141,7 @@ func (p *Webhook) Provision(ctx plugin.Context) error {
 		p.MaxIdleConnections = 64
 	}
 	p.timeout = time.Duration(p.Timeout) * time.Millisecond
+	p.shownURL = redactURL(p.URL)
 	p.kinds = map[string]bool{}
 	for _, k := range p.Kinds {
 		if k == "*" {
@@ -167,7 +171,7 @@ func (p *Webhook) Provision(ctx plugin.Context) error {
 func (p *Webhook) Validate() error {
 	u, err := url.Parse(p.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("url %q: want an http:// or https:// URL", p.URL)
+		return fmt.Errorf("url %q: want an http:// or https:// URL", redactURL(p.URL))
 	}
 	if len(p.Kinds) == 0 && len(p.Tables) == 0 {
 		return errors.New(`set kinds, tables or both: they choose the statements sent (kinds = ["*"] sends every one)`)
@@ -234,7 +238,7 @@ func (p *Webhook) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, 
 			}
 			msg := reply.Message
 			if msg == "" {
-				msg = "refused by " + p.URL
+				msg = "refused by " + p.shownURL
 			}
 			return plugin.RejectQuery(code, msg), nil
 		case "rewrite":
@@ -342,11 +346,26 @@ func (p *Webhook) failed(err error, took time.Duration) plugin.Action {
 	if p.FailOpen {
 		now := time.Now().UnixNano()
 		if last := p.lastWarn.Load(); now-last > int64(time.Second) && p.lastWarn.CompareAndSwap(last, now) {
-			p.log.Warn("webhook failed; the statement runs (fail_open = true)", "url", p.URL, "err", err, "took", took)
+			p.log.Warn("webhook failed; the statement runs (fail_open = true)", "url", p.shownURL, "err", err, "took", took)
 		}
 		return plugin.ContinueQuery()
 	}
-	return plugin.RejectQuery(p.FailureCode, fmt.Sprintf("webhook %s failed, so the statement was refused (fail_open = false): %v", p.URL, err))
+	return plugin.RejectQuery(p.FailureCode, fmt.Sprintf("webhook %s failed, so the statement was refused (fail_open = false): %v", p.shownURL, err))
+}
+
+// redactURL returns raw without what may be a secret: the user information (a password) and
+// the query (a token); a URL that does not parse is not shown at all.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(a URL that does not parse)"
+	}
+	u.User = nil
+	if u.RawQuery != "" {
+		u.RawQuery = "..."
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return u.String()
 }
 
 func isTimeout(err error) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -168,5 +169,50 @@ func TestWebhookConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v; want %q", tc.src, err, tc.want)
 		}
+	}
+}
+
+// TestWebhookURLSecretsNotShown pins that a password or token in the service's URL reaches
+// neither the client (in a refusal's message) nor the log (fail_open's warning).
+func TestWebhookURLSecretsNotShown(t *testing.T) {
+	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"action":"reject"}`))
+	}))
+	defer refuse.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + ln.Addr().String()
+	ln.Close() // nothing listens there now
+	for _, tc := range []struct{ name, base, extra string }{
+		{"refused without a message", refuse.URL, ""},
+		{"service down, fail closed", down, ""},
+		{"service down, fail open", down, "fail_open = true"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var log strings.Builder
+			u := strings.Replace(tc.base, "http://", "http://hook:pa55w0rd@", 1) + "/check?token=t0k3n"
+			p := new(webhook.Webhook)
+			if err := plugintest.Setup(p, fmt.Sprintf("url = %q\nkinds = [\"*\"]\n%s", u, tc.extra),
+				slog.New(slog.NewTextHandler(&log, nil))); err != nil {
+				t.Fatal(err)
+			}
+			defer p.Cleanup()
+			act, _ := p.OnQuery(context.Background(), plugintest.Query("DELETE FROM t"))
+			for _, secret := range []string{"pa55w0rd", "t0k3n"} {
+				if got := plugintest.Describe(act); strings.Contains(got, secret) {
+					t.Errorf("the client is told %q", got)
+				}
+				if strings.Contains(log.String(), secret) {
+					t.Errorf("the log says %q", log.String())
+				}
+			}
+		})
+	}
+	p := new(webhook.Webhook)
+	err = plugintest.Setup(p, "url = \"ftp://hook:pa55w0rd@example.com/\"\nkinds = [\"*\"]", nil)
+	if err == nil || strings.Contains(err.Error(), "pa55w0rd") {
+		t.Errorf("a bad URL's error: %v", err)
 	}
 }
