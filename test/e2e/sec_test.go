@@ -1,13 +1,20 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/sluicepg/sluice"
 	"github.com/sluicepg/sluice/internal/auth"
+	"github.com/sluicepg/sluice/internal/config"
 	"github.com/sluicepg/sluice/internal/pgtest"
 )
 
@@ -100,5 +107,138 @@ func TestUnknownUserGetsTheFilesMethod(t *testing.T) {
 			t.Errorf("user %q: got %T, want AuthenticationSASL as for every user", u, m)
 		}
 		c.conn.Close()
+	}
+}
+
+// TestSecretsNotInLogs runs sluice with debug logging through what logs the most about logins
+// (wrong passwords, unknown users, auth_query, a server that refuses sluice's password, a TLS
+// handshake that fails, a reload of a file with an unquoted password) and checks that no secret
+// is in the log, in what clients are told, or in SHOW CONFIG.
+func TestSecretsNotInLogs(t *testing.T) {
+	_, cert, key := testCerts(t)
+	const (
+		adminSecret  = "adm1n-S3cret"
+		clientSecret = "qzxjPwk-7"
+		serverSecret = "wr0ng-Server-Pw8"
+		guess        = "wr0ng-Guess1"
+	)
+	pools := func(extra string) string {
+		return fmt.Sprintf(`[pools.app]
+[pools.app.users.0]
+username = %q
+password = %q
+
+[pools.app.users.1]
+username = "remapped"
+password = %q
+server_username = %q
+server_password = %q
+
+[pools.app.shards.0]
+database = %q
+servers = [["127.0.0.1", %d, "primary"]]
+
+[pools.aq]
+auth_query = "SELECT usename, passwd FROM pg_shadow WHERE usename = $1"
+auth_query_user = %q
+auth_query_password = %q
+auth_query_any_user = true
+
+[pools.aq.users.0]
+username = "carol"
+
+[pools.aq.shards.0]
+database = %q
+servers = [["127.0.0.1", %d, "primary"]]
+%s`, appUser, appPass, clientSecret, appUser, serverSecret, appDB, pg.Port,
+			pgtest.SuperUser, pgtest.SuperPassword, appDB, pg.Port, extra)
+	}
+	general := tlsGeneral(cert, key, "allow", "log_client_connections = true\nlog_client_disconnections = true")
+	admin := fmt.Sprintf("admin_username = %q\nadmin_password = %q", adminUser, adminSecret)
+	pc := poolConfig{General: general, Admin: admin, Pools: pools("")}
+	s := newSluice(t, pc)
+	// The pools are written whole: put the admin lines in [general] ourselves.
+	pc.General = admin + "\n" + general
+	cfgText := strings.Replace(pc.toml(s.Port, s.SocketDir), `admin_username = "admin"`+"\n"+`admin_password = "admin-secret"`+"\n", "", 1)
+	if err := os.WriteFile(s.CfgPath, []byte(cfgText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := config.Load(s.CfgPath)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	logs := &syncLog{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- sluice.Run(ctx, cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	}()
+	defer func() { cancel(); <-done }()
+	s.waitReady(t)
+
+	var told []string // what clients were told
+	try := func(db, user, password string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", user, password, s.Addr(), db))
+		if err != nil {
+			told = append(told, err.Error())
+			return
+		}
+		if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+			told = append(told, err.Error())
+		}
+		c.Close(ctx)
+	}
+	try(appDB, appUser, guess)
+	try(appDB, "nobody", guess)
+	try(appDB, appUser, appPass)
+	try(appDB, "remapped", clientSecret) // the server refuses server_password
+	try("aq", appUser, appPass)
+	try("aq", appUser, guess)
+	try("pgbouncer", adminUser, guess)
+	try("pgbouncer", appUser, adminSecret)
+	// A TLS handshake that fails: plaintext after SSLRequest.
+	c := dialRaw(t, s)
+	c.write([]byte{0, 0, 0, 8, 4, 210, 22, 47})
+	b := make([]byte, 1)
+	_, _ = io.ReadFull(c.conn, b)
+	c.write([]byte("GET / HTTP/1.0\r\n\r\n"))
+	c.expectClosed(5 * time.Second)
+
+	ac, err := pgx.Connect(context.Background(), fmt.Sprintf("postgres://%s:%s@%s/pgbouncer?sslmode=disable&default_query_exec_mode=simple_protocol", adminUser, adminSecret, s.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close(context.Background())
+	_, rows := adminQuery(t, ac, "SHOW CONFIG")
+	for _, r := range rows {
+		told = append(told, strings.Join(r, " "))
+	}
+	// A reload of a file with a password written without quotes.
+	bad := strings.Replace(cfgText, fmt.Sprintf("password = %q", clientSecret), "password = "+clientSecret+"x", 1)
+	if err := os.WriteFile(s.CfgPath, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ac.Exec(context.Background(), "RELOAD"); err == nil {
+		t.Error("RELOAD of a bad file succeeded")
+	} else {
+		told = append(told, err.Error())
+	}
+
+	md5Hash := auth.MD5Secret(appPass, appUser)
+	keyPEM, _ := os.ReadFile(key)
+	keyLine := strings.Split(string(keyPEM), "\n")[1]
+	for _, secret := range []string{appPass, adminSecret, clientSecret, serverSecret, guess, md5Hash[3:], "SCRAM-SHA-256$", keyLine,
+		clientSecret[:6], // what a TOML syntax error quotes of an unquoted password
+	} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("the log holds the secret %q:\n%s", secret, logs)
+		}
+		for _, m := range told {
+			if strings.Contains(m, secret) {
+				t.Errorf("a client was told the secret %q: %s", secret, m)
+			}
+		}
 	}
 }
