@@ -26,6 +26,9 @@ type AuthQuery struct {
 	mu    sync.Mutex
 	cache map[string]*authEntry
 
+	// fetching holds a token per fetch under way: see maxAuthFetches.
+	fetching chan struct{}
+
 	// md5Seen is set when the last secret found was an md5 hash, clear when it was a SCRAM
 	// verifier (or none was found yet): see PrefersSCRAM.
 	md5Seen atomic.Bool
@@ -55,6 +58,12 @@ const (
 	// minRefetch is how soon after a fetch a failed login may fetch the same user again, so
 	// that password guessing cannot make sluice query the server at the guesser's pace.
 	minRefetch = time.Second
+	// maxAuthFetches bounds the fetches under way at once, each on a connection of its own:
+	// with auth_query_any_user every new name a stranger logs in with is a fetch, and without
+	// a bound a flood of them would open server connections up to the server's
+	// max_connections, before anybody has authenticated. Beyond it, logins wait (within their
+	// timeout).
+	maxAuthFetches = 8
 )
 
 func newAuthQuery(g *config.General, pc *config.Pool) *AuthQuery {
@@ -80,8 +89,9 @@ func newAuthQuery(g *config.General, pc *config.Pool) *AuthQuery {
 			VerifyHost:     g.ServerTLSMode == config.ServerTLSVerifyFull,
 			TLSOptional:    g.ServerTLSMode == config.ServerTLSPrefer,
 		},
-		ttl:   g.AuthQueryCacheTTL,
-		cache: map[string]*authEntry{},
+		ttl:      g.AuthQueryCacheTTL,
+		cache:    map[string]*authEntry{},
+		fetching: make(chan struct{}, maxAuthFetches),
 	}
 	a.key = fmt.Sprintf("%q %q %q %s %s:%d/%s %s %s", pc.AuthQuery, pc.AuthQueryUser, pc.AuthQueryPassword,
 		g.AuthQueryCacheTTL, sv.Host, sv.Port, sh.Database, g.ServerTLSMode, g.ServerTLSCAFile)
@@ -175,6 +185,12 @@ func (a *AuthQuery) get(ctx context.Context, user string, refresh bool) (UserSec
 
 // fetch runs the query on a new connection as auth_query_user.
 func (a *AuthQuery) fetch(ctx context.Context, user string) (UserSecret, error) {
+	select {
+	case a.fetching <- struct{}{}:
+		defer func() { <-a.fetching }()
+	case <-ctx.Done():
+		return UserSecret{}, fmt.Errorf("auth_query: %d fetches under way already: %w", maxAuthFetches, ctx.Err())
+	}
 	c, err := backend.Dial(ctx, &a.params)
 	if err != nil {
 		return UserSecret{}, fmt.Errorf("auth_query: %w", err)

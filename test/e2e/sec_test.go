@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -240,5 +241,59 @@ servers = [["127.0.0.1", %d, "primary"]]
 				t.Errorf("a client was told the secret %q: %s", secret, m)
 			}
 		}
+	}
+}
+
+// TestAuthQueryFloodIsBounded pins that strangers logging in with new names, each of which
+// auth_query_any_user must look up, cannot make sluice open server connections without bound
+// before anybody has authenticated: the fetches under way at once are capped.
+func TestAuthQueryFloodIsBounded(t *testing.T) {
+	pools := fmt.Sprintf(`[pools.app]
+auth_query = "SELECT usename, passwd FROM pg_shadow WHERE usename = $1 AND (SELECT pg_sleep(0.3)::text) IS NOT NULL /* sec-flood */"
+auth_query_user = %q
+auth_query_password = %q
+auth_query_any_user = true
+
+[pools.app.users.0]
+username = "carol"
+
+[pools.app.shards.0]
+database = %q
+servers = [["127.0.0.1", %d, "primary"]]
+`, pgtest.SuperUser, pgtest.SuperPassword, appDB, pg.Port)
+	s := startSluice(t, poolConfig{Pools: pools})
+	watch := direct(t)
+	const logins = 40
+	var wg sync.WaitGroup
+	for i := range logins {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := loginAs(s, fmt.Sprintf("stranger%d", i), "guess", "")
+			if err == nil {
+				c.Close(context.Background())
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	peak := 0
+	for {
+		select {
+		case <-done:
+			t.Logf("at most %d auth_query fetches at once for %d logins", peak, logins)
+			if peak > 8 {
+				t.Errorf("%d auth_query connections at once for %d strangers; want at most 8", peak, logins)
+			}
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+		var n int
+		err := watch.QueryRow(context.Background(),
+			"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%sec-flood%' AND pid <> pg_backend_pid()").Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		peak = max(peak, n)
 	}
 }
