@@ -43,6 +43,10 @@ func (l *loader) admin(root *node, cfg *Config) {
 	}
 	switch {
 	case g.AdminAuthType == AuthTrust:
+		if len(g.HBA) == 0 {
+			l.warn(gn.kids["admin_auth_type"], "admin_auth_type = \"trust\" with no hba rules: anyone who can connect, from any address, logs in to the admin console as "+
+				g.AdminUsername+" (SHUTDOWN, KILL, RELOAD ...); limit it with hba or hba_file rules, e.g. local and 127.0.0.1/32 only")
+		}
 	case g.AdminPassword == "":
 		l.errorAt(gn, "admin_password", `the admin console needs a password (or admin_auth_type = "trust")`)
 	case g.AdminAuthType == AuthSCRAM && len(g.AdminPassword) == 35 && strings.HasPrefix(g.AdminPassword, "md5"):

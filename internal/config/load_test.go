@@ -406,6 +406,9 @@ func TestWarnings(t *testing.T) {
 			[]string{"test.toml:9: pools.app.shards.0.mirrors: entry 1: the shard has no server 3 (servers are numbered from 0); pgcat ignores this mirror and so does sluice"}},
 		{"mirror is its own server", minimal + "mirrors = [[\"db1\", 5432, 0]]\n",
 			[]string{"test.toml:9: pools.app.shards.0.mirrors: entry 0: mirror db1:5432 is server 0 itself: every statement would run on it twice"}},
+		{"admin console open to anyone", "[general]\nadmin_username = \"admin\"\nadmin_auth_type = \"trust\"\n" + minimal,
+			[]string{`test.toml:3: general.admin_auth_type: admin_auth_type = "trust" with no hba rules: anyone who can connect, from any address, logs in to the admin console as admin (SHUTDOWN, KILL, RELOAD ...); limit it with hba or hba_file rules, e.g. local and 127.0.0.1/32 only`}},
+		{"admin console on trust behind hba", "[general]\nadmin_username = \"admin\"\nadmin_auth_type = \"trust\"\nhba = [\"local all admin trust\", \"host all admin all reject\"]\n" + minimal, nil},
 		{"same server in two roles", strings.Replace(minimal, `[["db1", 5432, "primary"]]`, `[["a", 1, "primary"], ["a", 1, "replica"]]`, 1),
 			[]string{"test.toml:8: pools.app.shards.0.servers: entry 1: server a:1 is also entry 0, in another role"}},
 	}
