@@ -37,6 +37,9 @@ type Listener struct {
 	fakeVerifier *auth.Verifier
 	// saltKey keys mockSalt.
 	saltKey [32]byte
+	// mockIterations is the iteration count of the last stored SCRAM secret a login ran
+	// against (0: none yet, 4096 is shown), which an unknown user is shown too.
+	mockIterations atomic.Int32
 
 	// disabled holds the databases whose new logins the console's DISABLE turns away.
 	disabled sync.Map // database name -> true
@@ -195,10 +198,14 @@ func (l *Listener) mockSalt(user string) []byte {
 }
 
 // fakeVerifierFor returns the verifier an unknown user's SCRAM exchange runs against: the
-// fake keys with user's mock salt.
+// fake keys with user's mock salt, and the iteration count real users' secrets have, as far as
+// logins have shown it (Postgres shows its scram_iterations setting).
 func (l *Listener) fakeVerifierFor(user string) *auth.Verifier {
 	v := *l.fakeVerifier
 	v.Salt = l.mockSalt(user)
+	if n := l.mockIterations.Load(); n > 0 {
+		v.Iterations = int(n)
+	}
 	return &v
 }
 

@@ -297,3 +297,34 @@ servers = [["127.0.0.1", %d, "primary"]]
 		peak = max(peak, n)
 	}
 }
+
+// TestSCRAMIterationsHideUnknownUsers pins that an unknown user is shown the iteration count
+// the real users' stored secrets have, not a constant of its own.
+func TestSCRAMIterationsHideUnknownUsers(t *testing.T) {
+	s := startSluice(t, poolConfig{PasswordOverride: auth.NewVerifier(appPass, []byte("sec-test-salt"), 10000).String()})
+	iterations := func(user string) string {
+		c := dialRaw(t, s)
+		defer c.conn.Close()
+		c.startup("user", user, "database", appDB)
+		if _, err := c.receive(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		c.send(&pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: []byte("n,,n=,r=clientnonce")})
+		m, err := c.receive(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, ok := m.(*pgproto3.AuthenticationSASLContinue)
+		if !ok {
+			t.Fatalf("%s: got %T %+v", user, m, m)
+		}
+		_, i, _ := strings.Cut(string(sc.Data), ",i=")
+		return i
+	}
+	if got := iterations(appUser); got != "10000" {
+		t.Fatalf("%s: %s iterations, want the verifier's 10000", appUser, got)
+	}
+	if got := iterations("nobody"); got != "10000" {
+		t.Errorf("an unknown user is shown %s iterations, a real one 10000", got)
+	}
+}
