@@ -293,6 +293,16 @@ func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
 	s.mu.Lock()
 	_, dup := s.stmts[name]
 	s.mu.Unlock()
+	if dup && s.awaitEarlierBatches() {
+		// The statement may be one whose Parse an error in an earlier batch skipped: that
+		// is known now.
+		if s.skipToSync.Load() {
+			return nil // this batch failed before the Parse: the server skips it too
+		}
+		s.mu.Lock()
+		_, dup = s.stmts[name]
+		s.mu.Unlock()
+	}
 	if dup {
 		return s.failBatch("42P05", fmt.Sprintf("prepared statement %q already exists", name))
 	}
@@ -326,6 +336,32 @@ func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
 	s.mu.Unlock()
 	s.scratch = send[:0]
 	return s.toServer(srv, send)
+}
+
+// awaitEarlierBatches waits for the replies to everything the client sent before the message
+// being read, when they include the end of an earlier request (a Sync or a Query), and reports
+// whether it waited. Until then sluice's view of the client's statements is a guess: a client
+// that pipelines may Parse a name again after a Sync, and whether Postgres finds the name taken
+// depends on whether an error in the earlier batch skipped its first Parse. The server is sent
+// a Flush, so that it answers the current batch's messages too.
+func (s *ClientSession) awaitEarlierBatches() bool {
+	s.mu.Lock()
+	srv, pl := s.srv, s.pl
+	if srv == nil || s.copyOpen || s.inCopyIn || !s.q.holdsRequestEnd() {
+		s.mu.Unlock()
+		return false
+	}
+	drained := make(chan struct{})
+	s.drained = drained
+	if !s.pumping {
+		s.recording, s.fresh = false, false // the pump reads the replies: no retry
+		s.startPumpLocked(srv, pl)
+	}
+	s.mu.Unlock()
+	_ = s.toServer(srv, []byte{wire.Flush, 0, 0, 0, 4})
+	_ = s.flushServer()
+	<-drained // closed once the queue is empty, or when the server is lost
+	return true
 }
 
 // prepareLocked appends to dst the messages that prepare st on srv (closing it first if srv has
@@ -410,10 +446,10 @@ func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
 		send = s.prepareLocked(srv, st, kParseSwallow, "", send)
 	}
 	if typ == wire.Bind {
-		s.q.push(entry{kind: kBind, name: st.server})
+		s.q.push(entry{kind: kBind, name: st.server, client: string(name)})
 		send = wire.AppendBindRenamed(send, body, st.server)
 	} else {
-		e := entry{kind: kDescribe, name: st.server}
+		e := entry{kind: kDescribe, name: st.server, client: string(name)}
 		if s.chain != nil {
 			e.desc = "S" + string(name)
 		}

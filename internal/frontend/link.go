@@ -594,6 +594,7 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 	}
 	s.emitDueLocked()
 	keep := true
+	toClient := msg // what the client gets for msg
 	switch typ {
 	case wire.ParseComplete:
 		if h := s.q.head(); h != nil && (h.kind == kParse || h.kind == kParseSwallow) {
@@ -641,6 +642,10 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 	case wire.ErrorResponse:
 		s.inCopyIn = false
 		s.setTx.failed = true
+		if h := s.q.head(); h != nil && (h.kind == kBind || h.kind == kDescribe) && h.client != "" && h.name != "" {
+			// "bind message supplies 0 parameters, but prepared statement ... requires 1"
+			toClient = wire.AppendErrorRenamed(nil, msg, h.name, h.client)
+		}
 		keep = s.serverErrorLocked(srv, msg)
 		if keep {
 			if sev := wire.ErrorSeverity(wire.Body(msg)); sev == "FATAL" || sev == "PANIC" {
@@ -713,9 +718,14 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		s.noteParameterLocked(srv, wire.Body(msg))
 	}
 	if keep {
-		_, _ = s.out.Write(msg)
+		_, _ = s.out.Write(toClient)
 	}
 	s.emitDueLocked()
+	if s.drained != nil && s.q.empty() {
+		// Every reply is in, though not at a ReadyForQuery (awaitEarlierBatches' Flush).
+		close(s.drained)
+		s.drained = nil
+	}
 	if s.qSpace != nil && s.q.len() <= outstandingResume {
 		close(s.qSpace)
 		s.qSpace = nil
@@ -846,13 +856,19 @@ func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn, msg []byte) b
 		keep = false
 	}
 	var reopened []entry
+	endedBatch := false
 	for failed := true; s.q.head() != nil && s.q.head().kind != kSync; failed = false {
-		s.skippedLocked(srv, s.q.pop(), failed, &reopened)
+		e := s.q.pop()
+		endedBatch = endedBatch || e.endsBatch
+		s.skippedLocked(srv, e, failed, &reopened)
 	}
 	s.reopenLocked(reopened)
 	if s.q.head() == nil {
 		// No Sync sent yet: Postgres skips what the client sends until its Sync.
 		s.skipToSync.Store(true)
+		if endedBatch {
+			s.open = true // the Query that would have ended the batch was skipped
+		}
 	}
 	return keep
 }

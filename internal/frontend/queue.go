@@ -33,7 +33,9 @@ type entry struct {
 	// name is the server statement name, for Parse and Close entries and for the Bind and
 	// Describe of a named statement, in transaction mode.
 	name   string
-	client string // client statement name, for the client's own Parse
+	// client is the client's statement name, for the client's own Parse, and for the Bind and
+	// Describe of a named statement: errors that name the server statement name the client's.
+	client string
 	// renew, on a Parse, says a Close of the same name went just before it: a client's Parse
 	// of a statement the server had, prepared again (see parseNamed).
 	renew bool
@@ -57,6 +59,10 @@ type entry struct {
 	// starts a COPY and before the COPY's end reaches the server inside the COPY, which ignores
 	// it (see copyInStartedLocked).
 	copyGen uint64
+	// endsBatch, on a Query, says extended-protocol messages went before it without a Sync:
+	// Postgres ends their implicit transaction and portals at the Query, as a Sync would,
+	// unless an error among them makes it skip the Query too (serverErrorLocked).
+	endsBatch bool
 	// closed, on a client's Close of its named statement (kCloseSynth, with client), is the
 	// statement: a server error before the Close skips it, and the statement is the client's
 	// again.
@@ -168,6 +174,18 @@ func (q *queue) reset() {
 func (q *queue) holdsCapture(r *captureReq) bool {
 	for i := q.h; i < len(q.e); i++ {
 		if q.e[i].capture == r {
+			return true
+		}
+	}
+	return false
+}
+
+// holdsRequestEnd reports whether a Sync, Query or FunctionCall is still queued: the end of a
+// request whose replies are not all in.
+func (q *queue) holdsRequestEnd() bool {
+	for i := q.h; i < len(q.e); i++ {
+		switch q.e[i].kind {
+		case kSync, kQuery, kFunc:
 			return true
 		}
 	}

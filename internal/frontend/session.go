@@ -135,7 +135,8 @@ type ClientSession struct {
 	closing bool // the reader is taking the server back or the client left
 	pumping bool // a pump goroutine is reading the server
 	// drained, when set, is closed (and cleared) once no reply is outstanding or the server is
-	// lost: a session-mode client's Terminate waits on it; see terminate.
+	// lost: a session-mode client's Terminate waits on it (see terminate), and a Parse whose
+	// name may or may not be taken (see awaitEarlierBatches).
 	drained chan struct{}
 	// paramsUntold is set when params changed without the client being told (DISCARD ALL puts
 	// back the login's settings after the server reported its defaults): the next applyParams
@@ -865,8 +866,20 @@ func (s *ClientSession) terminate() error {
 		drained = make(chan struct{})
 		s.drained = drained
 	}
+	pumping := s.pumping
 	s.mu.Unlock()
 	if !complete {
+		// Replies sluice gave itself (a batch it failed or answered without a server) are
+		// written but maybe not flushed: Postgres sends them before it reads the Terminate.
+		if !pumping || s.out.mu.TryLock() {
+			if pumping {
+				defer s.out.mu.Unlock()
+			} else {
+				s.out.mu.Lock()
+				defer s.out.mu.Unlock()
+			}
+			_ = s.out.Flush()
+		}
 		return io.EOF
 	}
 	_ = s.flushServer()
@@ -1074,7 +1087,8 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 		return s.queryError(checkoutCode(err), err.Error())
 	}
 	markSession(srv, effect)
-	s.q.push(entry{kind: kQuery, capture: capReq, sets: sets, copyGen: s.copyEnds})
+	s.q.push(entry{kind: kQuery, capture: capReq, sets: sets, copyGen: s.copyEnds, endsBatch: s.open})
+	s.open = false
 	if capReq != nil {
 		capReq.queued = true
 		s.capOut.Store(true)

@@ -99,6 +99,34 @@ func AppendError(dst []byte, severity, code, msg string) []byte {
 	return Finish(dst, off)
 }
 
+// AppendErrorRenamed appends a copy of the ErrorResponse or NoticeResponse msg with the quoted
+// name old replaced by the quoted name new in its text fields: Postgres names a prepared
+// statement in its messages, and a client must see its own name for it, not the server's.
+// The SQLSTATE and the fields that name Postgres' source are left alone.
+func AppendErrorRenamed(dst, msg []byte, old, new string) []byte {
+	dst, off := Begin(dst, msg[0])
+	from, to := []byte(`"`+old+`"`), []byte(`"`+new+`"`)
+	body := Body(msg)
+	for len(body) > 0 && body[0] != 0 {
+		f := body[0]
+		v, rest, ok := CString(body[1:])
+		if !ok {
+			break
+		}
+		dst = append(dst, f)
+		switch f {
+		case 'C', 'F', 'L', 'R', 'S', 'V':
+			dst = append(dst, v...)
+		default:
+			dst = append(dst, bytes.ReplaceAll(v, from, to)...)
+		}
+		dst = append(dst, 0)
+		body = rest
+	}
+	dst = append(dst, 0)
+	return Finish(dst, off)
+}
+
 // AppendParameterStatus appends a ParameterStatus message.
 func AppendParameterStatus(dst []byte, name, value string) []byte {
 	dst, off := Begin(dst, ParameterStatus)

@@ -280,6 +280,28 @@ func protoCases() []protoCase {
 			{send: []pgproto3.FrontendMessage{parse("", "SELECT 1/0"), bind("", ""), exec("", 0), flush}, until: "ErrorResponse"},
 			send(append(manyBindExecute(3000), sync)...),
 		}},
+		// Found by TestProtocolRandom (seeds 11, 14, 30): in transaction mode the server knows
+		// the statement by sluice's name for it, and Postgres names it in this error.
+		{name: "Bind of a named statement with the wrong number of parameters", rounds: []protoRound{
+			send(parse("s9", "SELECT $1::int"), sync),
+			send(bind("", "s9"), exec("", 0), sync),
+		}},
+		// Seeds 2, 13: a simple Query ends the batch before it, as a Sync does, and with it
+		// the portal; the client is idle after its ReadyForQuery.
+		{name: "simple Query after a portal suspended without a Sync", rounds: []protoRound{
+			{send: []pgproto3.FrontendMessage{parse("", series), bind("", ""), exec("", 2), flush}, until: "PortalSuspended"},
+			send(q("SELECT 1")),
+		}},
+		// Seed 14: the error skips the first Parse of s10, so the second one, pipelined after
+		// the Sync in the same write, is not of a name already in use.
+		{name: "Parse of a name again after an error skipped its first Parse in an earlier batch", rounds: []protoRound{send(
+			parse("", "SELECT 1/0"), bind("", ""), exec("", 0), parse("s10", "SELECT 10"), sync,
+			parse("s10", "SELECT 11"), bind("", "s10"), exec("", 0), sync,
+		)}},
+		// Seed 60: replies sluice gives itself, without a server, before a Terminate.
+		{name: "Terminate after a batch that failed without a server", rounds: []protoRound{
+			{send: []pgproto3.FrontendMessage{bind("", "nope"), exec("", 0), sync, &pgproto3.Terminate{}}, closed: true},
+		}},
 		{name: "Terminate in the middle of a pipeline", rounds: []protoRound{
 			{send: []pgproto3.FrontendMessage{parse("", "SELECT 1"), bind("", ""), exec("", 0), &pgproto3.Terminate{}}, closed: true},
 		}},

@@ -225,14 +225,16 @@ func normaliseFor(c *rawClient, m pgproto3.BackendMessage) string {
 	return line
 }
 
-// withEnding appends the rounds every sequence ends with, unless it ended the connection.
+// withEnding appends the round every sequence ends with, unless it ended the connection.
 func withEnding(rounds []genRound) []genRound {
 	if len(rounds) > 0 && rounds[len(rounds)-1].closed {
 		return rounds
 	}
+	// The Sync ends a batch left open (after an error Postgres skips everything up to it,
+	// and an open batch holds the pool's server in transaction mode).
 	return append(rounds[:len(rounds):len(rounds)], genRound{
-		send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "ROLLBACK"}, &pgproto3.Query{String: "SELECT 'end'"}},
-		rfq:  2,
+		send: []pgproto3.FrontendMessage{&pgproto3.Sync{}, &pgproto3.Query{String: "ROLLBACK"}, &pgproto3.Query{String: "SELECT 'end'"}},
+		rfq:  3,
 	})
 }
 
