@@ -32,7 +32,7 @@ type entry struct {
 	kind entryKind
 	// name is the server statement name, for Parse and Close entries and for the Bind and
 	// Describe of a named statement, in transaction mode.
-	name   string
+	name string
 	// client is the client's statement name, for the client's own Parse, and for the Bind and
 	// Describe of a named statement: errors that name the server statement name the client's.
 	client string
