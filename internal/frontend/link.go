@@ -721,8 +721,9 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		_, _ = s.out.Write(toClient)
 	}
 	s.emitDueLocked()
-	if s.drained != nil && s.q.empty() {
-		// Every reply is in, though not at a ReadyForQuery (awaitEarlierBatches' Flush).
+	if s.drained != nil && (s.q.empty() || s.drainToRequestEnd && !s.q.holdsRequestEnd()) {
+		// Every reply is in, though not at a ReadyForQuery (awaitEarlierBatches' Flush), or
+		// every reply a terminating client's complete requests get (terminate).
 		close(s.drained)
 		s.drained = nil
 	}

@@ -138,6 +138,9 @@ type ClientSession struct {
 	// lost: a session-mode client's Terminate waits on it (see terminate), and a Parse whose
 	// name may or may not be taken (see awaitEarlierBatches).
 	drained chan struct{}
+	// drainToRequestEnd has drained closed once no Sync or Query is left among the replies
+	// awaited, for a Terminate after an incomplete batch.
+	drainToRequestEnd bool
 	// paramsUntold is set when params changed without the client being told (DISCARD ALL puts
 	// back the login's settings after the server reported its defaults): the next applyParams
 	// reports every value it sets, even one equal to params.
@@ -856,18 +859,32 @@ func (s *ClientSession) releaseAfterCopy() {
 // still buffered for the server or running there is sent and its replies read (and passed on,
 // for a client that still reads) before the session ends; then the server goes back to its pool
 // as after any request. An incomplete batch or a COPY is not finished: Postgres aborts those at a
-// Terminate, and cleanup closes the server, which does the same.
+// Terminate, and cleanup closes the server, which does the same. Complete requests before an
+// incomplete batch still run: the server is sent everything, the replies are read up to the
+// last request's end, and the server is closed with the batch open.
 func (s *ClientSession) terminate() error {
 	s.mu.Lock()
-	complete := s.srv != nil && !s.q.empty() && !s.open && !s.copyOpen && !s.copyInWaitingLocked()
+	usable := s.srv != nil && !s.copyOpen && !s.copyInWaitingLocked()
+	complete := usable && !s.q.empty() && !s.open
+	tail := usable && s.open && s.q.holdsRequestEnd()
 	var drained chan struct{}
-	if complete && !s.txMode {
-		// The session's pump reads the replies; it closes drained when they are all in.
+	if complete && !s.txMode || tail {
+		// The session's pump reads the replies; it closes drained when they are all in (up to
+		// the last request's end, for a tail).
 		drained = make(chan struct{})
-		s.drained = drained
+		s.drained, s.drainToRequestEnd = drained, tail
+		if tail && !s.pumping {
+			s.recording, s.fresh = false, false // the pump reads the replies: no retry
+			s.startPumpLocked(s.srv, s.pl)
+		}
 	}
 	pumping := s.pumping
 	s.mu.Unlock()
+	if tail {
+		_ = s.flushServer()
+		<-drained
+		return io.EOF
+	}
 	if !complete {
 		// Replies sluice gave itself (a batch it failed or answered without a server) are
 		// written but maybe not flushed: Postgres sends them before it reads the Terminate.

@@ -302,6 +302,14 @@ func protoCases() []protoCase {
 		{name: "Terminate after a batch that failed without a server", rounds: []protoRound{
 			{send: []pgproto3.FrontendMessage{bind("", "nope"), exec("", 0), sync, &pgproto3.Terminate{}}, closed: true},
 		}},
+		// Seeds 1, 46: Postgres runs the complete request before the Terminate, committing
+		// its INSERT, and aborts the incomplete batch after it.
+		{name: "Terminate after a complete batch and part of another", rounds: []protoRound{
+			{send: []pgproto3.FrontendMessage{
+				parse("", "INSERT INTO "+protoTable+" VALUES (1) RETURNING v"), bind("", ""), exec("", 0), sync,
+				parse("", "SELECT 2"), bind("", ""), &pgproto3.Terminate{},
+			}, closed: true},
+		}},
 		{name: "Terminate in the middle of a pipeline", rounds: []protoRound{
 			{send: []pgproto3.FrontendMessage{parse("", "SELECT 1"), bind("", ""), exec("", 0), &pgproto3.Terminate{}}, closed: true},
 		}},
