@@ -290,21 +290,12 @@ func baseStatementName(name string) string {
 // "cache lookup failed for type" once a type was dropped). Binds of the statement on servers
 // the client did not Parse it on use what they have, as before.
 func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
-	s.mu.Lock()
-	_, dup := s.stmts[name]
-	s.mu.Unlock()
-	if dup && s.awaitEarlierBatches() {
-		// The statement may be one whose Parse an error in an earlier batch skipped: that
-		// is known now.
-		if s.skipToSync.Load() {
-			return nil // this batch failed before the Parse: the server skips it too
-		}
-		s.mu.Lock()
-		_, dup = s.stmts[name]
-		s.mu.Unlock()
+	dup, skipped := s.settledStatement(name)
+	if skipped {
+		return nil
 	}
-	if dup {
-		return s.failBatch("42P05", fmt.Sprintf("prepared statement %q already exists", name))
+	if dup != nil {
+		return s.parseDuplicate(dup, name, query, ptypes)
 	}
 	sname := s.target.Statements.Current(serverStatementName(query, ptypes))
 	st := &statement{server: sname, parse: wire.AppendParse(nil, sname, query, ptypes), effect: s.sessionEffect(query)}
@@ -314,6 +305,7 @@ func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
 		if s.stmts == nil {
 			s.stmts = map[string]*statement{}
 		}
+		st.batch, st.confirmed = s.syncs, s.q.empty() // answered at once, or behind replies an error may skip
 		s.stmts[name] = st
 		s.mu.Unlock()
 		return s.synth(entry{kind: kParseSynth, client: name})
@@ -330,12 +322,60 @@ func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
 	if s.stmts == nil {
 		s.stmts = map[string]*statement{}
 	}
+	st.batch = s.syncs
 	s.stmts[name] = st
 	s.open = true
 	send := s.prepareLocked(srv, st, kParse, name, s.scratch[:0])
 	s.mu.Unlock()
 	s.scratch = send[:0]
 	return s.toServer(srv, send)
+}
+
+// parseDuplicate handles the client's Parse of a name it has: the server is sent the Parse under
+// the server name of the client's statement (prepared first if the server lacks it), so that
+// its error is the one Postgres gives, whose checks of the text come before the name's.
+func (s *ClientSession) parseDuplicate(st *statement, name string, query, ptypes []byte) error {
+	srv, err := s.attach(s.classify(st.query()), nil, nil)
+	if err != nil {
+		if fatal := s.attachFatal(err); fatal != nil {
+			return fatal
+		}
+		return s.failBatch("42P05", fmt.Sprintf("prepared statement %q already exists", name))
+	}
+	s.recording = false
+	send := s.scratch[:0]
+	if st.renew || !srv.Prepared.Has(st.server) || s.unparsedBeforeLocked(srv, st.server) {
+		send = s.prepareLocked(srv, st, kParseSwallow, "", send)
+	}
+	s.q.push(entry{kind: kParseDup, name: st.server, client: name})
+	send = wire.AppendParse(send, st.server, query, ptypes)
+	s.open = true
+	s.mu.Unlock()
+	s.scratch = send[:0]
+	return s.toServer(srv, send)
+}
+
+// settledStatement returns the client's statement name as the server will find it when the
+// message being read runs. sluice's record of the client's statements is ahead of the server's
+// replies: a Parse in an earlier batch still unanswered, or a Close, may yet be skipped by an
+// error in that batch, and a client that pipelines uses the name after that batch's Sync. Then
+// the reader waits for those replies (awaitEarlierBatches); skipped reports that the batch
+// being read failed meanwhile, so the server skips the message.
+func (s *ClientSession) settledStatement(name string) (st *statement, skipped bool) {
+	s.mu.Lock()
+	st = s.stmts[name]
+	unsure := st != nil && !st.confirmed && st.batch != s.syncs || st == nil && s.q.holdsClose(name)
+	s.mu.Unlock()
+	if !unsure || !s.awaitEarlierBatches() {
+		return st, false
+	}
+	if s.skipToSync.Load() {
+		return nil, true
+	}
+	s.mu.Lock()
+	st = s.stmts[name]
+	s.mu.Unlock()
+	return st, false
 }
 
 // awaitEarlierBatches waits for the replies to everything the client sent before the message
@@ -407,9 +447,10 @@ func (s *ClientSession) unparsedBeforeLocked(srv *backend.ServerConn, name strin
 // useNamed handles a Bind or Describe of a named statement in transaction mode: the server gets
 // the Parse it lacks, then the message with the statement renamed.
 func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
-	s.mu.Lock()
-	st := s.stmts[string(name)]
-	s.mu.Unlock()
+	st, skipped := s.settledStatement(string(name))
+	if skipped {
+		return nil
+	}
 	if st == nil {
 		return s.failBatch("26000", fmt.Sprintf("prepared statement %q does not exist", name))
 	}

@@ -599,6 +599,9 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 	case wire.ParseComplete:
 		if h := s.q.head(); h != nil && (h.kind == kParse || h.kind == kParseSwallow) {
 			keep = h.kind == kParse
+			if st := s.stmts[h.client]; h.client != "" && st != nil && st.server == h.name {
+				st.confirmed = true
+			}
 			if h.name != "" {
 				s.target.Statements.Add(h.name)
 				delete(s.unparsed, h.name)
@@ -606,6 +609,11 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 					srv.Broken = true // a statement we no longer track stays prepared: start afresh
 				}
 			}
+			s.q.pop()
+		} else if h != nil && h.kind == kParseDup {
+			// The server lacked the statement sluice counted on: it now holds the client's
+			// text under another text's name, which no other client may use.
+			srv.Broken = true
 			s.q.pop()
 		}
 	case wire.BindComplete, wire.NoData, wire.EmptyQuery, wire.PortalSuspended:
@@ -642,7 +650,7 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 	case wire.ErrorResponse:
 		s.inCopyIn = false
 		s.setTx.failed = true
-		if h := s.q.head(); h != nil && (h.kind == kBind || h.kind == kDescribe) && h.client != "" && h.name != "" {
+		if h := s.q.head(); h != nil && (h.kind == kBind || h.kind == kDescribe || h.kind == kParseDup) && h.client != "" && h.name != "" {
 			// "bind message supplies 0 parameters, but prepared statement ... requires 1"
 			toClient = wire.AppendErrorRenamed(nil, msg, h.name, h.client)
 		}

@@ -21,6 +21,11 @@ const (
 	kErrorSynth   // an error sluice raised inside a batch: send msg
 	kRawSynth     // replies sluice gives itself (a plugin's answer, a statement across shards): send msg
 	kAbortSwallow // failing Parse sluice sent so the server skips to Sync: drop its ErrorResponse
+	// kParseDup is a client's Parse of a name it already has, sent to the server under the
+	// server name of the client's statement, which the server has: Postgres checks the text
+	// (syntax, an aborted transaction, unknown tables) before the name, so the server fails it
+	// with the error Postgres would give, 42P05 last. The error names the client's name.
+	kParseDup
 	// kRestore is the Query sluice sent behind a client's RESET to give back the client's
 	// startup settings (restore.go): its replies are dropped but ParameterStatus and its
 	// ReadyForQuery, which stands for the client's Query's, dropped in turn.
@@ -186,6 +191,16 @@ func (q *queue) holdsRequestEnd() bool {
 	for i := q.h; i < len(q.e); i++ {
 		switch q.e[i].kind {
 		case kSync, kQuery, kFunc:
+			return true
+		}
+	}
+	return false
+}
+
+// holdsClose reports whether the client's Close of its statement name is still queued.
+func (q *queue) holdsClose(name string) bool {
+	for i := q.h; i < len(q.e); i++ {
+		if q.e[i].kind == kCloseSynth && q.e[i].closed != nil && q.e[i].client == name {
 			return true
 		}
 	}

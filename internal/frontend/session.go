@@ -173,6 +173,11 @@ type statement struct {
 	// renew is set by the client's Parse, when sluice answered it without a server: the first
 	// server the statement is used on prepares it again if it has it (see parseNamed).
 	renew bool
+	// batch is the session's number of Syncs when the client parsed it, and confirmed is set
+	// once its ParseComplete has come: until then an error in its batch may yet skip the
+	// Parse (see settledStatement).
+	batch     uint64
+	confirmed bool
 }
 
 // serveConn logs c in and starts its session. inherited are the socket options c has from its

@@ -298,6 +298,26 @@ func protoCases() []protoCase {
 			parse("", "SELECT 1/0"), bind("", ""), exec("", 0), parse("s10", "SELECT 10"), sync,
 			parse("s10", "SELECT 11"), bind("", "s10"), exec("", 0), sync,
 		)}},
+		// Seeds 10, 16, 46: Postgres checks a Parse's text, and whether the transaction
+		// failed, before it finds the name taken.
+		{name: "Parse of a name in use, in a failed transaction", rounds: []protoRound{
+			send(parse("s11", "SELECT 1"), sync),
+			send(q("BEGIN; SELECT 1/0")),
+			send(parse("s11", "SELECT 2"), sync),
+			send(q("ROLLBACK")),
+		}},
+		{name: "Parse of a name in use, with two statements", rounds: []protoRound{
+			send(parse("s12", "SELECT 1"), sync),
+			send(parse("s12", "SELECT 1; SELECT 2"), sync),
+		}},
+		// Seed 12: the server still has the statement from the first round (servers keep
+		// statements a client closed, for other clients), but the client's Parse of it in
+		// the second was skipped: the Bind after the Sync finds no statement.
+		{name: "Bind of a statement whose Parse an error skipped in an earlier batch", rounds: []protoRound{
+			send(parse("s13", "SELECT 13"), sync, closeS("s13"), sync),
+			send(parse("", "SELECT 1/0"), bind("", ""), exec("", 0), parse("s13", "SELECT 13"), sync,
+				bind("", "s13"), exec("", 0), sync),
+		}},
 		// Seed 60: replies sluice gives itself, without a server, before a Terminate.
 		{name: "Terminate after a batch that failed without a server", rounds: []protoRound{
 			{send: []pgproto3.FrontendMessage{bind("", "nope"), exec("", 0), sync, &pgproto3.Terminate{}}, closed: true},

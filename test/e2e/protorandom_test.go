@@ -290,6 +290,9 @@ var genExtended = []genStmt{
 	{"DECLARE c CURSOR FOR SELECT g FROM generate_series(1, 5) g", ""},
 	{"FETCH 2 FROM c", ""},
 	{"CLOSE c", ""},
+	{"SET TimeZone = 'UTC'", ""},
+	{"SET standard_conforming_strings = off", ""},
+	{"DO $$ BEGIN RAISE NOTICE 'note'; END $$", ""},
 }
 
 var genSimple = []string{
@@ -335,6 +338,15 @@ var genSimple = []string{
 	"CLOSE c",
 	"DEALLOCATE ALL",
 	"SELECT * FROM no_such_table",
+	"SET standard_conforming_strings = off",
+	"RESET standard_conforming_strings",
+	"SELECT 'a\\b' AS s",
+	"SET client_encoding = 'LATIN1'",
+	"RESET client_encoding",
+	"BEGIN; SET LOCAL application_name = 'local'; COMMIT",
+	"BEGIN; SET application_name = 'intx'; ROLLBACK",
+	"SAVEPOINT b; SET TimeZone = 'UTC'; ROLLBACK TO b",
+	"SET TimeZone = 'UTC'; SELECT 1/0",
 }
 
 // genSessionOnly is state a session keeps, which transaction pooling does not promise to.
