@@ -665,14 +665,22 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		// Entries still before the request's end got no reply: the server skipped their
 		// messages after an error that came before the reader queued them.
 		var reopened []entry
+		ended := false
 		for h := s.q.head(); h != nil; h = s.q.head() {
 			e := s.q.pop()
 			if e.kind == kSync || e.kind == kQuery || e.kind == kFunc || e.kind == kRestore {
+				ended = true
 				break
 			}
 			s.skippedLocked(srv, e, false, &reopened)
 		}
 		s.reopenLocked(reopened)
+		if !ended {
+			// The reply to a Sync the client sent during a COPY FROM, which the reader
+			// took to be ignored inside the COPY: the COPY had failed (a bad row) before
+			// the server read it. The server no longer skips the client's messages.
+			s.skipToSync.Store(false)
+		}
 		if len(msg) > wire.HeaderLen {
 			s.tx = msg[wire.HeaderLen]
 		}

@@ -318,6 +318,23 @@ func protoCases() []protoCase {
 			send(parse("", "SELECT 1/0"), bind("", ""), exec("", 0), parse("s13", "SELECT 13"), sync,
 				bind("", "s13"), exec("", 0), sync),
 		}},
+		// Seed 1019: the bad row ends the COPY before the server reads the Sync, which then
+		// ends the batch, though the client sent it before any end of the COPY.
+		{name: "bad row and a Query during COPY FROM in the extended protocol, then a Sync", rounds: []protoRound{
+			{send: []pgproto3.FrontendMessage{parse("", copyIn), bind("", ""), exec("", 0), sync}, until: "CopyInResponse"},
+			{send: []pgproto3.FrontendMessage{&pgproto3.CopyData{Data: []byte("\n")}, q("SELECT 1"), sync}, rfq: 1},
+			send(q("SELECT 2")),
+		}},
+		{name: "Query during COPY FROM in the extended protocol, then a Sync", rounds: []protoRound{
+			{send: []pgproto3.FrontendMessage{parse("", copyIn), bind("", ""), exec("", 0), sync}, until: "CopyInResponse"},
+			{send: []pgproto3.FrontendMessage{&pgproto3.CopyData{Data: []byte("1\n")}, q("SELECT 1"), sync}, rfq: 1},
+			send(q("SELECT 2")),
+		}},
+		{name: "Sync between rows of COPY FROM in the extended protocol, the second row bad", rounds: []protoRound{
+			{send: []pgproto3.FrontendMessage{parse("", copyIn), bind("", ""), exec("", 0), flush}, until: "CopyInResponse"},
+			{send: []pgproto3.FrontendMessage{&pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyData{Data: []byte("x\n")}, sync}, rfq: 1},
+			send(q("SELECT 2")),
+		}},
 		// Seed 60: replies sluice gives itself, without a server, before a Terminate.
 		{name: "Terminate after a batch that failed without a server", rounds: []protoRound{
 			{send: []pgproto3.FrontendMessage{bind("", "nope"), exec("", 0), sync, &pgproto3.Terminate{}}, closed: true},

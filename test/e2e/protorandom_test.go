@@ -54,6 +54,9 @@ func TestProtocolRandom(t *testing.T) {
 	var failed []string
 	misjudged := 0
 	for seed := first; seed < first+n; seed++ {
+		if testing.Verbose() && (seed-first)%100 == 99 {
+			t.Logf("seed %d: %d divergences so far %v", seed, len(failed), failed)
+		}
 		for _, tg := range targets[1:] {
 			rounds := genProtoRounds(seed, tg.name == "transaction")
 			want, ends := runRandomReference(t, targets[0], rounds)
