@@ -150,6 +150,9 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 		}
 	}
 	e := entry{kind: passKinds[typ], copyGen: s.copyEnds}
+	if typ == wire.Parse {
+		e.seq = s.unnamedSeq
+	}
 	if typ == wire.Execute && s.portalSets != nil {
 		portal, _, _ := wire.CString(body)
 		e.sets = s.portalSets[string(portal)]

@@ -602,6 +602,13 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 			if st := s.stmts[h.client]; h.client != "" && st != nil && st.server == h.name {
 				st.confirmed = true
 			}
+			if h.kind == kParse && h.name == "" && h.client == "" && s.txMode {
+				if h.seq == s.unnamedSeq {
+					s.unnamedGood, s.unnamedGoodSeq = append(s.unnamedGood[:0], s.unnamed...), h.seq
+				} else {
+					s.unnamedGoodSeq = 0 // the reader has read a later one: not known here
+				}
+			}
 			if h.name != "" {
 				s.target.Statements.Add(h.name)
 				delete(s.unparsed, h.name)
@@ -916,10 +923,19 @@ func (s *ClientSession) skippedLocked(srv *backend.ServerConn, e entry, failed b
 			// server skipped leaves the one before, maybe another client's: either way this
 			// session's is not there.
 			srv.UnnamedOwner = nil
-			if failed || e.kind == kParse {
-				// The client's own Parse failed or was skipped: it has no unnamed
-				// statement now (as after a failure in Postgres), so do not send it again.
+			switch {
+			case failed:
+				// The client's own Parse failed: it has no unnamed statement now (Postgres
+				// drops the old one first), so do not send it again.
 				s.unnamed = s.unnamed[:0]
+				s.unnamedGoodSeq = 0
+			case e.kind == kParse && e.seq == s.unnamedSeq:
+				// Its last Parse was skipped: its unnamed statement is the one before, if
+				// that is known (it is sent again before the next Bind); none otherwise.
+				s.unnamed = s.unnamed[:0]
+				if s.unnamedGoodSeq != 0 {
+					s.unnamed = append(s.unnamed, s.unnamedGood...)
+				}
 			}
 		}
 		if e.client != "" {

@@ -64,6 +64,8 @@ type entry struct {
 	// starts a COPY and before the COPY's end reaches the server inside the COPY, which ignores
 	// it (see copyInStartedLocked).
 	copyGen uint64
+	// seq, on a client's Parse of the unnamed statement (transaction mode), is its unnamedSeq.
+	seq uint64
 	// endsBatch, on a Query, says extended-protocol messages went before it without a Sync:
 	// Postgres ends their implicit transaction and portals at the Query, as a Sync would,
 	// unless an error among them makes it skip the Query too (serverErrorLocked).

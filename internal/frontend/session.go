@@ -57,6 +57,12 @@ type ClientSession struct {
 	// unnamedSeq counts them; see unnamedLocked.
 	unnamed    []byte
 	unnamedSeq uint64
+	// unnamedGood is the client's last Parse of the unnamed statement that the server
+	// answered with ParseComplete while it was the client's last (unnamedGoodSeq its number,
+	// 0 when unknown): what the client has again when an error skips the Parses after it.
+	// The pump's; s.mu is held.
+	unnamedGood    []byte
+	unnamedGoodSeq uint64
 	// unnamedDeferred is set while unnamed was answered with a ParseComplete but not yet sent to
 	// a server nor used by a Bind a plugin answered; see deferForHooks.
 	unnamedDeferred bool

@@ -335,6 +335,13 @@ func protoCases() []protoCase {
 			{send: []pgproto3.FrontendMessage{&pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyData{Data: []byte("x\n")}, sync}, rfq: 1},
 			send(q("SELECT 2")),
 		}},
+		// Seeds 1316, 1460, 1182: the skipped Parse leaves the client's unnamed statement as
+		// it was before it.
+		{name: "unnamed statement kept when an error skips the next Parse of it", rounds: []protoRound{
+			send(parse("", "SELECT 1"), sync),
+			send(descP("nope"), parse("", "SELECT 2"), sync), // the Parse is read before the error comes
+			send(bind("", ""), exec("", 0), sync),
+		}},
 		// Seed 60: replies sluice gives itself, without a server, before a Terminate.
 		{name: "Terminate after a batch that failed without a server", rounds: []protoRound{
 			{send: []pgproto3.FrontendMessage{bind("", "nope"), exec("", 0), sync, &pgproto3.Terminate{}}, closed: true},
