@@ -809,7 +809,7 @@ func (s *ClientSession) copyInStartedLocked() {
 		return
 	}
 	s.q.dropSyncs(h.copyGen)
-	s.inCopyIn, s.copyInGen = true, h.copyGen
+	s.inCopyIn, s.copyInGen, s.copyInSimple = true, h.copyGen, h.kind == kQuery
 	if s.drained != nil && s.copyInWaitingLocked() {
 		// The client's Terminate waits for this request's replies, and came before any end of
 		// the COPY: none will come, nor the replies. The session ends and its server is closed.

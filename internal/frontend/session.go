@@ -115,6 +115,8 @@ type ClientSession struct {
 	// by the server, so no ReadyForQuery is to come for it.
 	inCopyIn  bool
 	copyInGen uint64
+	// copyInSimple says that COPY began with a Query, not an Execute.
+	copyInSimple bool
 	tx        byte // transaction status of the last ReadyForQuery
 	// params are the settings the client expects its server to have (reported parameters and
 	// startup settings); pver changes whenever they do.
@@ -971,14 +973,24 @@ func (s *ClientSession) sync() error {
 	s.mu.Lock()
 	srv := s.srv
 	s.skipToSync.Store(false)
-	if srv != nil && !(s.inCopyIn && s.copyEnds == s.copyInGen) {
+	inCopy := srv != nil && s.inCopyIn && s.copyEnds == s.copyInGen
+	if srv != nil && !inCopy {
 		s.q.push(entry{kind: kSync, copyGen: s.copyEnds})
 		s.syncs++
 		s.open = false
 	}
+	simpleCopy := inCopy && s.copyInSimple
 	s.mu.Unlock()
 	if srv == nil {
 		return s.emit(wire.AppendReadyForQuery(nil, 'I'))
+	}
+	if simpleCopy {
+		// A Sync inside a COPY FROM that a Query began does nothing in Postgres while the
+		// COPY runs; once a bad row has failed the COPY, Postgres answers it with a
+		// ReadyForQuery no request of the client's waits for, and sluice, which cannot tell
+		// which it will be, would take that for the end of the client's next request (or
+		// leave it to the next client of the server). The Sync is not sent.
+		return nil
 	}
 	return s.toServer(srv, syncMsg)
 }

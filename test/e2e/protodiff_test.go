@@ -731,3 +731,36 @@ func TestStatementUsedAfterAnErrorInAnEarlierBatch(t *testing.T) {
 		t.Errorf("transaction mode differs from postgres:\n%s", d)
 	}
 }
+
+// TestSyncInsideAFailedCopyReachesNoOtherClient: a Sync the client sends among the rows of a
+// COPY FROM that a Query began is ignored by Postgres while the COPY runs, but answered with a
+// ReadyForQuery of its own once a bad row has failed the COPY. sluice does not send such a
+// Sync (it cannot tell which it will be): before, that ReadyForQuery came after the server had
+// gone back to the pool, and the next client of the server got the replies to sluice's own
+// query that put its settings back (found by TestProtocolRandom, seed 1462).
+func TestSyncInsideAFailedCopyReachesNoOtherClient(t *testing.T) {
+	ctx := context.Background()
+	if err := pg.Exec(ctx, appDB, fmt.Sprintf("DROP TABLE IF EXISTS %s; CREATE TABLE %[1]s (v int); GRANT ALL ON %[1]s TO %s", protoTable, appUser)); err != nil {
+		t.Fatal(err)
+	}
+	txn := startSluice(t, poolConfig{Mode: "transaction", PoolSize: 1})
+	c := dialRaw(t, txn)
+	c.login()
+	c.send(&pgproto3.Query{String: "SET standard_conforming_strings = off"}) // the next client's is on
+	if got, _ := readRound(c, protoRound{rfq: 1}); slices.Contains(got, noReply) {
+		t.Fatalf("SET: %v", got)
+	}
+	c.send(&pgproto3.Query{String: "COPY " + protoTable + " FROM STDIN"})
+	c.awaitCopyIn()
+	c.send(&pgproto3.CopyData{Data: []byte("x\n")}, &pgproto3.Sync{}, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{})
+	if got, _ := readRound(c, protoRound{rfq: 1}); !slices.Contains(got, `{"Type":"ReadyForQuery","TxStatus":"I"}`) {
+		t.Fatalf("COPY: %v", got)
+	}
+	c.send(&pgproto3.Query{String: "SELECT 'next'"})
+	if got, _ := readRound(c, protoRound{rfq: 1}); len(got) != 4 || got[1] != `DataRow "next"` {
+		t.Errorf("the client's next query got:\n%s", strings.Join(got, "\n"))
+	}
+	if got := <-otherClientQuery(t, txn.Addr()); len(got) != 4 || got[1] != `DataRow "other"` {
+		t.Errorf("the next client got:\n%s", strings.Join(got, "\n"))
+	}
+}

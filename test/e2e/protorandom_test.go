@@ -711,11 +711,17 @@ func (g *protoGen) copyRounds() []genRound {
 // simple COPY.
 func (g *protoGen) copyData(rfq int) genRound {
 	r := genRound{rfq: rfq}
+	bad := false
 	for range g.r.IntN(4) {
 		var m pgproto3.FrontendMessage
 		switch k := g.r.IntN(12); {
 		case k == 0:
 			m = &pgproto3.CopyData{Data: []byte("x\n")}
+			bad = true
+		case k == 1 && bad && rfq == 1:
+			// Not after a bad row in a COPY a Query began: Postgres answers that Sync with
+			// a ReadyForQuery, sluice does not send it (TestSyncInsideAFailedCopyReachesNoOtherClient).
+			m = &pgproto3.Flush{}
 		case k == 1:
 			m = &pgproto3.Sync{}
 		case k == 2:
@@ -723,7 +729,9 @@ func (g *protoGen) copyData(rfq int) genRound {
 		case k == 3:
 			m = &pgproto3.CopyData{Data: []byte("4")} // a row split across messages
 		default:
-			m = &pgproto3.CopyData{Data: []byte(g.pick([]string{"1\n", "2\n3\n", "\n"}))}
+			d := g.pick([]string{"1\n", "2\n3\n", "\n"})
+			bad = bad || d == "\n" // not an int
+			m = &pgproto3.CopyData{Data: []byte(d)}
 		}
 		r.send = append(r.send, m)
 	}
