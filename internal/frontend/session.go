@@ -117,7 +117,7 @@ type ClientSession struct {
 	copyInGen uint64
 	// copyInSimple says that COPY began with a Query, not an Execute.
 	copyInSimple bool
-	tx        byte // transaction status of the last ReadyForQuery
+	tx           byte // transaction status of the last ReadyForQuery
 	// params are the settings the client expects its server to have (reported parameters and
 	// startup settings); pver changes whenever they do.
 	params []param
