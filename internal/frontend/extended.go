@@ -107,7 +107,9 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 			if typ == wire.Close && !s.attached() {
 				// No server: no portal or unnamed statement survives outside a transaction.
 				if kind == 'S' {
-					s.unnamed, s.unnamedDeferred = s.unnamed[:0], false
+					s.unnamed, s.unnamedDeferred, s.unnamedDropped = s.unnamed[:0], false, s.unnamedSeq
+					// The last server keeps the statement: it is no longer the client's.
+					s.unnamedSeq++
 				}
 				return s.synth(entry{kind: kCloseSynth})
 			}
@@ -190,6 +192,13 @@ func (s *ClientSession) unnamedLocked(srv *backend.ServerConn, typ byte, msg []b
 		s.unnamed = append(s.unnamed[:0], msg...)
 		s.unnamedSeq++
 		srv.UnnamedOwner, srv.UnnamedSeq = s, s.unnamedSeq
+		n := len(s.unnamedSent)
+		if n < cap(s.unnamedSent) {
+			s.unnamedSent = s.unnamedSent[:n+1]
+		} else {
+			s.unnamedSent = append(s.unnamedSent, sentParse{})
+		}
+		s.unnamedSent[n].seq, s.unnamedSent[n].msg = s.unnamedSeq, append(s.unnamedSent[n].msg[:0], msg...)
 	case wire.Bind, wire.Describe:
 		if typ == wire.Describe && wire.Body(msg)[0] != 'S' {
 			return false, nil
@@ -209,11 +218,32 @@ func (s *ClientSession) unnamedLocked(srv *backend.ServerConn, typ byte, msg []b
 		return false, s.toServer(srv, s.unnamed)
 	case wire.Close:
 		if wire.Body(msg)[0] == 'S' {
-			s.unnamed = s.unnamed[:0]
+			s.unnamed, s.unnamedDropped = s.unnamed[:0], s.unnamedSeq
 			srv.UnnamedOwner = nil // the server's unnamed statement goes, whoever's it was
 		}
 	}
 	return false, nil
+}
+
+// unnamedAnsweredLocked takes the client's unnamed Parse number seq, and those before it, off
+// unnamedSent once the server answered it; ok keeps it as the client's unnamed statement
+// (unnamedGood). s.mu is held.
+func (s *ClientSession) unnamedAnsweredLocked(seq uint64, ok bool) {
+	i := 0
+	for ; i < len(s.unnamedSent) && s.unnamedSent[i].seq <= seq; i++ {
+		if ok && s.unnamedSent[i].seq == seq && seq > s.unnamedDropped {
+			s.unnamedGood, s.unnamedGoodSeq = append(s.unnamedGood[:0], s.unnamedSent[i].msg...), seq
+		}
+	}
+	if i == 0 {
+		return
+	}
+	// Move the rest to the front, keeping the answered ones' buffers for reuse.
+	rest := len(s.unnamedSent) - i
+	for j := 0; j < rest; j++ {
+		s.unnamedSent[j], s.unnamedSent[j+i] = s.unnamedSent[j+i], s.unnamedSent[j]
+	}
+	s.unnamedSent = s.unnamedSent[:rest]
 }
 
 // checkDeferredParse sends the unnamed statement's deferred Parse (see deferForHooks) to a

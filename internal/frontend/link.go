@@ -603,11 +603,7 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 				st.confirmed = true
 			}
 			if h.kind == kParse && h.name == "" && h.client == "" && s.txMode {
-				if h.seq == s.unnamedSeq {
-					s.unnamedGood, s.unnamedGoodSeq = append(s.unnamedGood[:0], s.unnamed...), h.seq
-				} else {
-					s.unnamedGoodSeq = 0 // the reader has read a later one: not known here
-				}
+				s.unnamedAnsweredLocked(h.seq, true)
 			}
 			if h.name != "" {
 				s.target.Statements.Add(h.name)
@@ -923,6 +919,9 @@ func (s *ClientSession) skippedLocked(srv *backend.ServerConn, e entry, failed b
 			// server skipped leaves the one before, maybe another client's: either way this
 			// session's is not there.
 			srv.UnnamedOwner = nil
+			if e.kind == kParse {
+				s.unnamedAnsweredLocked(e.seq, false)
+			}
 			switch {
 			case failed:
 				// The client's own Parse failed: it has no unnamed statement now (Postgres
@@ -933,7 +932,7 @@ func (s *ClientSession) skippedLocked(srv *backend.ServerConn, e entry, failed b
 				// Its last Parse was skipped: its unnamed statement is the one before, if
 				// that is known (it is sent again before the next Bind); none otherwise.
 				s.unnamed = s.unnamed[:0]
-				if s.unnamedGoodSeq != 0 {
+				if s.unnamedGoodSeq != 0 && s.unnamedGoodSeq > s.unnamedDropped {
 					s.unnamed = append(s.unnamed, s.unnamedGood...)
 				}
 			}

@@ -58,11 +58,16 @@ type ClientSession struct {
 	unnamed    []byte
 	unnamedSeq uint64
 	// unnamedGood is the client's last Parse of the unnamed statement that the server
-	// answered with ParseComplete while it was the client's last (unnamedGoodSeq its number,
-	// 0 when unknown): what the client has again when an error skips the Parses after it.
-	// The pump's; s.mu is held.
+	// answered with ParseComplete (unnamedGoodSeq its number, 0 when there is none): what the
+	// client has again when an error skips the Parses after it. unnamedSent are the client's
+	// unnamed Parses sent and not yet answered, oldest first, their buffers reused. s.mu is
+	// held for all three.
 	unnamedGood    []byte
 	unnamedGoodSeq uint64
+	unnamedSent    []sentParse
+	// unnamedDropped is the number of the last unnamed Parse a simple Query or a Close of the
+	// unnamed statement came after: that statement and those before it are gone.
+	unnamedDropped uint64
 	// unnamedDeferred is set while unnamed was answered with a ParseComplete but not yet sent to
 	// a server nor used by a Bind a plugin answered; see deferForHooks.
 	unnamedDeferred bool
@@ -171,6 +176,12 @@ type ClientSession struct {
 
 	routing
 	pluginState
+}
+
+// sentParse is a client's Parse of the unnamed statement sent to a server and not yet answered.
+type sentParse struct {
+	seq uint64
+	msg []byte
 }
 
 // statement is a client's named prepared statement in transaction mode.
@@ -1138,7 +1149,7 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 		s.q.push(entry{kind: kRestore})
 	}
 	srv.UnnamedOwner = nil // a simple Query drops the unnamed statement, whoever's it was
-	s.unnamed = s.unnamed[:0]
+	s.unnamed, s.unnamedDropped = s.unnamed[:0], s.unnamedSeq
 	s.unnamedDeferred = false
 	s.mu.Unlock()
 	if restore != "" {

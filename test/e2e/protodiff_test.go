@@ -342,6 +342,19 @@ func protoCases() []protoCase {
 			send(descP("nope"), parse("", "SELECT 2"), sync), // the Parse is read before the error comes
 			send(bind("", ""), exec("", 0), sync),
 		}},
+		// Seeds 14, 1406: as above, with the first Parse's reply not yet in when the
+		// skipped one is read.
+		{name: "unnamed statement kept when an error skips the next Parse of it, in one write", rounds: []protoRound{
+			send(parse("", "SELECT 7"), descP("nope"), parse("", "SELECT 8"), sync),
+			send(bind("", ""), exec("", 0), sync),
+		}},
+		// Seed 1051: sluice answers the Close without a server; the last server still has
+		// the statement.
+		{name: "Bind of the unnamed statement after a Close of it between transactions", rounds: []protoRound{
+			send(parse("", "SELECT 1"), sync),
+			send(closeS(""), sync),
+			send(bind("", ""), exec("", 0), sync),
+		}},
 		// Seed 60: replies sluice gives itself, without a server, before a Terminate.
 		{name: "Terminate after a batch that failed without a server", rounds: []protoRound{
 			{send: []pgproto3.FrontendMessage{bind("", "nope"), exec("", 0), sync, &pgproto3.Terminate{}}, closed: true},
