@@ -341,7 +341,7 @@ func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
 		st.batch, st.confirmed = s.syncs, s.q.empty() // answered at once, or behind replies an error may skip
 		s.stmts[name] = st
 		s.mu.Unlock()
-		return s.synth(entry{kind: kParseSynth, client: name})
+		return s.synth(entry{kind: kParseSynth, client: name, stmt: st})
 	}
 	srv, err := s.attach(s.classify(query), nil, nil)
 	if err != nil {
@@ -451,7 +451,11 @@ func (s *ClientSession) prepareLocked(srv *backend.ServerConn, st *statement, ki
 		s.q.push(entry{kind: kCloseSwallow, name: ev})
 		dst = wire.AppendStatementMsg(dst, wire.Close, 'S', ev)
 	}
-	s.q.push(entry{kind: kind, name: st.server, client: client, renew: renew, retry: retry})
+	e := entry{kind: kind, name: st.server, client: client, renew: renew, retry: retry}
+	if client != "" {
+		e.stmt = st
+	}
+	s.q.push(e)
 	if !renew {
 		if s.unparsed == nil {
 			s.unparsed = map[string]pendingParse{}

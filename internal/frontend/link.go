@@ -937,6 +937,9 @@ func (s *ClientSession) skippedLocked(srv *backend.ServerConn, e entry, failed b
 				}
 			}
 		}
+		if e.stmt != nil {
+			e.stmt.skipped = true
+		}
 		if e.client != "" {
 			if st := s.stmts[e.client]; st != nil && st.server == e.name || e.kind == kParseSynth {
 				delete(s.stmts, e.client)
@@ -954,7 +957,7 @@ func (s *ClientSession) skippedLocked(srv *backend.ServerConn, e entry, failed b
 // dropped by skippedLocked). s.mu is held.
 func (s *ClientSession) reopenLocked(reopened []entry) {
 	for _, e := range reopened {
-		if s.stmts[e.client] == nil {
+		if s.stmts[e.client] == nil && !e.closed.skipped {
 			if s.stmts == nil {
 				s.stmts = map[string]*statement{}
 			}

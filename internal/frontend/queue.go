@@ -74,6 +74,9 @@ type entry struct {
 	// statement: a server error before the Close skips it, and the statement is the client's
 	// again.
 	closed *statement
+	// stmt, on a client's Parse of a named statement, is the statement it makes: one whose
+	// Parse the server skipped is given back by no skipped Close (reopenLocked).
+	stmt *statement
 }
 
 func (e *entry) synthetic() bool {

@@ -197,6 +197,8 @@ type statement struct {
 	// Parse (see settledStatement).
 	batch     uint64
 	confirmed bool
+	// skipped is set when the server skipped its Parse after an error.
+	skipped bool
 }
 
 // serveConn logs c in and starts its session. inherited are the socket options c has from its

@@ -355,6 +355,12 @@ func protoCases() []protoCase {
 			send(closeS(""), sync),
 			send(bind("", ""), exec("", 0), sync),
 		}},
+		// Seeds 2657, 2880: the error skips both the Parse and the Close of s14: the
+		// skipped Close does not give back a statement that was never made.
+		{name: "Parse and Close of a statement both skipped after an error", rounds: []protoRound{
+			send(descP("nope"), parse("s14", "SELECT 14"), closeS("s14"), sync),
+			send(parse("s14", "SELECT 15"), bind("", "s14"), exec("", 0), sync),
+		}},
 		// Seed 60: replies sluice gives itself, without a server, before a Terminate.
 		{name: "Terminate after a batch that failed without a server", rounds: []protoRound{
 			{send: []pgproto3.FrontendMessage{bind("", "nope"), exec("", 0), sync, &pgproto3.Terminate{}}, closed: true},
