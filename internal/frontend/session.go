@@ -773,6 +773,15 @@ func (s *ClientSession) waitForReplies() {
 
 // dispatch handles one client message whose header has been peeked.
 func (s *ClientSession) dispatch(typ byte, size int) error {
+	if skippedByServer(typ) {
+		s.mu.Lock()
+		if s.inCopyIn && s.copyEnds == s.copyInGen {
+			// Postgres fails a COPY FROM at any message but copy data, Sync and Flush: for
+			// the Syncs that follow, the COPY is over.
+			s.copyEnds++
+		}
+		s.mu.Unlock()
+	}
 	switch typ {
 	case wire.Terminate:
 		return s.terminate()
@@ -992,17 +1001,17 @@ func (s *ClientSession) sync() error {
 		s.syncs++
 		s.open = false
 	}
-	simpleCopy := inCopy && s.copyInSimple
 	s.mu.Unlock()
 	if srv == nil {
 		return s.emit(wire.AppendReadyForQuery(nil, 'I'))
 	}
-	if simpleCopy {
-		// A Sync inside a COPY FROM that a Query began does nothing in Postgres while the
-		// COPY runs; once a bad row has failed the COPY, Postgres answers it with a
-		// ReadyForQuery no request of the client's waits for, and sluice, which cannot tell
-		// which it will be, would take that for the end of the client's next request (or
-		// leave it to the next client of the server). The Sync is not sent.
+	if inCopy {
+		// A Sync among the data of a COPY FROM does nothing in Postgres while the COPY runs;
+		// once a bad row has failed the COPY, Postgres answers it with a ReadyForQuery (and,
+		// in the extended protocol, ends the batch's skipping with it). sluice cannot tell
+		// which it will be, and an answer it does not expect would be taken for the end of
+		// the client's next request, or reach the next client of the server. The Sync is not
+		// sent: the client's CopyDone or CopyFail and the Sync after it end the COPY's batch.
 		return nil
 	}
 	return s.toServer(srv, syncMsg)

@@ -742,9 +742,9 @@ func (g *protoGen) copyData(rfq int) genRound {
 		case k == 0:
 			m = &pgproto3.CopyData{Data: []byte("x\n")}
 			bad = true
-		case k == 1 && bad && rfq == 1:
-			// Not after a bad row in a COPY a Query began: Postgres answers that Sync with
-			// a ReadyForQuery, sluice does not send it (TestSyncInsideAFailedCopyReachesNoOtherClient).
+		case k == 1 && bad:
+			// Not after a bad row: Postgres answers that Sync with a ReadyForQuery, sluice
+			// does not send it (TestSyncInsideAFailedCopyReachesNoOtherClient).
 			m = &pgproto3.Flush{}
 		case k == 1:
 			m = &pgproto3.Sync{}
