@@ -80,13 +80,6 @@ func TestProtocolRandom(t *testing.T) {
 					t.Logf("sequence:\n%s", formatProtoRounds(rounds))
 				}
 				want, ends := runRandomReference(t, targets[0], rounds)
-				if n := len(ends); n > 0 && ends[n-1].closed && !withEnding(rounds)[n-1].closed {
-					// Postgres itself ended the connection (a backend crashed, seed 2047 on
-					// Postgres 15): nothing to compare sluice with.
-					t.Errorf("seed %d: postgres closed the connection at round %d (SLUICE_PROTO_SEED=%d):\n%s\n%s",
-						seed, n, seed, formatProtoRounds(rounds), strings.Join(want, "\n"))
-					return
-				}
 				for _, e := range ends {
 					if e.quiet && len(rounds) > 0 {
 						misjudged++
@@ -173,7 +166,10 @@ func runRandomReference(t *testing.T, tg protoTarget, rounds []genRound) ([]stri
 					break
 				}
 				e.closed = true
-				out = append(leaveUnfinished(out), "<closed>")
+				if r.closed {
+					out = leaveUnfinished(out)
+				}
+				out = append(out, "<closed>")
 				break
 			}
 			e.n++
@@ -213,8 +209,9 @@ func runRandomTarget(t *testing.T, tg protoTarget, rounds []genRound, ends []rou
 		c.send(r.send...)
 		e := ends[i]
 		if e.closed {
-			// Read to the end: how many replies come after the last ReadyForQuery is not
-			// compared (leaveUnfinished).
+			// Read to the end (after a Terminate, or a FATAL error such as Postgres' for a
+			// Parse inside a COPY); after a Terminate, how many replies come after the last
+			// ReadyForQuery is not compared (leaveUnfinished).
 			for {
 				m, err := c.receive(3 * time.Second)
 				if err == nil {
@@ -223,7 +220,9 @@ func runRandomTarget(t *testing.T, tg protoTarget, rounds []genRound, ends []rou
 					}
 					continue
 				}
-				out = leaveUnfinished(out)
+				if r.closed {
+					out = leaveUnfinished(out)
+				}
 				switch {
 				case isTimeout(err):
 					out = append(out, noReply)
@@ -424,7 +423,7 @@ var genSessionOnly = []string{
 	"EXECUTE q",
 	"DEALLOCATE q",
 	"CREATE TEMP TABLE IF NOT EXISTS tt (v int)",
-	"INSERT INTO tt VALUES (1) RETURNING v",
+	"INSERT INTO tt VALUES (1)", // no RETURNING: a temp table's OID (in RowDescription) is each session's own
 	"LISTEN gen",
 	"NOTIFY gen, 'x'",
 	"UNLISTEN *",
