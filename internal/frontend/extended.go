@@ -231,7 +231,7 @@ func (s *ClientSession) unnamedLocked(srv *backend.ServerConn, typ byte, msg []b
 func (s *ClientSession) unnamedAnsweredLocked(seq uint64, ok bool) {
 	i := 0
 	for ; i < len(s.unnamedSent) && s.unnamedSent[i].seq <= seq; i++ {
-		if ok && s.unnamedSent[i].seq == seq && seq > s.unnamedDropped {
+		if ok && s.unnamedSent[i].seq == seq {
 			s.unnamedGood, s.unnamedGoodSeq = append(s.unnamedGood[:0], s.unnamedSent[i].msg...), seq
 		}
 	}

@@ -880,6 +880,20 @@ func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn, msg []byte) b
 	for failed := true; s.q.head() != nil && s.q.head().kind != kSync; failed = false {
 		e := s.q.pop()
 		endedBatch = endedBatch || e.endsBatch
+		if e.endsBatch && s.unnamedSeq == s.unnamedKeptSeq {
+			// The skipped Query did not drop the unnamed statement (no Parse came since):
+			// the client has the last one the server accepted, which may be the one the
+			// Query dropped.
+			s.unnamedDropped = s.unnamedKeptDropped
+			switch {
+			case s.unnamedGoodSeq == s.unnamedKeptSeq:
+				s.unnamed = append(s.unnamed[:0], s.unnamedKept...)
+			case s.unnamedGoodSeq != 0 && s.unnamedGoodSeq > s.unnamedDropped:
+				s.unnamed = append(s.unnamed[:0], s.unnamedGood...)
+			default:
+				s.unnamed = s.unnamed[:0]
+			}
+		}
 		s.skippedLocked(srv, e, failed, &reopened)
 	}
 	s.reopenLocked(reopened)

@@ -68,6 +68,12 @@ type ClientSession struct {
 	// unnamedDropped is the number of the last unnamed Parse a simple Query or a Close of the
 	// unnamed statement came after: that statement and those before it are gone.
 	unnamedDropped uint64
+	// unnamedKept is the unnamed statement a Query that followed unsynced extended messages
+	// dropped (unnamedKeptSeq and unnamedKeptDropped what the numbers were): the client has
+	// it again if an error before the Query makes the server skip it.
+	unnamedKept        []byte
+	unnamedKeptSeq     uint64
+	unnamedKeptDropped uint64
 	// unnamedDeferred is set while unnamed was answered with a ParseComplete but not yet sent to
 	// a server nor used by a Bind a plugin answered; see deferForHooks.
 	unnamedDeferred bool
@@ -1149,7 +1155,8 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 		return s.queryError(checkoutCode(err), err.Error())
 	}
 	markSession(srv, effect)
-	s.q.push(entry{kind: kQuery, capture: capReq, sets: sets, copyGen: s.copyEnds, endsBatch: s.open})
+	endsBatch := s.open
+	s.q.push(entry{kind: kQuery, capture: capReq, sets: sets, copyGen: s.copyEnds, endsBatch: endsBatch})
 	s.open = false
 	if capReq != nil {
 		capReq.queued = true
@@ -1160,6 +1167,12 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 		s.q.push(entry{kind: kRestore})
 	}
 	srv.UnnamedOwner = nil // a simple Query drops the unnamed statement, whoever's it was
+	if endsBatch {
+		// An error among the messages before it would make the server skip the Query,
+		// and the client keep its unnamed statement (serverErrorLocked).
+		s.unnamedKept = append(s.unnamedKept[:0], s.unnamed...)
+		s.unnamedKeptSeq, s.unnamedKeptDropped = s.unnamedSeq, s.unnamedDropped
+	}
 	s.unnamed, s.unnamedDropped = s.unnamed[:0], s.unnamedSeq
 	s.unnamedDeferred = false
 	s.mu.Unlock()

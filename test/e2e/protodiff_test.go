@@ -356,6 +356,12 @@ func protoCases() []protoCase {
 			send(descP("nope"), parse("s14", "SELECT 14"), closeS("s14"), sync),
 			send(parse("s14", "SELECT 15"), bind("", "s14"), exec("", 0), sync),
 		}},
+		// Seeds 1116, 2435, 2849: the error makes Postgres skip the Query too, which
+		// therefore does not drop the unnamed statement.
+		{name: "unnamed statement kept when an error skips the Query after it", rounds: []protoRound{
+			{send: []pgproto3.FrontendMessage{parse("", "SELECT 21"), bind("", ""), exec("", 0), descP("nope"), q("SELECT 1"), sync}, rfq: 1},
+			send(bind("", ""), exec("", 0), sync),
+		}},
 		// Seed 60: replies sluice gives itself, without a server, before a Terminate.
 		{name: "Terminate after a batch that failed without a server", rounds: []protoRound{
 			{send: []pgproto3.FrontendMessage{bind("", "nope"), exec("", 0), sync, &pgproto3.Terminate{}}, closed: true},
