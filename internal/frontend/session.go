@@ -633,7 +633,8 @@ func (s *ClientSession) run() error {
 		}
 		if typ != wire.Sync && (s.failing || s.skipToSync.Load() && skippedByServer(typ)) {
 			if typ == wire.Terminate {
-				return nil
+				// What went before the failed batch still runs (terminate).
+				return s.terminate()
 			}
 			if err := s.r.Skip(size); err != nil {
 				return s.readError(err)

@@ -362,6 +362,14 @@ func protoCases() []protoCase {
 			{send: []pgproto3.FrontendMessage{parse("", "SELECT 21"), bind("", ""), exec("", 0), descP("nope"), q("SELECT 1"), sync}, rfq: 1},
 			send(bind("", ""), exec("", 0), sync),
 		}},
+		// Seed 5075: the batch sluice fails itself after the complete one does not keep the
+		// complete one from running.
+		{name: "Terminate after a complete batch and part of one that failed without the server", rounds: []protoRound{
+			{send: []pgproto3.FrontendMessage{
+				parse("", "INSERT INTO "+protoTable+" VALUES (5) RETURNING v"), bind("", ""), exec("", 0), sync,
+				bind("", "nope"), exec("", 0), &pgproto3.Terminate{},
+			}, closed: true},
+		}},
 		// Seed 60: replies sluice gives itself, without a server, before a Terminate.
 		{name: "Terminate after a batch that failed without a server", rounds: []protoRound{
 			{send: []pgproto3.FrontendMessage{bind("", "nope"), exec("", 0), sync, &pgproto3.Terminate{}}, closed: true},
