@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/sluicepg/sluice/internal/pgtext"
 )
 
 var testSharder = Sharder{Func: PgBigintHash, Type: Bigint, Shards: 4}
@@ -237,7 +239,7 @@ func TestExtractUUIDAndTextKeys(t *testing.T) {
 	e := newTestExtractor(t, "accounts.id", us)
 	id := "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
 	want, _ := us.Shard([]byte(id))
-	raw, _ := parseUUID([]byte(id))
+	raw, _ := pgtext.ParseUUID([]byte(id))
 	for _, tc := range []struct {
 		query  string
 		params Params

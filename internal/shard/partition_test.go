@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sluicepg/sluice/internal/pgtest"
+	"github.com/sluicepg/sluice/internal/pgtext"
 )
 
 // TestMatchesPostgresHashPartitioning is the proof that pg_bigint_hash (and its uuid and text
@@ -70,7 +71,7 @@ func TestMatchesPostgresHashPartitioning(t *testing.T) {
 	uuids := []string{"00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"}
 	for range 3000 {
 		u := randomUUID()
-		uuids = append(uuids, string(appendUUID(nil, u)))
+		uuids = append(uuids, string(pgtext.AppendUUID(nil, u)))
 	}
 
 	texts := []string{"", " ", "a", "ab", "abc", "abcd", "héllo", "日本語のテキスト", "emoji 🎉🚀",

@@ -14,10 +14,11 @@ package shard
 import (
 	"crypto/sha1"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/sluicepg/sluice/internal/pgtext"
 )
 
 // Function is a sharding function: how a key's hash is computed.
@@ -114,7 +115,7 @@ func (s Sharder) ShardInt64(v int64) int {
 func (s Sharder) ShardUUID(u [16]byte) int {
 	if s.Func == SHA1 {
 		var buf [36]byte
-		return s.sha1(appendUUID(buf[:0], u))
+		return s.sha1(pgtext.AppendUUID(buf[:0], u))
 	}
 	return int(HashUUID(u) % uint64(s.Shards))
 }
@@ -142,17 +143,20 @@ func (s Sharder) sha1(text []byte) int {
 func (s Sharder) Shard(key []byte) (int, error) {
 	switch s.Type {
 	case UUID:
-		u, err := parseUUID(key)
-		if err != nil {
-			return 0, err
+		u, ok := pgtext.ParseUUID(key)
+		if !ok {
+			return 0, fmt.Errorf("%w: %q is not a uuid", ErrBadKey, key)
 		}
 		return s.ShardUUID(u), nil
 	case Text:
 		return s.ShardText(key), nil
 	}
-	v, err := parseInt8(key)
-	if err != nil {
-		return 0, err
+	v, err := pgtext.ParseInt(key, 64)
+	switch {
+	case errors.Is(err, pgtext.ErrRange):
+		return 0, fmt.Errorf("%w: %q is out of range for a bigint", ErrBadKey, key)
+	case err != nil:
+		return 0, fmt.Errorf("%w: %q is not a bigint", ErrBadKey, key)
 	}
 	return s.ShardInt64(v), nil
 }
@@ -179,112 +183,4 @@ func (s Sharder) ShardBinary(key []byte) (int, error) {
 		return s.ShardInt64(int64(int16(binary.BigEndian.Uint16(key)))), nil
 	}
 	return 0, fmt.Errorf("%w: a binary integer has 2, 4 or 8 bytes, not %d", ErrBadKey, len(key))
-}
-
-// parseInt8 reads a bigint as Postgres 15's int8in does: optional spaces, an optional sign,
-// decimal digits, optional spaces. It does not allocate.
-func parseInt8(b []byte) (int64, error) {
-	i, j := 0, len(b)
-	for i < j && isSpace(b[i]) {
-		i++
-	}
-	for j > i && isSpace(b[j-1]) {
-		j--
-	}
-	neg := false
-	if i < j && (b[i] == '+' || b[i] == '-') {
-		neg = b[i] == '-'
-		i++
-	}
-	if i == j {
-		return 0, fmt.Errorf("%w: %q is not a bigint", ErrBadKey, b)
-	}
-	// Accumulate negatively so that the minimum int64 fits.
-	var v int64
-	const minDiv10 = -(1 << 63) / 10
-	for ; i < j; i++ {
-		c := b[i]
-		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("%w: %q is not a bigint", ErrBadKey, b)
-		}
-		d := int64(c - '0')
-		if v < minDiv10 || v*10 < -(1<<63)+d {
-			return 0, fmt.Errorf("%w: %q is out of range for a bigint", ErrBadKey, b)
-		}
-		v = v*10 - d
-	}
-	if !neg {
-		if v == -(1 << 63) {
-			return 0, fmt.Errorf("%w: %q is out of range for a bigint", ErrBadKey, b)
-		}
-		v = -v
-	}
-	return v, nil
-}
-
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
-}
-
-// parseUUID reads a uuid as Postgres' uuid_in does: an optional pair of braces around 32 hex
-// digits, with an optional hyphen after any group of four digits but the last.
-func parseUUID(b []byte) ([16]byte, error) {
-	var u [16]byte
-	s := b
-	braces := len(s) > 0 && s[0] == '{'
-	if braces {
-		s = s[1:]
-	}
-	for i := range 16 {
-		if len(s) < 2 {
-			return u, fmt.Errorf("%w: %q is not a uuid", ErrBadKey, b)
-		}
-		hi, ok1 := unhex(s[0])
-		lo, ok2 := unhex(s[1])
-		if !ok1 || !ok2 {
-			return u, fmt.Errorf("%w: %q is not a uuid", ErrBadKey, b)
-		}
-		u[i] = hi<<4 | lo
-		s = s[2:]
-		if len(s) > 0 && s[0] == '-' && i%2 == 1 && i < 15 {
-			s = s[1:]
-		}
-	}
-	if braces {
-		if len(s) == 0 || s[0] != '}' {
-			return u, fmt.Errorf("%w: %q is not a uuid", ErrBadKey, b)
-		}
-		s = s[1:]
-	}
-	if len(s) != 0 {
-		return u, fmt.Errorf("%w: %q is not a uuid", ErrBadKey, b)
-	}
-	return u, nil
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
-}
-
-// appendUUID appends the canonical text form of u (lower case, hyphenated 8-4-4-4-12).
-func appendUUID(dst []byte, u [16]byte) []byte {
-	var buf [36]byte
-	hex.Encode(buf[0:8], u[0:4])
-	buf[8] = '-'
-	hex.Encode(buf[9:13], u[4:6])
-	buf[13] = '-'
-	hex.Encode(buf[14:18], u[6:8])
-	buf[18] = '-'
-	hex.Encode(buf[19:23], u[8:10])
-	buf[23] = '-'
-	hex.Encode(buf[24:], u[10:])
-	return append(dst, buf[:]...)
 }

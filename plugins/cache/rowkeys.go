@@ -2,7 +2,6 @@ package cache
 
 import (
 	"encoding/binary"
-	"encoding/hex"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/sluicepg/sluice/internal/classify"
+	"github.com/sluicepg/sluice/internal/pgtext"
 	"github.com/sluicepg/sluice/plugin"
 )
 
@@ -119,96 +119,22 @@ func canonKey(t pkType, v []byte) (string, bool) {
 	return "", false
 }
 
-// canonInt reads v as Postgres 15's int2in/int4in/int8in do (spaces around, a sign, decimal
-// digits) and writes it in decimal. The forms later versions accept too (0x2A, 1_000) are
-// refused: not naming a key is always safe.
+// canonInt reads v as Postgres 15's int2in/int4in/int8in do and writes it in decimal.
 func canonInt(v []byte, bits int) (string, bool) {
-	i, j := 0, len(v)
-	for i < j && isSpace(v[i]) {
-		i++
-	}
-	for j > i && isSpace(v[j-1]) {
-		j--
-	}
-	s := v[i:j]
-	digits := s
-	if len(digits) > 0 && (digits[0] == '+' || digits[0] == '-') {
-		digits = digits[1:]
-	}
-	if len(digits) == 0 {
-		return "", false
-	}
-	for _, c := range digits {
-		if c < '0' || c > '9' {
-			return "", false
-		}
-	}
-	n, err := strconv.ParseInt(string(s), 10, bits)
+	n, err := pgtext.ParseInt(v, bits)
 	if err != nil {
 		return "", false
 	}
 	return strconv.FormatInt(n, 10), true
 }
 
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
-}
-
-// canonUUID reads v as Postgres' uuid_in does (optional braces, a hyphen allowed after any
-// group of four hex digits, either case, nothing else) and writes it lowercase with hyphens.
+// canonUUID reads v as Postgres' uuid_in does and writes it as uuid_out does.
 func canonUUID(v []byte) (string, bool) {
-	var b [16]byte
-	s := v
-	braces := len(s) > 0 && s[0] == '{'
-	if braces {
-		s = s[1:]
-	}
-	for i := 0; i < 16; i++ {
-		if len(s) < 2 || !isHex(s[0]) || !isHex(s[1]) {
-			return "", false
-		}
-		b[i] = unhex(s[0])<<4 | unhex(s[1])
-		s = s[2:]
-		if len(s) > 0 && s[0] == '-' && i%2 == 1 && i < 15 {
-			s = s[1:]
-		}
-	}
-	if braces {
-		if len(s) == 0 || s[0] != '}' {
-			return "", false
-		}
-		s = s[1:]
-	}
-	if len(s) != 0 {
+	u, ok := pgtext.ParseUUID(v)
+	if !ok {
 		return "", false
 	}
-	return formatUUID(b[:]), true
-}
-
-func formatUUID(b []byte) string {
-	var out [36]byte
-	hex.Encode(out[0:8], b[0:4])
-	out[8] = '-'
-	hex.Encode(out[9:13], b[4:6])
-	out[13] = '-'
-	hex.Encode(out[14:18], b[6:8])
-	out[18] = '-'
-	hex.Encode(out[19:23], b[8:10])
-	out[23] = '-'
-	hex.Encode(out[24:36], b[10:16])
-	return string(out[:])
-}
-
-func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
-
-func unhex(c byte) byte {
-	switch {
-	case c >= 'a':
-		return c - 'a' + 10
-	case c >= 'A':
-		return c - 'A' + 10
-	}
-	return c - '0'
+	return string(pgtext.AppendUUID(nil, u)), true
 }
 
 // binaryKey returns a parameter sent in binary as a key. A binary value is encoded as the type
@@ -247,7 +173,7 @@ func binaryKey(t pkType, v []byte, typ uint32) (string, bool) {
 		}
 	case pkUUID:
 		if len(v) == 16 {
-			return formatUUID(v), true
+			return string(pgtext.AppendUUID(nil, [16]byte(v))), true
 		}
 	case pkText, pkVarchar:
 		return canonKey(t, v) // binary text is its bytes
@@ -574,7 +500,7 @@ func isIdentByte(c byte) bool {
 
 func onlySpaces(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if !isSpace(s[i]) {
+		if !pgtext.IsSpace(s[i]) {
 			return false
 		}
 	}
