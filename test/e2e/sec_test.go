@@ -74,19 +74,7 @@ func TestSCRAMSaltHidesUnknownUsers(t *testing.T) {
 	})
 	t.Run("auth_query plain password", func(t *testing.T) {
 		// auth_query returns a plain-text password for alice only.
-		pools := fmt.Sprintf(`[pools.app]
-auth_query = "SELECT $1::text || '-pw' WHERE $1 = 'alice'"
-auth_query_user = %q
-auth_query_password = %q
-auth_query_any_user = true
-
-[pools.app.users.0]
-username = "alice"
-
-[pools.app.shards.0]
-database = %q
-servers = [["127.0.0.1", %d, "primary"]]
-`, pgtest.SuperUser, pgtest.SuperPassword, appDB, pg.Port)
+		pools := authQueryPools(pg.Port, "SELECT $1::text || '-pw' WHERE $1 = 'alice'", true)
 		s := startSluice(t, poolConfig{General: `auth_type = "scram-sha-256"`, Pools: pools})
 		check(t, s, "alice", "nobody_a", "nobody_b")
 	})
@@ -248,19 +236,7 @@ servers = [["127.0.0.1", %d, "primary"]]
 // auth_query_any_user must look up, cannot make sluice open server connections without bound
 // before anybody has authenticated: the fetches under way at once are capped.
 func TestAuthQueryFloodIsBounded(t *testing.T) {
-	pools := fmt.Sprintf(`[pools.app]
-auth_query = "SELECT usename, passwd FROM pg_shadow WHERE usename = $1 AND (SELECT pg_sleep(0.3)::text) IS NOT NULL /* sec-flood */"
-auth_query_user = %q
-auth_query_password = %q
-auth_query_any_user = true
-
-[pools.app.users.0]
-username = "carol"
-
-[pools.app.shards.0]
-database = %q
-servers = [["127.0.0.1", %d, "primary"]]
-`, pgtest.SuperUser, pgtest.SuperPassword, appDB, pg.Port)
+	pools := authQueryPools(pg.Port, "SELECT usename, passwd FROM pg_shadow WHERE usename = $1 AND (SELECT pg_sleep(0.3)::text) IS NOT NULL /* sec-flood */", true)
 	s := startSluice(t, poolConfig{Pools: pools})
 	watch := direct(t)
 	const logins = 40
