@@ -1056,7 +1056,6 @@ func (s *ClientSession) cleanup() {
 	s.mu.Lock()
 	srv, pl := s.srv, s.pl
 	busy := !s.q.empty() || s.open || s.killed
-	running := !s.q.empty() && !s.killed // kill has canceled it already
 	st := s.tx
 	s.srv, s.pl = nil, nil
 	s.q.reset()
@@ -1072,9 +1071,6 @@ func (s *ClientSession) cleanup() {
 	if busy || srv.R.Buffered() > 0 || srv.W.Buffered() > 0 {
 		// Still answering: cancel would leave its reply to drain; closing is simpler and safe.
 		srv.Broken = true
-		if running {
-			s.stopAbandoned(srv)
-		}
 	}
 	if !srv.Broken {
 		_ = srv.SetReadDeadline(time.Now().Add(5 * time.Second))

@@ -1,7 +1,6 @@
 package frontend
 
 import (
-	"context"
 	"errors"
 	"os"
 	"sync"
@@ -104,23 +103,6 @@ func (s *ClientSession) clientLeftInDrain(srv *backend.ServerConn, pl *pool.Pool
 		pl.Release(srv)
 		return errClientLeft
 	}
-	s.stopAbandoned(srv)
 	s.serverLost(srv, pl, errClientLeft)
 	return errClientLeft
-}
-
-// stopAbandoned asks Postgres to cancel what srv still runs for a client that left, before srv is
-// closed: closing its socket alone leaves the backend running the query to its end (Postgres
-// notices a departed client only when it next writes to it), holding its locks, its snapshot
-// and a connection slot that the pool has already given back. srv must be Broken, so that the
-// cancel cannot reach another client's query; it is sent in the background.
-func (s *ClientSession) stopAbandoned(srv *backend.ServerConn) {
-	send := srv.HoldForCancel()
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := send(ctx); err != nil {
-			s.l.log.Debug("cancel of an abandoned query failed", "server", srv.Addr(), "err", err)
-		}
-	}()
 }

@@ -823,9 +823,7 @@ func TestBadInputClientLeavesInTheMiddleOfAQuery(t *testing.T) {
 // TestClientLeavingALongQueryFreesItsServer: a client that gives up on a long query and closes
 // its socket (node-postgres' query_timeout does) must not keep its server, and so a slot of the
 // pool, until the query ends. In transaction mode the reader drains such a reply itself, reading
-// only the server: it must notice the client leave all the same, as session mode does. The
-// query itself is canceled: Postgres would otherwise run it to its end for nobody, holding a
-// connection slot that the pool has given back.
+// only the server: it must notice the client leave all the same, as session mode does.
 func TestClientLeavingALongQueryFreesItsServer(t *testing.T) {
 	ctx := context.Background()
 	watch := direct(t)
@@ -855,17 +853,6 @@ func TestClientLeavingALongQueryFreesItsServer(t *testing.T) {
 			if d := time.Since(start); d > 5*time.Second {
 				t.Errorf("the next client waited %s for the abandoned query's server", d)
 			}
-			checkFor(t, 5*time.Second, func() error {
-				var n int
-				if err := watch.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-					WHERE query = 'SELECT pg_sleep(30) /* abandoned */' AND state = 'active'`).Scan(&n); err != nil {
-					return err
-				}
-				if n != 0 {
-					return fmt.Errorf("Postgres still runs the abandoned query")
-				}
-				return nil
-			})
 		})
 	}
 }
