@@ -599,8 +599,10 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 	case wire.ParseComplete:
 		if h := s.q.head(); h != nil && (h.kind == kParse || h.kind == kParseSwallow) {
 			keep = h.kind == kParse
-			if st := s.stmts[h.client]; h.client != "" && st != nil && st.server == h.name {
-				st.confirmed = true
+			if h.client != "" {
+				if st := s.stmts[h.client]; st != nil && st.server == h.name {
+					st.confirmed = true
+				}
 			}
 			if h.kind == kParse && h.name == "" && h.client == "" && s.txMode {
 				s.unnamedAnsweredLocked(h.seq, true)
