@@ -25,17 +25,25 @@ func waitServing(t *testing.T, st *store, want bool) {
 	}
 }
 
-// TestStoreGenerations: bumps are seen by the next read in this process at once, entries
-// round-trip, and the epoch is renewed when the store starts.
-func TestStoreGenerations(t *testing.T) {
+// servingStore starts a redis-server and a store on it (l1 bytes of client-side cache), and
+// waits until the store serves. Both stop when the test ends.
+func servingStore(t *testing.T, l1 int) (*store, *pgtest.Redis) {
+	t.Helper()
 	r, err := pgtest.StartRedis()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Stop()
-	st := newStore([]string{r.Addr}, "t:", "", 200*time.Millisecond, 1<<20)
-	defer st.close()
+	t.Cleanup(func() { r.Stop() })
+	st := newStore([]string{r.Addr}, "t:", "", 200*time.Millisecond, l1)
+	t.Cleanup(st.close)
 	waitServing(t, st, true)
+	return st, r
+}
+
+// TestStoreGenerations: bumps are seen by the next read in this process at once, entries
+// round-trip, and the epoch is renewed when the store starts.
+func TestStoreGenerations(t *testing.T) {
+	st, _ := servingStore(t, 1<<20)
 	ctx := context.Background()
 	epoch, gens, _, err := st.versions(ctx, "db", []uint32{1, 2}, nil)
 	if err != nil || epoch == "" || gens[0] != 0 || gens[1] != 0 {
@@ -129,14 +137,7 @@ func TestStoreRedisDown(t *testing.T) {
 // round trip); a token that no longer holds the lease releases nothing. usage counts the
 // entries and their bytes, not the leases or counters.
 func TestStoreLease(t *testing.T) {
-	r, err := pgtest.StartRedis()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Stop()
-	st := newStore([]string{r.Addr}, "t:", "", 200*time.Millisecond, 0)
-	defer st.close()
-	waitServing(t, st, true)
+	st, _ := servingStore(t, 0)
 	ctx := context.Background()
 	key := st.entryKey([]byte{9})
 
@@ -187,14 +188,7 @@ func TestStoreLease(t *testing.T) {
 // not its base counter nor other keys; an unpinned one moves the base counter; a row counter
 // that expired and is bumped again never comes back to a value it had; row counters expire.
 func TestStoreRowCounters(t *testing.T) {
-	r, err := pgtest.StartRedis()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Stop()
-	st := newStore([]string{r.Addr}, "t:", "", 200*time.Millisecond, 1<<20)
-	defer st.close()
-	waitServing(t, st, true)
+	st, _ := servingStore(t, 1<<20)
 	ctx := context.Background()
 	pd := &pointDeps{oid: 7, keys: []string{"1", "2"}}
 	read := func() (gen int64, rows []int64) {
