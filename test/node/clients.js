@@ -4,6 +4,7 @@
 'use strict';
 
 const assert = require('node:assert/strict');
+const checks = require('./checks');
 const { Client, Pool } = require('pg');
 
 const url = process.env.SLUICE_URL;
@@ -29,7 +30,7 @@ async function expectError(code, fn) {
   assert.fail(`no error, want SQLSTATE ${code}`);
 }
 
-const checks = [
+const tests = [
   ['simple query', async (c) => {
     const r = await c.query('SELECT 1 AS one, \'two\' AS two');
     assert.deepEqual(r.rows, [{ one: 1, two: 'two' }]);
@@ -140,25 +141,7 @@ const checks = [
 
 async function main() {
   const c = await connect();
-  let failed = false;
-  for (const [name, fn] of checks) {
-    try {
-      await fn(c);
-      console.log(`ok ${name}`);
-    } catch (err) {
-      console.log(`FAIL ${name}: ${err && err.stack ? err.stack : err}`);
-      failed = true;
-      break;
-    }
-  }
-  await c.end();
-  if (failed) {
-    process.exit(1);
-  }
-  console.log('all ok');
+  await checks.run(tests, c, () => c.end());
 }
 
-main().catch((err) => {
-  console.log(`FAIL: ${err && err.stack ? err.stack : err}`);
-  process.exit(1);
-});
+checks.main(main);

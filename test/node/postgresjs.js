@@ -8,6 +8,7 @@
 'use strict';
 
 const assert = require('node:assert/strict');
+const checks = require('./checks');
 const { pipeline } = require('node:stream/promises');
 const { Readable, Writable } = require('node:stream');
 const postgres = require('postgres');
@@ -49,7 +50,7 @@ async function pipelined(sql) {
   rs.forEach((r, i) => assert.deepEqual(r[0].v, shapes[i % shapes.length][1](i), `query ${i}`));
 }
 
-const checks = [
+const tests = [
   ['pipelined queries, prepared', async (sql) => {
     await pipelined(sql);
     await pipelined(sql); // the statements prepared above, bound again
@@ -211,25 +212,7 @@ const checks = [
 
 async function main() {
   const sql = connect();
-  let failed = false;
-  for (const [name, fn] of checks) {
-    try {
-      await fn(sql);
-      console.log(`ok ${name}`);
-    } catch (err) {
-      console.log(`FAIL ${name}: ${err && err.stack ? err.stack : err}`);
-      failed = true;
-      break;
-    }
-  }
-  await sql.end({ timeout: 5 });
-  if (failed) {
-    process.exit(1);
-  }
-  console.log('all ok');
+  await checks.run(tests, sql, () => sql.end({ timeout: 5 }));
 }
 
-main().catch((err) => {
-  console.log(`FAIL: ${err && err.stack ? err.stack : err}`);
-  process.exit(1);
-});
+checks.main(main);

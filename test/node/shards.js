@@ -5,6 +5,7 @@
 'use strict';
 
 const assert = require('node:assert/strict');
+const checks = require('./checks');
 const { Client } = require('pg');
 
 for (const v of ['SLUICE_URL', 'ALL_URL']) {
@@ -28,7 +29,7 @@ async function main() {
   const one = new Client({ connectionString: process.env.ALL_URL });
   await through.connect();
   await one.connect();
-  const checks = [
+  const tests = [
     ['parameterized queries across shards', async () => {
       for (const [text, values] of queries) {
         const got = await through.query({ text, values, rowMode: 'array' });
@@ -58,26 +59,10 @@ async function main() {
       assert.fail('SELECT DISTINCT across shards was not refused');
     }],
   ];
-  let failed = false;
-  for (const [name, fn] of checks) {
-    try {
-      await fn();
-      console.log(`ok ${name}`);
-    } catch (err) {
-      console.log(`FAIL ${name}: ${err && err.stack ? err.stack : err}`);
-      failed = true;
-      break;
-    }
-  }
-  await through.end();
-  await one.end();
-  if (failed) {
-    process.exit(1);
-  }
-  console.log('all ok');
+  await checks.run(tests, undefined, async () => {
+    await through.end();
+    await one.end();
+  });
 }
 
-main().catch((err) => {
-  console.log(`FAIL: ${err && err.stack ? err.stack : err}`);
-  process.exit(1);
-});
+checks.main(main);
