@@ -145,7 +145,8 @@ type Action struct {
 	// RowDescription (or none), DataRows, CommandComplete, as raw protocol messages. It works
 	// in both protocols (in the extended one sluice answers the Bind, the Describe of the
 	// portal and the Execute from it), outside transaction blocks only: inside one the query
-	// runs. A cache answers with it.
+	// runs. A cache answers with it. sluice only reads it, so one Wire may answer many
+	// clients at once.
 	Wire []byte
 	// Capture, when not nil, asks sluice to hand this statement's result, as raw protocol
 	// messages (RowDescription, DataRows, CommandComplete) up to CaptureLimit bytes, to the

@@ -206,7 +206,7 @@ func splitRowDescription(w []byte) (desc, rest []byte) {
 	if len(w) >= 5 && w[0] == wire.RowDescription {
 		n := 1 + int(binary.BigEndian.Uint32(w[1:5]))
 		if n <= len(w) {
-			return w[:n], w[n:]
+			return w[:n:n], w[n:] // capped: w may be shared with other clients' answers
 		}
 	}
 	return nil, w

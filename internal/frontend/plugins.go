@@ -211,8 +211,12 @@ func (s *ClientSession) answer(act plugin.Action) error {
 	if b == nil {
 		b = wireFromRows(&act)
 	}
-	return s.emit(wire.AppendReadyForQuery(b, 'I'))
+	// Not appended to b: a cache hands the same Wire to every client it answers.
+	return s.emit(b, readyIdle)
 }
+
+// readyIdle is ReadyForQuery outside a transaction block.
+var readyIdle = wire.AppendReadyForQuery(nil, 'I')
 
 // valuesQuery is a query whose result is rows under columns, all text.
 func valuesQuery(cols []string, rows [][]*string) string {

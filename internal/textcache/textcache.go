@@ -6,6 +6,7 @@ package textcache
 import (
 	"hash/maphash"
 	"math/bits"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -86,11 +87,29 @@ func (c *Cache[V]) Get(text []byte) (v V, ok bool) {
 	return e.val, true
 }
 
+// GetString is Get for a text held as a string.
+func (c *Cache[V]) GetString(text string) (v V, ok bool) {
+	e := (*c.shards[maphash.String(c.seed, text)&c.mask].m.Load())[text]
+	if e == nil {
+		return v, false
+	}
+	if !e.ref.Load() {
+		e.ref.Store(true)
+	}
+	return e.val, true
+}
+
 // Put caches v for text; size is what the entry holds in bytes (text included), as the caller
 // estimates it. When another goroutine cached the same text first, its value stays: values
 // derived from one text are equal. An entry larger than a shard's share of the budget is not
 // cached.
-func (c *Cache[V]) Put(text string, v V, size int) {
+func (c *Cache[V]) Put(text string, v V, size int) { c.put(text, v, size, false) }
+
+// Replace is Put for a value that supersedes the one cached for text, if any (a newer copy of
+// an entry that expired).
+func (c *Cache[V]) Replace(text string, v V, size int) { c.put(text, v, size, true) }
+
+func (c *Cache[V]) put(text string, v V, size int, replace bool) {
 	// maphash.String hashes as maphash.Bytes does, so the text lands in the shard get uses.
 	s := &c.shards[maphash.String(c.seed, text)&c.mask]
 	if size > s.maxBytes {
@@ -99,11 +118,15 @@ func (c *Cache[V]) Put(text string, v V, size int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := *s.m.Load()
-	if old[text] != nil {
-		return
+	var evicted []*cacheEntry[V]
+	if prev := old[text]; prev != nil {
+		if !replace {
+			return
+		}
+		s.remove(slices.Index(s.ring, prev))
+		evicted = append(evicted, prev)
 	}
 	e := &cacheEntry[V]{key: text, val: v, size: size}
-	var evicted []*cacheEntry[V]
 	for len(s.ring) > 0 && (len(s.ring) >= s.maxCount || s.bytes+size > s.maxBytes) {
 		victim := s.ring[s.hand]
 		if victim.ref.Load() {
@@ -112,15 +135,7 @@ func (c *Cache[V]) Put(text string, v V, size int) {
 			continue
 		}
 		evicted = append(evicted, victim)
-		s.bytes -= victim.size
-		// Remove the victim from the ring: the last entry takes its place.
-		last := len(s.ring) - 1
-		s.ring[s.hand] = s.ring[last]
-		s.ring[last] = nil
-		s.ring = s.ring[:last]
-		if s.hand >= len(s.ring) {
-			s.hand = 0
-		}
+		s.remove(s.hand)
 	}
 	s.ring = append(s.ring, e)
 	s.bytes += size
@@ -134,6 +149,19 @@ func (c *Cache[V]) Put(text string, v V, size int) {
 	}
 	m[text] = e
 	s.m.Store(&m)
+}
+
+// remove takes the entry at ring index i out of the ring (the last entry takes its place) and
+// out of the shard's bytes; the caller updates the map.
+func (s *cacheShard[V]) remove(i int) {
+	s.bytes -= s.ring[i].size
+	last := len(s.ring) - 1
+	s.ring[i] = s.ring[last]
+	s.ring[last] = nil
+	s.ring = s.ring[:last]
+	if s.hand >= len(s.ring) {
+		s.hand = 0
+	}
 }
 
 // Len returns the number of cached entries.

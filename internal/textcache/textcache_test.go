@@ -45,6 +45,25 @@ func TestGetPut(t *testing.T) {
 	}
 }
 
+func TestReplace(t *testing.T) {
+	c := New[string](100, 1<<20)
+	c.Put("a", "first", 10)
+	c.Replace("a", "second", 30)
+	if v, ok := c.GetString("a"); !ok || v != "second" {
+		t.Fatalf("GetString after Replace = %q, %v", v, ok)
+	}
+	if n, b := c.Len(), c.Bytes(); n != 1 || b != 30 {
+		t.Errorf("after Replace: %d entries, %d bytes; want 1, 30", n, b)
+	}
+	c.Replace("b", "new", 5) // nothing to replace: an insert
+	if v, ok := c.Get([]byte("b")); !ok || v != "new" {
+		t.Errorf("Get after Replace of a new text = %q, %v", v, ok)
+	}
+	if n := testing.AllocsPerRun(100, func() { c.GetString("a") }); n != 0 {
+		t.Errorf("a GetString hit allocates %v times", n)
+	}
+}
+
 func TestHotEntriesStay(t *testing.T) {
 	c := New[int](64, 1<<20)
 	c.Put("hot", 1, 1)

@@ -514,7 +514,10 @@ type session struct {
 	// pending are writes outside a transaction block whose statement has run: bumped when
 	// their result arrives and once more at the client's next query (an extended-protocol
 	// statement commits at Sync, after its CommandComplete). tx are the writes of the open
-	// transaction block, bumped when it ends.
+	// transaction block, bumped when it ends. mu guards both: the result and transaction-end
+	// hooks run on the goroutine that reads the server, which is not the client's while a
+	// pump goroutine reads it (session mode, an open batch, COPY).
+	mu          sync.Mutex
 	pending, tx writeSet
 }
 
@@ -650,6 +653,7 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 		return plugin.ContinueQuery(), nil
 	}
 	ss := p.session(q.Client)
+	ss.mu.Lock()
 	if !ss.pending.empty() {
 		if q.InTransaction {
 			ss.tx.add(ss.pending)
@@ -658,12 +662,15 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 		}
 		ss.pending = writeSet{}
 	}
+	ss.mu.Unlock()
 	an := p.an.analyze(q.Text)
 	if an.taint != "" && q.Protocol != plugin.Bind && ss.taint == "" {
 		ss.taint = an.taint
 	}
 	if an.write && q.Protocol != plugin.Parse {
 		w := p.writes(q, an)
+		ss.mu.Lock()
+		defer ss.mu.Unlock()
 		if q.InTransaction {
 			ss.tx.add(w)
 		} else {
@@ -710,8 +717,13 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 		}
 		return plugin.ContinueQuery(), nil
 	}
-	key := p.st.entryKey(deriveKey(c.ident, q, ss.settings, epoch, genOIDs, gens, pd, rows))
-	v, err := p.st.get(rctx, key, ttl)
+	sum := deriveKey(c.ident, q, ss.settings, epoch, genOIDs, gens, pd, rows)
+	v := p.st.cached(sum, now)
+	var key string
+	if v == nil {
+		key = p.st.entryKey(sum)
+		v, err = p.st.get(rctx, key, now)
+	}
 	cancel()
 	if err != nil {
 		p.bypass("redis error")
@@ -729,7 +741,7 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 	f, waited := p.joinFlight(ctx, key)
 	if waited {
 		gctx, cancel := context.WithTimeout(ctx, time.Duration(p.RedisTimeout))
-		v, err := p.st.get(gctx, key, ttl)
+		v, err := p.st.get(gctx, key, time.Now().UnixNano())
 		cancel()
 		if _, ok := p.st.serving(); err == nil && v != nil && ok {
 			p.stats.processWaitHits.Add(1)
@@ -1041,9 +1053,11 @@ func (p *Cache) OnResult(ctx context.Context, r *plugin.Result) {
 		return
 	}
 	ss := p.session(r.Client)
+	ss.mu.Lock()
 	if !ss.pending.empty() {
 		p.apply(ss.pending)
 	}
+	ss.mu.Unlock()
 	f, ok := r.Capture.(*fill)
 	if !ok {
 		return
@@ -1080,6 +1094,8 @@ func (p *Cache) OnTxEnd(ctx context.Context, c *plugin.Client, committed bool) {
 		return
 	}
 	ss := p.session(c)
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
 	ss.tx.add(ss.pending)
 	p.apply(ss.tx)
 	ss.tx, ss.pending = writeSet{}, writeSet{}
@@ -1091,6 +1107,8 @@ func (p *Cache) OnDisconnect(ctx context.Context, c *plugin.Client) {
 		return
 	}
 	ss := p.session(c)
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
 	ss.tx.add(ss.pending)
 	p.apply(ss.tx)
 }

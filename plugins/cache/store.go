@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/sluicepg/sluice/internal/textcache"
 )
 
 // store is the cache's Redis: entries, per-table generation counters and the global epoch.
@@ -28,8 +31,14 @@ type store struct {
 	walKey  string        // the WAL consumer's heartbeat (walBeat); "" without a WAL listener
 	timeout time.Duration // per Redis call
 	genTTL  time.Duration // how long a generation stays in the client-side cache
-	l1      bool
 	opt     rueidis.ClientOption
+
+	// entries is the in-process copy of entries (l1_size), or nil. An entry's key names the
+	// epoch and generations it was read at, so the value under a key never goes stale: the
+	// copy needs no invalidation from Redis, only to expire when the entry does. Held here
+	// rather than in rueidis's client-side cache, which is kept for the counters: a lookup
+	// there costs a lock, an LRU update and hashes of the key and command.
+	entries *textcache.Cache[l1Entry]
 
 	client atomic.Pointer[rueidis.Client] // nil until connected
 
@@ -54,6 +63,8 @@ type store struct {
 	baseReads sync.Map // genID -> *genRead, of base counters
 	epochRead atomic.Pointer[rueidis.Cacheable]
 	walRead   atomic.Pointer[rueidis.Cacheable]
+	// ctrs is the in-process copy of the counters read through rueidis's client-side cache.
+	ctrs *counterCache
 	// epochPin is the epoch this process wrote last, until the client-side cache shows it:
 	// until Redis's invalidation message arrives, the cache may still hold the one before.
 	epochPin atomic.Pointer[string]
@@ -72,7 +83,7 @@ type store struct {
 // newStore starts a store. walKey is the key of the WAL consumer's heartbeat, or "" when no WAL
 // listener runs: with one, entries are served only while the heartbeat says the WAL is consumed.
 func newStore(addrs []string, prefix, walKey string, timeout time.Duration, l1Bytes int) *store {
-	st := &store{prefix: prefix, walKey: walKey, timeout: timeout, genTTL: time.Minute, l1: l1Bytes > 0,
+	st := &store{prefix: prefix, walKey: walKey, timeout: timeout, genTTL: time.Minute,
 		breakerFor: time.Second, stop: make(chan struct{}), done: make(chan struct{})}
 	st.opt = rueidis.ClientOption{
 		InitAddress:      addrs,
@@ -88,8 +99,27 @@ func newStore(addrs []string, prefix, walKey string, timeout time.Duration, l1By
 		// than a sluice's misses need.
 		PipelineMultiplex: -1,
 	}
+	st.ctrs = newCounterCache(max(1<<16, l1Bytes/2/256))
+	st.opt.OnInvalidations = func(ms []rueidis.RedisMessage) {
+		if ms == nil {
+			st.ctrs.invalidate(nil) // Redis flushed, or the connection broke
+			return
+		}
+		keys := make([]string, len(ms))
+		for i, m := range ms {
+			k, err := m.ToString()
+			if err != nil {
+				st.ctrs.invalidate(nil) // not knowing which key, drop them all
+				return
+			}
+			keys[i] = k
+		}
+		st.ctrs.invalidate(keys)
+	}
 	if l1Bytes > 0 {
-		st.opt.CacheSizeEachConn = l1Bytes
+		// Half for the entries, half for rueidis's cache of counters.
+		st.entries = textcache.New[l1Entry](l1Bytes/2/l1MinEntry, l1Bytes/2)
+		st.opt.CacheSizeEachConn = l1Bytes / 2
 	}
 	st.runID.Store("")
 	// Until it has connected and written a new epoch, the store serves nothing: entries
@@ -399,62 +429,67 @@ func (st *store) versions(ctx context.Context, ident string, oids []uint32, pd *
 	if c == nil {
 		return "", nil, nil, errNotServing
 	}
+	// What is read, in this order: the epoch, the WAL heartbeat (with a WAL listener), each
+	// table's generation, and a point read's base counter and row counters.
+	first := 1 // the index of the first table's generation
+	if st.walKey != "" {
+		first = 2
+	}
 	nrows := 0
 	if pd != nil {
 		nrows = 1 + len(pd.keys)
 	}
-	cmds := make([]rueidis.CacheableTTL, 0, len(oids)+nrows+2)
-	ep := st.epochRead.Load()
-	if ep == nil {
-		cmd := (*c).B().Get().Key(st.epochKey()).Cache().Pin()
-		ep = &cmd
-		st.epochRead.Store(ep)
-	}
-	cmds = append(cmds, rueidis.CT(*ep, st.genTTL))
+	n := first + len(oids) + nrows
+	keys := make([]string, n)
+	keys[0] = st.epochKey()
 	if st.walKey != "" {
-		wr := st.walRead.Load()
-		if wr == nil {
-			cmd := (*c).B().Get().Key(st.walKey).Cache().Pin()
-			wr = &cmd
-			st.walRead.Store(wr)
-		}
-		// The client-side cache keeps it no longer than its TTL in Redis, and drops it when
-		// it changes.
-		cmds = append(cmds, rueidis.CT(*wr, st.genTTL))
+		keys[1] = st.walKey
 	}
-	keys := make([]string, len(oids)+nrows)
 	for i, o := range oids {
-		g := st.genRead(*c, &st.genReads, ident, o)
-		keys[i] = g.key
-		cmds = append(cmds, rueidis.CT(g.cmd, st.genTTL))
+		keys[first+i] = st.genRead(*c, &st.genReads, ident, o).key
 	}
 	if pd != nil {
-		g := st.genRead(*c, &st.baseReads, ident, pd.oid)
-		keys[len(oids)] = g.key
-		cmds = append(cmds, rueidis.CT(g.cmd, st.genTTL))
-		// Built at each read, not kept: there is one per key ever read.
+		keys[first+len(oids)] = st.genRead(*c, &st.baseReads, ident, pd.oid).key
 		for i, k := range pd.keys {
-			key := st.rowKey(ident, pd.oid, k)
-			keys[len(oids)+1+i] = key
-			cmds = append(cmds, rueidis.CT((*c).B().Get().Key(key).Cache(), st.genTTL))
+			keys[first+len(oids)+1+i] = st.rowKey(ident, pd.oid, k)
 		}
 	}
-	res := (*c).DoMultiCache(ctx, cmds...)
-	epoch, err := res[0].ToString()
-	if err != nil && !rueidis.IsRedisNil(err) {
-		st.failed(err)
-		return "", nil, nil, err
+	vals := make([]counter, n)
+	now := time.Now().UnixNano()
+	since := st.ctrs.seq.Load()
+	var missing []int
+	for i, k := range keys {
+		v, ok := st.ctrs.get(k, now)
+		if !ok {
+			missing = append(missing, i)
+		}
+		vals[i] = v
 	}
-	if st.walKey != "" {
-		v, err := res[1].ToString()
-		if err != nil && !rueidis.IsRedisNil(err) {
-			st.failed(err)
-			return "", nil, nil, err
+	if len(missing) > 0 {
+		cmds := make([]rueidis.CacheableTTL, len(missing))
+		for j, i := range missing {
+			cmds[j] = rueidis.CT(st.counterRead(*c, ident, keys, first, len(oids), oids, pd, i), st.genTTL)
 		}
-		if !beatCaughtUp(v) {
-			return "", nil, nil, errWALNotConsumed
+		res := (*c).DoMultiCache(ctx, cmds...)
+		for j, i := range missing {
+			text, err := res[j].ToString()
+			isNil := rueidis.IsRedisNil(err)
+			if err != nil && !isNil {
+				st.failed(err)
+				return "", nil, nil, err
+			}
+			// No longer than rueidis keeps it.
+			exp := now + int64(st.genTTL)
+			if px := res[j].CachePXAT(); px > 0 && px*int64(time.Millisecond) < exp {
+				exp = px * int64(time.Millisecond)
+			}
+			vals[i] = counter{val: text, isNil: isNil, exp: exp}
+			st.ctrs.put(keys[i], vals[i], since)
 		}
-		res = res[1:]
+	}
+	epoch := vals[0].val
+	if st.walKey != "" && !beatCaughtUp(vals[1].val) {
+		return "", nil, nil, errWALNotConsumed
 	}
 	if pin := st.epochPin.Load(); pin != nil {
 		if epoch == *pin {
@@ -462,6 +497,7 @@ func (st *store) versions(ctx context.Context, ident string, oids []uint32, pd *
 		} else {
 			// This process renewed the epoch and the cache may not know yet: ask Redis
 			// itself, which has ours or a later one.
+			var err error
 			epoch, err = (*c).Do(ctx, (*c).B().Get().Key(st.epochKey()).Build()).ToString()
 			if err != nil && !rueidis.IsRedisNil(err) {
 				st.failed(err)
@@ -469,25 +505,59 @@ func (st *store) versions(ctx context.Context, ident string, oids []uint32, pd *
 			}
 		}
 	}
-	vals := make([]int64, len(keys))
-	for i := range keys {
-		n, err := res[i+1].AsInt64()
-		if err != nil && !rueidis.IsRedisNil(err) {
-			st.failed(err)
-			return "", nil, nil, err
+	nums := make([]int64, n-first)
+	for i := range nums {
+		v := vals[first+i]
+		var num int64
+		if !v.isNil {
+			var err error
+			if num, err = strconv.ParseInt(v.val, 10, 64); err != nil {
+				err = fmt.Errorf("cache: counter %s holds %q: %w", keys[first+i], v.val, err)
+				st.failed(err)
+				return "", nil, nil, err
+			}
 		}
 		// The client-side cache may still hold a value from before a bump of ours: never
 		// read below what this process wrote.
 		if i < len(oids)+min(nrows, 1) {
-			if f, ok := st.floors.Load(keys[i]); ok && f.(int64) > n {
-				n = f.(int64)
+			if f, ok := st.floors.Load(keys[first+i]); ok && f.(int64) > num {
+				num = f.(int64)
 			}
-		} else if f, ok := st.rowFloors.Load(keys[i]); ok && f.(rowFloor).n > n {
-			n = f.(rowFloor).n
+		} else if f, ok := st.rowFloors.Load(keys[first+i]); ok && f.(rowFloor).n > num {
+			num = f.(rowFloor).n
 		}
-		vals[i] = n
+		nums[i] = num
 	}
-	return epoch, vals[:len(oids)], vals[len(oids):], nil
+	return epoch, nums[:len(oids)], nums[len(oids):], nil
+}
+
+// counterRead is the client-side-cached read of keys[i], the value versions reads at index i
+// (see there for the order): pinned commands for the epoch, the heartbeat and the tables'
+// counters, built once; a row counter's, built now (there is one per key ever read).
+func (st *store) counterRead(c rueidis.Client, ident string, keys []string, first, noids int, oids []uint32, pd *pointDeps, i int) rueidis.Cacheable {
+	switch {
+	case i == 0:
+		ep := st.epochRead.Load()
+		if ep == nil {
+			cmd := c.B().Get().Key(st.epochKey()).Cache().Pin()
+			ep = &cmd
+			st.epochRead.Store(ep)
+		}
+		return *ep
+	case i < first:
+		wr := st.walRead.Load()
+		if wr == nil {
+			cmd := c.B().Get().Key(st.walKey).Cache().Pin()
+			wr = &cmd
+			st.walRead.Store(wr)
+		}
+		return *wr
+	case i < first+noids:
+		return st.genRead(c, &st.genReads, ident, oids[i-first]).cmd
+	case i == first+noids:
+		return st.genRead(c, &st.baseReads, ident, pd.oid).cmd
+	}
+	return c.B().Get().Key(keys[i]).Cache()
 }
 
 // genID names a table's generation counter.
@@ -517,19 +587,73 @@ func (st *store) genRead(c rueidis.Client, reads *sync.Map, ident string, oid ui
 	return g.(*genRead)
 }
 
-// get returns the entry under key, or nil.
-func (st *store) get(ctx context.Context, key string, ttl time.Duration) ([]byte, error) {
+// l1Entry is an entry's in-process copy: its wire result and when it expires (unix nanos).
+type l1Entry struct {
+	v   []byte
+	exp int64
+}
+
+const (
+	// l1MinEntry sizes the in-process cache's count of entries from its bytes: a point read's
+	// entry (key, a row, the cache's bookkeeping) takes about this much.
+	l1MinEntry = 512
+	// l1Overhead is what an in-process entry costs besides its key and value.
+	l1Overhead = 128
+)
+
+// keepEntry copies entry key into the in-process cache, if there is one, until exp. value is
+// shared by every hit from then on, so it is capped: an append to it must copy.
+func (st *store) keepEntry(key string, value []byte, exp int64) {
+	if st.entries != nil {
+		lk := st.localKey(key)
+		st.entries.Replace(lk, l1Entry{v: value[:len(value):len(value)], exp: exp}, l1Overhead+len(lk)+len(value))
+	}
+}
+
+// cached returns the in-process copy of the entry of digest sum (entryKey's argument), or nil;
+// now is the time of the lookup (unix nanos).
+func (st *store) cached(sum []byte, now int64) []byte {
+	if st.entries == nil {
+		return nil
+	}
+	if e, ok := st.entries.Get(sum); ok && now < e.exp {
+		return e.v
+	}
+	return nil
+}
+
+// localKey is entry key's name in the in-process cache: its digest.
+func (st *store) localKey(key string) string {
+	var sum [sha256.Size]byte
+	_, _ = hex.Decode(sum[:], []byte(strings.TrimPrefix(key, st.prefix+"e:")))
+	return string(sum[:])
+}
+
+// get returns the entry under key, or nil; now is the time of the lookup (unix nanos).
+func (st *store) get(ctx context.Context, key string, now int64) ([]byte, error) {
+	if st.entries != nil {
+		if e, ok := st.entries.GetString(st.localKey(key)); ok && now < e.exp {
+			return e.v, nil
+		}
+	}
 	c := st.client.Load()
 	if c == nil {
 		return nil, errNotServing
 	}
-	var r rueidis.RedisResult
-	if st.l1 {
-		r = (*c).DoCache(ctx, (*c).B().Get().Key(key).Cache(), ttl)
+	var b []byte
+	var err error
+	if st.entries == nil {
+		b, err = (*c).Do(ctx, (*c).B().Get().Key(key).Build()).AsBytes()
 	} else {
-		r = (*c).Do(ctx, (*c).B().Get().Key(key).Build())
+		res := (*c).DoMulti(ctx, (*c).B().Get().Key(key).Build(), (*c).B().Pttl().Key(key).Build())
+		b, err = res[0].AsBytes()
+		if err == nil {
+			// -2: gone since the GET; -1: no expiry, which the cache never writes.
+			if pttl, perr := res[1].AsInt64(); perr == nil && pttl > 0 {
+				st.keepEntry(key, b, now+pttl*int64(time.Millisecond))
+			}
+		}
 	}
-	b, err := r.AsBytes()
 	if rueidis.IsRedisNil(err) {
 		return nil, nil
 	}
@@ -546,11 +670,13 @@ func (st *store) put(ctx context.Context, key string, value []byte, ttl time.Dur
 	if c == nil {
 		return errNotServing
 	}
+	start := time.Now().UnixNano()
 	err := (*c).Do(ctx, (*c).B().Set().Key(key).Value(rueidis.BinaryString(value)).Px(ttl).Build()).Error()
 	if err != nil {
 		st.failed(err)
 		return fmt.Errorf("cache: store an entry: %w", err)
 	}
+	st.keepEntry(key, value, start+int64(ttl))
 	return nil
 }
 
@@ -624,6 +750,7 @@ func (st *store) putRelease(ctx context.Context, key string, value []byte, ttl t
 	if c == nil {
 		return errNotServing
 	}
+	start := time.Now().UnixNano()
 	res := (*c).DoMulti(ctx,
 		(*c).B().Set().Key(key).Value(rueidis.BinaryString(value)).Px(ttl).Build(),
 		st.releaseCmd(*c, key, token))
@@ -633,6 +760,7 @@ func (st *store) putRelease(ctx context.Context, key string, value []byte, ttl t
 			return fmt.Errorf("cache: store an entry: %w", err)
 		}
 	}
+	st.keepEntry(key, value, start+int64(ttl))
 	return nil
 }
 

@@ -65,7 +65,7 @@ func TestStoreGenerations(t *testing.T) {
 		t.Errorf("bumpEpoch left the epoch at %q", e2)
 	}
 	key := st.entryKey([]byte{1, 2, 3})
-	if v, err := st.get(ctx, key, time.Minute); v != nil || err != nil {
+	if v, err := st.get(ctx, key, time.Now().UnixNano()); v != nil || err != nil {
 		t.Fatalf("empty entry: %q %v", v, err)
 	}
 	if err := st.put(ctx, key, []byte("wire\x00bytes"), time.Minute); err != nil {
@@ -75,7 +75,7 @@ func TestStoreGenerations(t *testing.T) {
 	// the key arrives: a miss, never a wrong value.
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		v, err := st.get(ctx, key, time.Minute)
+		v, err := st.get(ctx, key, time.Now().UnixNano())
 		if string(v) == "wire\x00bytes" && err == nil {
 			break
 		}
@@ -83,6 +83,92 @@ func TestStoreGenerations(t *testing.T) {
 			t.Fatalf("entry: %q %v", v, err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestStoreSeesOthersBumps: a counter written by another Redis client (another sluice, the WAL
+// consumer of another) reaches this store's reads once Redis's invalidation arrives, through
+// both client-side caches.
+func TestStoreSeesOthersBumps(t *testing.T) {
+	st, r := servingStore(t, 1<<20)
+	other := newStore([]string{r.Addr}, "t:", "", 200*time.Millisecond, 0)
+	defer other.close()
+	waitServing(t, other, true)
+	ctx := context.Background()
+	pd := &pointDeps{oid: 3, keys: []string{"42"}}
+	read := func() (epoch string, gen, row int64) {
+		t.Helper()
+		e, gens, rows, err := st.versions(ctx, "db", []uint32{3}, pd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e, gens[0], rows[1]
+	}
+	e0, g0, r0 := read()
+	read() // now held in the process
+	if err := other.bumpKeys("db", nil, map[uint32][]string{3: {"42"}}); err != nil {
+		t.Fatal(err)
+	}
+	other.bumpEpoch("test")
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		e, g, row := read()
+		if e != e0 && g > g0 && row > r0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("another client's bumps not seen: epoch %q (was %q), gen %d (was %d), row %d (was %d)", e, e0, g, g0, row, r0)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestStoreEntriesInProcess: with an in-process cache, an entry stored or read once is served
+// from the process until it expires in Redis, and not after.
+func TestStoreEntriesInProcess(t *testing.T) {
+	st, _ := servingStore(t, 1<<20)
+	ctx := context.Background()
+	c := *st.client.Load()
+	del := func(key string) {
+		t.Helper()
+		if err := c.Do(ctx, c.B().Del().Key(key).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func(key string, at time.Time) string {
+		t.Helper()
+		v, err := st.get(ctx, key, at.UnixNano())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(v)
+	}
+
+	stored := st.entryKey([]byte{1})
+	if err := st.put(ctx, stored, []byte("stored"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	del(stored) // what follows can only come from the process
+	if v := get(stored, time.Now()); v != "stored" {
+		t.Errorf("a stored entry read back as %q", v)
+	}
+	if v := get(stored, time.Now().Add(61*time.Second)); v != "" {
+		t.Errorf("a stored entry served after its TTL: %q", v)
+	}
+
+	read := st.entryKey([]byte{2})
+	if err := c.Do(ctx, c.B().Set().Key(read).Value("read").Px(time.Minute).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if v := get(read, time.Now()); v != "read" {
+		t.Fatalf("an entry in Redis read as %q", v)
+	}
+	del(read)
+	if v := get(read, time.Now()); v != "read" {
+		t.Errorf("an entry read from Redis was not kept in the process: %q", v)
+	}
+	if v := get(read, time.Now().Add(61*time.Second)); v != "" {
+		t.Errorf("an entry read from Redis served after its expiry there: %q", v)
 	}
 }
 
