@@ -14,8 +14,10 @@ type Client struct {
 	ApplicationName string
 	Addr            net.Addr
 	TLS             bool
-	// Values is free for plugins. Only the client's own goroutine runs its hooks, so no
-	// locking is needed.
+	// Values is free for plugins. A client's hooks run one at a time, except ResultHook and
+	// TxEndHook, which run on the goroutine reading the server and may run beside the others
+	// (session mode, an open batch, COPY): set entries before the first query (StartupHook,
+	// AuthHook), and guard state that those hooks share with QueryHook with a mutex.
 	Values map[string]any
 }
 
@@ -205,6 +207,11 @@ type Result struct {
 	// may make others wait for it.
 	Capture any
 	Wire    []byte
+	// Settled is set on the last result delivered at a ReadyForQuery after which the client
+	// has no request outstanding and no transaction block open: every statement whose query
+	// hook ran before has ended, committed or rolled back. It is a hint, never set where sluice
+	// cannot be sure (while the client may be sending more).
+	Settled bool
 }
 
 // ResultHook observes each statement's outcome. Outcomes are delivered at the ReadyForQuery that

@@ -319,11 +319,16 @@ func (s *ClientSession) abortErrorLocked() bool {
 }
 
 // runOutcomeHooks runs the result and transaction-end hooks for what the pump recorded. It runs
-// on the goroutine reading the server, with s.mu not held.
-func (s *ClientSession) runOutcomeHooks() {
+// on the goroutine reading the server, with s.mu not held. settling is set when that goroutine
+// is the client's, after a ReadyForQuery: then no query hook can run meanwhile, and when no
+// request is left in the reply queue and no block is open, the last result is Settled.
+func (s *ClientSession) runOutcomeHooks(settling bool) {
 	s.mu.Lock()
 	ch, results, txEnds := s.chain, s.results, s.txEnds
 	s.results, s.txEnds = nil, nil
+	if settling && len(results) > 0 && s.q.empty() && !s.inBlock {
+		results[len(results)-1].Settled = true
+	}
 	s.mu.Unlock()
 	ctx := context.Background()
 	for i := range results {

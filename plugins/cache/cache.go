@@ -504,16 +504,16 @@ func (p *Cache) sweepStartups() {
 	}
 }
 
-// session is the cache's state for one client, in Client.Values["cache"]. Only the client's
-// own goroutine runs its hooks.
+// session is the cache's state for one client, in Client.Values["cache"]. Settings and taint
+// belong to OnQuery; the write sets are shared with OnResult and OnTxEnd (see mu).
 type session struct {
 	settings string
 	known    bool   // settings came from the startup packet
 	taint    string // why this session is no longer cached
 
 	// pending are writes outside a transaction block whose statement has run: bumped when
-	// their result arrives and once more at the client's next query (an extended-protocol
-	// statement commits at Sync, after its CommandComplete). tx are the writes of the open
+	// results arrive (at ReadyForQuery, committed), until a result says every request of the
+	// client is settled; else again at its next query. tx are the writes of the open
 	// transaction block, bumped when it ends. mu guards both: the result and transaction-end
 	// hooks run on the goroutine that reads the server, which is not the client's while a
 	// pump goroutine reads it (session mode, an open batch, COPY).
@@ -655,10 +655,15 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 	ss := p.session(q.Client)
 	ss.mu.Lock()
 	if !ss.pending.empty() {
+		// The writes' results came without Settled (pipelined requests, a pump goroutine):
+		// some may not have been committed when they were bumped. Bump now, and once more a
+		// little later in case this query was pipelined behind them.
 		if q.InTransaction {
 			ss.tx.add(ss.pending)
 		} else {
-			p.apply(ss.pending)
+			w := ss.pending
+			p.apply(w)
+			time.AfterFunc(50*time.Millisecond, func() { p.apply(w) })
 		}
 		ss.pending = writeSet{}
 	}
@@ -675,10 +680,6 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 			ss.tx.add(w)
 		} else {
 			ss.pending.add(w)
-			if q.Protocol == plugin.Bind {
-				// Committed at Sync, after the result: bump again shortly after.
-				time.AfterFunc(50*time.Millisecond, func() { p.apply(w) })
-			}
 		}
 		return plugin.ContinueQuery(), nil
 	}
@@ -1055,7 +1056,11 @@ func (p *Cache) OnResult(ctx context.Context, r *plugin.Result) {
 	ss := p.session(r.Client)
 	ss.mu.Lock()
 	if !ss.pending.empty() {
+		// Results arrive at ReadyForQuery, when the statements before it are committed.
 		p.apply(ss.pending)
+		if r.Settled {
+			ss.pending = writeSet{} // and no other write of this client is under way
+		}
 	}
 	ss.mu.Unlock()
 	f, ok := r.Capture.(*fill)

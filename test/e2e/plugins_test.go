@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/sluicepg/sluice/plugin"
 )
 
@@ -36,6 +37,7 @@ type event struct {
 	user, db, app  string // the client's (startup: the packet's)
 	addr           string
 	tag, code, msg string // result
+	settled        bool   // result
 	committed      bool   // tx_end
 }
 
@@ -171,7 +173,7 @@ func (r *recorder) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action,
 
 func (r *recorder) OnResult(ctx context.Context, res *plugin.Result) {
 	ev := clientEvent("result", res.Client)
-	ev.tag = res.Tag
+	ev.tag, ev.settled = res.Tag, res.Settled
 	if res.Error != nil {
 		ev.code, ev.msg = res.Error.Code, res.Error.Message
 	}
@@ -253,6 +255,57 @@ func TestGoPluginHooks(t *testing.T) {
 				})
 			})
 		}
+	}
+}
+
+// TestResultSettled: in transaction mode the last result before the client has nothing
+// outstanding says so (a cache bumps a write's generations once, then); a result followed by
+// a request the client already sent does not; in session mode, where another goroutine reads
+// the server while the client may send, none does.
+func TestResultSettled(t *testing.T) {
+	for _, mode := range []string{"transaction", "session"} {
+		t.Run(mode, func(t *testing.T) {
+			tag := "settled_" + mode
+			s := startSluice(t, poolConfig{Mode: mode, PoolSize: 1,
+				General: "\n[plugins.e2e_recorder]\ntag = \"" + tag + "\"\n"})
+			rec := recorderFor(t, tag)
+			c := dialRaw(t, s)
+			c.login()
+			// The hooks run before the client sees ReadyForQuery.
+			readyN := func(n int) {
+				t.Helper()
+				for n > 0 {
+					m, err := c.receive(10 * time.Second)
+					if err != nil {
+						t.Fatalf("reading replies: %v", err)
+					}
+					if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+						n--
+					}
+				}
+			}
+			mark := rec.mark()
+			c.send(&pgproto3.Query{String: "SELECT 1"})
+			readyN(1)
+			one := rec.since(mark, "result")
+			if len(one) != 1 || one[0].settled != (mode == "transaction") {
+				t.Errorf("a lone query's result: %+v; want settled only in transaction mode", one)
+			}
+			mark = rec.mark()
+			// Two requests in one write: the first's result comes while the second is queued.
+			c.send(&pgproto3.Query{String: "SELECT 2"}, &pgproto3.Query{String: "SELECT 3; SELECT 4"})
+			readyN(2)
+			three := rec.since(mark, "result")
+			want := []bool{false, false, mode == "transaction"}
+			if len(three) != 3 {
+				t.Fatalf("pipelined results: %+v; want 3", three)
+			}
+			for i, ev := range three {
+				if ev.settled != want[i] {
+					t.Errorf("pipelined result %d settled %v; want %v (%+v)", i, ev.settled, want[i], three)
+				}
+			}
+		})
 	}
 }
 
