@@ -504,6 +504,9 @@ func (p *Cache) sweepStartups() {
 	}
 }
 
+// maxKeyBuf bounds the scratch a session keeps for deriving keys.
+const maxKeyBuf = 8 << 10
+
 // session is the cache's state for one client, in Client.Values["cache"]. Settings and taint
 // belong to OnQuery; the write sets are shared with OnResult and OnTxEnd (see mu).
 type session struct {
@@ -519,6 +522,9 @@ type session struct {
 	// pump goroutine reads it (session mode, an open batch, COPY).
 	mu          sync.Mutex
 	pending, tx writeSet
+
+	keyBuf []byte // deriveKey's scratch, OnQuery's only
+
 }
 
 // writeSet is the generations a statement or transaction must bump.
@@ -718,11 +724,15 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 		}
 		return plugin.ContinueQuery(), nil
 	}
-	sum := deriveKey(c.ident, q, ss.settings, epoch, genOIDs, gens, pd, rows)
-	v := p.st.cached(sum, now)
+	var sum [sha256.Size]byte
+	sum, ss.keyBuf = deriveKey(ss.keyBuf, c.ident, q, ss.settings, epoch, genOIDs, gens, pd, rows)
+	if cap(ss.keyBuf) > maxKeyBuf {
+		ss.keyBuf = nil // a huge query's text is not kept for the client's life
+	}
+	v := p.st.cached(sum[:], now)
 	var key string
 	if v == nil {
-		key = p.st.entryKey(sum)
+		key = p.st.entryKey(sum[:])
 		v, err = p.st.get(rctx, key, now)
 	}
 	cancel()
@@ -939,18 +949,15 @@ func (p *Cache) eligible(q *plugin.Query, ss *session, an *analysis) (c *catalog
 // parameters (value, NULL, format), the epoch and the generation of every table read.
 // A point read's key has, instead of its table's generation, the table's base counter and each
 // key with its row counter (rows: the base counter, then the keys').
-func deriveKey(ident string, q *plugin.Query, settings, epoch string, oids []uint32, gens []int64, pd *pointDeps, rows []int64) []byte {
-	h := sha256.New()
-	var n [8]byte
+func deriveKey(buf []byte, ident string, q *plugin.Query, settings, epoch string, oids []uint32, gens []int64, pd *pointDeps, rows []int64) (sum [sha256.Size]byte, grown []byte) {
+	// Everything is appended to buf and hashed at once: no hash.Hash to allocate, and no
+	// conversion of the text to bytes to hand to one.
+	b := buf[:0]
 	str := func(s string) {
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
+		b = binary.BigEndian.AppendUint64(b, uint64(len(s)))
+		b = append(b, s...)
 	}
-	num := func(v uint64) {
-		binary.BigEndian.PutUint64(n[:], v)
-		h.Write(n[:])
-	}
+	num := func(v uint64) { b = binary.BigEndian.AppendUint64(b, v) }
 	str("sluice-cache-v1")
 	str(ident)
 	str(q.Client.Database)
@@ -972,7 +979,8 @@ func deriveKey(ident string, q *plugin.Query, settings, epoch string, oids []uin
 		default:
 			num(1)
 		}
-		str(string(prm.Value))
+		b = binary.BigEndian.AppendUint64(b, uint64(len(prm.Value)))
+		b = append(b, prm.Value...)
 	}
 	str(epoch)
 	num(uint64(len(oids)))
@@ -990,7 +998,7 @@ func deriveKey(ident string, q *plugin.Query, settings, epoch string, oids []uin
 			num(uint64(rows[i+1]))
 		}
 	}
-	return h.Sum(nil)
+	return sha256.Sum256(b), b
 }
 
 // writes returns what a writing statement must bump: each table it writes, except that a
