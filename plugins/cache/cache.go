@@ -719,6 +719,8 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 		cancel()
 		if errors.Is(err, errWALNotConsumed) {
 			p.bypass("WAL not consumed or behind")
+		} else if errors.Is(err, errNotServing) {
+			p.bypass("not serving")
 		} else {
 			p.bypass("redis error")
 		}

@@ -487,6 +487,12 @@ func (st *store) versions(ctx context.Context, ident string, oids []uint32, pd *
 			st.ctrs.put(keys[i], vals[i], since)
 		}
 	}
+	if vals[0].isNil {
+		// Flushed or evicted: the counters may have restarted from zero, and values an
+		// entry's key was made of may come back. A new epoch puts every such key out of reach.
+		st.markDirty("epoch missing in Redis")
+		return "", nil, nil, errNotServing
+	}
 	epoch := vals[0].val
 	if st.walKey != "" && !beatCaughtUp(vals[1].val) {
 		return "", nil, nil, errWALNotConsumed

@@ -123,6 +123,39 @@ func TestStoreSeesOthersBumps(t *testing.T) {
 	}
 }
 
+// TestStoreRedisFlushed: after a FLUSHALL (counters back at zero, entries gone but still held
+// in the process) the store serves nothing until it has written a new epoch, so no key made
+// before the flush can be made again.
+func TestStoreRedisFlushed(t *testing.T) {
+	st, _ := servingStore(t, 1<<20)
+	ctx := context.Background()
+	e0, _, _, err := st.versions(ctx, "db", []uint32{1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := *st.client.Load()
+	if err := c.Do(ctx, c.B().Flushall().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		e, _, _, err := st.versions(ctx, "db", []uint32{1}, nil)
+		if err == nil && e != e0 {
+			if e == "" {
+				t.Fatal("served with no epoch after a flush")
+			}
+			break
+		}
+		if err != nil && err != errNotServing {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a flush: epoch %q, %v; want a new one", e, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestStoreEntriesInProcess: with an in-process cache, an entry stored or read once is served
 // from the process until it expires in Redis, and not after.
 func TestStoreEntriesInProcess(t *testing.T) {
