@@ -316,7 +316,7 @@ func (p *Cache) Provision(ctx plugin.Context) error {
 		}
 		walKey = walHeartbeatKey(p.Prefix, p.WALSlot)
 	}
-	p.st = newStore(p.Redis, p.Prefix, walKey, time.Duration(p.RedisTimeout), p.L1Size)
+	p.st = newStore(p.Redis, p.Prefix, walKey, time.Duration(p.RedisTimeout), p.L1Size, p.log)
 	if p.walEnabled() {
 		p.wal = newWALListener(p.WALDSN, p.WALPublication, p.WALSlot, p.st, p.log, &p.stats)
 		p.wg.Add(1)

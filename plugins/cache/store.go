@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -32,6 +33,7 @@ type store struct {
 	timeout time.Duration // per Redis call
 	genTTL  time.Duration // how long a generation stays in the client-side cache
 	opt     rueidis.ClientOption
+	log     *slog.Logger
 
 	// entries is the in-process copy of entries (l1_size), or nil. An entry's key names the
 	// epoch and generations it was read at, so the value under a key never goes stale: the
@@ -82,8 +84,11 @@ type store struct {
 
 // newStore starts a store. walKey is the key of the WAL consumer's heartbeat, or "" when no WAL
 // listener runs: with one, entries are served only while the heartbeat says the WAL is consumed.
-func newStore(addrs []string, prefix, walKey string, timeout time.Duration, l1Bytes int) *store {
-	st := &store{prefix: prefix, walKey: walKey, timeout: timeout, genTTL: time.Minute,
+func newStore(addrs []string, prefix, walKey string, timeout time.Duration, l1Bytes int, log *slog.Logger) *store {
+	if log == nil {
+		log = slog.Default()
+	}
+	st := &store{prefix: prefix, walKey: walKey, timeout: timeout, genTTL: time.Minute, log: log,
 		breakerFor: time.Second, stop: make(chan struct{}), done: make(chan struct{})}
 	st.opt = rueidis.ClientOption{
 		InitAddress:      addrs,
@@ -204,8 +209,11 @@ func (st *store) check() {
 		return
 	}
 	id := runID(info)
-	if old := st.runID.Load().(string); old != "" && old != id {
-		st.markDirty("redis restarted")
+	if old := st.runID.Load().(string); old != id {
+		if old != "" {
+			st.markDirty("redis restarted")
+		}
+		st.checkEviction(ctx, *c)
 	}
 	st.runID.Store(id)
 	if !st.dirty.Load() {
@@ -227,13 +235,32 @@ func (st *store) check() {
 	st.breakerUntil.Store(0)
 }
 
-func runID(info string) string {
+func runID(info string) string { return infoField(info, "run_id") }
+
+// infoField returns field's value in the text of Redis's INFO, or "".
+func infoField(info, field string) string {
 	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(line, "run_id:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			return strings.TrimSpace(v)
 		}
 	}
 	return ""
+}
+
+// checkEviction warns when Redis may evict keys: a generation or row counter it evicts reads
+// as zero again, which can make entries filled before its first bump current again. With
+// noeviction, a full Redis refuses writes instead, and the cache stops serving until it can
+// write again: slower, not wrong.
+func (st *store) checkEviction(ctx context.Context, c rueidis.Client) {
+	info, err := c.Do(ctx, c.B().Info().Section("memory").Build()).ToString()
+	if err != nil {
+		return // INFO may be renamed or disabled (managed Redis): nothing to say
+	}
+	limit, policy := infoField(info, "maxmemory"), infoField(info, "maxmemory_policy")
+	if limit != "" && limit != "0" && policy != "" && policy != "noeviction" {
+		st.log.Warn("cache: Redis may evict keys (maxmemory-policy "+policy+"); an evicted counter can make stale entries current again: use maxmemory-policy noeviction",
+			"maxmemory", limit)
+	}
 }
 
 func (st *store) epochKey() string { return st.prefix + "epoch" }

@@ -2,9 +2,13 @@ package cache
 
 import (
 	"context"
+	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/rueidis"
 
 	"github.com/sluicepg/sluice/internal/pgtest"
 )
@@ -34,7 +38,7 @@ func servingStore(t *testing.T, l1 int) (*store, *pgtest.Redis) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Stop() })
-	st := newStore([]string{r.Addr}, "t:", "", 200*time.Millisecond, l1)
+	st := newStore([]string{r.Addr}, "t:", "", 200*time.Millisecond, l1, nil)
 	t.Cleanup(st.close)
 	waitServing(t, st, true)
 	return st, r
@@ -91,7 +95,7 @@ func TestStoreGenerations(t *testing.T) {
 // both client-side caches.
 func TestStoreSeesOthersBumps(t *testing.T) {
 	st, r := servingStore(t, 1<<20)
-	other := newStore([]string{r.Addr}, "t:", "", 200*time.Millisecond, 0)
+	other := newStore([]string{r.Addr}, "t:", "", 200*time.Millisecond, 0, nil)
 	defer other.close()
 	waitServing(t, other, true)
 	ctx := context.Background()
@@ -156,6 +160,45 @@ func TestStoreRedisFlushed(t *testing.T) {
 	}
 }
 
+// TestStoreWarnsOfEviction: a Redis that may evict keys is named in a warning; one that may
+// not is not.
+func TestStoreWarnsOfEviction(t *testing.T) {
+	for _, tc := range []struct {
+		limit, policy string
+		warn          bool
+	}{
+		{"100mb", "allkeys-lru", true},
+		{"100mb", "noeviction", false},
+		{"0", "allkeys-lru", false}, // no limit: nothing is evicted
+	} {
+		t.Run(tc.limit+"/"+tc.policy, func(t *testing.T) {
+			r, err := pgtest.StartRedis()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Stop()
+			c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{r.Addr}, DisableCache: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ctx := context.Background()
+			for _, kv := range [][2]string{{"maxmemory", tc.limit}, {"maxmemory-policy", tc.policy}} {
+				if err := c.Do(ctx, c.B().ConfigSet().ParameterValue().ParameterValue(kv[0], kv[1]).Build()).Error(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var logs syncBuffer
+			st := newStore([]string{r.Addr}, "t:", "", 200*time.Millisecond, 0, slog.New(slog.NewTextHandler(&logs, nil)))
+			defer st.close()
+			waitServing(t, st, true)
+			if got := strings.Contains(logs.String(), "may evict"); got != tc.warn {
+				t.Errorf("warned %v, want %v; log: %s", got, tc.warn, logs.String())
+			}
+		})
+	}
+}
+
 // TestStoreEntriesInProcess: with an in-process cache, an entry stored or read once is served
 // from the process until it expires in Redis, and not after.
 func TestStoreEntriesInProcess(t *testing.T) {
@@ -215,7 +258,7 @@ func TestStoreRedisDown(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // a closed port
-	st := newStore([]string{addr}, "t:", "", 50*time.Millisecond, 0)
+	st := newStore([]string{addr}, "t:", "", 50*time.Millisecond, 0, nil)
 	defer st.close()
 	time.Sleep(300 * time.Millisecond)
 	if _, ok := st.serving(); ok {
@@ -231,7 +274,7 @@ func TestStoreRedisDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Stop()
-	st2 := newStore([]string{r.Addr}, "t:", "", 100*time.Millisecond, 0)
+	st2 := newStore([]string{r.Addr}, "t:", "", 100*time.Millisecond, 0, nil)
 	defer st2.close()
 	waitServing(t, st2, true)
 	ctx := context.Background()

@@ -60,7 +60,7 @@ func TestWALBeat(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Stop()
-	st := newStore([]string{r.Addr}, "t:", walHeartbeatKey("t:", "s"), 200*time.Millisecond, 0)
+	st := newStore([]string{r.Addr}, "t:", walHeartbeatKey("t:", "s"), 200*time.Millisecond, 0, nil)
 	defer st.close()
 	waitServing(t, st, true)
 	ctx := context.Background()
