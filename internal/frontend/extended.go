@@ -141,6 +141,7 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 		return s.failBatch(checkoutCode(err), err.Error())
 	}
 	markSession(srv, effect)
+	dropped := s.unnamedDropped
 	if s.txMode {
 		missing, err := s.unnamedLocked(srv, typ, msg)
 		if err != nil || missing {
@@ -154,6 +155,9 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 	e := entry{kind: passKinds[typ], copyGen: s.copyEnds}
 	if typ == wire.Parse {
 		e.seq = s.unnamedSeq
+	}
+	if typ == wire.Close && s.txMode && body[0] == 'S' {
+		e.seq, e.dropsUnnamed, e.dropped = s.unnamedSeq, true, dropped
 	}
 	if typ == wire.Execute && s.portalSets != nil {
 		portal, _, _ := wire.CString(body)

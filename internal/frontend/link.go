@@ -896,6 +896,18 @@ func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn, msg []byte) b
 				s.unnamed = s.unnamed[:0]
 			}
 		}
+		if e.dropsUnnamed && s.unnamedDropped == e.seq && !s.q.dropsUnnamedAfterSync() {
+			// The skipped Close did not drop the unnamed statement: the client has the last
+			// one the server accepted, unless a Parse after the Close made another (a skipped
+			// one comes next in the queue, and does the same).
+			s.unnamedDropped = e.dropped
+			if s.unnamedSeq == e.seq {
+				s.unnamed = s.unnamed[:0]
+				if s.unnamedGoodSeq != 0 && s.unnamedGoodSeq > s.unnamedDropped {
+					s.unnamed = append(s.unnamed, s.unnamedGood...)
+				}
+			}
+		}
 		s.skippedLocked(srv, e, failed, &reopened)
 	}
 	s.reopenLocked(reopened)

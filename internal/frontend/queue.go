@@ -64,8 +64,16 @@ type entry struct {
 	// starts a COPY and before the COPY's end reaches the server inside the COPY, which ignores
 	// it (see copyInStartedLocked).
 	copyGen uint64
-	// seq, on a client's Parse of the unnamed statement (transaction mode), is its unnamedSeq.
+	// seq, on a client's Parse of the unnamed statement (transaction mode), is its unnamedSeq;
+	// on a Parse sluice sends again for the client's unnamed statement, and on a Close of the
+	// unnamed statement (dropsUnnamed), the unnamedSeq of the statement the client had then.
 	seq uint64
+	// dropsUnnamed, on a Close of the unnamed statement (transaction mode), says the reader
+	// counted the client's unnamed statement as gone when it sent it; dropped is what
+	// unnamedDropped was before. An error before the Close makes the server skip it, and the
+	// client keeps the statement (serverErrorLocked).
+	dropsUnnamed bool
+	dropped      uint64
 	// endsBatch, on a Query, says extended-protocol messages went before it without a Sync:
 	// Postgres ends their implicit transaction and portals at the Query, as a Sync would,
 	// unless an error among them makes it skip the Query too (serverErrorLocked).
@@ -196,6 +204,22 @@ func (q *queue) holdsRequestEnd() bool {
 	for i := q.h; i < len(q.e); i++ {
 		switch q.e[i].kind {
 		case kSync, kQuery, kFunc:
+			return true
+		}
+	}
+	return false
+}
+
+// dropsUnnamedAfterSync reports whether an entry queued after the first Sync is of a message
+// that drops the client's unnamed statement (a Close of it, or a simple Query): one that an
+// error skipping to that Sync does not skip.
+func (q *queue) dropsUnnamedAfterSync() bool {
+	synced := false
+	for i := q.h; i < len(q.e); i++ {
+		switch e := &q.e[i]; {
+		case e.kind == kSync:
+			synced = true
+		case synced && (e.kind == kQuery || e.dropsUnnamed):
 			return true
 		}
 	}

@@ -366,6 +366,18 @@ func protoCases() []protoCase {
 			{send: []pgproto3.FrontendMessage{parse("", "SELECT 21"), bind("", ""), exec("", 0), descP("nope"), q("SELECT 1"), sync}, rfq: 1},
 			send(bind("", ""), exec("", 0), sync),
 		}},
+		// Seeds 5993, 6880: the error skips the Close of the unnamed statement (and the Parse
+		// after it): the client keeps the statement it had.
+		{name: "unnamed statement kept when an error skips a Close of it", rounds: []protoRound{
+			send(parse("", "SELECT 31"), sync),
+			send(descP("nope"), closeS(""), sync),
+			send(bind("", ""), exec("", 0), sync),
+		}},
+		{name: "unnamed statement kept when an error skips a Close of it and the next Parse", rounds: []protoRound{
+			send(parse("", "SELECT 32"), sync),
+			send(descP("nope"), closeS(""), parse("", "SELECT 33"), sync),
+			send(descS(""), bind("", ""), exec("", 0), sync),
+		}},
 		// Seed 5075: the batch sluice fails itself after the complete one does not keep the
 		// complete one from running.
 		{name: "Terminate after a complete batch and part of one that failed without the server", rounds: []protoRound{
