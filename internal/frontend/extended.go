@@ -217,7 +217,7 @@ func (s *ClientSession) unnamedLocked(srv *backend.ServerConn, typ byte, msg []b
 			// does without sluice. Otherwise the client has no unnamed statement.
 			return !s.skipToSync.Load(), nil
 		}
-		s.q.push(entry{kind: kParseSwallow})
+		s.q.push(entry{kind: kParseSwallow, seq: s.unnamedSeq})
 		srv.UnnamedOwner, srv.UnnamedSeq = s, s.unnamedSeq
 		return false, s.toServer(srv, s.unnamed)
 	case wire.Close:
@@ -265,7 +265,7 @@ func (s *ClientSession) checkDeferredParse() error {
 		}
 		return s.failBatch(checkoutCode(err), err.Error())
 	}
-	s.q.push(entry{kind: kParseSwallow})
+	s.q.push(entry{kind: kParseSwallow, seq: s.unnamedSeq})
 	srv.UnnamedOwner, srv.UnnamedSeq = s, s.unnamedSeq
 	s.open = true
 	s.mu.Unlock()

@@ -953,8 +953,11 @@ func (s *ClientSession) skippedLocked(srv *backend.ServerConn, e entry, failed b
 			switch {
 			case failed:
 				// The client's own Parse failed: it has no unnamed statement now (Postgres
-				// drops the old one first), so do not send it again.
-				s.unnamed = s.unnamed[:0]
+				// drops the old one first), so do not send it again; unless the reader read
+				// a later Parse of it meanwhile, after a Sync, which makes another.
+				if e.seq == s.unnamedSeq {
+					s.unnamed = s.unnamed[:0]
+				}
 				s.unnamedGoodSeq = 0
 			case e.kind == kParse && e.seq == s.unnamedSeq:
 				// Its last Parse was skipped: its unnamed statement is the one before, if

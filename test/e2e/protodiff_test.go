@@ -378,6 +378,12 @@ func protoCases() []protoCase {
 			send(descP("nope"), closeS(""), parse("", "SELECT 33"), sync),
 			send(descS(""), bind("", ""), exec("", 0), sync),
 		}},
+		// Seed 6378: the failed Parse's error comes after the reader read the next batch's
+		// Parse, which makes the client's unnamed statement.
+		{name: "unnamed Parse after a Sync, pipelined behind a Parse that fails", rounds: []protoRound{
+			send(parse("", "SELEC 34"), sync, parse("", "SELECT 35"), sync),
+			send(bind("", ""), exec("", 0), sync),
+		}},
 		// Seed 5075: the batch sluice fails itself after the complete one does not keep the
 		// complete one from running.
 		{name: "Terminate after a complete batch and part of one that failed without the server", rounds: []protoRound{
