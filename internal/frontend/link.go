@@ -642,8 +642,7 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 			s.noteTagLocked(srv, tag)
 		}
 		if bytes.Equal(tag, []byte("DISCARD ALL")) || bytes.Equal(tag, []byte("DEALLOCATE ALL")) {
-			srv.Prepared.Clear()
-			clear(s.stmts)
+			s.deallocatedAllLocked(srv)
 			if tag[0] == 'D' && tag[1] == 'I' {
 				// DISCARD ALL brings a session back to its settings at login: for this client
 				// those are its own, not the server connection's. The server reports its own
@@ -759,6 +758,46 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 	// read this server.
 	srv.R.Discard(len(msg))
 	return res
+}
+
+// deallocatedAllLocked runs at the CommandComplete of a DEALLOCATE ALL or DISCARD ALL: the
+// server's prepared statements are gone, and the client's with them, but for those whose Parse
+// the reader sent after the command (a client that pipelines): their entries are still queued
+// behind the head, and the server runs them after the command. A Close of a statement the
+// command dropped, queued behind it, gives nothing back if an error skips it. s.mu is held.
+func (s *ClientSession) deallocatedAllLocked(srv *backend.ServerConn) {
+	var kept []*statement
+	var names []string
+	for i := 1; ; i++ {
+		e := s.q.peek(i)
+		if e == nil {
+			break
+		}
+		switch e.kind {
+		case kParse, kParseSwallow, kParseSynth:
+			if e.stmt != nil {
+				kept = append(kept, e.stmt)
+			}
+			if e.kind != kParseSynth && e.name != "" {
+				names = append(names, e.name)
+			}
+		case kCloseSynth:
+			if e.closed != nil && !slices.Contains(kept, e.closed) {
+				e.closed = nil
+			}
+		}
+	}
+	srv.Prepared.Clear()
+	for _, n := range names {
+		if srv.Prepared.Add(n) != "" {
+			srv.Broken = true // a statement we no longer track stays prepared: start afresh
+		}
+	}
+	for name, st := range s.stmts {
+		if !slices.Contains(kept, st) {
+			delete(s.stmts, name)
+		}
+	}
 }
 
 // afterDiscardLocked runs at the ReadyForQuery of a Query that ran DISCARD ALL: the client's

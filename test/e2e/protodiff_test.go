@@ -384,6 +384,14 @@ func protoCases() []protoCase {
 			send(parse("", "SELEC 34"), sync, parse("", "SELECT 35"), sync),
 			send(bind("", ""), exec("", 0), sync),
 		}},
+		// Seed 6071: DEALLOCATE ALL drops the statements prepared before it, not the one
+		// Parsed after it in the same write.
+		{name: "Parse of a statement pipelined after DEALLOCATE ALL", rounds: []protoRound{
+			send(parse("s15", "SELECT 15"), sync),
+			send(q("DEALLOCATE ALL"), parse("s16", "SELECT 16"), sync),
+			send(bind("", "s16"), exec("", 0), sync),
+			send(bind("", "s15"), exec("", 0), sync),
+		}},
 		// Seed 5075: the batch sluice fails itself after the complete one does not keep the
 		// complete one from running.
 		{name: "Terminate after a complete batch and part of one that failed without the server", rounds: []protoRound{
