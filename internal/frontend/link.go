@@ -723,8 +723,10 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 		}
 		if s.txMode && s.q.empty() && !s.open {
 			// A copy message being written keeps the server; the reader releases it after
-			// the write (releaseAfterCopy).
-			if s.tx == 'I' && !s.copyWriting && !s.closing && !s.killed && !srv.Broken {
+			// the write (releaseAfterCopy). A server marked broken goes too, and its pool
+			// closes it: kept, it would serve this client's next requests and hold its slot
+			// for as long as the client stays.
+			if s.tx == 'I' && !s.copyWriting && !s.closing && !s.killed {
 				s.srv, s.pl = nil, nil
 				res = pumpReleased
 			} else {
