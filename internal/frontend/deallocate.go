@@ -143,3 +143,10 @@ func (s *ClientSession) deallocateQuery(text []byte) (bool, error) {
 	b := wire.AppendCommandComplete(nil, "DEALLOCATE")
 	return true, s.emit(wire.AppendReadyForQuery(b, st))
 }
+
+// mayDropStatements reports whether a query text may hold a DEALLOCATE ALL or a DISCARD ALL,
+// which drop every prepared statement of the session when they run. It looks for the words
+// anywhere, so it errs on the side of yes.
+func mayDropStatements(q []byte) bool {
+	return hasWordFold(q, "deallocate") || hasWordFold(q, "discard")
+}

@@ -53,6 +53,7 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 	}
 	body := wire.Body(msg)
 	var effect classify.SessionEffect // of the statement an unnamed Bind runs
+	dropsAll := false                 // the statement an unnamed Bind runs may drop them all
 	if s.txMode {
 		switch typ {
 		case wire.Parse:
@@ -93,6 +94,7 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 			}
 			s.bindSettings(body, q)
 			effect = s.sessionEffect(q)
+			dropsAll = mayDropStatements(q)
 		case wire.Describe, wire.Close:
 			kind, name, ok := wire.StatementRef(typ, body)
 			if !ok || (kind != 'S' && kind != 'P') {
@@ -152,7 +154,7 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 			return err
 		}
 	}
-	e := entry{kind: passKinds[typ], copyGen: s.copyEnds}
+	e := entry{kind: passKinds[typ], copyGen: s.copyEnds, dropsAll: dropsAll}
 	if typ == wire.Parse {
 		e.seq = s.unnamedSeq
 	}
@@ -395,13 +397,15 @@ func (s *ClientSession) parseDuplicate(st *statement, name string, query, ptypes
 // settledStatement returns the client's statement name as the server will find it when the
 // message being read runs. sluice's record of the client's statements is ahead of the server's
 // replies: a Parse in an earlier batch still unanswered, or a Close, may yet be skipped by an
-// error in that batch, and a client that pipelines uses the name after that batch's Sync. Then
-// the reader waits for those replies (awaitEarlierBatches); skipped reports that the batch
-// being read failed meanwhile, so the server skips the message.
+// error in that batch, and a client that pipelines uses the name after that batch's Sync; a
+// DEALLOCATE ALL or DISCARD ALL sent before may drop the statement. Then the reader waits for
+// those replies (awaitEarlierBatches); skipped reports that the batch being read failed
+// meanwhile, so the server skips the message.
 func (s *ClientSession) settledStatement(name string) (st *statement, skipped bool) {
 	s.mu.Lock()
 	st = s.stmts[name]
-	unsure := st != nil && !st.confirmed && st.batch != s.syncs || st == nil && s.q.holdsClose(name)
+	unsure := st != nil && (!st.confirmed && st.batch != s.syncs || s.q.holdsDropAll()) ||
+		st == nil && s.q.holdsClose(name)
 	s.mu.Unlock()
 	if !unsure || !s.awaitEarlierBatches() {
 		return st, false
@@ -528,7 +532,7 @@ func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
 		send = s.prepareLocked(srv, st, kParseSwallow, "", send)
 	}
 	if typ == wire.Bind {
-		s.q.push(entry{kind: kBind, name: st.server, client: string(name)})
+		s.q.push(entry{kind: kBind, name: st.server, client: string(name), dropsAll: mayDropStatements(st.query())})
 		send = wire.AppendBindRenamed(send, body, st.server)
 	} else {
 		e := entry{kind: kDescribe, name: st.server, client: string(name)}

@@ -74,6 +74,10 @@ type entry struct {
 	// client keeps the statement (serverErrorLocked).
 	dropsUnnamed bool
 	dropped      uint64
+	// dropsAll, on a Query or the Bind of a statement (transaction mode), says its text may
+	// hold a DEALLOCATE ALL or a DISCARD ALL, which drops the client's statements when it
+	// runs (mayDropStatements).
+	dropsAll bool
 	// endsBatch, on a Query, says extended-protocol messages went before it without a Sync:
 	// Postgres ends their implicit transaction and portals at the Query, as a Sync would,
 	// unless an error among them makes it skip the Query too (serverErrorLocked).
@@ -110,6 +114,8 @@ func (e *entry) reply() []byte {
 type queue struct {
 	e []entry
 	h int
+	// dropsAll counts the entries queued with dropsAll set.
+	dropsAll int
 }
 
 func (q *queue) push(e entry) {
@@ -122,6 +128,9 @@ func (q *queue) push(e entry) {
 		q.e, q.h = q.e[:n], 0
 	}
 	q.e = append(q.e, e)
+	if e.dropsAll {
+		q.dropsAll++
+	}
 }
 
 func (q *queue) empty() bool { return q.h == len(q.e) }
@@ -141,6 +150,9 @@ func (q *queue) pop() entry {
 	e := q.e[q.h]
 	q.e[q.h] = entry{}
 	q.h++
+	if e.dropsAll {
+		q.dropsAll--
+	}
 	if q.h == len(q.e) {
 		q.e, q.h = q.e[:0], 0
 		if cap(q.e) > keptQueueCap {
@@ -182,7 +194,7 @@ func (q *queue) dropSyncs(gen uint64) {
 
 func (q *queue) reset() {
 	clear(q.e)
-	q.e, q.h = q.e[:0], 0
+	q.e, q.h, q.dropsAll = q.e[:0], 0, 0
 	if cap(q.e) > keptQueueCap {
 		q.e = nil
 	}
@@ -225,6 +237,10 @@ func (q *queue) dropsUnnamedAfterSync() bool {
 	}
 	return false
 }
+
+// holdsDropAll reports whether a Query or Bind still queued may drop all the client's
+// statements (entry.dropsAll).
+func (q *queue) holdsDropAll() bool { return q.dropsAll > 0 }
 
 // holdsClose reports whether the client's Close of its statement name is still queued.
 func (q *queue) holdsClose(name string) bool {

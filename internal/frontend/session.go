@@ -1157,7 +1157,8 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 	}
 	markSession(srv, effect)
 	endsBatch := s.open
-	s.q.push(entry{kind: kQuery, capture: capReq, sets: sets, copyGen: s.copyEnds, endsBatch: endsBatch})
+	s.q.push(entry{kind: kQuery, capture: capReq, sets: sets, copyGen: s.copyEnds, endsBatch: endsBatch,
+		dropsAll: s.txMode && mayDropStatements(text)})
 	s.open = false
 	if capReq != nil {
 		capReq.queued = true

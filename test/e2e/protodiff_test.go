@@ -392,6 +392,19 @@ func protoCases() []protoCase {
 			send(bind("", "s16"), exec("", 0), sync),
 			send(bind("", "s15"), exec("", 0), sync),
 		}},
+		// Seed 6011: the DEALLOCATE ALL drops s17 before the second Parse of it runs, which
+		// therefore makes it afresh; the client is idle after its ROLLBACK.
+		{name: "Parse of a name again after a DEALLOCATE ALL in the same write", rounds: []protoRound{
+			send(q("BEGIN")),
+			send(parse("s17", "SELECT 17"), q("DEALLOCATE ALL"), parse("s17", "SELECT 18"), sync),
+			send(bind("", "s17"), exec("", 0), sync),
+			send(q("ROLLBACK")),
+		}},
+		{name: "Parse of a name again after a DEALLOCATE ALL in the same write, outside a transaction", rounds: []protoRound{
+			send(parse("s18", "SELECT 19"), sync),
+			send(q("DEALLOCATE ALL"), parse("s18", "SELECT 20"), sync),
+			send(bind("", "s18"), exec("", 0), sync),
+		}},
 		// Seed 5075: the batch sluice fails itself after the complete one does not keep the
 		// complete one from running.
 		{name: "Terminate after a complete batch and part of one that failed without the server", rounds: []protoRound{
