@@ -806,6 +806,26 @@ func TestStatementUsedAfterAnErrorInAnEarlierBatch(t *testing.T) {
 	}
 }
 
+// TestBrokenServerGoesBackAtIdle: sluice marks a server broken when it may have lost track of
+// the statements prepared on it, here when an error skips the Close that evicted a statement
+// from a cache of one and the Parse it made room for. Such a server must still go back to its
+// pool (which closes it) when the client is idle: kept, it served the client's next requests
+// and the next client of a pool of one waited for as long as the client stayed (found by
+// TestProtocolRandom, seed 6011, through a DEALLOCATE ALL).
+func TestBrokenServerGoesBackAtIdle(t *testing.T) {
+	txn := startSluice(t, poolConfig{Mode: "transaction", PoolSize: 1, Pool: "prepared_statements_cache_size = 1"})
+	tc := protoCase{rounds: []protoRound{
+		{send: []pgproto3.FrontendMessage{&pgproto3.Parse{Name: "c1", Query: "SELECT 41"}, &pgproto3.Sync{}}},
+		{send: []pgproto3.FrontendMessage{&pgproto3.Describe{ObjectType: 'P', Name: "nope"},
+			&pgproto3.Parse{Name: "c2", Query: "SELECT 42"}, &pgproto3.Sync{}}},
+		{send: []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: "c1"}, &pgproto3.Execute{}, &pgproto3.Sync{}}},
+	}}
+	want := runProtoCase(t, protoTarget{"postgres", net.JoinHostPort("127.0.0.1", strconv.Itoa(pg.Port)), false}, tc)
+	if d := diffStreams(want, runProtoCase(t, protoTarget{"transaction", txn.Addr(), false}, tc)); d != "" {
+		t.Errorf("transaction mode differs from postgres:\n%s", d)
+	}
+}
+
 // TestSyncInsideAFailedCopyReachesNoOtherClient: a Sync the client sends among the rows of a
 // COPY FROM is ignored by Postgres while the COPY runs, but answered with a ReadyForQuery once a
 // bad row has failed the COPY. sluice does not send such a Sync (it cannot tell which it will
