@@ -33,3 +33,20 @@ func TestDeallocateName(t *testing.T) {
 		}
 	}
 }
+
+func TestMayDropStatements(t *testing.T) {
+	for q, want := range map[string]bool{
+		"DEALLOCATE ALL":                             true,
+		"deallocate prepare all;":                    true,
+		"SELECT 1; DISCARD ALL":                      true,
+		"discard all":                                true,
+		"DO $$BEGIN EXECUTE 'DEALLOCATE ALL'; END$$": true,
+		"SELECT 1":                                   false,
+		"SELECT deallocated FROM t":                  true, // errs on the side of yes
+		"SELECT 1 AS dealloc, 'disc'":                false,
+	} {
+		if got := mayDropStatements([]byte(q)); got != want {
+			t.Errorf("mayDropStatements(%q) = %v, want %v", q, got, want)
+		}
+	}
+}

@@ -67,3 +67,45 @@ func TestQueueDropSyncs(t *testing.T) {
 		t.Fatalf("left %v", kinds)
 	}
 }
+
+// The count of entries that may drop every statement follows pushes, pops and a reset.
+func TestQueueHoldsDropAll(t *testing.T) {
+	var q queue
+	q.push(entry{kind: kParse})
+	q.push(entry{kind: kQuery, dropsAll: true})
+	q.push(entry{kind: kSync})
+	if !q.holdsDropAll() {
+		t.Fatal("a queued DEALLOCATE ALL is not seen")
+	}
+	q.pop()
+	q.pop()
+	if q.holdsDropAll() {
+		t.Fatal("a DEALLOCATE ALL answered is still seen")
+	}
+	q.push(entry{kind: kBind, dropsAll: true})
+	q.reset()
+	if q.holdsDropAll() {
+		t.Fatal("a reset queue still holds a DEALLOCATE ALL")
+	}
+}
+
+// Only a Close of the unnamed statement or a Query after the first Sync (which an error before
+// that Sync does not skip) counts as dropping the unnamed statement again.
+func TestQueueDropsUnnamedAfterSync(t *testing.T) {
+	var q queue
+	q.push(entry{kind: kDescribe})
+	q.push(entry{kind: kClose, dropsUnnamed: true})
+	q.push(entry{kind: kClose, dropsUnnamed: true})
+	if q.dropsUnnamedAfterSync() {
+		t.Fatal("Closes before any Sync count")
+	}
+	q.push(entry{kind: kSync})
+	q.push(entry{kind: kParse})
+	if q.dropsUnnamedAfterSync() {
+		t.Fatal("a Parse after the Sync counts")
+	}
+	q.push(entry{kind: kQuery})
+	if !q.dropsUnnamedAfterSync() {
+		t.Fatal("a Query after the Sync does not count")
+	}
+}
