@@ -948,6 +948,15 @@ func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn, msg []byte) b
 					s.unnamed = append(s.unnamed, s.unnamedGood...)
 				}
 			}
+			if s.unnamedKeptSeq == e.seq && s.unnamedKeptDropped == e.seq {
+				// A Query after the Close kept what the client had then, which was nothing:
+				// skipped too, it comes next and gives back what the client has without it.
+				s.unnamedKeptDropped = e.dropped
+				s.unnamedKept = s.unnamedKept[:0]
+				if s.unnamedGoodSeq != 0 && s.unnamedGoodSeq > e.dropped {
+					s.unnamedKept = append(s.unnamedKept, s.unnamedGood...)
+				}
+			}
 		}
 		s.skippedLocked(srv, e, failed, &reopened)
 	}

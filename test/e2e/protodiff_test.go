@@ -378,6 +378,12 @@ func protoCases() []protoCase {
 			send(descP("nope"), closeS(""), parse("", "SELECT 33"), sync),
 			send(descS(""), bind("", ""), exec("", 0), sync),
 		}},
+		// As above, with a Query after the Close, which the error skips too.
+		{name: "unnamed statement kept when an error skips a Close of it and a Query", rounds: []protoRound{
+			send(parse("", "SELECT 36"), sync),
+			{send: []pgproto3.FrontendMessage{descP("nope"), closeS(""), q("SELECT 1"), sync}, rfq: 1},
+			send(bind("", ""), exec("", 0), sync),
+		}},
 		// Seed 6378: the failed Parse's error comes after the reader read the next batch's
 		// Parse, which makes the client's unnamed statement.
 		{name: "unnamed Parse after a Sync, pipelined behind a Parse that fails", rounds: []protoRound{
