@@ -148,5 +148,11 @@ func (s *ClientSession) deallocateQuery(text []byte) (bool, error) {
 // which drop every prepared statement of the session when they run. It looks for the words
 // anywhere, so it errs on the side of yes.
 func mayDropStatements(q []byte) bool {
-	return hasWordFold(q, "deallocate") || hasWordFold(q, "discard")
+	// One pass: both words begin with d. It runs for every simple Query in transaction mode.
+	for i := 0; i+len("discard") <= len(q); i++ {
+		if q[i]|0x20 == 'd' && (keywordPrefix(q[i:], "deallocate") || keywordPrefix(q[i:], "discard")) {
+			return true
+		}
+	}
+	return false
 }

@@ -337,7 +337,8 @@ func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
 		return s.parseDuplicate(dup, name, query, ptypes)
 	}
 	sname := s.target.Statements.Current(serverStatementName(query, ptypes))
-	st := &statement{server: sname, parse: wire.AppendParse(nil, sname, query, ptypes), effect: s.sessionEffect(query)}
+	st := &statement{server: sname, parse: wire.AppendParse(nil, sname, query, ptypes), effect: s.sessionEffect(query),
+		dropsAll: mayDropStatements(query)}
 	if (s.target.Statements.Has(sname) || s.deferParse()) && !s.attached() {
 		st.renew = true // prepared again on the first server that has it (useNamed)
 		s.mu.Lock()
@@ -532,7 +533,7 @@ func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
 		send = s.prepareLocked(srv, st, kParseSwallow, "", send)
 	}
 	if typ == wire.Bind {
-		s.q.push(entry{kind: kBind, name: st.server, client: string(name), dropsAll: mayDropStatements(st.query())})
+		s.q.push(entry{kind: kBind, name: st.server, client: string(name), dropsAll: st.dropsAll})
 		send = wire.AppendBindRenamed(send, body, st.server)
 	} else {
 		e := entry{kind: kDescribe, name: st.server, client: string(name)}

@@ -195,6 +195,9 @@ type statement struct {
 	server string                 // the name sluice prepared it under: derived from the query, shared by clients
 	parse  []byte                 // a Parse message for server, ready to send
 	effect classify.SessionEffect // what running it may leave in the server's session
+	// dropsAll says its text may hold a DEALLOCATE ALL or DISCARD ALL (mayDropStatements),
+	// found once here rather than at each Bind.
+	dropsAll bool
 	// renew is set by the client's Parse, when sluice answered it without a server: the first
 	// server the statement is used on prepares it again if it has it (see parseNamed).
 	renew bool
