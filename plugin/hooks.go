@@ -90,8 +90,13 @@ type Query struct {
 	// means every column in text, one applies to every column, else one per column (0 text,
 	// 1 binary). A stored result may answer only a Bind that asks for the same formats.
 	ResultFormats []int16
-	// InTransaction is set when the query runs inside a transaction block.
+	// InTransaction is set when the query runs inside a transaction block, as far as the
+	// replies read so far say: a query pipelined behind a BEGIN or a COMMIT not yet answered
+	// is judged by the state before it (see Result.TxStatus for the state after).
 	InTransaction bool
+	// Seq numbers the client's queries that the hooks see, from 1, in the order the client
+	// sent them (see Result.Done).
+	Seq uint64
 	// Write is set when the statement writes (as routing sees it: DML, DDL, locks, write
 	// functions); Reads and Writes are the tables it names, schema-qualified as written.
 	// sluice fills them for every query a QueryHook sees, from the pool's classifier (parsed
@@ -207,11 +212,14 @@ type Result struct {
 	// may make others wait for it.
 	Capture any
 	Wire    []byte
-	// Settled is set on the last result delivered at a ReadyForQuery after which the client
-	// has no request outstanding and no transaction block open: every statement whose query
-	// hook ran before has ended, committed or rolled back. It is a hint, never set where sluice
-	// cannot be sure (while the client may be sending more).
-	Settled bool
+	// Done and TxStatus say where the client's requests stand when the result is delivered
+	// (at a ReadyForQuery): every query whose Query.Seq is at most Done has ended (its request
+	// was answered; later ones, pipelined, may not have run yet), and TxStatus is the
+	// ReadyForQuery's status: 'I' outside a transaction block (a statement that ended
+	// outside one is committed or rolled back), 'T' inside one, 'E' inside a failed one.
+	// Done is 0 where sluice cannot say.
+	Done     uint64
+	TxStatus byte
 }
 
 // ResultHook observes each statement's outcome. Outcomes are delivered at the ReadyForQuery that

@@ -484,5 +484,5 @@ func (s *ClientSession) fanOutcome(capture *captureReq, out []byte, tag string, 
 		s.results = append(s.results, plugin.Result{Client: s.client, Tag: tag, Error: perr})
 	}
 	s.mu.Unlock()
-	s.runOutcomeHooks(false)
+	s.runOutcomeHooks()
 }

@@ -559,7 +559,7 @@ func (s *ClientSession) pumpLoop(srv *backend.ServerConn, drain bool) (res pumpR
 		// transaction block committed (the extended protocol commits at Sync), and the
 		// client has not yet seen it (the hooks run before the flush).
 		if typ == wire.ReadyForQuery && (s.results != nil || s.txEnds != nil) {
-			s.runOutcomeHooks(drain) // draining: the client's goroutine (settle)
+			s.runOutcomeHooks()
 		}
 		if o.err != nil {
 			return pumpFailed, &clientWriteError{o.err}

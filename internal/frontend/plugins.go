@@ -24,8 +24,9 @@ type pluginState struct {
 	// while some plugin has a query hook, so a Bind's hook sees what it binds (in session
 	// mode too).
 	hookStmts map[string]hookStmt
-	// hookQuery is the Query the query hooks see, reused.
+	// hookQuery is the Query the query hooks see, reused; hookSeq numbers them (Query.Seq).
 	hookQuery *plugin.Query
+	hookSeq   uint64
 	// hookRole and hookShard are a query hook's choice for the transaction the query begins.
 	hookRole     string
 	hookShard    int
@@ -118,8 +119,10 @@ func (s *ClientSession) queryHooks(ch *hooks.Chain, proto plugin.Protocol, text 
 	if textStr == "" && len(text) > 0 {
 		textStr = string(text)
 	}
+	s.hookSeq++
+	s.q.hooked.Store(s.hookSeq) // stamped on the request's end when it is queued
 	*q = plugin.Query{Client: s.client, Protocol: proto, Text: textStr, InTransaction: s.inTransaction(),
-		ResultFormats: resFmts}
+		ResultFormats: resFmts, Seq: s.hookSeq}
 	for i, v := range vals {
 		prm := plugin.Param{Value: v, Binary: binFmt[i]}
 		if i < len(types) {
@@ -292,6 +295,15 @@ func (s *ClientSession) noteOutcomeLocked(typ byte, msg []byte) {
 			s.results = append(s.results, plugin.Result{Client: s.client, Error: &plugin.Error{Code: code, Message: m}})
 		}
 	case wire.ReadyForQuery:
+		if len(s.results) > 0 && len(msg) > wire.HeaderLen {
+			// Every query hooked before the request this answers has ended.
+			done, st := s.q.requestEndHooked(), msg[wire.HeaderLen]
+			for i := range s.results {
+				if s.results[i].Done == 0 {
+					s.results[i].Done, s.results[i].TxStatus = done, st
+				}
+			}
+		}
 		if len(msg) > wire.HeaderLen {
 			// T after COMMIT AND CHAIN; I after a transaction that ended without a tag of
 			// its own (the server rolled it back as the connection's session ended).
@@ -319,16 +331,11 @@ func (s *ClientSession) abortErrorLocked() bool {
 }
 
 // runOutcomeHooks runs the result and transaction-end hooks for what the pump recorded. It runs
-// on the goroutine reading the server, with s.mu not held. settling is set when that goroutine
-// is the client's, after a ReadyForQuery: then no query hook can run meanwhile, and when no
-// request is left in the reply queue and no block is open, the last result is Settled.
-func (s *ClientSession) runOutcomeHooks(settling bool) {
+// on the goroutine reading the server, with s.mu not held.
+func (s *ClientSession) runOutcomeHooks() {
 	s.mu.Lock()
 	ch, results, txEnds := s.chain, s.results, s.txEnds
 	s.results, s.txEnds = nil, nil
-	if settling && len(results) > 0 && s.q.empty() && !s.inBlock {
-		results[len(results)-1].Settled = true
-	}
 	s.mu.Unlock()
 	ctx := context.Background()
 	for i := range results {

@@ -1,6 +1,10 @@
 package frontend
 
-import "github.com/sluicepg/sluice/internal/classify"
+import (
+	"sync/atomic"
+
+	"github.com/sluicepg/sluice/internal/classify"
+)
 
 // entryKind says what reply a message sent to the server (or answered by sluice) expects.
 type entryKind uint8
@@ -78,6 +82,8 @@ type entry struct {
 	// hold a DEALLOCATE ALL or a DISCARD ALL, which drops the client's statements when it
 	// runs (mayDropStatements).
 	dropsAll bool
+	// hooked, on a request's end (Query, Sync, FunctionCall), is queue.hooked when it was queued.
+	hooked uint64
 	// endsBatch, on a Query, says extended-protocol messages went before it without a Sync:
 	// Postgres ends their implicit transaction and portals at the Query, as a Sync would,
 	// unless an error among them makes it skip the Query too (serverErrorLocked).
@@ -114,6 +120,9 @@ func (e *entry) reply() []byte {
 type queue struct {
 	e []entry
 	h int
+	// hooked is the session's count of queries its query hooks saw (plugin.Query.Seq), which
+	// push stamps on a request's end: when that request is answered, those queries have ended.
+	hooked atomic.Uint64
 	// dropsAll counts the entries queued with dropsAll set.
 	dropsAll int
 }
@@ -126,6 +135,10 @@ func (q *queue) push(e entry) {
 		n := copy(q.e, q.e[q.h:])
 		clear(q.e[n:])
 		q.e, q.h = q.e[:n], 0
+	}
+	switch e.kind {
+	case kQuery, kSync, kFunc:
+		e.hooked = q.hooked.Load()
 	}
 	q.e = append(q.e, e)
 	if e.dropsAll {
@@ -236,6 +249,18 @@ func (q *queue) dropsUnnamedAfterSync() bool {
 		}
 	}
 	return false
+}
+
+// requestEndHooked returns the hook count stamped on the first request end queued (the one a
+// ReadyForQuery answers), or 0 when none is queued.
+func (q *queue) requestEndHooked() uint64 {
+	for i := q.h; i < len(q.e); i++ {
+		switch q.e[i].kind {
+		case kQuery, kSync, kFunc:
+			return q.e[i].hooked
+		}
+	}
+	return 0
 }
 
 // holdsDropAll reports whether a Query or Bind still queued may drop all the client's

@@ -428,7 +428,7 @@ func (s *ClientSession) rollbackHome() {
 		}
 	}
 	s.mu.Unlock()
-	s.runOutcomeHooks(false)
+	s.runOutcomeHooks()
 }
 
 // checkJoined ends a transaction across shards that ended on its own server without sluice

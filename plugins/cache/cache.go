@@ -119,15 +119,18 @@ type Cache struct {
 	// sluices sharing a Redis may differ in it; all of them must be of a version that does.
 	RowInvalidation *bool `toml:"row_invalidation"`
 
-	log      *slog.Logger
-	host     plugin.Host
-	an       *analyzer
-	st       *store
-	wal      *walListener
-	mirror   *mirror
-	tables   map[relName]bool
-	excluded map[relName]bool
-	ttls     map[relName]time.Duration
+	log *slog.Logger
+	// lateSessions are the sessions of clients that logged in before this instance existed
+	// (a reload), by client: see session.
+	lateSessions sync.Map
+	host         plugin.Host
+	an           *analyzer
+	st           *store
+	wal          *walListener
+	mirror       *mirror
+	tables       map[relName]bool
+	excluded     map[relName]bool
+	ttls         map[relName]time.Duration
 
 	cmu      sync.Mutex
 	catalogs map[string]*dbCatalog
@@ -514,17 +517,29 @@ type session struct {
 	known    bool   // settings came from the startup packet
 	taint    string // why this session is no longer cached
 
-	// pending are writes outside a transaction block whose statement has run: bumped when
-	// results arrive (at ReadyForQuery, committed), until a result says every request of the
-	// client is settled; else again at its next query. tx are the writes of the open
-	// transaction block, bumped when it ends. mu guards both: the result and transaction-end
-	// hooks run on the goroutine that reads the server, which is not the client's while a
-	// pump goroutine reads it (session mode, an open batch, COPY).
-	mu          sync.Mutex
-	pending, tx writeSet
+	// pending are the writes whose request has not ended, in the order the client sent them
+	// (a client that pipelines may have several requests under way). When a result says their
+	// request ended (Result.Done), each is bumped if the client is then outside a transaction
+	// block (committed, or rolled back) or moves to tx if inside one: a query's InTransaction
+	// is judged before a pipelined BEGIN or COMMIT ahead of it has run, so the state after is
+	// what counts. tx are the writes of the open block, bumped when it ends. mu guards both:
+	// the result and transaction-end hooks run on the goroutine that reads the server, which
+	// is not the client's while a pump goroutine reads it (session mode, an open batch, COPY).
+	mu      sync.Mutex
+	pending []pendingWrite
+	tx      writeSet
 
 	keyBuf []byte // deriveKey's scratch, OnQuery's only
 
+}
+
+// maxPendingWrites bounds a session's list of writes under way.
+const maxPendingWrites = 64
+
+// pendingWrite is a write recorded at its query (Seq), until its request ends.
+type pendingWrite struct {
+	seq uint64
+	w   writeSet
 }
 
 // writeSet is the generations a statement or transaction must bump.
@@ -596,13 +611,11 @@ func (p *Cache) session(c *plugin.Client) *session {
 	if ss, ok := c.Values["cache"].(*session); ok {
 		return ss
 	}
-	// A client that logged in before this plugin instance existed (a reload).
-	ss := &session{}
-	if c.Values == nil {
-		c.Values = map[string]any{}
-	}
-	c.Values["cache"] = ss
-	return ss
+	// A client that logged in before this plugin instance existed (a reload): its Values are
+	// not written here, since the result hooks may run beside the query hook (another
+	// goroutine) and a map must not be written by two.
+	ss, _ := p.lateSessions.LoadOrStore(c, &session{})
+	return ss.(*session)
 }
 
 // apply bumps the generations of w.
@@ -659,21 +672,6 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 		return plugin.ContinueQuery(), nil
 	}
 	ss := p.session(q.Client)
-	ss.mu.Lock()
-	if !ss.pending.empty() {
-		// The writes' results came without Settled (pipelined requests, a pump goroutine):
-		// some may not have been committed when they were bumped. Bump now, and once more a
-		// little later in case this query was pipelined behind them.
-		if q.InTransaction {
-			ss.tx.add(ss.pending)
-		} else {
-			w := ss.pending
-			p.apply(w)
-			time.AfterFunc(50*time.Millisecond, func() { p.apply(w) })
-		}
-		ss.pending = writeSet{}
-	}
-	ss.mu.Unlock()
 	an := p.an.analyze(q.Text)
 	if an.taint != "" && q.Protocol != plugin.Bind && ss.taint == "" {
 		ss.taint = an.taint
@@ -681,15 +679,32 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 	if an.write && q.Protocol != plugin.Parse {
 		w := p.writes(q, an)
 		ss.mu.Lock()
-		defer ss.mu.Unlock()
-		if q.InTransaction {
-			ss.tx.add(w)
-		} else {
-			ss.pending.add(w)
+		if len(ss.pending) >= maxPendingWrites {
+			// A client that pipelines without end, or a path where sluice cannot say which
+			// requests ended (Result.Done 0): fold them into one, which ends with the last.
+			var all writeSet
+			for _, pw := range ss.pending {
+				all.add(pw.w)
+			}
+			last := ss.pending[len(ss.pending)-1].seq
+			clear(ss.pending)
+			ss.pending = append(ss.pending[:0], pendingWrite{seq: last, w: all})
 		}
+		ss.pending = append(ss.pending, pendingWrite{seq: q.Seq, w: w})
+		ss.mu.Unlock()
 		return plugin.ContinueQuery(), nil
 	}
 	if q.Protocol == plugin.Parse {
+		return plugin.ContinueQuery(), nil
+	}
+	ss.mu.Lock()
+	busy := len(ss.pending) > 0 || !ss.tx.empty()
+	ss.mu.Unlock()
+	if busy {
+		// A write of this client sent before this read has not ended: the read may run in
+		// its transaction (a pipelined batch), so it must see that write, and must not store
+		// what it sees before the write commits.
+		p.bypass("own write under way")
 		return plugin.ContinueQuery(), nil
 	}
 	c, oids, pd, ttl, seq, why := p.eligible(q, ss, an)
@@ -1065,14 +1080,30 @@ func (p *Cache) OnResult(ctx context.Context, r *plugin.Result) {
 	}
 	ss := p.session(r.Client)
 	ss.mu.Lock()
-	if !ss.pending.empty() {
-		// Results arrive at ReadyForQuery, when the statements before it are committed.
-		p.apply(ss.pending)
-		if r.Settled {
-			ss.pending = writeSet{} // and no other write of this client is under way
+	var ended writeSet
+	if r.Done == 0 {
+		// sluice cannot say which requests ended: bump every write under way, and keep them
+		// for a result that can.
+		for _, pw := range ss.pending {
+			ended.add(pw.w)
 		}
+	} else {
+		keep := ss.pending[:0]
+		for _, pw := range ss.pending {
+			switch {
+			case pw.seq > r.Done:
+				keep = append(keep, pw) // pipelined behind: not run yet
+			case r.TxStatus == 'I':
+				ended.add(pw.w) // committed (or rolled back)
+			default:
+				ss.tx.add(pw.w) // inside a block: bumped when it ends
+			}
+		}
+		clear(ss.pending[len(keep):])
+		ss.pending = keep
 	}
 	ss.mu.Unlock()
+	p.apply(ended)
 	f, ok := r.Capture.(*fill)
 	if !ok {
 		return
@@ -1110,10 +1141,11 @@ func (p *Cache) OnTxEnd(ctx context.Context, c *plugin.Client, committed bool) {
 	}
 	ss := p.session(c)
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	ss.tx.add(ss.pending)
-	p.apply(ss.tx)
-	ss.tx, ss.pending = writeSet{}, writeSet{}
+	w := ss.tx
+	ss.tx = writeSet{}
+	ss.mu.Unlock()
+	// Pending writes stay: they were sent after the block's end, and have not run yet.
+	p.apply(w)
 }
 
 // OnDisconnect bumps anything the client left pending.
@@ -1122,10 +1154,15 @@ func (p *Cache) OnDisconnect(ctx context.Context, c *plugin.Client) {
 		return
 	}
 	ss := p.session(c)
+	p.lateSessions.Delete(c)
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	ss.tx.add(ss.pending)
-	p.apply(ss.tx)
+	w := ss.tx
+	for _, pw := range ss.pending {
+		w.add(pw.w)
+	}
+	ss.tx, ss.pending = writeSet{}, nil
+	ss.mu.Unlock()
+	p.apply(w)
 }
 
 var (

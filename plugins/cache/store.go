@@ -107,7 +107,11 @@ func newStore(addrs []string, prefix, walKey string, timeout time.Duration, l1By
 	st.ctrs = newCounterCache(max(1<<16, l1Bytes/2/256))
 	st.opt.OnInvalidations = func(ms []rueidis.RedisMessage) {
 		if ms == nil {
-			st.ctrs.invalidate(nil) // Redis flushed, or the connection broke
+			// Redis flushed, or the connection broke (Redis may come back from an older
+			// snapshot, with counters at values entries held in the process were made at):
+			// serve nothing until the health loop has written a new epoch.
+			st.ctrs.invalidate(nil)
+			st.markDirty("redis connection lost or flushed")
 			return
 		}
 		keys := make([]string, len(ms))
@@ -514,12 +518,6 @@ func (st *store) versions(ctx context.Context, ident string, oids []uint32, pd *
 			st.ctrs.put(keys[i], vals[i], since)
 		}
 	}
-	if vals[0].isNil {
-		// Flushed or evicted: the counters may have restarted from zero, and values an
-		// entry's key was made of may come back. A new epoch puts every such key out of reach.
-		st.markDirty("epoch missing in Redis")
-		return "", nil, nil, errNotServing
-	}
 	epoch := vals[0].val
 	if st.walKey != "" && !beatCaughtUp(vals[1].val) {
 		return "", nil, nil, errWALNotConsumed
@@ -537,6 +535,12 @@ func (st *store) versions(ctx context.Context, ident string, oids []uint32, pd *
 				return "", nil, nil, err
 			}
 		}
+	}
+	if epoch == "" {
+		// Flushed or deleted: the counters may have restarted from zero, and values an
+		// entry's key was made of may come back. A new epoch puts every such key out of reach.
+		st.markDirty("epoch missing in Redis")
+		return "", nil, nil, errNotServing
 	}
 	nums := make([]int64, n-first)
 	for i := range nums {

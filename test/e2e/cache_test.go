@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/sluicepg/sluice/internal/pgtest"
 )
 
@@ -885,5 +886,113 @@ func countAtOnce(t *testing.T, conns []*pgx.Conn, q string, want int64) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestCachePipelinedWrites: a write pipelined with other statements is bumped after it commits,
+// however late that is, and not only before: a read that begins after the writer's
+// ReadyForQuery sees it. The write waits on a row lock held directly on Postgres while readers
+// fill the cache; the cases are a write followed by a read in one extended-protocol batch (pgx),
+// and BEGIN, the write and COMMIT sent as three Queries in one write (the write's query hook
+// runs before BEGIN's reply, so it cannot know it is inside the block).
+func TestCachePipelinedWrites(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		write func(t *testing.T, s *Sluice, table string) (wait func())
+	}{
+		{"batch with a read after the write", func(t *testing.T, s *Sluice, table string) func() {
+			writer := connect(t, s)
+			done := make(chan error, 1)
+			go func() {
+				b := &pgx.Batch{}
+				b.Queue("UPDATE " + table + " SET v = 'new' WHERE id = 1")
+				b.Queue("SELECT 1")
+				done <- writer.SendBatch(context.Background(), b).Close()
+			}()
+			return func() {
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+		{"write pipelined behind another request", func(t *testing.T, s *Sluice, table string) func() {
+			// The first request's ReadyForQuery comes while the write waits: it must not count
+			// the write as ended.
+			c := dialRaw(t, s)
+			c.login()
+			c.send(&pgproto3.Query{String: "SELECT 1"}, &pgproto3.Query{String: "UPDATE " + table + " SET v = 'new' WHERE id = 1"})
+			return func() {
+				for n := 2; n > 0; {
+					m, err := c.receive(10 * time.Second)
+					if err != nil {
+						t.Fatalf("reading replies: %v", err)
+					}
+					switch m := m.(type) {
+					case *pgproto3.ReadyForQuery:
+						n--
+					case *pgproto3.ErrorResponse:
+						t.Fatalf("%s (SQLSTATE %s)", m.Message, m.Code)
+					}
+				}
+			}
+		}},
+		{"BEGIN, write, COMMIT pipelined", func(t *testing.T, s *Sluice, table string) func() {
+			c := dialRaw(t, s)
+			c.login()
+			c.send(&pgproto3.Query{String: "BEGIN"}, &pgproto3.Query{String: "UPDATE " + table + " SET v = 'new' WHERE id = 1"},
+				&pgproto3.Query{String: "COMMIT"})
+			return func() {
+				for n := 3; n > 0; {
+					m, err := c.receive(10 * time.Second)
+					if err != nil {
+						t.Fatalf("reading replies: %v", err)
+					}
+					switch m := m.(type) {
+					case *pgproto3.ReadyForQuery:
+						n--
+					case *pgproto3.ErrorResponse:
+						t.Fatalf("%s (SQLSTATE %s)", m.Message, m.Code)
+					}
+				}
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, direct := startCachedSluiceConfig(t, poolConfig{}, "wal_invalidation = false")
+			ctx := context.Background()
+			table := "cache_pipe_" + strings.ReplaceAll(strings.Fields(tc.name)[0], ",", "")
+			if _, err := direct.Exec(ctx, fmt.Sprintf(`DROP TABLE IF EXISTS %[1]s; CREATE TABLE %[1]s (id int PRIMARY KEY, v text);
+				ALTER TABLE %[1]s OWNER TO app; INSERT INTO %[1]s VALUES (1, 'old'), (2, 'x')`, table)); err != nil {
+				t.Fatal(err)
+			}
+			q := "SELECT id, v FROM " + table + " ORDER BY id"
+			reader := simpleConn(t, s)
+			waitCached(t, reader, direct, q)
+			lock, err := direct.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := lock.Exec(ctx, "SELECT * FROM "+table+" WHERE id = 1 FOR UPDATE"); err != nil {
+				t.Fatal(err)
+			}
+			wait := tc.write(t, s, table)
+			time.Sleep(300 * time.Millisecond) // the write waits for the lock; readers fill meanwhile
+			for range 2 {
+				if got, err := rowsText(ctx, reader, q); err != nil || !strings.Contains(got, "old") {
+					t.Fatalf("during the write: %q %v", got, err)
+				}
+			}
+			if err := lock.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			wait()
+			got, err := rowsText(ctx, reader, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(got, "new") {
+				t.Fatalf("a read after the writer's ReadyForQuery returned the row from before its write:\n%s", got)
+			}
+		})
 	}
 }

@@ -37,7 +37,9 @@ type event struct {
 	user, db, app  string // the client's (startup: the packet's)
 	addr           string
 	tag, code, msg string // result
-	settled        bool   // result
+	seq            uint64 // query: Query.Seq
+	done           uint64 // result: Result.Done
+	txStatus       byte   // result: Result.TxStatus
 	committed      bool   // tx_end
 }
 
@@ -151,7 +153,7 @@ func (r *recorder) OnAuth(ctx context.Context, c *plugin.Client) error {
 
 func (r *recorder) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, error) {
 	ev := clientEvent("query", q.Client)
-	ev.proto, ev.text, ev.kind, ev.write, ev.inTx = q.Protocol.String(), q.Text, q.Kind, q.Write, q.InTransaction
+	ev.proto, ev.text, ev.kind, ev.write, ev.inTx, ev.seq = q.Protocol.String(), q.Text, q.Kind, q.Write, q.InTransaction, q.Seq
 	ev.reads, ev.writes = slices.Clone(q.Reads), slices.Clone(q.Writes)
 	for _, p := range q.Params {
 		ev.params = append(ev.params, plugin.Param{Value: slices.Clone(p.Value), Binary: p.Binary})
@@ -173,7 +175,7 @@ func (r *recorder) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action,
 
 func (r *recorder) OnResult(ctx context.Context, res *plugin.Result) {
 	ev := clientEvent("result", res.Client)
-	ev.tag, ev.settled = res.Tag, res.Settled
+	ev.tag, ev.done, ev.txStatus = res.Tag, res.Done, res.TxStatus
 	if res.Error != nil {
 		ev.code, ev.msg = res.Error.Code, res.Error.Message
 	}
@@ -258,14 +260,14 @@ func TestGoPluginHooks(t *testing.T) {
 	}
 }
 
-// TestResultSettled: in transaction mode the last result before the client has nothing
-// outstanding says so (a cache bumps a write's generations once, then); a result followed by
-// a request the client already sent does not; in session mode, where another goroutine reads
-// the server while the client may send, none does.
-func TestResultSettled(t *testing.T) {
+// TestResultDone: each result says up to which query the client's requests have ended
+// (Result.Done, against Query.Seq) and the transaction status then: a result does not count a
+// query pipelined behind its own request, however the replies are read, and a statement
+// pipelined behind a BEGIN is judged inside the block by its result's status.
+func TestResultDone(t *testing.T) {
 	for _, mode := range []string{"transaction", "session"} {
 		t.Run(mode, func(t *testing.T) {
-			tag := "settled_" + mode
+			tag := "done_" + mode
 			s := startSluice(t, poolConfig{Mode: mode, PoolSize: 1,
 				General: "\n[plugins.e2e_recorder]\ntag = \"" + tag + "\"\n"})
 			rec := recorderFor(t, tag)
@@ -284,25 +286,37 @@ func TestResultSettled(t *testing.T) {
 					}
 				}
 			}
+			seqOf := func(events []event, text string) uint64 {
+				t.Helper()
+				for _, ev := range events {
+					if ev.hook == "query" && ev.text == text {
+						return ev.seq
+					}
+				}
+				t.Fatalf("no query event for %q in %+v", text, events)
+				return 0
+			}
 			mark := rec.mark()
-			c.send(&pgproto3.Query{String: "SELECT 1"})
-			readyN(1)
-			one := rec.since(mark, "result")
-			if len(one) != 1 || one[0].settled != (mode == "transaction") {
-				t.Errorf("a lone query's result: %+v; want settled only in transaction mode", one)
+			// Three requests in one write, the middle one opening a block.
+			c.send(&pgproto3.Query{String: "SELECT 2"}, &pgproto3.Query{String: "BEGIN; SELECT 3"},
+				&pgproto3.Query{String: "SELECT 4; COMMIT"})
+			readyN(3)
+			evs := rec.seen()[mark:]
+			s2, s3, s4 := seqOf(evs, "SELECT 2"), seqOf(evs, "BEGIN; SELECT 3"), seqOf(evs, "SELECT 4; COMMIT")
+			if !(s2 < s3 && s3 < s4) {
+				t.Fatalf("query Seqs %d, %d, %d; want increasing", s2, s3, s4)
 			}
-			mark = rec.mark()
-			// Two requests in one write: the first's result comes while the second is queued.
-			c.send(&pgproto3.Query{String: "SELECT 2"}, &pgproto3.Query{String: "SELECT 3; SELECT 4"})
-			readyN(2)
-			three := rec.since(mark, "result")
-			want := []bool{false, false, mode == "transaction"}
-			if len(three) != 3 {
-				t.Fatalf("pipelined results: %+v; want 3", three)
+			want := []struct {
+				done uint64
+				st   byte
+			}{{s2, 'I'}, {s3, 'T'}, {s3, 'T'}, {s4, 'I'}, {s4, 'I'}} // SELECT 2 | BEGIN, SELECT 3 | SELECT 4, COMMIT
+			res := rec.since(mark, "result")
+			if len(res) != len(want) {
+				t.Fatalf("results %+v; want %d", res, len(want))
 			}
-			for i, ev := range three {
-				if ev.settled != want[i] {
-					t.Errorf("pipelined result %d settled %v; want %v (%+v)", i, ev.settled, want[i], three)
+			for i, r := range res {
+				if r.done != want[i].done || r.txStatus != want[i].st {
+					t.Errorf("result %d (%s): done %d, status %q; want %d, %q", i, r.tag, r.done, r.txStatus, want[i].done, want[i].st)
 				}
 			}
 		})
