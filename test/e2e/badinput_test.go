@@ -85,6 +85,23 @@ func (c *rawClient) awaitCopyIn() {
 	}
 }
 
+// awaitReady reads up to the n-th ReadyForQuery; an ErrorResponse on the way fails the test.
+func (c *rawClient) awaitReady(n int) {
+	c.t.Helper()
+	for n > 0 {
+		m, err := c.receive(10 * time.Second)
+		if err != nil {
+			c.t.Fatalf("waiting for ReadyForQuery: %v", err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.ReadyForQuery:
+			n--
+		case *pgproto3.ErrorResponse:
+			c.t.Fatalf("waiting for ReadyForQuery: %s (SQLSTATE %s)", m.Message, m.Code)
+		}
+	}
+}
+
 // startup sends a startup packet with these parameters (name, value, name, value, ...).
 func (c *rawClient) startup(kv ...string) {
 	c.t.Helper()

@@ -921,40 +921,14 @@ func TestCachePipelinedWrites(t *testing.T) {
 			c := dialRaw(t, s)
 			c.login()
 			c.send(&pgproto3.Query{String: "SELECT 1"}, &pgproto3.Query{String: "UPDATE " + table + " SET v = 'new' WHERE id = 1"})
-			return func() {
-				for n := 2; n > 0; {
-					m, err := c.receive(10 * time.Second)
-					if err != nil {
-						t.Fatalf("reading replies: %v", err)
-					}
-					switch m := m.(type) {
-					case *pgproto3.ReadyForQuery:
-						n--
-					case *pgproto3.ErrorResponse:
-						t.Fatalf("%s (SQLSTATE %s)", m.Message, m.Code)
-					}
-				}
-			}
+			return func() { c.awaitReady(2) }
 		}},
 		{"BEGIN, write, COMMIT pipelined", func(t *testing.T, s *Sluice, table string) func() {
 			c := dialRaw(t, s)
 			c.login()
 			c.send(&pgproto3.Query{String: "BEGIN"}, &pgproto3.Query{String: "UPDATE " + table + " SET v = 'new' WHERE id = 1"},
 				&pgproto3.Query{String: "COMMIT"})
-			return func() {
-				for n := 3; n > 0; {
-					m, err := c.receive(10 * time.Second)
-					if err != nil {
-						t.Fatalf("reading replies: %v", err)
-					}
-					switch m := m.(type) {
-					case *pgproto3.ReadyForQuery:
-						n--
-					case *pgproto3.ErrorResponse:
-						t.Fatalf("%s (SQLSTATE %s)", m.Message, m.Code)
-					}
-				}
-			}
+			return func() { c.awaitReady(3) }
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

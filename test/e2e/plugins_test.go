@@ -273,19 +273,6 @@ func TestResultDone(t *testing.T) {
 			rec := recorderFor(t, tag)
 			c := dialRaw(t, s)
 			c.login()
-			// The hooks run before the client sees ReadyForQuery.
-			readyN := func(n int) {
-				t.Helper()
-				for n > 0 {
-					m, err := c.receive(10 * time.Second)
-					if err != nil {
-						t.Fatalf("reading replies: %v", err)
-					}
-					if _, ok := m.(*pgproto3.ReadyForQuery); ok {
-						n--
-					}
-				}
-			}
 			seqOf := func(events []event, text string) uint64 {
 				t.Helper()
 				for _, ev := range events {
@@ -300,7 +287,7 @@ func TestResultDone(t *testing.T) {
 			// Three requests in one write, the middle one opening a block.
 			c.send(&pgproto3.Query{String: "SELECT 2"}, &pgproto3.Query{String: "BEGIN; SELECT 3"},
 				&pgproto3.Query{String: "SELECT 4; COMMIT"})
-			readyN(3)
+			c.awaitReady(3) // the hooks run before the client sees ReadyForQuery
 			evs := rec.seen()[mark:]
 			s2, s3, s4 := seqOf(evs, "SELECT 2"), seqOf(evs, "BEGIN; SELECT 3"), seqOf(evs, "SELECT 4; COMMIT")
 			if !(s2 < s3 && s3 < s4) {
