@@ -881,12 +881,13 @@ func (s *ClientSession) copyMessage(typ byte, size int) error {
 
 // releaseAfterCopy gives the server back (transaction mode) when its COPY ended while the
 // reader was writing copy data to it: the pump saw the ReadyForQuery but left the server
-// attached, since a write was under way.
+// attached, since a write was under way. A server marked broken goes back too, as at the pump's
+// idle point, and its pool closes it: kept, it would serve this client's next requests.
 func (s *ClientSession) releaseAfterCopy() {
 	s.mu.Lock()
 	srv, pl := s.srv, s.pl
 	idle := srv != nil && s.txMode && !s.pumping && s.q.empty() && !s.open && !s.copyOpen &&
-		s.tx == 'I' && !s.closing && !s.killed && !srv.Broken
+		s.tx == 'I' && !s.closing && !s.killed
 	if idle {
 		s.srv, s.pl = nil, nil
 	}
