@@ -137,3 +137,77 @@ func sameError(got, want error) bool {
 	}
 	return errors.Is(got, want)
 }
+
+// FuzzBodies feeds arbitrary message bodies, as a client or a server may send them, to every
+// parser of a body: none may panic, read past the body or return a slice that is not a part of
+// it, and a Bind body that BindParams accepts is also accepted by BindStatement and rebuilt to
+// the same values by AppendBind. (BindParams does not read the result formats after the values,
+// so it accepts a Bind cut short there, which Postgres refuses.)
+func FuzzBodies(f *testing.F) {
+	f.Add([]byte("\x00SELECT 1\x00\x00\x00"))
+	f.Add([]byte("p\x00s\x00\x00\x01\x00\x01\x00\x02\x00\x00\x00\x01a\xff\xff\xff\xff\x00\x01\x00\x01"))
+	f.Add([]byte("Sname\x00"))
+	f.Add([]byte("\x00\x02\x00\x00\x00\x01x\xff\xff\xff\xff"))
+	f.Add([]byte("SERROR\x00C42P01\x00Mno\x00\x00"))
+	f.Add([]byte("\x00\x01id\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x17\x00\x04\xff\xff\xff\xff\x00\x00"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		inside := func(what string, s []byte) {
+			if len(s) == 0 {
+				return
+			}
+			if len(s) > len(body) || !bytes.Contains(body, s) {
+				t.Fatalf("%s: %q is not a part of the body", what, s)
+			}
+		}
+		if name, query, ptypes, ok := ParseQuery(body); ok {
+			inside("ParseQuery name", name)
+			inside("ParseQuery query", query)
+			inside("ParseQuery types", ptypes)
+		}
+		for _, typ := range []byte{Parse, Describe, Close} {
+			if _, name, ok := StatementRef(typ, body); ok {
+				inside("StatementRef", name)
+			}
+		}
+		name, nameOK := BindStatement(body)
+		if nameOK {
+			inside("BindStatement", name)
+		}
+		fmts, _ := BindResultFormats(body)
+		vals, binFmt, ok := BindParams(body)
+		if ok {
+			if !nameOK {
+				t.Fatalf("BindParams accepts what BindStatement refuses")
+			}
+			for _, v := range vals {
+				inside("BindParams value", v)
+			}
+			if len(binFmt) != len(vals) {
+				t.Fatalf("BindParams: %d formats for %d values", len(binFmt), len(vals))
+			}
+			portal, _, _ := CString(body)
+			rebuilt := AppendBind(nil, string(portal), string(name), binFmt, vals, fmts)
+			vals2, binFmt2, ok2 := BindParams(Body(rebuilt))
+			if !ok2 || len(vals2) != len(vals) {
+				t.Fatalf("AppendBind's message does not parse back: %q", rebuilt)
+			}
+			for i := range vals {
+				if !bytes.Equal(vals[i], vals2[i]) || (vals[i] == nil) != (vals2[i] == nil) || binFmt[i] != binFmt2[i] {
+					t.Fatalf("value %d: %q (binary %v), rebuilt %q (binary %v)", i, vals[i], binFmt[i], vals2[i], binFmt2[i])
+				}
+			}
+			renamed := AppendBindRenamed(nil, body, "other")
+			if got, ok := BindStatement(Body(renamed)); !ok || string(got) != "other" {
+				t.Fatalf("AppendBindRenamed: statement %q, %v", got, ok)
+			}
+		}
+		cols, null := DataRowText(body)
+		if len(cols) != len(null) {
+			t.Fatalf("DataRowText: %d columns, %d null flags", len(cols), len(null))
+		}
+		_ = RowDescriptionNames(body)
+		_, _ = ErrorFields(body)
+		inside("ErrorField", ErrorField(body, 'C'))
+		_ = ErrorSeverity(body)
+	})
+}
