@@ -379,6 +379,10 @@ func (s *ClientSession) noteParameterLocked(srv *backend.ServerConn, body []byte
 // replies are in (transaction mode), the server is lost, or the reader takes it back.
 func (s *ClientSession) runPump(srv *backend.ServerConn, pl *pool.Pool) {
 	defer s.pump.Done()
+	defer s.survivePump(srv)
+	if PanicHook != nil {
+		PanicHook("pump", nil)
+	}
 	res, err := s.pumpLoop(srv, false)
 	switch res {
 	case pumpReleased:

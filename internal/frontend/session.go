@@ -227,6 +227,7 @@ func (l *Listener) serveConn(c net.Conn, inherited *sockOpts) {
 		defer l.clients.Add(-1)
 		defer c.Close()
 		defer l.unregister(s)
+		defer s.survive()
 		var err error
 		if s.info.admin {
 			err = s.runAdmin()
@@ -257,7 +258,11 @@ func (l *Listener) serveConn(c net.Conn, inherited *sockOpts) {
 // login runs a new connection's startup and authentication. It returns the logged-in session, or
 // nil when the connection is to be closed (after telling the client why, where that is possible).
 // n is the number of connected clients including this one.
-func (l *Listener) login(c net.Conn, n int64, inherited *sockOpts) *ClientSession {
+func (l *Listener) login(c net.Conn, n int64, inherited *sockOpts) (_ *ClientSession) {
+	defer l.surviveLogin(c)
+	if PanicHook != nil {
+		PanicHook("login", nil)
+	}
 	tbl := l.table()
 	g := &tbl.Config.General
 	if tc, ok := c.(*net.TCPConn); ok {
@@ -1074,6 +1079,9 @@ func (s *ClientSession) query(size int) error {
 	msg, err := s.r.Message()
 	if err != nil {
 		return s.readError(err)
+	}
+	if PanicHook != nil {
+		PanicHook("reader", msg)
 	}
 	err = s.queryMsg(msg)
 	s.record(msg)
