@@ -285,6 +285,7 @@ func (ci *copyInState) startReaders() {
 		ci.readers.Add(1)
 		go func() {
 			defer ci.readers.Done()
+			defer recoverInto(&c.rerr)
 			c.readCopy(&ci.failed)
 		}()
 	}

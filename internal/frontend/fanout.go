@@ -509,6 +509,7 @@ func readShards(conns []*fanConn, maxSize int, wrap bool, rfqs int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer recoverInto(&c.err)
 			c.read(&budget, wrap, rfqs)
 		}()
 	}

@@ -1,6 +1,8 @@
 package frontend
 
 import (
+	"fmt"
+	"log/slog"
 	"net"
 	"runtime/debug"
 	"sync/atomic"
@@ -92,4 +94,16 @@ func (s *ClientSession) survivePump(srv *backend.ServerConn) {
 		_ = srv.Close()
 	}
 	_ = s.conn.Close()
+}
+
+// recoverInto, deferred by a goroutine that reads one shard's replies for its session, turns a
+// panic into that shard's error, which fails the client's statement and closes the server, as a
+// server that failed would.
+func recoverInto(err *error) {
+	if r := recover(); r != nil {
+		SurvivedPanics.Add(1)
+		slog.Error("internal error while reading a shard's replies (please report this with the stack)",
+			"panic", r, "stack", string(debug.Stack()))
+		*err = fmt.Errorf("internal error in sluice: %v", r)
+	}
 }
