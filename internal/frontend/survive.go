@@ -35,9 +35,7 @@ func (s *ClientSession) survive() {
 	if r == nil {
 		return
 	}
-	SurvivedPanics.Add(1)
-	s.l.log.Error("internal error: the client's session is closed (please report this with the stack)",
-		"user", s.user, "db", s.db, "panic", r, "stack", string(debug.Stack()))
+	s.logPanic(r)
 	_ = s.conn.Close() // the pump's next write to the client fails, and it stops
 	done := make(chan struct{})
 	go func() {
@@ -56,6 +54,14 @@ func (s *ClientSession) survive() {
 		s.l.log.Error("internal error: the cleanup of a failed session did not finish; its server is not returned to the pool",
 			"user", s.user, "db", s.db)
 	}
+}
+
+// logPanic counts and logs a panic that ends the session, with the stack of the goroutine that
+// panicked: called from a deferred function, debug.Stack still shows the panic's frames.
+func (s *ClientSession) logPanic(r any) {
+	SurvivedPanics.Add(1)
+	s.l.log.Error("internal error: the client's session is closed (please report this with the stack)",
+		"user", s.user, "db", s.db, "panic", r, "stack", string(debug.Stack()))
 }
 
 // surviveLogin, deferred by login, ends a login that panicked: the connection is closed (login
@@ -79,9 +85,7 @@ func (s *ClientSession) survivePump(srv *backend.ServerConn) {
 	if r == nil {
 		return
 	}
-	SurvivedPanics.Add(1)
-	s.l.log.Error("internal error: the client's session is closed (please report this with the stack)",
-		"user", s.user, "db", s.db, "panic", r, "stack", string(debug.Stack()))
+	s.logPanic(r)
 	// Only a server still the session's is closed: one the pump already gave back may be
 	// another client's now. A mutex the panic left held counts as still the session's.
 	attached := true
