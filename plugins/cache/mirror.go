@@ -207,15 +207,17 @@ func (m *mirror) run(stop <-chan struct{}) {
 	for ctx.Err() == nil {
 		start := time.Now()
 		m.streamed = false
-		err := m.session(ctx)
+		err := recovered(func() error { return m.session(ctx) })
 		if ctx.Err() != nil {
 			return
 		}
 		if m.streamed || time.Since(start) > 10*time.Second {
 			pause = 100 * time.Millisecond
 		}
+		var panicked *panicError
 		switch {
-		case errors.Is(err, errMirrorLost), errors.Is(err, errSchemaChanged), errors.Is(err, errMirrorInconsistent):
+		case errors.Is(err, errMirrorLost), errors.Is(err, errSchemaChanged), errors.Is(err, errMirrorInconsistent),
+			errors.As(err, &panicked): // a session that panicked may have left the mirror half-written
 			m.log.Warn("cache: mirror must be reloaded", "err", err)
 			m.reload = err.Error()
 			if m.streamed {

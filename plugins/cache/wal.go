@@ -81,7 +81,7 @@ func (w *walListener) run(stop <-chan struct{}) {
 	pause := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		start := time.Now()
-		err := w.session(ctx)
+		err := recovered(func() error { return w.session(ctx) })
 		if ctx.Err() != nil {
 			return
 		}

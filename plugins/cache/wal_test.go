@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,5 +134,19 @@ func TestWALBeat(t *testing.T) {
 	time.Sleep(walBeatTTL + 100*time.Millisecond)
 	if err := lookup(); !errors.Is(err, errWALNotConsumed) {
 		t.Fatalf("a lookup after the heartbeat expired: %v; want errWALNotConsumed", err)
+	}
+}
+
+// TestRecovered: a replication session that panics ends with an error the listener restarts
+// after, not with the process.
+func TestRecovered(t *testing.T) {
+	err := recovered(func() error { panic("bad WAL") })
+	var pe *panicError
+	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "bad WAL") || !strings.Contains(err.Error(), "TestRecovered") {
+		t.Fatalf("recovered = %v", err)
+	}
+	want := errors.New("plain")
+	if err := recovered(func() error { return want }); err != want {
+		t.Fatalf("recovered passed %v, want %v", err, want)
 	}
 }
