@@ -380,9 +380,7 @@ func (s *ClientSession) noteParameterLocked(srv *backend.ServerConn, body []byte
 func (s *ClientSession) runPump(srv *backend.ServerConn, pl *pool.Pool) {
 	defer s.pump.Done()
 	defer s.survivePump(srv)
-	if PanicHook != nil {
-		PanicHook("pump", nil)
-	}
+	panicHook("pump", nil)
 	res, err := s.pumpLoop(srv, false)
 	switch res {
 	case pumpReleased:

@@ -260,9 +260,7 @@ func (l *Listener) serveConn(c net.Conn, inherited *sockOpts) {
 // n is the number of connected clients including this one.
 func (l *Listener) login(c net.Conn, n int64, inherited *sockOpts) (_ *ClientSession) {
 	defer l.surviveLogin(c)
-	if PanicHook != nil {
-		PanicHook("login", nil)
-	}
+	panicHook("login", nil)
 	tbl := l.table()
 	g := &tbl.Config.General
 	if tc, ok := c.(*net.TCPConn); ok {
@@ -1080,9 +1078,7 @@ func (s *ClientSession) query(size int) error {
 	if err != nil {
 		return s.readError(err)
 	}
-	if PanicHook != nil {
-		PanicHook("reader", msg)
-	}
+	panicHook("reader", msg)
 	err = s.queryMsg(msg)
 	s.record(msg)
 	s.r.Discard(size)

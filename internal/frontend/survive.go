@@ -26,7 +26,14 @@ const cleanupAfterPanicWait = 5 * time.Second
 // PanicHook is for tests of this recovery only: when set, it runs at the start of each login
 // (where "login"), in the reader at each simple Query (where "reader", msg the Query) and in a
 // pump goroutine as it starts (where "pump"), where it may panic as a bug would.
-var PanicHook func(where string, msg []byte)
+var PanicHook atomic.Pointer[func(where string, msg []byte)]
+
+// panicHook runs PanicHook, if set.
+func panicHook(where string, msg []byte) {
+	if h := PanicHook.Load(); h != nil {
+		(*h)(where, msg)
+	}
+}
 
 // survive, deferred first by the session's goroutine, ends a session whose reader panicked. It
 // must be the deferred function itself: recover works only there.

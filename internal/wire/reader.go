@@ -34,7 +34,7 @@ var ErrBadLength = errors.New("message length field is invalid")
 // Reader is a buffered reader of framed messages. It is not safe for concurrent use.
 //
 // Slices returned by Message and Buffered point into the Reader's buffer and are valid only until
-// the next call of any method that reads or discards.
+// the next call of any method that reads or discards, FillOnce excepted.
 type Reader struct {
 	rd    io.Reader
 	buf   []byte
@@ -216,12 +216,19 @@ func (r *Reader) Forward(dst io.Writer, size int) error {
 	return nil
 }
 
-// FillOnce reads once from the stream into free buffer space, growing the buffer if it is full.
-// It is for probing a connection (with a deadline in the past, it returns at once): data read is
-// kept for the next message.
+// FillOnce reads once from the stream into free buffer space. It is for probing a connection
+// (with a deadline in the past, it returns at once): data read is kept for the next message.
+//
+// Unlike the other methods it leaves valid what Message returned: a caller probes the client
+// while it still holds the message it is about to send on. So it never moves buffered bytes nor
+// changes buffers; when no space is free it reads nothing and returns nil (something is there
+// to read).
 func (r *Reader) FillOnce() error {
 	if r.w == len(r.buf) {
-		r.grow(r.w - r.r + 1)
+		if r.r < r.w {
+			return nil
+		}
+		r.r, r.w = 0, 0 // nothing buffered, nothing held
 	}
 	n, err := r.rd.Read(r.buf[r.w:])
 	r.w += n

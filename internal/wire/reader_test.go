@@ -357,3 +357,48 @@ func TestReaderResetDropsBufferedBytes(t *testing.T) {
 		t.Fatalf("Reset did not apply the new limit: %v", err)
 	}
 }
+
+// TestReaderFillOnceKeepsTheHeldMessage: a caller probes the connection with FillOnce while it
+// holds a message from Message. The message must stay as it was, in the buffer it was in (a
+// pooled buffer given back would be another connection's to overwrite), whether the buffer is
+// full (nothing is read) or has room (the new bytes go after it), and every message still
+// comes out whole after the probe.
+func TestReaderFillOnceKeepsTheHeldMessage(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		lead      int // body size of a message consumed before the held one
+		held      int // body size of the held message
+		following int // body size of the message behind it
+	}{
+		{"inline buffer full, held message not at its start", 0, 300, 1000},
+		{"inline buffer with room", 0, 100, 50},
+		{"pooled buffer full", 0, 1000, 20000},
+		{"pooled buffer full, held message not at its start", 600, 1000, 20000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stream := append(append(msg('S', tc.lead), msg('Q', tc.held)...), msg('P', tc.following)...)
+			r := NewReader(&chunkReader{stream, bigBufSize}, 0)
+			if _, err := r.Message(); err != nil { // the lead
+				t.Fatal(err)
+			}
+			r.Discard(HeaderLen + tc.lead)
+			held, err := r.Message()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := append([]byte(nil), held...)
+			buf := &r.buf[0]
+			if err := r.FillOnce(); err != nil && err != io.EOF {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(held, want) || &r.buf[0] != buf {
+				t.Fatalf("FillOnce moved or changed the held message")
+			}
+			r.Discard(len(held))
+			rest, err := r.Message()
+			if err != nil || !bytes.Equal(rest, msg('P', tc.following)) {
+				t.Fatalf("the next message after FillOnce: %v (%d bytes)", err, len(rest))
+			}
+		})
+	}
+}

@@ -30,12 +30,13 @@ func TestPanicEndsOnlyItsSession(t *testing.T) {
 			// for the next, which gets it only if the failed session gave its slot back.
 			s := startSluice(t, poolConfig{Mode: tc.mode, PoolSize: 2})
 			var armed atomic.Bool
-			frontend.PanicHook = func(where string, _ []byte) {
+			hook := func(where string, _ []byte) {
 				if where == tc.where && armed.CompareAndSwap(true, false) {
 					panic("injected by TestPanicEndsOnlyItsSession")
 				}
 			}
-			t.Cleanup(func() { frontend.PanicHook = nil })
+			frontend.PanicHook.Store(&hook)
+			t.Cleanup(func() { frontend.PanicHook.Store(nil) })
 			before := frontend.SurvivedPanics.Load()
 
 			stays := connect(t, s)
