@@ -142,7 +142,9 @@ func (s *ClientSession) copyIn(cc *crossCopy) error {
 			return s.queryError("0A000", fmt.Sprintf("COPY %s across shards in the encoding %s: sluice cuts COPY data into rows by its ASCII bytes, which characters of this encoding may contain; send the data in UTF8 (SET client_encoding, or COPY's ENCODING option)", cp.Table, enc))
 		}
 	}
+	s.mu.Lock()
 	s.unnamed, s.unnamedDropped = s.unnamed[:0], s.unnamedSeq // a simple Query drops the unnamed statement
+	s.mu.Unlock()
 	role := route.Primary
 	if s.hookRole != "" {
 		role, s.hookRole = route.ParseRole(s.hookRole), ""
@@ -712,7 +714,9 @@ func (s *ClientSession) copyOut(cc *crossCopy) error {
 	if s.hookRole != "" {
 		role, s.hookRole = route.ParseRole(s.hookRole), ""
 	}
+	s.mu.Lock()
 	s.unnamed, s.unnamedDropped = s.unnamed[:0], s.unnamedSeq // a simple Query drops the unnamed statement
+	s.mu.Unlock()
 	conns, err := s.takeServers(cc.shards, role)
 	defer s.releaseServers(conns)
 	if err != nil {

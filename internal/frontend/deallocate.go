@@ -110,10 +110,11 @@ func (s *ClientSession) forgetDeallocated(query []byte) bool {
 // DEALLOCATE of one of the client's named statements: BindComplete now, then NoData and
 // CommandComplete "DEALLOCATE" for the portal's Describe and Execute. body is the Bind's.
 func (s *ClientSession) deallocateBind(body []byte) (bool, error) {
-	if len(s.unnamed) == 0 || len(body) == 0 || body[0] != 0 {
+	u := s.unnamedMsg()
+	if len(u) == 0 || len(body) == 0 || body[0] != 0 {
 		return false, nil // no unnamed statement, or a named portal
 	}
-	_, query, _, _ := wire.ParseQuery(wire.Body(s.unnamed))
+	_, query, _, _ := wire.ParseQuery(wire.Body(u))
 	if !s.forgetDeallocated(query) {
 		return false, nil
 	}

@@ -71,8 +71,10 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 				// Kept and sent in front of the Bind, on the shard the Bind's parameters
 				// choose, or not at all when a plugin answers the Bind; see deferParse and
 				// deferForHooks.
+				s.mu.Lock()
 				s.unnamed = append(s.unnamed[:0], msg...)
 				s.unnamedSeq++
+				s.mu.Unlock()
 				s.unnamedDeferred = !s.deferParse()
 				return s.synth(entry{kind: kParseSynth})
 			}
@@ -89,8 +91,8 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 				return err
 			}
 			var q []byte
-			if len(s.unnamed) > 0 {
-				_, q, _, _ = wire.ParseQuery(wire.Body(s.unnamed))
+			if u := s.unnamedMsg(); len(u) > 0 {
+				_, q, _, _ = wire.ParseQuery(wire.Body(u))
 			}
 			s.bindSettings(body, q)
 			effect = s.sessionEffect(q)
@@ -109,9 +111,11 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 			if typ == wire.Close && !s.attached() {
 				// No server: no portal or unnamed statement survives outside a transaction.
 				if kind == 'S' {
+					s.mu.Lock()
 					s.unnamed, s.unnamedDeferred, s.unnamedDropped = s.unnamed[:0], false, s.unnamedSeq
 					// The last server keeps the statement: it is no longer the client's.
 					s.unnamedSeq++
+					s.mu.Unlock()
 				}
 				return s.synth(entry{kind: kCloseSynth})
 			}
@@ -134,7 +138,7 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 	if err != nil {
 		var cs *crossShard
 		if errors.As(err, &cs) && typ == wire.Bind {
-			_, q, ptypes, _ := wire.ParseQuery(wire.Body(s.unnamed))
+			_, q, ptypes, _ := wire.ParseQuery(wire.Body(s.unnamedMsg()))
 			return s.fanBind(cs, body, q, ptypes, false)
 		}
 		if fatal := s.attachFatal(err); fatal != nil {
@@ -182,6 +186,29 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 	}
 	s.mu.Unlock()
 	return s.toServer(srv, msg)
+}
+
+// The client's unnamed statement's Parse, s.unnamed, is the reader's, but the pump changes it
+// too (serverErrorLocked: the server skipped or failed that Parse) while the reader reads the
+// client's next messages. So both read and set it under s.mu, and the pump never writes into its
+// bytes but sets a copy (setUnnamedLocked): a query text the reader took from it stays as it was.
+
+// unnamedMsg returns the client's unnamed statement's Parse, empty when it has none.
+func (s *ClientSession) unnamedMsg() []byte {
+	s.mu.Lock()
+	u := s.unnamed
+	s.mu.Unlock()
+	return u
+}
+
+// setUnnamedLocked makes a copy of msg (nil: none) the client's unnamed statement's Parse, in a
+// buffer of its own. s.mu is held.
+func (s *ClientSession) setUnnamedLocked(msg []byte) {
+	if len(msg) == 0 {
+		s.unnamed = nil
+		return
+	}
+	s.unnamed = append([]byte(nil), msg...)
 }
 
 // unnamedLocked keeps the client's unnamed statement on whatever server it uses: clients such as
@@ -256,10 +283,11 @@ func (s *ClientSession) unnamedAnsweredLocked(seq uint64, ok bool) {
 // server at the Sync of a batch that never used it, so that a statement Postgres cannot prepare
 // fails in its own batch, as it would without sluice.
 func (s *ClientSession) checkDeferredParse() error {
-	if len(s.unnamed) == 0 {
+	u := s.unnamedMsg()
+	if len(u) == 0 {
 		return nil
 	}
-	_, query, _, _ := wire.ParseQuery(wire.Body(s.unnamed))
+	_, query, _, _ := wire.ParseQuery(wire.Body(u))
 	srv, err := s.attach(s.classify(query), nil, nil)
 	if err != nil {
 		if fatal := s.attachFatal(err); fatal != nil {
@@ -270,8 +298,9 @@ func (s *ClientSession) checkDeferredParse() error {
 	s.q.push(entry{kind: kParseSwallow, seq: s.unnamedSeq})
 	srv.UnnamedOwner, srv.UnnamedSeq = s, s.unnamedSeq
 	s.open = true
+	u = s.unnamed
 	s.mu.Unlock()
-	return s.toServer(srv, s.unnamed)
+	return s.toServer(srv, u)
 }
 
 func msgName(typ byte) string {

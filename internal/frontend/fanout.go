@@ -258,7 +258,9 @@ func (s *ClientSession) fanout(cs *crossShard, capture *captureReq) error {
 	if s.hookRole != "" {
 		role, s.hookRole = route.ParseRole(s.hookRole), ""
 	}
+	s.mu.Lock()
 	s.unnamed, s.unnamedDropped = s.unnamed[:0], s.unnamedSeq // a simple Query drops the unnamed statement
+	s.mu.Unlock()
 	var conns []*fanConn
 	var err error
 	if cs.tx {

@@ -932,11 +932,11 @@ func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn, msg []byte) b
 			s.unnamedDropped = s.unnamedKeptDropped
 			switch {
 			case s.unnamedGoodSeq == s.unnamedKeptSeq:
-				s.unnamed = append(s.unnamed[:0], s.unnamedKept...)
+				s.setUnnamedLocked(s.unnamedKept)
 			case s.unnamedGoodSeq != 0 && s.unnamedGoodSeq > s.unnamedDropped:
-				s.unnamed = append(s.unnamed[:0], s.unnamedGood...)
+				s.setUnnamedLocked(s.unnamedGood)
 			default:
-				s.unnamed = s.unnamed[:0]
+				s.setUnnamedLocked(nil)
 			}
 		}
 		if e.dropsUnnamed && s.unnamedDropped == e.seq && !s.q.dropsUnnamedAfterSync() {
@@ -945,9 +945,9 @@ func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn, msg []byte) b
 			// one comes next in the queue, and does the same).
 			s.unnamedDropped = e.dropped
 			if s.unnamedSeq == e.seq {
-				s.unnamed = s.unnamed[:0]
+				s.setUnnamedLocked(nil)
 				if s.unnamedGoodSeq != 0 && s.unnamedGoodSeq > s.unnamedDropped {
-					s.unnamed = append(s.unnamed, s.unnamedGood...)
+					s.setUnnamedLocked(s.unnamedGood)
 				}
 			}
 			if s.unnamedKeptSeq == e.seq && s.unnamedKeptDropped == e.seq {
@@ -1008,15 +1008,15 @@ func (s *ClientSession) skippedLocked(srv *backend.ServerConn, e entry, failed b
 				// drops the old one first), so do not send it again; unless the reader read
 				// a later Parse of it meanwhile, after a Sync, which makes another.
 				if e.seq == s.unnamedSeq {
-					s.unnamed = s.unnamed[:0]
+					s.setUnnamedLocked(nil)
 				}
 				s.unnamedGoodSeq = 0
 			case e.kind == kParse && e.seq == s.unnamedSeq:
 				// Its last Parse was skipped: its unnamed statement is the one before, if
 				// that is known (it is sent again before the next Bind); none otherwise.
-				s.unnamed = s.unnamed[:0]
+				s.setUnnamedLocked(nil)
 				if s.unnamedGoodSeq != 0 && s.unnamedGoodSeq > s.unnamedDropped {
-					s.unnamed = append(s.unnamed, s.unnamedGood...)
+					s.setUnnamedLocked(s.unnamedGood)
 				}
 			}
 		}

@@ -275,8 +275,8 @@ func (s *ClientSession) routingText(typ byte, body []byte) []byte {
 		_, q, _, _ := wire.ParseQuery(body)
 		return q
 	case wire.Bind:
-		if len(s.unnamed) > 0 {
-			_, q, _, _ := wire.ParseQuery(wire.Body(s.unnamed))
+		if u := s.unnamedMsg(); len(u) > 0 {
+			_, q, _, _ := wire.ParseQuery(wire.Body(u))
 			return q
 		}
 	}
