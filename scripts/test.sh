@@ -21,3 +21,10 @@ echo "test: go vet"
 go vet ./...
 echo "test: go test"
 go test -count=1 -timeout 14m ./...
+
+# The race detector over the engine's unit tests and the end-to-end tests that race the most
+# (random clients, servers killed, cancels, pipelines across a pool of one): it found data races
+# the plain runs could not see.
+echo "test: go test -race (engine and concurrency tests)"
+go test -race -count=1 -timeout 10m ./internal/... ./plugins/cache/...
+go test -race -count=1 -timeout 10m -run 'TestChaos|TestUnnamed|TestQueryThatWaited|TestPanicEnds|TestPgxHundredClients|TestCachePipelinedWrites' ./test/e2e
