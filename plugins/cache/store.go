@@ -52,7 +52,7 @@ type store struct {
 	breakerUntil atomic.Int64 // unix nanos before which Redis is not tried
 	breakerFor   time.Duration
 
-	floors sync.Map // generation key -> int64: the highest value this process wrote
+	floors sync.Map // generation or base key -> floor: the highest value this process wrote
 	// rowFloors are the floors of row counters (rowkeys.go): rowFloor values, dropped by the
 	// health loop once the client-side cache can no longer hold a value older than them
 	// (genTTL after the bump), so that they do not grow with every key ever written.
@@ -343,6 +343,8 @@ func (st *store) bumpKeys(ident string, oids []uint32, pins map[uint32][]string)
 	}
 	// Pinned bumps do not count as churn: they put only their keys' point reads out of reach.
 	st.churn.wrote(ident, oids, time.Now().UnixNano())
+	// The floors this bump raises hold for the Redis of this clean period only (see floor).
+	seq := st.seq.Load()
 	c := st.client.Load()
 	if c == nil || time.Now().UnixNano() < st.breakerUntil.Load() {
 		st.bumpFailures.Add(1)
@@ -394,7 +396,7 @@ func (st *store) bumpKeys(ident string, oids []uint32, pins map[uint32][]string)
 		if rows[i] {
 			st.raiseRowFloor(keys[i], n, now)
 		} else {
-			st.raiseFloor(keys[i], n)
+			st.raiseFloor(keys[i], n, seq)
 		}
 	}
 	return nil
@@ -430,12 +432,39 @@ func (st *store) sweepRowFloors(now int64) {
 	})
 }
 
-// raiseFloor remembers n as the lowest value this process may read for key: the client-side
-// cache may still hold an older one until Redis's invalidation message arrives.
-func (st *store) raiseFloor(key string, n int64) {
+// floor is the highest value this process wrote to a counter, and the store's seq when the bump
+// began. A floor holds only while seq has not moved: every turn to dirty (a flush, a Redis
+// restarted from an older snapshot, a lost connection, a missing epoch) may have put Redis's
+// counters back below it, and a floor above them would hide the next writes' bumps (the key a
+// read derives would stay the same while the counter moves under it: an entry filled then
+// would be served after those writes). Ignoring an older floor is safe: the epoch is renewed
+// after the turn, and a fill keyed by it read its rows after that, so after the write whose
+// bump raised the floor.
+type floor struct {
+	n   int64
+	seq uint64
+}
+
+// raiseFloor remembers n as the lowest value this process may read for key while the store's
+// seq is still seq: the client-side cache may still hold an older one until Redis's
+// invalidation message arrives.
+func (st *store) raiseFloor(key string, n int64, seq uint64) {
 	for {
-		old, loaded := st.floors.LoadOrStore(key, n)
-		if !loaded || old.(int64) >= n || st.floors.CompareAndSwap(key, old, n) {
+		old, loaded := st.floors.LoadOrStore(key, floor{n, seq})
+		if !loaded {
+			return
+		}
+		o := old.(floor)
+		if o.seq == seq && o.n >= n {
+			return
+		}
+		nf := floor{n, seq}
+		if o.seq == seq {
+			nf.n = max(o.n, n)
+		} else if o.seq > seq {
+			return // a newer period's floor: ours is from before its turn to dirty
+		}
+		if st.floors.CompareAndSwap(key, old, nf) {
 			return
 		}
 	}
@@ -488,6 +517,7 @@ func (st *store) versions(ctx context.Context, ident string, oids []uint32, pd *
 	vals := make([]counter, n)
 	now := time.Now().UnixNano()
 	since := st.ctrs.seq.Load()
+	period := st.seq.Load() // the floors that hold (see floor)
 	var missing []int
 	for i, k := range keys {
 		v, ok := st.ctrs.get(k, now)
@@ -557,8 +587,8 @@ func (st *store) versions(ctx context.Context, ident string, oids []uint32, pd *
 		// The client-side cache may still hold a value from before a bump of ours: never
 		// read below what this process wrote.
 		if i < len(oids)+min(nrows, 1) {
-			if f, ok := st.floors.Load(keys[first+i]); ok && f.(int64) > num {
-				num = f.(int64)
+			if f, ok := st.floors.Load(keys[first+i]); ok && f.(floor).seq == period && f.(floor).n > num {
+				num = f.(floor).n
 			}
 		} else if f, ok := st.rowFloors.Load(keys[first+i]); ok && f.(rowFloor).n > num {
 			num = f.(rowFloor).n
