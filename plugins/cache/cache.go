@@ -528,6 +528,9 @@ type session struct {
 	mu      sync.Mutex
 	pending []pendingWrite
 	tx      writeSet
+	// open is set when the last result that said (Result.Done) found the client inside a
+	// block: see OnTxEnd.
+	open bool
 
 	keyBuf []byte // deriveKey's scratch, OnQuery's only
 
@@ -1101,6 +1104,13 @@ func (p *Cache) OnResult(ctx context.Context, r *plugin.Result) {
 		}
 		clear(ss.pending[len(keep):])
 		ss.pending = keep
+		ss.open = r.TxStatus != 'I'
+		if !ss.open {
+			// Every block has ended: bump what tx still holds (kept by OnTxEnd for a block
+			// that may have been open, see there).
+			ended.add(ss.tx)
+			ss.tx = writeSet{}
+		}
 	}
 	ss.mu.Unlock()
 	p.apply(ended)
@@ -1142,7 +1152,15 @@ func (p *Cache) OnTxEnd(ctx context.Context, c *plugin.Client, committed bool) {
 	ss := p.session(c)
 	ss.mu.Lock()
 	w := ss.tx
-	ss.tx = writeSet{}
+	if !ss.open {
+		ss.tx = writeSet{}
+	}
+	// When the results delivered with this end found the client inside a block, one request
+	// ended a block and opened another ("BEGIN; UPDATE a; COMMIT; BEGIN; UPDATE b" in one
+	// Query, or one extended-protocol batch): the writes its results moved to tx are recorded
+	// for the whole request and may be the open block's, not yet committed. They are bumped
+	// now (for the block that ended) and kept, to be bumped again when the open one ends:
+	// dropped here, the open block's writes were bumped only before their commit.
 	ss.mu.Unlock()
 	// Pending writes stay: they were sent after the block's end, and have not run yet.
 	p.apply(w)

@@ -1,0 +1,98 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// reviewTable makes table (id int primary key, v text) with rows (1, 'old') and (2, 'x'), owned
+// by app, and returns the read the tests cache, which waitCached has cached through reader.
+func reviewTable(t *testing.T, direct, reader *pgx.Conn, table string) string {
+	t.Helper()
+	if _, err := direct.Exec(context.Background(), fmt.Sprintf(`DROP TABLE IF EXISTS %[1]s; CREATE TABLE %[1]s (id int PRIMARY KEY, v text);
+		ALTER TABLE %[1]s OWNER TO app; INSERT INTO %[1]s VALUES (1, 'old'), (2, 'x')`, table)); err != nil {
+		t.Fatal(err)
+	}
+	q := "SELECT id, v FROM " + table + " ORDER BY id"
+	waitCached(t, reader, direct, q)
+	return q
+}
+
+// TestCacheReadPipelinedBehindBegin: a read pipelined behind a BEGIN whose reply has not come
+// runs inside that block, though its query hook cannot know it. In a REPEATABLE READ block whose
+// snapshot was taken before another client's write, the read's result is from before that write,
+// while the generation it was keyed by (read at its hook, after the write's bump) is from after:
+// stored, it would be served to every client after the write.
+//
+// In session mode a pump goroutine reads the server's replies while the client's goroutine reads
+// (and hooks) the next requests, so the read's hook can run long after the BEGIN was sent.
+func TestCacheReadPipelinedBehindBegin(t *testing.T) {
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) { testCacheReadPipelinedBehindBegin(t, mode) })
+	}
+}
+
+func testCacheReadPipelinedBehindBegin(t *testing.T, mode string) {
+	s, direct := startCachedSluiceConfig(t, poolConfig{Mode: mode}, "wal_invalidation = false")
+	ctx := context.Background()
+	reader, writer := simpleConn(t, s), simpleConn(t, s)
+	q := reviewTable(t, direct, reader, "cache_rv_rr_"+mode)
+	c := dialRaw(t, s)
+	c.login()
+	// The snapshot is taken by the count; the block's ReadyForQuery comes a second later.
+	c.send(&pgproto3.Query{String: "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM cache_rv_rr_" + mode + "; SELECT pg_sleep(1)"})
+	time.Sleep(200 * time.Millisecond)
+	if _, err := writer.Exec(ctx, "UPDATE cache_rv_rr_"+mode+" SET v = 'new' WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	c.send(&pgproto3.Query{String: q}) // pipelined: runs in the block's snapshot
+	c.awaitReady(2)
+	c.send(&pgproto3.Query{String: "COMMIT"})
+	c.awaitReady(1)
+	for range 3 {
+		got, err := rowsText(ctx, reader, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(got, "new") {
+			t.Fatalf("a read after the write returned the rows of a REPEATABLE READ snapshot from before it:\n%s", got)
+		}
+	}
+}
+
+// TestCacheWriteAfterCommitInOneQuery: one Query that commits a block and opens another with a
+// write in it ("BEGIN; ...; COMMIT; BEGIN; UPDATE ..."). Its ReadyForQuery says a block is open,
+// and the COMMIT in it ends a block at the same time: the write, recorded for the whole Query,
+// must still be bumped when the second block commits, not only (early) at the first COMMIT.
+func TestCacheWriteAfterCommitInOneQuery(t *testing.T) {
+	s, direct := startCachedSluiceConfig(t, poolConfig{}, "wal_invalidation = false")
+	ctx := context.Background()
+	reader := simpleConn(t, s)
+	q := reviewTable(t, direct, reader, "cache_rv_cb")
+	c := dialRaw(t, s)
+	c.login()
+	if _, err := c.query("BEGIN; UPDATE cache_rv_cb SET v = 'mid' WHERE id = 2; COMMIT; BEGIN; UPDATE cache_rv_cb SET v = 'new' WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // fills the cache with the first block's rows, the second's not committed
+		if got, err := rowsText(ctx, reader, q); err != nil || !strings.Contains(got, "mid") || strings.Contains(got, "new") {
+			t.Fatalf("during the second block: %q %v", got, err)
+		}
+	}
+	if _, err := c.query("COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := rowsText(ctx, reader, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(got, "new") {
+		t.Fatalf("a read after the COMMIT returned the rows from before it:\n%s", got)
+	}
+}
