@@ -543,6 +543,9 @@ const maxPendingWrites = 64
 type pendingWrite struct {
 	seq uint64
 	w   writeSet
+	// first, on writes folded into one (maxPendingWrites), is the Seq of the earliest of them
+	// whose end has not been bumped yet; 0 otherwise.
+	first uint64
 }
 
 // writeSet is the generations a statement or transaction must bump.
@@ -689,9 +692,13 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 			for _, pw := range ss.pending {
 				all.add(pw.w)
 			}
+			first := ss.pending[0].first
+			if first == 0 {
+				first = ss.pending[0].seq
+			}
 			last := ss.pending[len(ss.pending)-1].seq
 			clear(ss.pending)
-			ss.pending = append(ss.pending[:0], pendingWrite{seq: last, w: all})
+			ss.pending = append(ss.pending[:0], pendingWrite{seq: last, w: all, first: first})
 		}
 		ss.pending = append(ss.pending, pendingWrite{seq: q.Seq, w: w})
 		ss.mu.Unlock()
@@ -1094,6 +1101,17 @@ func (p *Cache) OnResult(ctx context.Context, r *plugin.Result) {
 		keep := ss.pending[:0]
 		for _, pw := range ss.pending {
 			switch {
+			case pw.seq > r.Done && pw.first != 0 && pw.first <= r.Done:
+				// Folded writes of which some have ended (committed, if outside a block)
+				// and some have not run: bumped now, so that a read after this
+				// ReadyForQuery sees those that ended, and kept to be bumped again at the
+				// end of the last (the bump is early for the others, and so not their only
+				// one). Kept only, the first write of a client with more than
+				// maxPendingWrites under way was bumped when the last ended, long after its
+				// ReadyForQuery.
+				ended.add(pw.w)
+				pw.first = r.Done + 1
+				keep = append(keep, pw)
 			case pw.seq > r.Done:
 				keep = append(keep, pw) // pipelined behind: not run yet
 			case r.TxStatus == 'I':

@@ -96,3 +96,57 @@ func TestCacheWriteAfterCommitInOneQuery(t *testing.T) {
 		t.Fatalf("a read after the COMMIT returned the rows from before it:\n%s", got)
 	}
 }
+
+// TestCacheManyPipelinedWrites: a client with more writes under way than the cache keeps apart
+// (maxPendingWrites, 64): the first, once its ReadyForQuery is sent, is seen by every read,
+// although the writes pipelined behind it still wait.
+func TestCacheManyPipelinedWrites(t *testing.T) {
+	// Session mode: the client's goroutine reads (and hooks) requests while a pump reads the
+	// replies, so all the writes are under way at once.
+	s, direct := startCachedSluiceConfig(t, poolConfig{Mode: "session"}, "wal_invalidation = false")
+	ctx := context.Background()
+	reader := simpleConn(t, s)
+	q := reviewTable(t, direct, reader, "cache_rv_many")
+	lock1, err := direct.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock1.Rollback(ctx)
+	if _, err := lock1.Exec(ctx, "SELECT * FROM cache_rv_many WHERE id = 1 FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	lock2, err := direct.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock2.Rollback(ctx)
+	if _, err := lock2.Exec(ctx, "SELECT * FROM cache_rv_many WHERE id = 2 FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	c := dialRaw(t, s)
+	c.login()
+	msgs := []pgproto3.FrontendMessage{&pgproto3.Query{String: "UPDATE cache_rv_many SET v = 'new' WHERE id = 1"}}
+	for i := range 80 {
+		msgs = append(msgs, &pgproto3.Query{String: fmt.Sprintf("UPDATE cache_rv_many SET v = 'y%d' WHERE id = 2", i)})
+	}
+	c.send(msgs...)
+	time.Sleep(300 * time.Millisecond) // every write's hook has run; they wait for the locks
+	if got, err := rowsText(ctx, reader, q); err != nil || !strings.Contains(got, "old") {
+		t.Fatalf("during the writes: %q %v", got, err)
+	}
+	if err := lock1.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.awaitReady(1) // the first write committed
+	got, err := rowsText(ctx, reader, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(got, "new") {
+		t.Fatalf("a read after the first write's ReadyForQuery returned the rows from before it:\n%s", got)
+	}
+	if err := lock2.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.awaitReady(80)
+}
