@@ -244,6 +244,16 @@ type Server struct {
 	Exec func(sql string) error
 }
 
+// FunctionCallHook runs for each FunctionCall message of the client (the protocol's fast path:
+// libpq's PQfn, large objects), before it is sent. Such a call runs a function named by its OID
+// with no query text for a QueryHook to see, and may write anything. seq is its number among the
+// client's queries (Query.Seq; it counts as one): its outcome is delivered to the ResultHooks at
+// the ReadyForQuery that follows, with an empty Tag (or an Error), Done and TxStatus, as a
+// statement's is.
+type FunctionCallHook interface {
+	OnFunctionCall(ctx context.Context, c *Client, seq uint64)
+}
+
 // ServerConnectHook runs when sluice opened a new server connection, before any client uses it:
 // prewarm caches, set parameters. An error closes the connection.
 type ServerConnectHook interface {

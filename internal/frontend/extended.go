@@ -42,6 +42,11 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 			return err
 		}
 	}
+	if typ == wire.FunctionCall {
+		if ch := s.hookChain(); ch.HasFunctionCall() {
+			s.functionCallHooks(ch)
+		}
+	}
 	if typ == wire.Parse || typ == wire.Bind || (typ == wire.Close && s.hookStmts != nil) {
 		if ch := s.hookChain(); ch.HasQuery() {
 			var done bool

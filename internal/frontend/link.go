@@ -17,6 +17,7 @@ import (
 	"github.com/sluicepg/sluice/internal/pool"
 	"github.com/sluicepg/sluice/internal/route"
 	"github.com/sluicepg/sluice/internal/wire"
+	"github.com/sluicepg/sluice/plugin"
 )
 
 // errTargetGone is returned when a reload removed the client's user or database.
@@ -531,6 +532,13 @@ func (s *ClientSession) pumpLoop(srv *backend.ServerConn, drain bool) (res pumpR
 				return pumpFailed, err
 			}
 			continue
+		}
+		if typ == wire.FunctionCallResult && s.chain.HasResult() {
+			// A FunctionCall's outcome, which plugin.FunctionCallHook promises to the result
+			// hooks (the message itself is forwarded below, unread).
+			s.mu.Lock()
+			s.results = append(s.results, plugin.Result{Client: s.client})
+			s.mu.Unlock()
 		}
 		if typ == wire.CopyInResponse {
 			s.mu.Lock()

@@ -150,6 +150,15 @@ func (s *ClientSession) queryHooks(ch *hooks.Chain, proto plugin.Protocol, text 
 	return act
 }
 
+// functionCallHooks numbers a FunctionCall among the client's queries (Query.Seq) and runs the
+// FunctionCallHooks, before the call is queued: a function called so may write, and a plugin that
+// invalidates on writes (the cache) would not hear of it otherwise.
+func (s *ClientSession) functionCallHooks(ch *hooks.Chain) {
+	s.hookSeq++
+	s.q.hooked.Store(s.hookSeq) // stamped on the call's entry when it is queued
+	ch.FunctionCall(context.Background(), s.client, s.hookSeq)
+}
+
 // hookStmt is a statement the client prepared, as the query hooks see it at a Bind.
 type hookStmt struct {
 	text  string

@@ -39,6 +39,7 @@ type Instance struct {
 	query   plugin.QueryHook
 	result  plugin.ResultHook
 	txEnd   plugin.TxEndHook
+	fcall   plugin.FunctionCallHook
 	connect plugin.ServerConnectHook
 	disconn plugin.DisconnectHook
 
@@ -78,7 +79,7 @@ func (in *Instance) hooks() []string {
 		ok   bool
 		name string
 	}{{in.startup != nil, "startup"}, {in.auth != nil, "auth"}, {in.query != nil, "query"},
-		{in.result != nil, "result"}, {in.txEnd != nil, "tx_end"}, {in.connect != nil, "server_connect"},
+		{in.result != nil, "result"}, {in.txEnd != nil, "tx_end"}, {in.fcall != nil, "function_call"}, {in.connect != nil, "server_connect"},
 		{in.disconn != nil, "disconnect"}} {
 		if x.ok {
 			h = append(h, x.name)
@@ -90,8 +91,8 @@ func (in *Instance) hooks() []string {
 // Chain is the plugins of one pool, split by hook, in configuration order. A nil *Chain has no
 // plugins; every method works on it.
 type Chain struct {
-	all                                                []*Instance
-	startup, auth, query, result, txEnd, connect, disc []*Instance
+	all                                                       []*Instance
+	startup, auth, query, result, txEnd, fcall, connect, disc []*Instance
 }
 
 func newChain(ins []*Instance) *Chain {
@@ -115,6 +116,9 @@ func newChain(ins []*Instance) *Chain {
 		if in.txEnd != nil {
 			c.txEnd = append(c.txEnd, in)
 		}
+		if in.fcall != nil {
+			c.fcall = append(c.fcall, in)
+		}
 		if in.connect != nil {
 			c.connect = append(c.connect, in)
 		}
@@ -130,6 +134,7 @@ func newChain(ins []*Instance) *Chain {
 func (c *Chain) HasQuery() bool         { return c != nil && len(c.query) > 0 }
 func (c *Chain) HasResult() bool        { return c != nil && len(c.result) > 0 }
 func (c *Chain) HasTxEnd() bool         { return c != nil && len(c.txEnd) > 0 }
+func (c *Chain) HasFunctionCall() bool  { return c != nil && len(c.fcall) > 0 }
 func (c *Chain) HasServerConnect() bool { return c != nil && len(c.connect) > 0 }
 func (c *Chain) HasDisconnect() bool    { return c != nil && len(c.disc) > 0 }
 func (c *Chain) HasStartup() bool       { return c != nil && len(c.startup) > 0 }
@@ -252,6 +257,7 @@ func setup(b *config.PluginBlock, pool string, host plugin.Host, log *slog.Logge
 	in.query, _ = p.(plugin.QueryHook)
 	in.result, _ = p.(plugin.ResultHook)
 	in.txEnd, _ = p.(plugin.TxEndHook)
+	in.fcall, _ = p.(plugin.FunctionCallHook)
 	in.connect, _ = p.(plugin.ServerConnectHook)
 	in.disconn, _ = p.(plugin.DisconnectHook)
 	in.shower, _ = p.(plugin.Shower)

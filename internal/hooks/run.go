@@ -107,6 +107,16 @@ func (c *Chain) TxEnd(ctx context.Context, cl *plugin.Client, committed bool) {
 	}
 }
 
+// FunctionCall runs the FunctionCallHooks.
+func (c *Chain) FunctionCall(ctx context.Context, cl *plugin.Client, seq uint64) {
+	if c == nil {
+		return
+	}
+	for _, in := range c.fcall {
+		_, _ = call(in, mono(), func() error { in.fcall.OnFunctionCall(ctx, cl, seq); return nil })
+	}
+}
+
 // ServerConnect runs the ServerConnectHooks on a new server connection. An error means the
 // connection must not be used.
 func (c *Chain) ServerConnect(ctx context.Context, s *plugin.Server) error {

@@ -548,6 +548,26 @@ type pendingWrite struct {
 	first uint64
 }
 
+// addPending records a write under way; ss.mu is held.
+func (ss *session) addPending(pw pendingWrite) {
+	if len(ss.pending) >= maxPendingWrites {
+		// A client that pipelines without end, or a path where sluice cannot say which
+		// requests ended (Result.Done 0): fold them into one, which ends with the last.
+		var all writeSet
+		for _, pw := range ss.pending {
+			all.add(pw.w)
+		}
+		first := ss.pending[0].first
+		if first == 0 {
+			first = ss.pending[0].seq
+		}
+		last := ss.pending[len(ss.pending)-1].seq
+		clear(ss.pending)
+		ss.pending = append(ss.pending[:0], pendingWrite{seq: last, w: all, first: first})
+	}
+	ss.pending = append(ss.pending, pw)
+}
+
 // writeSet is the generations a statement or transaction must bump.
 type writeSet struct {
 	ident string
@@ -685,22 +705,7 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 	if an.write && q.Protocol != plugin.Parse {
 		w := p.writes(q, an)
 		ss.mu.Lock()
-		if len(ss.pending) >= maxPendingWrites {
-			// A client that pipelines without end, or a path where sluice cannot say which
-			// requests ended (Result.Done 0): fold them into one, which ends with the last.
-			var all writeSet
-			for _, pw := range ss.pending {
-				all.add(pw.w)
-			}
-			first := ss.pending[0].first
-			if first == 0 {
-				first = ss.pending[0].seq
-			}
-			last := ss.pending[len(ss.pending)-1].seq
-			clear(ss.pending)
-			ss.pending = append(ss.pending[:0], pendingWrite{seq: last, w: all, first: first})
-		}
-		ss.pending = append(ss.pending, pendingWrite{seq: q.Seq, w: w})
+		ss.addPending(pendingWrite{seq: q.Seq, w: w})
 		ss.mu.Unlock()
 		return plugin.ContinueQuery(), nil
 	}
@@ -1184,6 +1189,18 @@ func (p *Cache) OnTxEnd(ctx context.Context, c *plugin.Client, committed bool) {
 	p.apply(w)
 }
 
+// OnFunctionCall records a FunctionCall as a write of anything (the epoch), as a pending write
+// numbered seq: the function, named by OID, may write any table, and no text says which.
+func (p *Cache) OnFunctionCall(ctx context.Context, c *plugin.Client, seq uint64) {
+	if !p.enabled() {
+		return
+	}
+	ss := p.session(c)
+	ss.mu.Lock()
+	ss.addPending(pendingWrite{seq: seq, w: writeSet{epoch: true}})
+	ss.mu.Unlock()
+}
+
 // OnDisconnect bumps anything the client left pending.
 func (p *Cache) OnDisconnect(ctx context.Context, c *plugin.Client) {
 	if !p.enabled() {
@@ -1202,13 +1219,14 @@ func (p *Cache) OnDisconnect(ctx context.Context, c *plugin.Client) {
 }
 
 var (
-	_ plugin.Provisioner    = (*Cache)(nil)
-	_ plugin.Validator      = (*Cache)(nil)
-	_ plugin.CleanerUpper   = (*Cache)(nil)
-	_ plugin.StartupHook    = (*Cache)(nil)
-	_ plugin.AuthHook       = (*Cache)(nil)
-	_ plugin.QueryHook      = (*Cache)(nil)
-	_ plugin.ResultHook     = (*Cache)(nil)
-	_ plugin.TxEndHook      = (*Cache)(nil)
-	_ plugin.DisconnectHook = (*Cache)(nil)
+	_ plugin.Provisioner      = (*Cache)(nil)
+	_ plugin.Validator        = (*Cache)(nil)
+	_ plugin.CleanerUpper     = (*Cache)(nil)
+	_ plugin.StartupHook      = (*Cache)(nil)
+	_ plugin.AuthHook         = (*Cache)(nil)
+	_ plugin.QueryHook        = (*Cache)(nil)
+	_ plugin.ResultHook       = (*Cache)(nil)
+	_ plugin.TxEndHook        = (*Cache)(nil)
+	_ plugin.FunctionCallHook = (*Cache)(nil)
+	_ plugin.DisconnectHook   = (*Cache)(nil)
 )

@@ -150,3 +150,33 @@ func TestCacheManyPipelinedWrites(t *testing.T) {
 	}
 	c.awaitReady(80)
 }
+
+// TestCacheFunctionCallWrite: a function called through the protocol's FunctionCall message (the
+// "fast path": libpq's PQfn, large objects) may write a table; a read after its ReadyForQuery
+// must see the write.
+func TestCacheFunctionCallWrite(t *testing.T) {
+	s, direct := startCachedSluiceConfig(t, poolConfig{}, "wal_invalidation = false")
+	ctx := context.Background()
+	reader := simpleConn(t, s)
+	q := reviewTable(t, direct, reader, "cache_rv_fc")
+	if _, err := direct.Exec(ctx, `CREATE OR REPLACE FUNCTION cache_rv_fc_write() RETURNS int LANGUAGE sql
+		AS $$ UPDATE cache_rv_fc SET v = 'new' WHERE id = 1 RETURNING 1 $$`); err != nil {
+		t.Fatal(err)
+	}
+	var oid uint32
+	if err := direct.QueryRow(ctx, "SELECT 'cache_rv_fc_write'::regproc::oid").Scan(&oid); err != nil {
+		t.Fatal(err)
+	}
+	waitCached(t, reader, direct, q) // the catalog changed: the read may miss once more
+	c := dialRaw(t, s)
+	c.login()
+	c.send(&pgproto3.FunctionCall{Function: oid, ResultFormatCode: 0})
+	c.awaitReady(1)
+	got, err := rowsText(ctx, reader, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(got, "new") {
+		t.Fatalf("a read after a FunctionCall that wrote returned the rows from before it:\n%s", got)
+	}
+}
