@@ -59,6 +59,10 @@ type analysis struct {
 	point *pointShape
 	pin   *pinShape
 
+	// begins is set when the text opens a transaction block (BEGIN, START TRANSACTION, COMMIT
+	// AND CHAIN): the client's reads pipelined behind it run inside the block (see OnQuery).
+	begins bool
+
 	// taint is set when the statement changes the session so that its later results may
 	// depend on more than the key holds (SET ROLE, SET search_path, a temporary table ...).
 	taint string
@@ -128,6 +132,7 @@ func (a *analyzer) compute(text string) *analysis {
 		an.why, an.write, an.epoch = "not parsed", true, true
 		return an
 	}
+	an.begins = r.Begin
 	w := &walker{an: an}
 	for _, raw := range tree.GetStmts() {
 		w.statement(raw.GetStmt())

@@ -702,6 +702,18 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 	if an.taint != "" && q.Protocol != plugin.Bind && ss.taint == "" {
 		ss.taint = an.taint
 	}
+	if an.begins && !an.write && q.Protocol != plugin.Parse {
+		// Until its request has ended, the client's reads sent after it run inside the block
+		// it opens, while they look outside one (Query.InTransaction is judged before the
+		// BEGIN's reply), and sluice would answer one from the cache there: with a REPEATABLE
+		// READ snapshot older than the entry, or a SET LOCAL search_path that names another
+		// table. Recorded as a write of nothing, it makes them bypass the cache ("own write
+		// under way") until then; from then on they are in a transaction.
+		ss.mu.Lock()
+		ss.addPending(pendingWrite{seq: q.Seq})
+		ss.mu.Unlock()
+		return plugin.ContinueQuery(), nil
+	}
 	if an.write && q.Protocol != plugin.Parse {
 		w := p.writes(q, an)
 		ss.mu.Lock()

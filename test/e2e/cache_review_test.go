@@ -180,3 +180,55 @@ func TestCacheFunctionCallWrite(t *testing.T) {
 		t.Fatalf("a read after a FunctionCall that wrote returned the rows from before it:\n%s", got)
 	}
 }
+
+// TestCacheBindPipelinedBehindBegin: an extended-protocol read pipelined behind a Query that opens
+// a block and sets the block's search_path runs inside that block, though neither its query
+// hook nor sluice (which has not read the BEGIN's reply) can know it yet. Answered from the cache,
+// it got the rows of the table the default search_path names, not the block's.
+func TestCacheBindPipelinedBehindBegin(t *testing.T) {
+	s, direct := startCachedSluiceConfig(t, poolConfig{Mode: "session"}, "wal_invalidation = false")
+	ctx := context.Background()
+	if _, err := direct.Exec(ctx, `DROP SCHEMA IF EXISTS cache_rv_s2 CASCADE; DROP TABLE IF EXISTS cache_rv_sp;
+		CREATE SCHEMA cache_rv_s2 AUTHORIZATION app;
+		CREATE TABLE cache_rv_sp (id int PRIMARY KEY, v text); ALTER TABLE cache_rv_sp OWNER TO app;
+		INSERT INTO cache_rv_sp VALUES (1, 'public');
+		CREATE TABLE cache_rv_s2.cache_rv_sp (id int PRIMARY KEY, v text); ALTER TABLE cache_rv_s2.cache_rv_sp OWNER TO app;
+		INSERT INTO cache_rv_s2.cache_rv_sp VALUES (1, 's2')`); err != nil {
+		t.Fatal(err)
+	}
+	const q = "SELECT v FROM cache_rv_sp"
+	c := dialRaw(t, s)
+	c.login()
+	read := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: q}, &pgproto3.Bind{}, &pgproto3.Describe{ObjectType: 'P'},
+		&pgproto3.Execute{}, &pgproto3.Sync{}}
+	checkFor(t, 15*time.Second, func() error { // the entry of this Bind (no result formats)
+		before := serverCalls(t, direct, q)
+		c.send(read...)
+		c.awaitReady(1)
+		if after := serverCalls(t, direct, q); after != before {
+			return fmt.Errorf("%q still reaches the server", q)
+		}
+		return nil
+	})
+	c.send(append([]pgproto3.FrontendMessage{&pgproto3.Query{String: "BEGIN; SET LOCAL search_path = cache_rv_s2; SELECT pg_sleep(0.3)"}},
+		read...)...)
+	var rows []string
+	for ready := 0; ready < 2; {
+		m, err := c.receive(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.DataRow:
+			rows = append(rows, string(m.Values[0]))
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("%s (SQLSTATE %s)", m.Message, m.Code)
+		case *pgproto3.ReadyForQuery:
+			ready++
+		}
+	}
+	// rows: the pg_sleep's (empty text), then the read's.
+	if got := rows[len(rows)-1]; got != "s2" {
+		t.Fatalf("a read inside a block with search_path cache_rv_s2 returned %q (rows %q), want s2", got, rows)
+	}
+}
