@@ -707,8 +707,10 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 		// it opens, while they look outside one (Query.InTransaction is judged before the
 		// BEGIN's reply), and sluice would answer one from the cache there: with a REPEATABLE
 		// READ snapshot older than the entry, or a SET LOCAL search_path that names another
-		// table. Recorded as a write of nothing, it makes them bypass the cache ("own write
-		// under way") until then; from then on they are in a transaction.
+		// table. A SET LOCAL in an extended-protocol batch holds for the rest of the batch (its
+		// implicit transaction), which is no block at all. Recorded as a write of nothing, it
+		// makes those reads bypass the cache ("own write under way") until its request has
+		// ended: then they are in a block, or the transaction is over.
 		ss.mu.Lock()
 		ss.addPending(pendingWrite{seq: q.Seq})
 		ss.mu.Unlock()

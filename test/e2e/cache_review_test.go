@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -230,5 +231,67 @@ func TestCacheBindPipelinedBehindBegin(t *testing.T) {
 	// rows: the pg_sleep's (empty text), then the read's.
 	if got := rows[len(rows)-1]; got != "s2" {
 		t.Fatalf("a read inside a block with search_path cache_rv_s2 returned %q (rows %q), want s2", got, rows)
+	}
+}
+
+// TestCacheReadAfterSetLocalInBatch: in one extended-protocol batch (one Sync), a SET LOCAL runs
+// in the batch's implicit transaction and holds for the statements after it, until the Sync.
+// A read there must not be answered from the entry made under the session's own settings.
+func TestCacheReadAfterSetLocalInBatch(t *testing.T) {
+	s, direct := startCachedSluiceConfig(t, poolConfig{}, "wal_invalidation = false")
+	ctx := context.Background()
+	if _, err := direct.Exec(ctx, `DROP SCHEMA IF EXISTS cache_rv_s3 CASCADE; DROP TABLE IF EXISTS cache_rv_sl;
+		CREATE SCHEMA cache_rv_s3 AUTHORIZATION app;
+		CREATE TABLE cache_rv_sl (id int PRIMARY KEY, v text); ALTER TABLE cache_rv_sl OWNER TO app;
+		INSERT INTO cache_rv_sl VALUES (1, 'public');
+		CREATE TABLE cache_rv_s3.cache_rv_sl (id int PRIMARY KEY, v text); ALTER TABLE cache_rv_s3.cache_rv_sl OWNER TO app;
+		INSERT INTO cache_rv_s3.cache_rv_sl VALUES (1, 's3')`); err != nil {
+		t.Fatal(err)
+	}
+	const q = "SELECT v FROM cache_rv_sl"
+	c := dialRaw(t, s)
+	c.login()
+	read := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: q}, &pgproto3.Bind{}, &pgproto3.Describe{ObjectType: 'P'},
+		&pgproto3.Execute{}}
+	checkFor(t, 15*time.Second, func() error { // the entry of this Bind (no result formats)
+		before := serverCalls(t, direct, q)
+		c.send(append(read, &pgproto3.Sync{})...)
+		c.awaitReady(1)
+		if after := serverCalls(t, direct, q); after != before {
+			return fmt.Errorf("%q still reaches the server", q)
+		}
+		return nil
+	})
+	batch := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "SET LOCAL search_path = cache_rv_s3"}, &pgproto3.Bind{},
+		&pgproto3.Execute{}}
+	batch = append(append(batch, read...), &pgproto3.Sync{})
+	pgc, _ := cacheServers(t)
+	pgDirect := dialRawAddr(t, fmt.Sprintf("127.0.0.1:%d", pgc.Port)) // Postgres itself
+	pgDirect.login()
+	want := batchRows(t, pgDirect, batch)
+	if got := batchRows(t, c, batch); !slices.Equal(got, want) || len(want) != 1 {
+		t.Fatalf("a read after SET LOCAL search_path = cache_rv_s3 in its batch returned %q; Postgres returns %q", got, want)
+	}
+}
+
+// batchRows sends msgs (ending with a Sync) and returns the first column of the rows
+// up to the ReadyForQuery.
+func batchRows(t *testing.T, c *rawClient, msgs []pgproto3.FrontendMessage) []string {
+	t.Helper()
+	c.send(msgs...)
+	var rows []string
+	for {
+		m, err := c.receive(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.DataRow:
+			rows = append(rows, string(m.Values[0]))
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("%s (SQLSTATE %s)", m.Message, m.Code)
+		case *pgproto3.ReadyForQuery:
+			return rows
+		}
 	}
 }
