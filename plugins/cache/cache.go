@@ -691,6 +691,13 @@ type flight struct {
 	start time.Time
 }
 
+// unknownStatement is the analysis of a Bind whose statement's text the hooks were not given:
+// sluice keeps the texts of a bounded number of each client's prepared statements
+// (maxHookStmts), and none of those prepared before a reload that added the hook. Such a
+// statement may write anything; as an empty text it would have counted as no write at all, and
+// its write was never bumped. (A statement whose text is really empty costs an epoch bump.)
+var unknownStatement = &analysis{why: "statement text unknown", write: true, epoch: true}
+
 // OnQuery answers eligible SELECTs from the cache, asks for the result of misses, and records
 // writes.
 func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, error) {
@@ -699,6 +706,9 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 	}
 	ss := p.session(q.Client)
 	an := p.an.analyze(q.Text)
+	if q.Protocol == plugin.Bind && q.Text == "" {
+		an = unknownStatement
+	}
 	if an.taint != "" && q.Protocol != plugin.Bind && ss.taint == "" {
 		ss.taint = an.taint
 	}

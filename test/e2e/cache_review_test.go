@@ -295,3 +295,32 @@ func batchRows(t *testing.T, c *rawClient, msgs []pgproto3.FrontendMessage) []st
 		}
 	}
 }
+
+// TestCacheWriteThroughUntrackedStatement: sluice keeps the texts of at most 10,000 prepared
+// statements per client for the query hooks; a Bind of one it did not keep reaches them with no
+// text. When that statement writes, the cache must still invalidate.
+func TestCacheWriteThroughUntrackedStatement(t *testing.T) {
+	s, direct := startCachedSluiceConfig(t, poolConfig{Mode: "session"}, "wal_invalidation = false")
+	ctx := context.Background()
+	reader := simpleConn(t, s)
+	q := reviewTable(t, direct, reader, "cache_rv_untracked")
+	c := dialRaw(t, s)
+	c.login()
+	var msgs []pgproto3.FrontendMessage
+	for i := range 10_000 {
+		msgs = append(msgs, &pgproto3.Parse{Name: fmt.Sprintf("s%d", i), Query: "SELECT 1"})
+	}
+	msgs = append(msgs, &pgproto3.Sync{})
+	c.send(msgs...)
+	c.awaitReady(1)
+	c.send(&pgproto3.Parse{Name: "w", Query: "UPDATE cache_rv_untracked SET v = 'new' WHERE id = 1"},
+		&pgproto3.Bind{PreparedStatement: "w"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	c.awaitReady(1)
+	got, err := rowsText(ctx, reader, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(got, "new") {
+		t.Fatalf("a read after a write through the client's 10,001st prepared statement returned the rows from before it:\n%s", got)
+	}
+}
