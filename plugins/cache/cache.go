@@ -833,8 +833,12 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 		}
 		p.stats.misses.Add(1)
 		p.st.churn.read(c.ident, oids, false, now)
+		// A fill runs on the primary: with read/write splitting a replica may be behind a
+		// write whose bump is done, and its rows, stored under the generations read after
+		// that bump, would be served until the next write or the TTL, long after the replica
+		// caught up. (Hits take no server; misses that do not fill go where sluice sends them.)
 		return plugin.Action{Capture: &fill{key: key, ttl: ttl, seq: seq, flight: f, lease: token, point: pd != nil, read: now},
-			CaptureLimit: p.MaxEntrySize}, nil
+			CaptureLimit: p.MaxEntrySize, Role: "primary"}, nil
 	}
 	v = p.awaitLease(ctx, key, f.start.Add(time.Duration(p.StampedeWait)))
 	p.land(&fill{key: key, flight: f}) // this process's waiters read the entry now, or run the query
