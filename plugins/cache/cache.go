@@ -531,9 +531,42 @@ type session struct {
 	// open is set when the last result that said (Result.Done) found the client inside a
 	// block: see OnTxEnd.
 	open bool
+	// bumping counts the bumps of the client's writes under way (applyHeld): taken off
+	// pending or tx, they are not in Redis yet, and in session mode the query hook runs
+	// meanwhile on the client's goroutine; a read the client sent behind its write would be
+	// answered from an entry of the generation before it.
+	bumping int
 
 	keyBuf []byte // deriveKey's scratch, OnQuery's only
 
+}
+
+// busyLocked reports whether a write of the client may not be visible in the counters yet: one
+// under way, in the open block, or ended and being bumped. ss.mu is held.
+func (ss *session) busyLocked() bool {
+	return len(ss.pending) > 0 || !ss.tx.empty() || ss.bumping > 0
+}
+
+// holdLocked counts a bump of w, which the caller takes off pending or tx under ss.mu (held),
+// until applyHeld has done it: the session's reads stay held back (busyLocked) in between.
+func (ss *session) holdLocked(w writeSet) {
+	if !w.empty() {
+		ss.bumping++
+	}
+}
+
+// applyHeld bumps w, counted by holdLocked, and then lets the session's reads through. ss.mu is
+// not held.
+func (p *Cache) applyHeld(ss *session, w writeSet) {
+	if w.empty() {
+		return
+	}
+	defer func() {
+		ss.mu.Lock()
+		ss.bumping--
+		ss.mu.Unlock()
+	}()
+	p.apply(w)
 }
 
 // maxPendingWrites bounds a session's list of writes under way.
@@ -737,7 +770,7 @@ func (p *Cache) OnQuery(ctx context.Context, q *plugin.Query) (plugin.Action, er
 		return plugin.ContinueQuery(), nil
 	}
 	ss.mu.Lock()
-	busy := len(ss.pending) > 0 || !ss.tx.empty()
+	busy := ss.busyLocked()
 	ss.mu.Unlock()
 	if busy {
 		// A write of this client sent before this read has not ended: the read may run in
@@ -1163,8 +1196,9 @@ func (p *Cache) OnResult(ctx context.Context, r *plugin.Result) {
 			ss.tx = writeSet{}
 		}
 	}
+	ss.holdLocked(ended)
 	ss.mu.Unlock()
-	p.apply(ended)
+	p.applyHeld(ss, ended)
 	f, ok := r.Capture.(*fill)
 	if !ok {
 		return
@@ -1212,9 +1246,10 @@ func (p *Cache) OnTxEnd(ctx context.Context, c *plugin.Client, committed bool) {
 	// for the whole request and may be the open block's, not yet committed. They are bumped
 	// now (for the block that ended) and kept, to be bumped again when the open one ends:
 	// dropped here, the open block's writes were bumped only before their commit.
+	ss.holdLocked(w)
 	ss.mu.Unlock()
 	// Pending writes stay: they were sent after the block's end, and have not run yet.
-	p.apply(w)
+	p.applyHeld(ss, w)
 }
 
 // OnFunctionCall records a FunctionCall as a write of anything (the epoch), as a pending write
