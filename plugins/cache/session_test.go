@@ -24,7 +24,10 @@ func TestSessionHeldWhileItsBumpRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { p.OnResult(ctx, &plugin.Result{Client: c, Tag: "UPDATE 1", Done: 1, TxStatus: 'I'}); close(done) }()
+	go func() {
+		p.OnResult(ctx, &plugin.Result{Client: c, Tag: "UPDATE 1", Done: 1, TxStatus: 'I'})
+		close(done)
+	}()
 	time.Sleep(50 * time.Millisecond)
 	ss.mu.Lock()
 	held := ss.busyLocked()
