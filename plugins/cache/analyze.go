@@ -60,9 +60,9 @@ type analysis struct {
 	pin   *pinShape
 
 	// begins is set when the text opens a transaction block (BEGIN, START TRANSACTION, COMMIT
-	// AND CHAIN), or changes the rest of the transaction it runs in (SET LOCAL, SET
-	// TRANSACTION): the client's reads pipelined behind it run inside that transaction (see
-	// OnQuery).
+	// AND CHAIN), or changes the rest of the transaction it runs in (SET LOCAL): the client's
+	// reads pipelined behind it run inside that transaction (see OnQuery). (SET TRANSACTION is
+	// not local to the parser: it taints the session.)
 	begins bool
 
 	// taint is set when the statement changes the session so that its later results may
@@ -255,8 +255,7 @@ func (w *walker) statement(n *pg.Node) {
 
 // set records SET and RESET: any of them may change how results are computed or rendered
 // (TimeZone, DateStyle, search_path, role ...), and the plugin API does not show the
-// session's settings, so the session is no longer cached. SET LOCAL (and SET TRANSACTION) ends
-// with its transaction, and nothing inside a transaction block is cached; but an extended-
+// session's settings, so the session is no longer cached. SET LOCAL ends with its transaction, and nothing inside a transaction block is cached; but an extended-
 // protocol batch runs in an implicit transaction that is no block, where it holds until the
 // Sync: the reads after it in the batch must not be answered from the cache (begins).
 func (w *walker) set(s *pg.VariableSetStmt) {
