@@ -68,6 +68,11 @@ type ClientSession struct {
 	// unnamedDropped is the number of the last unnamed Parse a simple Query or a Close of the
 	// unnamed statement came after: that statement and those before it are gone.
 	unnamedDropped uint64
+	// unnamedFailedSeq is the number of the client's last unnamed Parse that the server
+	// failed: the client never had that statement, so a Parse of it that sluice sends again
+	// (unnamedLocked, read before the error came) must not answer the client's Bind with the
+	// Parse's own error. s.mu is held.
+	unnamedFailedSeq uint64
 	// unnamedKept is the unnamed statement a Query that followed unsynced extended messages
 	// dropped (unnamedKeptSeq and unnamedKeptDropped what the numbers were): the client has
 	// it again if an error before the Query makes the server skip it.

@@ -390,6 +390,17 @@ func protoCases() []protoCase {
 			send(parse("", "SELEC 34"), sync, parse("", "SELECT 35"), sync),
 			send(bind("", ""), exec("", 0), sync),
 		}},
+		// Seed 583: the Bind of an unknown statement fails the batch in sluice (whose
+		// failing Parse drops the server's unnamed statement) before the Parse's error comes
+		// back; the next batch's Bind has no unnamed statement, as the Parse failed.
+		{name: "Bind of the unnamed statement after its Parse failed, pipelined behind a batch sluice failed too", rounds: []protoRound{
+			send(parse("", "SELEC 37"), bind("", "nope"), sync, bind("", ""), exec("", 0), sync),
+		}},
+		{name: "Bind of the unnamed statement after its Parse failed in an aborted transaction, pipelined", rounds: []protoRound{
+			send(q("BEGIN; SELECT 1/0")),
+			send(parse("", "SELECT 38"), bind("", "nope"), sync, bind("", ""), exec("", 0), sync),
+			send(q("ROLLBACK")),
+		}},
 		// Seed 6071: DEALLOCATE ALL drops the statements prepared before it, not the one
 		// Parsed after it in the same write.
 		{name: "Parse of a statement pipelined after DEALLOCATE ALL", rounds: []protoRound{
