@@ -622,7 +622,16 @@ func normalise(m pgproto3.BackendMessage) (line, typ string) {
 		return "", typ
 	case *pgproto3.ErrorResponse:
 		// File, Line and Routine name Postgres' source, which a client does not act on.
-		return fmt.Sprintf("%s %s %s %q detail=%q hint=%q pos=%d where=%q", typ, m.Severity, m.Code, m.Message, m.Detail, m.Hint, m.Position, m.Where), typ
+		msg := m.Message
+		if m.Code == "08P01" && strings.HasPrefix(msg, "unexpected message type 0x") && strings.HasSuffix(msg, " during COPY from stdin") {
+			// A client that sends anything but COPY messages during a COPY FROM loses its
+			// connection (a FATAL follows), with or without sluice. The type the server names
+			// is that of the first such message it read, which may be one sluice sent in
+			// front of the client's own: the Close of a statement evicted from the server's
+			// cache, or a Parse of the unnamed statement sent again (seed 1685, after 1683).
+			msg = "unexpected message type 0x?? during COPY from stdin"
+		}
+		return fmt.Sprintf("%s %s %s %q detail=%q hint=%q pos=%d where=%q", typ, m.Severity, m.Code, msg, m.Detail, m.Hint, m.Position, m.Where), typ
 	case *pgproto3.NoticeResponse:
 		return fmt.Sprintf("%s %s %s %q detail=%q hint=%q where=%q", typ, m.Severity, m.Code, m.Message, m.Detail, m.Hint, m.Where), typ
 	case *pgproto3.NotificationResponse:
