@@ -668,14 +668,6 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 			// "bind message supplies 0 parameters, but prepared statement ... requires 1"
 			toClient = wire.AppendErrorRenamed(nil, msg, h.name, h.client)
 		}
-		if h := s.q.head(); h != nil && h.kind == kParseSwallow && h.name == "" && h.seq != 0 && h.seq == s.unnamedFailedSeq {
-			// sluice sent the client's unnamed Parse again in front of a Bind or Describe
-			// read before that Parse's own error came (a batch sluice failed itself, whose
-			// failing Parse dropped the server's unnamed statement, went between them): the
-			// client has no unnamed statement, and Postgres answers the Bind with that, not
-			// with the Parse's error again (seed 583).
-			toClient = wire.AppendError(nil, "ERROR", "26000", "unnamed prepared statement does not exist")
-		}
 		keep = s.serverErrorLocked(srv, msg)
 		if keep {
 			if sev := wire.ErrorSeverity(wire.Body(msg)); sev == "FATAL" || sev == "PANIC" {
@@ -1027,9 +1019,6 @@ func (s *ClientSession) skippedLocked(srv *backend.ServerConn, e entry, failed b
 					s.setUnnamedLocked(nil)
 				}
 				s.unnamedGoodSeq = 0
-				if e.kind == kParse {
-					s.unnamedFailedSeq = e.seq
-				}
 			case e.kind == kParse && e.seq == s.unnamedSeq:
 				// Its last Parse was skipped: its unnamed statement is the one before, if
 				// that is known (it is sent again before the next Bind); none otherwise.

@@ -68,11 +68,6 @@ type ClientSession struct {
 	// unnamedDropped is the number of the last unnamed Parse a simple Query or a Close of the
 	// unnamed statement came after: that statement and those before it are gone.
 	unnamedDropped uint64
-	// unnamedFailedSeq is the number of the client's last unnamed Parse that the server
-	// failed: the client never had that statement, so a Parse of it that sluice sends again
-	// (unnamedLocked, read before the error came) must not answer the client's Bind with the
-	// Parse's own error. s.mu is held.
-	unnamedFailedSeq uint64
 	// unnamedKept is the unnamed statement a Query that followed unsynced extended messages
 	// dropped (unnamedKeptSeq and unnamedKeptDropped what the numbers were): the client has
 	// it again if an error before the Query makes the server skip it.
@@ -1234,8 +1229,6 @@ func (s *ClientSession) failBatchMsg(errMsg []byte) error {
 		now = s.q.takeSynth(now)
 		s.q.push(entry{kind: kAbortSwallow})
 		s.open = true
-		// The failing Parse drops the server's unnamed statement, whoever's it was.
-		srv.UnnamedOwner = nil
 	}
 	s.mu.Unlock()
 	if srv == nil {
@@ -1244,7 +1237,12 @@ func (s *ClientSession) failBatchMsg(errMsg []byte) error {
 	if err := s.emit(now...); err != nil {
 		return err
 	}
-	return s.toServer(srv, wire.AppendParse(nil, "", []byte("sluice abort batch"), []byte{0, 0}))
+	// A named statement: a failed Parse of the unnamed one would drop the client's unnamed
+	// statement, which Postgres keeps through an error later in the batch, and whose own
+	// Parse may still be unanswered (sent again before the next Bind, it answered that Bind
+	// with the Parse's error where Postgres says the statement does not exist: seed 583).
+	// The text fails before the name is looked at, whether or not the server has it.
+	return s.toServer(srv, wire.AppendParse(nil, "sluice_abort_batch", []byte("sluice abort batch"), []byte{0, 0}))
 }
 
 // emit writes replies that sluice makes itself and that are due now: nothing the server will

@@ -1126,9 +1126,9 @@ func TestUnnamedParseFailsWhileItsBindIsSent(t *testing.T) {
 // TestUnnamedStatementSurvivesAnotherClientsFailedBatch leaves client b's unnamed statement on
 // the only server (pool_size 1), then has client a make that server drop or keep its unnamed
 // statement in ways sluice must follow: a batch that sluice itself fails (a second Parse of a
-// name, refused with 42P05: sluice aborts the batch on the server with a Parse of the unnamed
-// statement that fails), and a Parse of the unnamed statement that the server skips after an
-// earlier error in its batch. Client b's next Bind must still run its own statement, and client
+// name, refused with 42P05: sluice aborts the batch on the server with a failing Parse of a
+// named statement, which leaves the server's unnamed statement as it was), and a Parse of the
+// unnamed statement that the server skips after an earlier error in its batch. Client b's next Bind must still run its own statement, and client
 // a's must never run client b's.
 func TestUnnamedStatementSurvivesAnotherClientsFailedBatch(t *testing.T) {
 	s := startPooler(t, poolConfig{PoolSize: 1})
