@@ -401,6 +401,13 @@ func protoCases() []protoCase {
 			send(parse("", "SELECT 38"), bind("", "nope"), sync, bind("", ""), exec("", 0), sync),
 			send(q("ROLLBACK")),
 		}},
+		// The same Parse would succeed after the ROLLBACK: the statement it failed to make
+		// must not be made then.
+		{name: "Bind of the unnamed statement after its Parse failed in an aborted transaction, a ROLLBACK between, pipelined", rounds: []protoRound{
+			send(q("BEGIN; SELECT 1/0")),
+			send(parse("", "SELECT 39"), bind("", "nope"), sync, parse("r", "ROLLBACK"), bind("", "r"), exec("", 0), sync,
+				bind("", ""), exec("", 0), sync),
+		}},
 		// Seed 6071: DEALLOCATE ALL drops the statements prepared before it, not the one
 		// Parsed after it in the same write.
 		{name: "Parse of a statement pipelined after DEALLOCATE ALL", rounds: []protoRound{
