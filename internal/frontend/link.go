@@ -933,6 +933,12 @@ func (s *ClientSession) serverErrorLocked(srv *backend.ServerConn, msg []byte) b
 	for failed := true; s.q.head() != nil && s.q.head().kind != kSync; failed = false {
 		e := s.q.pop()
 		endedBatch = endedBatch || e.endsBatch
+		if e.endsBatch && s.unnamedSeq != s.unnamedKeptSeq && s.unnamedDropped == s.unnamedKeptSeq {
+			// A Parse came after the skipped Query: its own entry, next, says which unnamed
+			// statement the client has, from what it had before; the Query's drop did not
+			// happen either (seed 4335).
+			s.unnamedDropped = s.unnamedKeptDropped
+		}
 		if e.endsBatch && s.unnamedSeq == s.unnamedKeptSeq {
 			// The skipped Query did not drop the unnamed statement (no Parse came since):
 			// the client has the last one the server accepted, which may be the one the

@@ -384,6 +384,13 @@ func protoCases() []protoCase {
 			{send: []pgproto3.FrontendMessage{descP("nope"), closeS(""), q("SELECT 1"), sync}, rfq: 1},
 			send(bind("", ""), exec("", 0), sync),
 		}},
+		// Seed 4335: an error skips a Query and an unnamed Parse after it; the client keeps
+		// the unnamed statement it had before both.
+		{name: "unnamed statement kept when an error skips a Query and a Parse after it", rounds: []protoRound{
+			send(parse("", "SELECT 40"), sync),
+			{send: []pgproto3.FrontendMessage{descP("nope"), q("SELECT 1"), parse("", "SELECT 41"), sync}, rfq: 1},
+			send(bind("", ""), exec("", 0), sync),
+		}},
 		// Seed 6378: the failed Parse's error comes after the reader read the next batch's
 		// Parse, which makes the client's unnamed statement.
 		{name: "unnamed Parse after a Sync, pipelined behind a Parse that fails", rounds: []protoRound{
