@@ -227,14 +227,13 @@ func (l *Listener) serveConn(c net.Conn, inherited *sockOpts) {
 		defer l.clients.Add(-1)
 		defer c.Close()
 		defer l.unregister(s)
-		defer s.survive()
 		var err error
 		if s.info.admin {
 			err = s.runAdmin()
 		} else {
 			err = s.run()
 		}
-		s.cleanup()
+		s.finish(err)
 		if l.table().Config.General.LogClientDisconnections {
 			l.log.Info("client disconnected", "remote", c.RemoteAddr().String(), "user", s.user, "db", s.db, "err", err)
 		}
@@ -626,7 +625,7 @@ func serverParameters(tg *route.Target, timeout time.Duration) (map[string]strin
 func (s *ClientSession) run() error {
 	for {
 		if _, ok := s.r.Complete(); !ok {
-			if err := s.beforeBlock(); err != nil {
+			if err := s.beforeBlockGuarded(); err != nil {
 				return err
 			}
 		}
@@ -652,7 +651,7 @@ func (s *ClientSession) run() error {
 			s.deadline.Store(false)
 			s.setClientDeadline(time.Time{})
 		}
-		if err := s.dispatch(typ, size); err != nil {
+		if err := s.dispatchGuarded(typ, size); err != nil {
 			return err
 		}
 	}
