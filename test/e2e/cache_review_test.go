@@ -89,13 +89,7 @@ func TestCacheWriteAfterCommitInOneQuery(t *testing.T) {
 	if _, err := c.query("COMMIT"); err != nil {
 		t.Fatal(err)
 	}
-	got, err := rowsText(ctx, reader, q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(got, "new") {
-		t.Fatalf("a read after the COMMIT returned the rows from before it:\n%s", got)
-	}
+	expectNewRows(t, reader, q, "a read after the COMMIT returned the rows from before it")
 }
 
 // TestCacheManyPipelinedWrites: a client with more writes under way than the cache keeps apart
@@ -139,13 +133,7 @@ func TestCacheManyPipelinedWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.awaitReady(1) // the first write committed
-	got, err := rowsText(ctx, reader, q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(got, "new") {
-		t.Fatalf("a read after the first write's ReadyForQuery returned the rows from before it:\n%s", got)
-	}
+	expectNewRows(t, reader, q, "a read after the first write's ReadyForQuery returned the rows from before it")
 	if err := lock2.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -173,13 +161,7 @@ func TestCacheFunctionCallWrite(t *testing.T) {
 	c.login()
 	c.send(&pgproto3.FunctionCall{Function: oid, ResultFormatCode: 0})
 	c.awaitReady(1)
-	got, err := rowsText(ctx, reader, q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(got, "new") {
-		t.Fatalf("a read after a FunctionCall that wrote returned the rows from before it:\n%s", got)
-	}
+	expectNewRows(t, reader, q, "a read after a FunctionCall that wrote returned the rows from before it")
 }
 
 // TestCacheBindPipelinedBehindBegin: an extended-protocol read pipelined behind a Query that opens
@@ -301,7 +283,6 @@ func batchRows(t *testing.T, c *rawClient, msgs []pgproto3.FrontendMessage) []st
 // text. When that statement writes, the cache must still invalidate.
 func TestCacheWriteThroughUntrackedStatement(t *testing.T) {
 	s, direct := startCachedSluiceConfig(t, poolConfig{Mode: "session"}, "wal_invalidation = false")
-	ctx := context.Background()
 	reader := simpleConn(t, s)
 	q := reviewTable(t, direct, reader, "cache_rv_untracked")
 	c := dialRaw(t, s)
@@ -316,13 +297,7 @@ func TestCacheWriteThroughUntrackedStatement(t *testing.T) {
 	c.send(&pgproto3.Parse{Name: "w", Query: "UPDATE cache_rv_untracked SET v = 'new' WHERE id = 1"},
 		&pgproto3.Bind{PreparedStatement: "w"}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	c.awaitReady(1)
-	got, err := rowsText(ctx, reader, q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(got, "new") {
-		t.Fatalf("a read after a write through the client's 10,001st prepared statement returned the rows from before it:\n%s", got)
-	}
+	expectNewRows(t, reader, q, "a read after a write through the client's 10,001st prepared statement returned the rows from before it")
 }
 
 // TestCacheFillFromLaggingReplica: with read/write splitting, a miss runs on a replica. A replica
@@ -377,5 +352,18 @@ func TestCacheFillFromLaggingReplica(t *testing.T) {
 		if !strings.Contains(got, "new") {
 			t.Fatalf("after the replica caught up, a read returned the row from before the write:\n%s", got)
 		}
+	}
+}
+
+// expectNewRows fails the test, saying what, unless q read through conn returns the rows a write
+// changed to 'new'.
+func expectNewRows(t *testing.T, conn *pgx.Conn, q, what string) {
+	t.Helper()
+	got, err := rowsText(context.Background(), conn, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(got, "new") {
+		t.Fatalf("%s:\n%s", what, got)
 	}
 }
