@@ -56,7 +56,14 @@ func setup() error {
 		return err
 	}
 	sluiceBin = filepath.Join(dir, "sluice")
-	out, err := exec.Command("go", "build", "-o", sluiceBin, "github.com/sluicepg/sluice/cmd/sluice").CombinedOutput()
+	args := []string{"build", "-o", sluiceBin}
+	// SLUICE_E2E_RACE=1 builds it with the race detector, so that a hunt for data races also
+	// covers the tests that run sluice as a child process (set GORACE=log_path=... to keep its
+	// reports: the child's output is shown only when a test fails).
+	if os.Getenv("SLUICE_E2E_RACE") != "" {
+		args = append(args, "-race")
+	}
+	out, err := exec.Command("go", append(args, "github.com/sluicepg/sluice/cmd/sluice")...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("build sluice: %v\n%s", err, out)
 	}
