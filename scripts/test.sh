@@ -26,5 +26,5 @@ go test -count=1 -timeout 14m ./...
 # (random clients, servers killed, cancels, pipelines across a pool of one): it found data races
 # the plain runs could not see.
 echo "test: go test -race (engine and concurrency tests)"
-go test -race -count=1 -timeout 10m ./internal/... ./plugins/cache/...
-go test -race -count=1 -timeout 10m -run 'TestChaos|TestUnnamed|TestQueryThatWaited|TestPanicEnds|TestPgxHundredClients|TestCachePipelinedWrites' ./test/e2e
+go test -race -count=1 -timeout 10m $(go list ./internal/... ./plugins/... ./plugin/... | grep -v /wasm)
+go test -race -count=1 -timeout 10m -run 'TestChaos|TestUnnamed|TestQueryThatWaited|TestPanicEnds|TestPgxHundredClients|TestCachePipelinedWrites|TestCancel|TestFanout|TestShardDown|TestCopy|TestReplicaDownUnderLoad|TestFailoverToPromotedReplica|TestReadRetriedAfterReplyCutShort|TestDeferredParseRetriedElsewhere|TestBadInputServerKilled|TestBadInputClientLeaves|TestClientLeaving|TestClientSending|TestQueryWaitTimeout|TestCacheStampede|TestCacheRedisOutage|TestCacheHitTakesNoServer' ./test/e2e
