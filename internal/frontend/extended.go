@@ -91,6 +91,9 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 			if len(name) > 0 {
 				return s.useNamed(typ, body, name)
 			}
+			if s.settleUnnamed() {
+				return nil
+			}
 			s.answering = nil // a new portal
 			if done, err := s.deallocateBind(body); done {
 				return err
@@ -112,6 +115,9 @@ func (s *ClientSession) extendedMsg(typ byte, msg []byte) error {
 					return s.closeNamed(string(name))
 				}
 				return s.useNamed(typ, body, name)
+			}
+			if kind == 'S' && typ == wire.Describe && s.settleUnnamed() {
+				return nil
 			}
 			if typ == wire.Close && !s.attached() {
 				// No server: no portal or unnamed statement survives outside a transaction.
@@ -282,6 +288,18 @@ func (s *ClientSession) unnamedAnsweredLocked(seq uint64, ok bool) {
 		s.unnamedSent[j], s.unnamedSent[j+i] = s.unnamedSent[j+i], s.unnamedSent[j]
 	}
 	s.unnamedSent = s.unnamedSent[:rest]
+}
+
+// settleUnnamed waits for the replies to earlier batches (awaitEarlierBatches) when the client
+// seems to have no unnamed statement only because a Close of it, or a Query after unsynced
+// messages, is still unanswered: an error before it makes the server skip it, and the client
+// has its statement after all, which a Bind or Describe read before the error came must find
+// (seed 4643). It reports that the batch being read failed meanwhile: the message is skipped.
+func (s *ClientSession) settleUnnamed() (skipped bool) {
+	s.mu.Lock()
+	unsure := len(s.unnamed) == 0 && s.q.holdsUnnamedDrop()
+	s.mu.Unlock()
+	return unsure && s.awaitEarlierBatches() && s.skipToSync.Load()
 }
 
 // checkDeferredParse sends the unnamed statement's deferred Parse (see deferForHooks) to a

@@ -263,6 +263,18 @@ func (q *queue) requestEndHooked() uint64 {
 	return 0
 }
 
+// holdsUnnamedDrop reports whether a Close of the client's unnamed statement, or a Query that
+// ends a batch (entry.endsBatch), is still queued: one an error may make the server skip, and
+// the client keep its unnamed statement.
+func (q *queue) holdsUnnamedDrop() bool {
+	for i := q.h; i < len(q.e); i++ {
+		if e := &q.e[i]; e.dropsUnnamed || e.kind == kQuery && e.endsBatch {
+			return true
+		}
+	}
+	return false
+}
+
 // holdsDropAll reports whether a Query or Bind still queued may drop all the client's
 // statements (entry.dropsAll).
 func (q *queue) holdsDropAll() bool { return q.dropsAll > 0 }

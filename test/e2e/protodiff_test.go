@@ -384,6 +384,11 @@ func protoCases() []protoCase {
 			{send: []pgproto3.FrontendMessage{descP("nope"), closeS(""), q("SELECT 1"), sync}, rfq: 1},
 			send(bind("", ""), exec("", 0), sync),
 		}},
+		// Seed 4643: as above, the Bind pipelined after the Sync, read before the error came.
+		{name: "unnamed statement kept when an error skips a Close of it, Bind pipelined", rounds: []protoRound{
+			send(parse("", "SELECT 37"), sync),
+			send(descP("nope"), closeS(""), sync, bind("", ""), exec("", 0), sync),
+		}},
 		// Seed 4335: an error skips a Query and an unnamed Parse after it; the client keeps
 		// the unnamed statement it had before both.
 		{name: "unnamed statement kept when an error skips a Query and a Parse after it", rounds: []protoRound{
