@@ -505,6 +505,19 @@ func (s *ClientSession) prepareLocked(srv *backend.ServerConn, st *statement, ki
 	st.renew = false
 	retry := s.unparsedBeforeLocked(srv, st.server)
 	renew := srv.Prepared.Has(st.server)
+	if renew && srv == s.srv && s.tx == 'E' && s.q.empty() && !txExit(st.query()) {
+		// In a failed transaction Postgres refuses the Parse of anything but the end of a
+		// transaction (25P02) before it looks at the name: the Close that renews the statement
+		// would run and its Parse fail, and the server would lose the statement that the
+		// client's other names for the text still use, for a Describe, which a failed
+		// transaction allows (seed 4860). The Parse alone fails the same, and it stays.
+		e := entry{kind: kind, name: st.server, client: client, kept: true}
+		if client != "" {
+			e.stmt = st
+		}
+		s.q.push(e)
+		return append(dst, st.parse...)
+	}
 	if renew {
 		s.q.push(entry{kind: kCloseSwallow, name: st.server, retry: retry})
 		dst = wire.AppendStatementMsg(dst, wire.Close, 'S', st.server)
@@ -531,6 +544,17 @@ func (s *ClientSession) prepareLocked(srv *backend.ServerConn, st *statement, ki
 type pendingParse struct {
 	srv   *backend.ServerConn
 	syncs uint64
+}
+
+// txExit reports whether a statement's text may be one that Postgres parses in a failed
+// transaction (IsTransactionExitStmt: COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION), by
+// its first keyword; a PREPARE of a statement counts too.
+func txExit(text []byte) bool {
+	switch firstKeyword(text) {
+	case "COMMIT", "END", "ROLLBACK", "ABORT", "PREPARE":
+		return true
+	}
+	return false
 }
 
 // unparsedBeforeLocked reports whether srv counts statement name as prepared on the word of a

@@ -1000,7 +1000,7 @@ func (s *ClientSession) skippedLocked(srv *backend.ServerConn, e entry, failed b
 		if e.kind != kParseSynth && e.name != "" {
 			delete(s.unparsed, e.name)
 		}
-		if e.kind != kParseSynth && e.name != "" && (failed || !e.renew) {
+		if e.kind != kParseSynth && e.name != "" && !e.kept && (failed || !e.renew) {
 			// A renewing Parse skipped had its Close skipped too: the statement is
 			// still there.
 			srv.Prepared.Remove(e.name)

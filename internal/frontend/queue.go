@@ -48,6 +48,10 @@ type entry struct {
 	// renew, on a Parse, says a Close of the same name went just before it: a client's Parse
 	// of a statement the server had, prepared again (see parseNamed).
 	renew bool
+	// kept, on a Parse, says the server has the statement and is sent the Parse alone, in a
+	// failed transaction, to fail as the client's does (see prepareLocked): the statement
+	// stays whatever the reply.
+	kept bool
 	// retry, on a Close and a Parse that prepare a statement again, says the statement's Parse
 	// in an earlier batch was still unanswered when they were sent: whether the server has the
 	// statement was known only once that batch ended, so their being skipped changes nothing

@@ -389,6 +389,16 @@ func protoCases() []protoCase {
 			send(parse("", "SELECT 37"), sync),
 			send(descP("nope"), closeS(""), sync, bind("", ""), exec("", 0), sync),
 		}},
+		// Seed 4860: in a failed transaction Postgres refuses the Parse of s2 and keeps s1, the
+		// same text, which a Describe may still use (a statement without rows). sluice must not
+		// renew the server statement both share (a Close, then the Parse that fails).
+		{name: "statement kept when a Parse of its text fails in a failed transaction", rounds: []protoRound{
+			send(q("BEGIN"), parse("s1", "SAVEPOINT sp"), sync),
+			send(q("SELECT 1/0")),
+			send(parse("s2", "SAVEPOINT sp"), sync),
+			send(descS("s1"), sync),
+			send(q("ROLLBACK")),
+		}},
 		// Seed 4335: an error skips a Query and an unnamed Parse after it; the client keeps
 		// the unnamed statement it had before both.
 		{name: "unnamed statement kept when an error skips a Query and a Parse after it", rounds: []protoRound{
