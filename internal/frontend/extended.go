@@ -481,7 +481,9 @@ func (s *ClientSession) settledStatement(name string) (st *statement, skipped bo
 func (s *ClientSession) awaitEarlierBatches() bool {
 	s.mu.Lock()
 	srv, pl := s.srv, s.pl
-	if srv == nil || s.copyOpen || s.inCopyIn || !s.q.holdsRequestEnd() {
+	// A COPY FROM the client ended (with a message of another kind) ends at the server too:
+	// its replies come.
+	if srv == nil || s.copyOpen || s.copyInWaitingLocked() || !s.q.holdsRequestEnd() {
 		s.mu.Unlock()
 		return false
 	}

@@ -792,6 +792,12 @@ func (s *ClientSession) dispatch(typ byte, size int) error {
 			// the Syncs that follow, the COPY is over.
 			s.copyEnds++
 		}
+		// Nor does the client's COPY data go on: Postgres ends a COPY FROM at this message, or
+		// ended it before (a bad row), and ignores copy data from here. Left set, copyOpen
+		// outlived the COPY while the client pipelined requests behind it (the queue never
+		// emptied for the pump to clear it), and the reader no longer waited for earlier
+		// batches' replies where it must (awaitEarlierBatches; seed 6391).
+		s.copyOpen = false
 		s.mu.Unlock()
 	}
 	switch typ {

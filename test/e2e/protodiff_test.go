@@ -185,6 +185,15 @@ func protoCases() []protoCase {
 			{send: []pgproto3.FrontendMessage{q(copyIn)}, until: "CopyInResponse"},
 			{send: []pgproto3.FrontendMessage{&pgproto3.CopyData{Data: []byte("x\n")}, &pgproto3.CopyData{Data: []byte("2\n")}, &pgproto3.CopyDone{}}, rfq: 1},
 		}},
+		// Seed 6391: a Query after a bad row, with no CopyDone; the client then pipelines two
+		// batches, the second a Parse of the name whose Parse the first fails. sluice must wait
+		// for the first's replies (the COPY is over), not take the name as taken.
+		{name: "bad row during COPY FROM, a Query, then batches pipelined", rounds: []protoRound{
+			{send: []pgproto3.FrontendMessage{q(copyIn)}, until: "CopyInResponse"},
+			send(&pgproto3.CopyData{Data: []byte("\n")}, q("SELECT 1"),
+				parse("s2", "SELECT * FROM no_such_table"), bind("p2", "s2"), exec("p2", 0), sync,
+				parse("s2", "SELEC 1"), sync),
+		}},
 		{name: "CopyData and CopyDone when no COPY is active", rounds: []protoRound{
 			send(&pgproto3.CopyData{Data: []byte("junk")}, &pgproto3.CopyDone{}, q("SELECT 1")),
 		}},
