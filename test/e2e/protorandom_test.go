@@ -762,8 +762,14 @@ func (g *protoGen) copyData(rfq int) genRound {
 	case 0:
 		r.send = append(r.send, &pgproto3.CopyFail{Message: "client gave up"})
 	case 1:
-		// A Query in the middle of COPY data: the COPY fails, and the Query is not run.
+		// A Query in the middle of COPY data: the COPY fails, and the Query is not run. After
+		// a bad row a COPY FROM of a simple Query (rfq 1) has failed already, and the Query
+		// runs: a second ReadyForQuery. Counted as one, the round's replies spilled into the
+		// next rounds, which the target run then sent before the replies were in (seed 6391).
 		r.send = append(r.send, &pgproto3.Query{String: "SELECT 1"})
+		if bad && rfq > 0 {
+			r.rfq++
+		}
 		return r
 	default:
 		r.send = append(r.send, &pgproto3.CopyDone{})
