@@ -1169,7 +1169,10 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 		return s.queryError(checkoutCode(err), err.Error())
 	}
 	markSession(srv, effect)
-	endsBatch := s.open
+	// A Query inside a COPY FROM that an Execute began fails the COPY, or comes after a bad
+	// row failed it: either way Postgres skips to the Sync, and the Query drops nothing, as
+	// when an error skips a Query that ends a batch (seed 8589).
+	endsBatch := s.open || s.inCopyIn && !s.copyInSimple
 	s.q.push(entry{kind: kQuery, capture: capReq, sets: sets, copyGen: s.copyEnds, endsBatch: endsBatch,
 		dropsAll: s.txMode && mayDropStatements(text)})
 	s.open = false

@@ -194,6 +194,18 @@ func protoCases() []protoCase {
 				parse("s2", "SELECT * FROM no_such_table"), bind("p2", "s2"), exec("p2", 0), sync,
 				parse("s2", "SELEC 1"), sync),
 		}},
+		// Seed 8589: in a COPY FROM an Execute began, Postgres skips a Query to the Sync, after a
+		// bad row or failing the COPY at it: the client keeps its unnamed statement.
+		{name: "Query inside an extended COPY FROM after a bad row keeps the unnamed statement", rounds: []protoRound{
+			{send: []pgproto3.FrontendMessage{parse("", copyIn), bind("", ""), exec("", 0), sync}, until: "CopyInResponse"},
+			{send: []pgproto3.FrontendMessage{&pgproto3.CopyData{Data: []byte("\n")}, q("SELECT 1"), sync}, rfq: 1},
+			send(bind("", ""), sync),
+		}},
+		{name: "Query inside an extended COPY FROM keeps the unnamed statement", rounds: []protoRound{
+			{send: []pgproto3.FrontendMessage{parse("", copyIn), bind("", ""), exec("", 0), sync}, until: "CopyInResponse"},
+			{send: []pgproto3.FrontendMessage{&pgproto3.CopyData{Data: []byte("1\n")}, q("SELECT 1"), sync}, rfq: 1},
+			send(bind("", ""), sync),
+		}},
 		{name: "CopyData and CopyDone when no COPY is active", rounds: []protoRound{
 			send(&pgproto3.CopyData{Data: []byte("junk")}, &pgproto3.CopyDone{}, q("SELECT 1")),
 		}},
