@@ -674,6 +674,13 @@ func (s *ClientSession) serverMessage(srv *backend.ServerConn, typ byte, msg []b
 				s.saidFatal = srv
 			}
 		}
+		if drain && s.q.empty() && s.open {
+			// The error made the server skip the Query that ended the batch too: it skips
+			// to the client's Sync, which the reader must read, and sends nothing before it.
+			// Read on, the drain waited for a ReadyForQuery that never came, and the reader
+			// never read the Sync or a Terminate (seed 8434).
+			res = pumpIdle
+		}
 	case wire.ReadyForQuery:
 		s.inCopyIn = false
 		// Entries still before the request's end got no reply: the server skipped their

@@ -492,6 +492,16 @@ func protoCases() []protoCase {
 				parse("", "SELECT 2"), bind("", ""), &pgproto3.Terminate{},
 			}, closed: true},
 		}},
+		// Seed 8434: the error skips the Query that ends the batch, so nothing more comes until
+		// the client's Sync; sluice waited for the Query's ReadyForQuery and read neither the
+		// Sync nor a Terminate.
+		{name: "Query after an error in an unsynced batch, then a Sync", rounds: []protoRound{
+			{send: []pgproto3.FrontendMessage{exec("", 0), q("SELECT 1")}, until: "ErrorResponse"},
+			send(sync),
+		}},
+		{name: "Terminate after an error in an unsynced batch and a Query", rounds: []protoRound{
+			{send: []pgproto3.FrontendMessage{exec("", 0), q("SELECT 1"), &pgproto3.Terminate{}}, closed: true},
+		}},
 		{name: "Terminate in the middle of a pipeline", rounds: []protoRound{
 			{send: []pgproto3.FrontendMessage{parse("", "SELECT 1"), bind("", ""), exec("", 0), &pgproto3.Terminate{}}, closed: true},
 		}},
