@@ -507,7 +507,7 @@ func (s *ClientSession) prepareLocked(srv *backend.ServerConn, st *statement, ki
 	st.renew = false
 	retry := s.unparsedBeforeLocked(srv, st.server)
 	renew := srv.Prepared.Has(st.server)
-	if renew && srv == s.srv && s.tx == 'E' && s.q.empty() && !txExit(st.query()) {
+	if renew && srv == s.srv && s.tx == 'E' && s.q.empty() && refusedInFailedTx(st.query()) {
 		// In a failed transaction Postgres refuses the Parse of anything but the end of a
 		// transaction (25P02) before it looks at the name: the Close that renews the statement
 		// would run and its Parse fail, and the server would lose the statement that the
@@ -548,15 +548,17 @@ type pendingParse struct {
 	syncs uint64
 }
 
-// txExit reports whether a statement's text may be one that Postgres parses in a failed
-// transaction (IsTransactionExitStmt: COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION), by
-// its first keyword; a PREPARE of a statement counts too.
-func txExit(text []byte) bool {
+// refusedInFailedTx reports whether Postgres refuses the Parse of text in a failed transaction
+// (25P02), by its first keyword: a statement that does not end a transaction (not COMMIT, END,
+// ROLLBACK, ABORT or PREPARE TRANSACTION: IsTransactionExitStmt). A text without a keyword
+// first does not count, an empty one among them, which Postgres parses (seed 9547); nor does a
+// PREPARE of a statement.
+func refusedInFailedTx(text []byte) bool {
 	switch firstKeyword(text) {
-	case "COMMIT", "END", "ROLLBACK", "ABORT", "PREPARE":
-		return true
+	case "", "COMMIT", "END", "ROLLBACK", "ABORT", "PREPARE":
+		return false
 	}
-	return false
+	return true
 }
 
 // unparsedBeforeLocked reports whether srv counts statement name as prepared on the word of a

@@ -420,6 +420,14 @@ func protoCases() []protoCase {
 			send(descS("s1"), sync),
 			send(q("ROLLBACK")),
 		}},
+		// Seed 9547: but Postgres parses an empty text in a failed transaction: the Parse of
+		// another name for it succeeds.
+		{name: "Parse of an empty text in a failed transaction", rounds: []protoRound{
+			send(q("BEGIN"), parse("s1", ""), sync),
+			send(q("SELECT 1/0")),
+			send(parse("s2", ""), sync),
+			send(q("ROLLBACK")),
+		}},
 		// Seed 4335: an error skips a Query and an unnamed Parse after it; the client keeps
 		// the unnamed statement it had before both.
 		{name: "unnamed statement kept when an error skips a Query and a Parse after it", rounds: []protoRound{
