@@ -389,6 +389,14 @@ func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
 		return s.parseDuplicate(dup, name, query, ptypes)
 	}
 	sname := s.target.Statements.Current(serverStatementName(query, ptypes))
+	if s.renewUnsure(sname, query) {
+		// Whether the transaction failed in an earlier request decides how the statement is
+		// prepared again (prepareLocked): wait for its replies (seed 4860, pipelined).
+		s.awaitEarlierBatches()
+		if s.skipToSync.Load() {
+			return nil
+		}
+	}
 	st := &statement{server: sname, parse: wire.AppendParse(nil, sname, query, ptypes), effect: s.sessionEffect(query),
 		dropsAll: mayDropStatements(query)}
 	if (s.target.Statements.Has(sname) || s.deferParse()) && !s.attached() {
@@ -421,6 +429,16 @@ func (s *ClientSession) parseNamed(name string, query, ptypes []byte) error {
 	s.mu.Unlock()
 	s.scratch = send[:0]
 	return s.toServer(srv, send)
+}
+
+// renewUnsure reports whether the server the session holds has statement sname, which a Parse of
+// query would renew, while a request still unanswered may fail the transaction before the Parse
+// runs: in a failed transaction the renewing Close would run and the Parse fail, and the server
+// lose the statement that the client's other names for the text still use.
+func (s *ClientSession) renewUnsure(sname string, query []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.srv != nil && s.srv.Prepared.Has(sname) && s.q.holdsRequestEnd() && refusedInFailedTx(query)
 }
 
 // parseDuplicate handles the client's Parse of a name it has: the server is sent the Parse under

@@ -428,6 +428,14 @@ func protoCases() []protoCase {
 			send(parse("s2", ""), sync),
 			send(q("ROLLBACK")),
 		}},
+		// As seed 4860, with the Parse pipelined behind the Query that fails the transaction:
+		// when sluice sends the Parse, it does not know yet that the transaction failed.
+		{name: "statement kept when a Parse of its text fails in a transaction failing in the same write", rounds: []protoRound{
+			send(q("BEGIN"), parse("s1", "SAVEPOINT sp"), sync),
+			send(q("SELECT 1/0"), parse("s2", "SAVEPOINT sp"), sync),
+			send(descS("s1"), sync),
+			send(q("ROLLBACK")),
+		}},
 		// Seed 4335: an error skips a Query and an unnamed Parse after it; the client keeps
 		// the unnamed statement it had before both.
 		{name: "unnamed statement kept when an error skips a Query and a Parse after it", rounds: []protoRound{
