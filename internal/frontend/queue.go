@@ -217,6 +217,17 @@ func (q *queue) reset() {
 	}
 }
 
+// holdsExecute reports whether an Execute sent after the client's gen-th end of a COPY is still
+// unanswered: it may yet begin a COPY FROM, which the messages after it are inside.
+func (q *queue) holdsExecute(gen uint64) bool {
+	for i := q.h; i < len(q.e); i++ {
+		if q.e[i].kind == kExecute && q.e[i].copyGen == gen {
+			return true
+		}
+	}
+	return false
+}
+
 // holdsCapture reports whether an entry still queued carries capture r.
 func (q *queue) holdsCapture(r *captureReq) bool {
 	for i := q.h; i < len(q.e); i++ {

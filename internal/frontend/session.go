@@ -128,7 +128,10 @@ type ClientSession struct {
 	copyInGen uint64
 	// copyInSimple says that COPY began with a Query, not an Execute.
 	copyInSimple bool
-	tx           byte // transaction status of the last ReadyForQuery
+	// copyAhead says the message being read may be inside a COPY FROM that an Execute still
+	// unanswered begins: if it does, an error skips the message to the Sync (dispatch).
+	copyAhead bool
+	tx        byte // transaction status of the last ReadyForQuery
 	// params are the settings the client expects its server to have (reported parameters and
 	// startup settings); pver changes whenever they do.
 	params []param
@@ -787,11 +790,17 @@ func (s *ClientSession) waitForReplies() {
 func (s *ClientSession) dispatch(typ byte, size int) error {
 	if skippedByServer(typ) {
 		s.mu.Lock()
-		if s.inCopyIn && s.copyEnds == s.copyInGen {
+		// An Execute still unanswered may begin a COPY FROM this message is inside, the
+		// client having pipelined it before the server's CopyInResponse (seed 8589, in one
+		// write): then Postgres fails the COPY here too, and the Syncs after this message
+		// are answered. Counted when no COPY begins, the end changes nothing.
+		copyAhead := !s.inCopyIn && s.q.holdsExecute(s.copyEnds)
+		if s.inCopyIn && s.copyEnds == s.copyInGen || copyAhead {
 			// Postgres fails a COPY FROM at any message but copy data, Sync and Flush: for
 			// the Syncs that follow, the COPY is over.
 			s.copyEnds++
 		}
+		s.copyAhead = copyAhead
 		// Nor does the client's COPY data go on: Postgres ends a COPY FROM at this message, or
 		// ended it before (a bad row), and ignores copy data from here. Left set, copyOpen
 		// outlived the COPY while the client pipelined requests behind it (the queue never
@@ -1172,7 +1181,7 @@ func (s *ClientSession) queryMsg(msg []byte) error {
 	// A Query inside a COPY FROM that an Execute began fails the COPY, or comes after a bad
 	// row failed it: either way Postgres skips to the Sync, and the Query drops nothing, as
 	// when an error skips a Query that ends a batch (seed 8589).
-	endsBatch := s.open || s.inCopyIn && !s.copyInSimple
+	endsBatch := s.open || s.inCopyIn && !s.copyInSimple || s.copyAhead
 	s.q.push(entry{kind: kQuery, capture: capReq, sets: sets, copyGen: s.copyEnds, endsBatch: endsBatch,
 		dropsAll: s.txMode && mayDropStatements(text)})
 	s.open = false

@@ -206,6 +206,17 @@ func protoCases() []protoCase {
 			{send: []pgproto3.FrontendMessage{&pgproto3.CopyData{Data: []byte("1\n")}, q("SELECT 1"), sync}, rfq: 1},
 			send(bind("", ""), sync),
 		}},
+		// As seed 8589, in one write: sluice reads the Query before the server's CopyInResponse.
+		{name: "Query inside an extended COPY FROM keeps the unnamed statement, in one write", rounds: []protoRound{
+			{send: []pgproto3.FrontendMessage{parse("", copyIn), bind("", ""), exec("", 0), sync,
+				&pgproto3.CopyData{Data: []byte("1\n")}, q("SELECT 1"), sync}, rfq: 1},
+			send(bind("", ""), sync),
+		}},
+		{name: "Query inside an extended COPY FROM after a bad row keeps the unnamed statement, in one write", rounds: []protoRound{
+			{send: []pgproto3.FrontendMessage{parse("", copyIn), bind("", ""), exec("", 0), sync,
+				&pgproto3.CopyData{Data: []byte("\n")}, q("SELECT 1"), sync}, rfq: 1},
+			send(bind("", ""), sync),
+		}},
 		{name: "CopyData and CopyDone when no COPY is active", rounds: []protoRound{
 			send(&pgproto3.CopyData{Data: []byte("junk")}, &pgproto3.CopyDone{}, q("SELECT 1")),
 		}},
