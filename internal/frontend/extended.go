@@ -441,10 +441,38 @@ func (s *ClientSession) renewUnsure(sname string, query []byte) bool {
 	return s.srv != nil && s.srv.Prepared.Has(sname) && s.q.holdsRequestEnd() && refusedInFailedTx(query)
 }
 
+// awaitRenewal waits for the replies to earlier requests (awaitEarlierBatches) when st, which
+// the client prepared without a server (st.renew), would be renewed on the server the session
+// holds while one of them may fail the transaction (renewUnsure): renewRefusedLocked then finds
+// out whether to renew it. skipped reports that the batch being read failed meanwhile.
+func (s *ClientSession) awaitRenewal(st *statement) (skipped bool) {
+	if !st.renew || !s.renewUnsure(st.server, st.query()) {
+		return false
+	}
+	return s.awaitEarlierBatches() && s.skipToSync.Load()
+}
+
+// renewRefusedLocked reports whether st, which the client prepared without a server (st.renew)
+// and srv has, is to be used as srv has it rather than renewed before a Describe, Bind or Parse
+// of it: in a failed transaction Postgres refuses its Parse (25P02) but runs the renewing Close,
+// and srv would lose the statement the client's other names for the text use (as seed 4860);
+// the Parse alone (prepareLocked's kept) would fail a Describe that Postgres answers. Renewal
+// only guards against a schema change since another client parsed the text, and a failed
+// transaction changes nothing: st stays to renew at its next use. No request end is queued, so
+// s.tx is the status the message runs in, unless a ROLLBACK in the batch ended the failed
+// transaction; then the statement is only not renewed. s.mu is held.
+func (s *ClientSession) renewRefusedLocked(srv *backend.ServerConn, st *statement) bool {
+	return srv == s.srv && s.tx == 'E' && !s.q.holdsRequestEnd() && srv.Prepared.Has(st.server) &&
+		!s.unparsedBeforeLocked(srv, st.server) && refusedInFailedTx(st.query())
+}
+
 // parseDuplicate handles the client's Parse of a name it has: the server is sent the Parse under
 // the server name of the client's statement (prepared first if the server lacks it), so that
 // its error is the one Postgres gives, whose checks of the text come before the name's.
 func (s *ClientSession) parseDuplicate(st *statement, name string, query, ptypes []byte) error {
+	if s.awaitRenewal(st) {
+		return nil
+	}
 	srv, err := s.attach(s.classify(st.query()), nil, nil)
 	if err != nil {
 		if fatal := s.attachFatal(err); fatal != nil {
@@ -454,7 +482,7 @@ func (s *ClientSession) parseDuplicate(st *statement, name string, query, ptypes
 	}
 	s.recording = false
 	send := s.scratch[:0]
-	if st.renew || !srv.Prepared.Has(st.server) || s.unparsedBeforeLocked(srv, st.server) {
+	if (st.renew && !s.renewRefusedLocked(srv, st)) || !srv.Prepared.Has(st.server) || s.unparsedBeforeLocked(srv, st.server) {
 		send = s.prepareLocked(srv, st, kParseSwallow, "", send)
 	}
 	s.q.push(entry{kind: kParseDup, name: st.server, client: name})
@@ -598,6 +626,9 @@ func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
 	if st == nil {
 		return s.failBatch("26000", fmt.Sprintf("prepared statement %q does not exist", name))
 	}
+	if s.awaitRenewal(st) {
+		return nil
+	}
 	var bind, shardText []byte
 	if typ == wire.Bind {
 		bind, shardText = body, st.query()
@@ -627,7 +658,7 @@ func (s *ClientSession) useNamed(typ byte, body, name []byte) error {
 		markSession(srv, st.effect)
 	}
 	send := s.scratch[:0]
-	if st.renew || !srv.Prepared.Has(st.server) || s.unparsedBeforeLocked(srv, st.server) {
+	if (st.renew && !s.renewRefusedLocked(srv, st)) || !srv.Prepared.Has(st.server) || s.unparsedBeforeLocked(srv, st.server) {
 		send = s.prepareLocked(srv, st, kParseSwallow, "", send)
 	}
 	if typ == wire.Bind {

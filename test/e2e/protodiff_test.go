@@ -447,6 +447,57 @@ func protoCases() []protoCase {
 			send(descS("s1"), sync),
 			send(q("ROLLBACK")),
 		}},
+		// As seed 4860, for a statement sluice answered without a server (the server had its
+		// text) and prepares on first use: in a failed transaction its Describe or Bind must
+		// not renew the server statement (a Close, then a Parse that fails), which s1 uses.
+		{name: "statement kept when a Describe of another name for its text comes in a failed transaction", rounds: []protoRound{
+			send(parse("s1", "SAVEPOINT sp"), sync),
+			send(parse("s2", "SAVEPOINT sp"), sync),
+			send(q("BEGIN; SELECT 1/0")),
+			send(descS("s2"), sync),
+			send(descS("s1"), sync),
+			send(q("ROLLBACK")),
+		}},
+		{name: "statement kept when a Describe of another name for its text comes in a transaction failing in the same write", rounds: []protoRound{
+			send(parse("s1", "SAVEPOINT sp"), sync),
+			send(parse("s2", "SAVEPOINT sp"), sync),
+			send(q("BEGIN; SELECT 1/0"), descS("s2"), sync),
+			send(descS("s1"), sync),
+			send(q("ROLLBACK")),
+		}},
+		{name: "statement kept when a Bind of another name for its text comes in a transaction failing in the same write", rounds: []protoRound{
+			send(parse("s1", "SAVEPOINT sp"), sync),
+			send(parse("s2", "SAVEPOINT sp"), sync),
+			send(q("BEGIN; SELECT 1/0"), bind("", "s2"), sync),
+			send(descS("s1"), sync),
+			send(q("ROLLBACK")),
+		}},
+		// And for a Parse of a name the client has (parseDuplicate), whose statement sluice
+		// prepares first.
+		{name: "statement kept when a name for its text is parsed again in a failed transaction", rounds: []protoRound{
+			send(parse("s1", "SAVEPOINT sp"), sync),
+			send(parse("s2", "SAVEPOINT sp"), sync),
+			send(q("BEGIN; SELECT 1/0")),
+			send(parse("s2", "SAVEPOINT sp"), sync),
+			send(descS("s1"), sync),
+			send(q("ROLLBACK")),
+		}},
+		{name: "statement kept when a name for its text is parsed again in a transaction failing in the same write", rounds: []protoRound{
+			send(parse("s1", "SAVEPOINT sp"), sync),
+			send(parse("s2", "SAVEPOINT sp"), sync),
+			send(q("BEGIN; SELECT 1/0"), parse("s2", "SAVEPOINT sp"), sync),
+			send(descS("s1"), sync),
+			send(q("ROLLBACK")),
+		}},
+		// The new text is one Postgres parses in a failed transaction: the name is taken (42P05).
+		{name: "statement kept when a name for its text is parsed again as ROLLBACK in a transaction failing in the same write", rounds: []protoRound{
+			send(parse("s1", "SAVEPOINT sp"), sync),
+			send(parse("s2", "SAVEPOINT sp"), sync),
+			send(q("BEGIN; SELECT 1/0"), parse("s2", "ROLLBACK"), sync),
+			send(descS("s1"), sync),
+			send(q("ROLLBACK")),
+			send(descS("s2"), sync),
+		}},
 		// Seed 4335: an error skips a Query and an unnamed Parse after it; the client keeps
 		// the unnamed statement it had before both.
 		{name: "unnamed statement kept when an error skips a Query and a Parse after it", rounds: []protoRound{
