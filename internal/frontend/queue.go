@@ -129,6 +129,11 @@ type queue struct {
 	hooked atomic.Uint64
 	// dropsAll counts the entries queued with dropsAll set.
 	dropsAll int
+	// execs counts the Execute entries queued, and lastExecGen is the copyGen of the last one
+	// pushed (holdsExecute): a count, because a scan per message would make a long pipeline
+	// quadratic.
+	execs       int
+	lastExecGen uint64
 }
 
 func (q *queue) push(e entry) {
@@ -147,6 +152,10 @@ func (q *queue) push(e entry) {
 	q.e = append(q.e, e)
 	if e.dropsAll {
 		q.dropsAll++
+	}
+	if e.kind == kExecute {
+		q.execs++
+		q.lastExecGen = e.copyGen
 	}
 }
 
@@ -169,6 +178,9 @@ func (q *queue) pop() entry {
 	q.h++
 	if e.dropsAll {
 		q.dropsAll--
+	}
+	if e.kind == kExecute {
+		q.execs--
 	}
 	if q.h == len(q.e) {
 		q.e, q.h = q.e[:0], 0
@@ -211,21 +223,18 @@ func (q *queue) dropSyncs(gen uint64) {
 
 func (q *queue) reset() {
 	clear(q.e)
-	q.e, q.h, q.dropsAll = q.e[:0], 0, 0
+	q.e, q.h, q.dropsAll, q.execs = q.e[:0], 0, 0, 0
 	if cap(q.e) > keptQueueCap {
 		q.e = nil
 	}
 }
 
 // holdsExecute reports whether an Execute sent after the client's gen-th end of a COPY is still
-// unanswered: it may yet begin a COPY FROM, which the messages after it are inside.
+// unanswered: it may yet begin a COPY FROM, which the messages after it are inside. gen is the
+// session's latest count, and Executes are pushed with non-decreasing counts and popped in
+// order, so the last one pushed is queued while any is and has the highest count.
 func (q *queue) holdsExecute(gen uint64) bool {
-	for i := q.h; i < len(q.e); i++ {
-		if q.e[i].kind == kExecute && q.e[i].copyGen == gen {
-			return true
-		}
-	}
-	return false
+	return q.execs > 0 && q.lastExecGen == gen
 }
 
 // holdsCapture reports whether an entry still queued carries capture r.

@@ -89,6 +89,41 @@ func TestQueueHoldsDropAll(t *testing.T) {
 	}
 }
 
+// holdsExecute sees an Execute of the current COPY count while one is queued, whatever came
+// after it, and none once it is answered or from an earlier count.
+func TestQueueHoldsExecute(t *testing.T) {
+	var q queue
+	if q.holdsExecute(0) {
+		t.Fatal("an empty queue holds an Execute")
+	}
+	q.push(entry{kind: kBind})
+	q.push(entry{kind: kExecute, copyGen: 0})
+	q.push(entry{kind: kSync, copyGen: 0})
+	q.push(entry{kind: kExecute, copyGen: 1})
+	q.push(entry{kind: kParse})
+	if !q.holdsExecute(1) {
+		t.Fatal("the queued Execute of count 1 is not seen")
+	}
+	if q.holdsExecute(2) {
+		t.Fatal("an Execute of count 2 is seen; none was sent")
+	}
+	for range 3 {
+		q.pop()
+	}
+	if !q.holdsExecute(1) {
+		t.Fatal("the Execute of count 1 is lost when an earlier one is answered")
+	}
+	q.pop()
+	if q.holdsExecute(1) {
+		t.Fatal("an answered Execute is still seen")
+	}
+	q.push(entry{kind: kExecute, copyGen: 3})
+	q.reset()
+	if q.holdsExecute(3) {
+		t.Fatal("a reset queue still holds an Execute")
+	}
+}
+
 // Only a Close of the unnamed statement or a Query after the first Sync (which an error before
 // that Sync does not skip) counts as dropping the unnamed statement again.
 func TestQueueDropsUnnamedAfterSync(t *testing.T) {
